@@ -1,0 +1,253 @@
+// GPT-2 for training: parameters in one flat buffer with named views, full forward with activations kept,
+// and the backward pass that fills one flat gradient buffer of the same layout.
+import { type GPTConfig, validateConfig } from './config.js';
+import { type ModelViews, modelViews, type ParameterLayout, parameterLayout } from './layout.js';
+import { matmulBackward, matmulForward, matmulTransposedBackward, matmulTransposedForward } from './matmul.js';
+import {
+  attentionBackward,
+  attentionForward,
+  countTargets,
+  crossEntropyForward,
+  encoderBackward,
+  encoderForward,
+  geluBackward,
+  geluForward,
+  layernormBackward,
+  layernormForward,
+  residualBackward,
+  residualForward,
+} from './ops.js';
+
+/** Activations of one forward pass at batch B × time T (allocated once per shape, reused). */
+interface Activations {
+  B: number;
+  T: number;
+  encoded: Float32Array; // [B,T,C]
+  ln1: Float32Array[]; // L × [B,T,C]
+  ln1Mean: Float32Array[]; // L × [B,T]
+  ln1Rstd: Float32Array[]; // L × [B,T]
+  qkv: Float32Array[]; // L × [B,T,3C]
+  atty: Float32Array[]; // L × [B,T,C]
+  preatt: Float32Array[]; // L × [B,NH,T,T]
+  att: Float32Array[]; // L × [B,NH,T,T]
+  attproj: Float32Array[]; // L × [B,T,C]
+  residual2: Float32Array[]; // L × [B,T,C]
+  ln2: Float32Array[]; // L × [B,T,C]
+  ln2Mean: Float32Array[]; // L × [B,T]
+  ln2Rstd: Float32Array[]; // L × [B,T]
+  fch: Float32Array[]; // L × [B,T,4C]
+  fchGelu: Float32Array[]; // L × [B,T,4C]
+  fcproj: Float32Array[]; // L × [B,T,C]
+  residual3: Float32Array[]; // L × [B,T,C]
+  lnf: Float32Array; // [B,T,C]
+  lnfMean: Float32Array; // [B,T]
+  lnfRstd: Float32Array; // [B,T]
+  logits: Float32Array; // [B,T,V] (holds dlogits after a forward with targets)
+  losses: Float32Array; // [B,T]
+}
+
+/** Scratch for the backward pass (gradients of activations), same shapes as one layer's activations. */
+interface ActivationGrads {
+  dresidual: Float32Array; // [B,T,C] gradient flowing down the residual stream
+  dln: Float32Array; // [B,T,C]
+  dqkv: Float32Array; // [B,T,3C]
+  datty: Float32Array; // [B,T,C]
+  dpreatt: Float32Array; // [B,NH,T,T]
+  datt: Float32Array; // [B,NH,T,T]
+  dfch: Float32Array; // [B,T,4C]
+  dfchGelu: Float32Array; // [B,T,4C]
+}
+
+export class GPT2 {
+  readonly config: Readonly<GPTConfig>;
+  readonly layout: ParameterLayout;
+  /** All parameters, in layout order. */
+  readonly params: Float32Array;
+  readonly views: ModelViews;
+  /** Gradients in the same layout (allocated on the first backward). */
+  grads: Float32Array | null = null;
+  gradViews: ModelViews | null = null;
+  private acts: Activations | null = null;
+  private actGrads: ActivationGrads | null = null;
+  private inputs: Int32Array | null = null;
+  private targets: Int32Array | null = null;
+  private lastB = 0;
+  private lastT = 0;
+  private hasTargets = false;
+
+  constructor(config: GPTConfig, params?: Float32Array) {
+    this.config = validateConfig(config);
+    this.layout = parameterLayout(this.config);
+    if (params && params.length !== this.layout.total) {
+      throw new Error(`parameter buffer has ${params.length} floats, the config needs ${this.layout.total}`);
+    }
+    this.params = params ?? new Float32Array(this.layout.total);
+    this.views = modelViews(this.layout, this.params, this.config.nLayer);
+  }
+
+  /** Logits of the last forward: [B,T,V]. After a forward with targets and a backward they are overwritten. */
+  get logits(): Float32Array {
+    if (!this.acts) throw new Error('no forward pass yet');
+    return this.acts.logits.subarray(0, this.lastB * this.lastT * this.config.vocabSize);
+  }
+
+  /**
+   * Full forward over inputs[B,T]. With targets[B,T] (−1 = ignored) returns the mean cross-entropy and
+   * leaves dlogits ready for backward(); without targets returns NaN and keeps the logits.
+   */
+  forward(inputs: Int32Array, B: number, T: number, targets: Int32Array | null = null): number {
+    const { vocabSize: V, nEmbd: C, nLayer: L, nHead: NH, nPositions, layerNormEpsilon: eps } = this.config;
+    if (T > nPositions) throw new RangeError(`sequence length ${T} exceeds the context of ${nPositions}`);
+    if (inputs.length < B * T) throw new RangeError(`inputs hold ${inputs.length} ids, need B·T = ${B * T}`);
+    for (let i = 0; i < B * T; i++) {
+      if (!(inputs[i] >= 0 && inputs[i] < V)) throw new RangeError(`token id ${inputs[i]} at ${i} is outside [0, ${V})`);
+    }
+    const a = this.ensureActivations(B, T);
+    const N = B * T;
+    const w = this.views;
+    encoderForward(a.encoded, inputs, w.wte, w.wpe, B, T, C);
+    let residual = a.encoded;
+    for (let l = 0; l < L; l++) {
+      const p = w.layers[l];
+      layernormForward(a.ln1[l], a.ln1Mean[l], a.ln1Rstd[l], residual, p.ln1w, p.ln1b, N, C, eps);
+      matmulForward(a.qkv[l], a.ln1[l], p.qkvw, p.qkvb, N, C, 3 * C);
+      attentionForward(a.atty[l], a.preatt[l], a.att[l], a.qkv[l], B, T, C, NH);
+      matmulForward(a.attproj[l], a.atty[l], p.attprojw, p.attprojb, N, C, C);
+      residualForward(a.residual2[l], residual, a.attproj[l], N * C);
+      layernormForward(a.ln2[l], a.ln2Mean[l], a.ln2Rstd[l], a.residual2[l], p.ln2w, p.ln2b, N, C, eps);
+      matmulForward(a.fch[l], a.ln2[l], p.fcw, p.fcb, N, C, 4 * C);
+      geluForward(a.fchGelu[l], a.fch[l], N * 4 * C);
+      matmulForward(a.fcproj[l], a.fchGelu[l], p.fcprojw, p.fcprojb, N, 4 * C, C);
+      residualForward(a.residual3[l], a.residual2[l], a.fcproj[l], N * C);
+      residual = a.residual3[l];
+    }
+    layernormForward(a.lnf, a.lnfMean, a.lnfRstd, residual, w.lnfw, w.lnfb, N, C, eps);
+    matmulTransposedForward(a.logits, a.lnf, w.lmHead, N, C, V);
+    this.lastB = B;
+    this.lastT = T;
+    this.inputs = inputs;
+    this.targets = targets;
+    this.hasTargets = targets !== null;
+    if (!targets) return Number.NaN;
+    // Mean over counted targets: each counted position's dloss/dlogits carries 1/count.
+    const count = countTargets(targets, N);
+    return crossEntropyForward(a.losses, a.logits, targets, N, V, a.logits, count === 0 ? 0 : 1 / count);
+  }
+
+  /** Mean cross-entropy of inputs against targets without touching gradients (logits are consumed). */
+  loss(inputs: Int32Array, targets: Int32Array, B: number, T: number): number {
+    const { vocabSize: V } = this.config;
+    this.forward(inputs, B, T, null);
+    const a = this.acts!;
+    return crossEntropyForward(a.losses, a.logits, targets, B * T, V);
+  }
+
+  /** Sets every gradient to zero (allocating the gradient buffer on first use). */
+  zeroGrad(): void {
+    if (!this.grads) {
+      this.grads = new Float32Array(this.layout.total);
+      this.gradViews = modelViews(this.layout, this.grads, this.config.nLayer);
+    } else {
+      this.grads.fill(0);
+    }
+  }
+
+  /** Backpropagates the loss of the last forward (which must have had targets) into grads (accumulating). */
+  backward(): void {
+    if (!this.acts || !this.hasTargets || !this.inputs || !this.targets) {
+      throw new Error('backward() needs a forward pass with targets first');
+    }
+    if (!this.grads) this.zeroGrad();
+    const { vocabSize: V, nEmbd: C, nLayer: L, nHead: NH } = this.config;
+    const B = this.lastB;
+    const T = this.lastT;
+    const N = B * T;
+    const a = this.acts;
+    const g = this.ensureActivationGrads();
+    const w = this.views;
+    const dw = this.gradViews!;
+    const dlogits = a.logits;
+    g.dresidual.fill(0, 0, N * C);
+    g.dln.fill(0, 0, N * C);
+    matmulTransposedBackward(g.dln, dw.lmHead, dlogits, a.lnf, w.lmHead, N, C, V);
+    const lastResidual = L > 0 ? a.residual3[L - 1] : a.encoded;
+    layernormBackward(g.dresidual, dw.lnfw, dw.lnfb, g.dln, lastResidual, w.lnfw, a.lnfMean, a.lnfRstd, N, C);
+    for (let l = L - 1; l >= 0; l--) {
+      const p = w.layers[l];
+      const dp = dw.layers[l];
+      const residualIn = l === 0 ? a.encoded : a.residual3[l - 1];
+      // MLP branch: residual3 = residual2 + fcproj(gelu(fc(ln2(residual2)))).
+      g.dfchGelu.fill(0, 0, N * 4 * C);
+      matmulBackward(g.dfchGelu, dp.fcprojw, dp.fcprojb, g.dresidual, a.fchGelu[l], p.fcprojw, N, 4 * C, C);
+      g.dfch.fill(0, 0, N * 4 * C);
+      geluBackward(g.dfch, a.fch[l], g.dfchGelu, N * 4 * C);
+      g.dln.fill(0, 0, N * C);
+      matmulBackward(g.dln, dp.fcw, dp.fcb, g.dfch, a.ln2[l], p.fcw, N, C, 4 * C);
+      // dresidual (for residual2) = dresidual3 (pass-through) + LN2 backward.
+      layernormBackward(g.dresidual, dp.ln2w, dp.ln2b, g.dln, a.residual2[l], p.ln2w, a.ln2Mean[l], a.ln2Rstd[l], N, C);
+      // Attention branch: residual2 = residualIn + attproj(attention(qkv(ln1(residualIn)))).
+      g.datty.fill(0, 0, N * C);
+      matmulBackward(g.datty, dp.attprojw, dp.attprojb, g.dresidual, a.atty[l], p.attprojw, N, C, C);
+      g.dqkv.fill(0, 0, N * 3 * C);
+      attentionBackward(g.dqkv, g.dpreatt, g.datt, g.datty, a.qkv[l], a.att[l], B, T, C, NH);
+      g.dln.fill(0, 0, N * C);
+      matmulBackward(g.dln, dp.qkvw, dp.qkvb, g.dqkv, a.ln1[l], p.qkvw, N, C, 3 * C);
+      layernormBackward(g.dresidual, dp.ln1w, dp.ln1b, g.dln, residualIn, p.ln1w, a.ln1Mean[l], a.ln1Rstd[l], N, C);
+    }
+    encoderBackward(dw.wte, dw.wpe, g.dresidual, this.inputs, B, T, C);
+  }
+
+  private ensureActivations(B: number, T: number): Activations {
+    const fits = (x: Activations) => B * T <= x.B * x.T && B * T * T <= x.B * x.T * x.T;
+    if (this.acts && fits(this.acts)) return this.acts;
+    const { vocabSize: V, nEmbd: C, nLayer: L, nHead: NH } = this.config;
+    const N = B * T;
+    const per = (size: number) => Array.from({ length: L }, () => new Float32Array(size));
+    this.acts = {
+      B,
+      T,
+      encoded: new Float32Array(N * C),
+      ln1: per(N * C),
+      ln1Mean: per(N),
+      ln1Rstd: per(N),
+      qkv: per(N * 3 * C),
+      atty: per(N * C),
+      preatt: per(B * NH * T * T),
+      att: per(B * NH * T * T),
+      attproj: per(N * C),
+      residual2: per(N * C),
+      ln2: per(N * C),
+      ln2Mean: per(N),
+      ln2Rstd: per(N),
+      fch: per(N * 4 * C),
+      fchGelu: per(N * 4 * C),
+      fcproj: per(N * C),
+      residual3: per(N * C),
+      lnf: new Float32Array(N * C),
+      lnfMean: new Float32Array(N),
+      lnfRstd: new Float32Array(N),
+      logits: new Float32Array(N * V),
+      losses: new Float32Array(N),
+    };
+    this.actGrads = null;
+    return this.acts;
+  }
+
+  private ensureActivationGrads(): ActivationGrads {
+    if (this.actGrads) return this.actGrads;
+    const { nEmbd: C, nHead: NH } = this.config;
+    const a = this.acts!;
+    const N = a.B * a.T;
+    this.actGrads = {
+      dresidual: new Float32Array(N * C),
+      dln: new Float32Array(N * C),
+      dqkv: new Float32Array(N * 3 * C),
+      datty: new Float32Array(N * C),
+      dpreatt: new Float32Array(a.B * NH * a.T * a.T),
+      datt: new Float32Array(a.B * NH * a.T * a.T),
+      dfch: new Float32Array(N * 4 * C),
+      dfchGelu: new Float32Array(N * 4 * C),
+    };
+    return this.actGrads;
+  }
+}

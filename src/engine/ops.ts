@@ -1,0 +1,297 @@
+// GPT-2 layers as forward/backward pairs over flat Float32Arrays (outputs first, then inputs/weights, then dims).
+// Dimension letters: B batch, T time, C channels, NH heads, hs head size, V vocabulary.
+
+/** out[B,T,C] = wte[inp[b,t]] + wpe[t]. */
+export function encoderForward(
+  out: Float32Array,
+  inp: Int32Array,
+  wte: Float32Array,
+  wpe: Float32Array,
+  B: number,
+  T: number,
+  C: number,
+): void {
+  for (let b = 0; b < B; b++) {
+    for (let t = 0; t < T; t++) {
+      const o = (b * T + t) * C;
+      const ix = inp[b * T + t] * C;
+      const p = t * C;
+      for (let c = 0; c < C; c++) out[o + c] = wte[ix + c] + wpe[p + c];
+    }
+  }
+}
+
+/** Accumulates dwte and dwpe from dout[B,T,C]. */
+export function encoderBackward(
+  dwte: Float32Array,
+  dwpe: Float32Array,
+  dout: Float32Array,
+  inp: Int32Array,
+  B: number,
+  T: number,
+  C: number,
+): void {
+  for (let b = 0; b < B; b++) {
+    for (let t = 0; t < T; t++) {
+      const d = (b * T + t) * C;
+      const ix = inp[b * T + t] * C;
+      const p = t * C;
+      for (let c = 0; c < C; c++) {
+        dwte[ix + c] += dout[d + c];
+        dwpe[p + c] += dout[d + c];
+      }
+    }
+  }
+}
+
+/** LayerNorm over C for N rows; keeps mean[N] and rstd[N] for the backward pass. */
+export function layernormForward(
+  out: Float32Array,
+  mean: Float32Array,
+  rstd: Float32Array,
+  inp: Float32Array,
+  weight: Float32Array,
+  bias: Float32Array,
+  N: number,
+  C: number,
+  eps: number,
+): void {
+  for (let n = 0; n < N; n++) {
+    const x = n * C;
+    let m = 0;
+    for (let c = 0; c < C; c++) m += inp[x + c];
+    m /= C;
+    let v = 0;
+    for (let c = 0; c < C; c++) {
+      const d = inp[x + c] - m;
+      v += d * d;
+    }
+    v /= C;
+    const s = 1 / Math.sqrt(v + eps);
+    for (let c = 0; c < C; c++) out[x + c] = (inp[x + c] - m) * s * weight[c] + bias[c];
+    mean[n] = m;
+    rstd[n] = s;
+  }
+}
+
+/** Backward of layernormForward; accumulates dinp, dweight, dbias. */
+export function layernormBackward(
+  dinp: Float32Array,
+  dweight: Float32Array,
+  dbias: Float32Array,
+  dout: Float32Array,
+  inp: Float32Array,
+  weight: Float32Array,
+  mean: Float32Array,
+  rstd: Float32Array,
+  N: number,
+  C: number,
+): void {
+  for (let n = 0; n < N; n++) {
+    const x = n * C;
+    const m = mean[n];
+    const s = rstd[n];
+    let dnormMean = 0;
+    let dnormNormMean = 0;
+    for (let c = 0; c < C; c++) {
+      const norm = (inp[x + c] - m) * s;
+      const dnorm = weight[c] * dout[x + c];
+      dnormMean += dnorm;
+      dnormNormMean += dnorm * norm;
+    }
+    dnormMean /= C;
+    dnormNormMean /= C;
+    for (let c = 0; c < C; c++) {
+      const norm = (inp[x + c] - m) * s;
+      const dnorm = weight[c] * dout[x + c];
+      dbias[c] += dout[x + c];
+      dweight[c] += norm * dout[x + c];
+      dinp[x + c] += (dnorm - dnormMean - norm * dnormNormMean) * s;
+    }
+  }
+}
+
+/**
+ * Causal multi-head self-attention. inp[B,T,3C] holds q,k,v (head h uses channels h·hs..); out[B,T,C].
+ * preatt and att are [B,NH,T,T] (only t2 ≤ t is written), kept for the backward pass.
+ */
+export function attentionForward(
+  out: Float32Array,
+  preatt: Float32Array,
+  att: Float32Array,
+  inp: Float32Array,
+  B: number,
+  T: number,
+  C: number,
+  NH: number,
+): void {
+  const C3 = 3 * C;
+  const hs = C / NH;
+  const scale = 1 / Math.sqrt(hs);
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < NH; h++) {
+      for (let t = 0; t < T; t++) {
+        const q = (b * T + t) * C3 + h * hs;
+        const row = ((b * NH + h) * T + t) * T;
+        let max = Number.NEGATIVE_INFINITY;
+        for (let t2 = 0; t2 <= t; t2++) {
+          const k = (b * T + t2) * C3 + h * hs + C;
+          let s = 0;
+          for (let i = 0; i < hs; i++) s += inp[q + i] * inp[k + i];
+          s *= scale;
+          preatt[row + t2] = s;
+          if (s > max) max = s;
+        }
+        let sum = 0;
+        for (let t2 = 0; t2 <= t; t2++) {
+          const e = Math.exp(preatt[row + t2] - max);
+          att[row + t2] = e;
+          sum += e;
+        }
+        const inv = 1 / sum;
+        for (let t2 = 0; t2 <= t; t2++) att[row + t2] *= inv;
+        for (let t2 = t + 1; t2 < T; t2++) att[row + t2] = 0;
+        const o = (b * T + t) * C + h * hs;
+        for (let i = 0; i < hs; i++) out[o + i] = 0;
+        for (let t2 = 0; t2 <= t; t2++) {
+          const v = (b * T + t2) * C3 + h * hs + 2 * C;
+          const a = att[row + t2];
+          for (let i = 0; i < hs; i++) out[o + i] += a * inp[v + i];
+        }
+      }
+    }
+  }
+}
+
+/** Backward of attentionForward; accumulates dinp[B,T,3C]; dpreatt/datt are scratch [B,NH,T,T]. */
+export function attentionBackward(
+  dinp: Float32Array,
+  dpreatt: Float32Array,
+  datt: Float32Array,
+  dout: Float32Array,
+  inp: Float32Array,
+  att: Float32Array,
+  B: number,
+  T: number,
+  C: number,
+  NH: number,
+): void {
+  const C3 = 3 * C;
+  const hs = C / NH;
+  const scale = 1 / Math.sqrt(hs);
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < NH; h++) {
+      for (let t = 0; t < T; t++) {
+        const row = ((b * NH + h) * T + t) * T;
+        const d = (b * T + t) * C + h * hs;
+        // out = Σ att·v
+        for (let t2 = 0; t2 <= t; t2++) {
+          const v = (b * T + t2) * C3 + h * hs + 2 * C;
+          let s = 0;
+          for (let i = 0; i < hs; i++) {
+            s += inp[v + i] * dout[d + i];
+            dinp[v + i] += att[row + t2] * dout[d + i];
+          }
+          datt[row + t2] = s;
+        }
+        // softmax: dpre = att ⊙ (datt − Σ att·datt)
+        let dot = 0;
+        for (let t2 = 0; t2 <= t; t2++) dot += att[row + t2] * datt[row + t2];
+        for (let t2 = 0; t2 <= t; t2++) dpreatt[row + t2] = att[row + t2] * (datt[row + t2] - dot);
+        // pre = scale · q·k
+        const q = (b * T + t) * C3 + h * hs;
+        for (let t2 = 0; t2 <= t; t2++) {
+          const k = (b * T + t2) * C3 + h * hs + C;
+          const g = dpreatt[row + t2] * scale;
+          for (let i = 0; i < hs; i++) {
+            dinp[q + i] += inp[k + i] * g;
+            dinp[k + i] += inp[q + i] * g;
+          }
+        }
+      }
+    }
+  }
+}
+
+const GELU_SCALE = Math.sqrt(2 / Math.PI);
+
+/** gelu_new (tanh approximation): 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
+export function geluForward(out: Float32Array, inp: Float32Array, N: number): void {
+  for (let i = 0; i < N; i++) {
+    const x = inp[i];
+    out[i] = 0.5 * x * (1 + Math.tanh(GELU_SCALE * (x + 0.044715 * x * x * x)));
+  }
+}
+
+/** Accumulates dinp += gelu'(inp)·dout. */
+export function geluBackward(dinp: Float32Array, inp: Float32Array, dout: Float32Array, N: number): void {
+  for (let i = 0; i < N; i++) {
+    const x = inp[i];
+    const u = GELU_SCALE * (x + 0.044715 * x * x * x);
+    const th = Math.tanh(u);
+    const sech2 = 1 - th * th;
+    const grad = 0.5 * (1 + th) + 0.5 * x * sech2 * GELU_SCALE * (1 + 3 * 0.044715 * x * x);
+    dinp[i] += grad * dout[i];
+  }
+}
+
+/** out = a + b elementwise. */
+export function residualForward(out: Float32Array, a: Float32Array, b: Float32Array, N: number): void {
+  for (let i = 0; i < N; i++) out[i] = a[i] + b[i];
+}
+
+/** Accumulates dout into both inputs of a residual add. */
+export function residualBackward(da: Float32Array, db: Float32Array, dout: Float32Array, N: number): void {
+  for (let i = 0; i < N; i++) {
+    da[i] += dout[i];
+    db[i] += dout[i];
+  }
+}
+
+/**
+ * Softmax cross-entropy per position over logits[N, V]; targets < 0 are ignored (loss 0).
+ * Returns the mean loss over counted positions. When dlogits is given, writes
+ * dlogits = (softmax − onehot) · dscale for counted rows and 0 for ignored rows (it may alias logits).
+ */
+export function crossEntropyForward(
+  losses: Float32Array,
+  logits: Float32Array,
+  targets: Int32Array,
+  N: number,
+  V: number,
+  dlogits: Float32Array | null = null,
+  dscale = 0,
+): number {
+  let total = 0;
+  let count = 0;
+  for (let n = 0; n < N; n++) {
+    const row = n * V;
+    const target = targets[n];
+    if (target < 0) {
+      losses[n] = 0;
+      if (dlogits) dlogits.fill(0, row, row + V);
+      continue;
+    }
+    let max = Number.NEGATIVE_INFINITY;
+    for (let v = 0; v < V; v++) if (logits[row + v] > max) max = logits[row + v];
+    let sum = 0;
+    for (let v = 0; v < V; v++) sum += Math.exp(logits[row + v] - max);
+    const logSum = Math.log(sum) + max;
+    const loss = logSum - logits[row + target];
+    losses[n] = loss;
+    total += loss;
+    count++;
+    if (dlogits) {
+      for (let v = 0; v < V; v++) dlogits[row + v] = Math.exp(logits[row + v] - logSum) * dscale;
+      dlogits[row + target] -= dscale;
+    }
+  }
+  return count === 0 ? 0 : total / count;
+}
+
+/** Number of positions whose target is counted (≥ 0). */
+export function countTargets(targets: Int32Array, N: number): number {
+  let count = 0;
+  for (let n = 0; n < N; n++) if (targets[n] >= 0) count++;
+  return count;
+}
