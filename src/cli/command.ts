@@ -1,5 +1,5 @@
 // Shared shape of a CLI sub-command and the error type that turns into "usage + reason, exit 2".
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { type ParseArgsConfig, parseArgs } from 'node:util';
 
 export interface Command {
   name: string;
@@ -32,10 +32,14 @@ export function numberArg(
 ): number | undefined {
   if (raw === undefined) return undefined;
   const value = Number(raw);
-  if (raw.trim() === '' || !Number.isFinite(value)) throw new UsageError(`--${flag} must be a number, got "${raw}"`);
-  if (opts.integer && !Number.isInteger(value)) throw new UsageError(`--${flag} must be an integer, got "${raw}"`);
-  if (opts.min !== undefined && value < opts.min) throw new UsageError(`--${flag} must be >= ${opts.min}, got ${raw}`);
-  if (opts.max !== undefined && value > opts.max) throw new UsageError(`--${flag} must be <= ${opts.max}, got ${raw}`);
+  if (raw.trim() === '' || !Number.isFinite(value))
+    throw new UsageError(`--${flag} must be a number, got "${raw}"`);
+  if (opts.integer && !Number.isInteger(value))
+    throw new UsageError(`--${flag} must be an integer, got "${raw}"`);
+  if (opts.min !== undefined && value < opts.min)
+    throw new UsageError(`--${flag} must be >= ${opts.min}, got ${raw}`);
+  if (opts.max !== undefined && value > opts.max)
+    throw new UsageError(`--${flag} must be <= ${opts.max}, got ${raw}`);
   return value;
 }
 

@@ -40,7 +40,8 @@ async function main(argv: string[]): Promise<number> {
     }
     const message = err instanceof Error ? err.message : String(err);
     process.stderr.write(`tiny-llm ${name}: ${message}\n`);
-    if (process.env.TINY_LLM_DEBUG && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+    if (process.env.TINY_LLM_DEBUG && err instanceof Error && err.stack)
+      process.stderr.write(`${err.stack}\n`);
     return 1;
   }
 }

@@ -41,17 +41,22 @@ export function validateConfig(config: GPTConfig): Readonly<GPTConfig> {
     throw new ConfigError(`layerNormEpsilon must be a positive number, got ${JSON.stringify(eps)}`);
   }
   if (typeof config.tieWordEmbeddings !== 'boolean') {
-    throw new ConfigError(`tieWordEmbeddings must be a boolean, got ${JSON.stringify(config.tieWordEmbeddings)}`);
+    throw new ConfigError(
+      `tieWordEmbeddings must be a boolean, got ${JSON.stringify(config.tieWordEmbeddings)}`,
+    );
   }
   for (const key of ['bosTokenId', 'eosTokenId'] as const) {
     const id = config[key];
     if (!Number.isInteger(id) || id < 0 || id >= config.vocabSize) {
-      throw new ConfigError(`${key} must be a token id in [0, ${config.vocabSize}), got ${JSON.stringify(id)}`);
+      throw new ConfigError(
+        `${key} must be a token id in [0, ${config.vocabSize}), got ${JSON.stringify(id)}`,
+      );
     }
   }
   // Sizes are multiplied together when buffers are allocated; keep them inside what a typed array can hold.
   const params = config.vocabSize * config.nEmbd + config.nPositions * config.nEmbd;
-  if (params * config.nLayer > 2 ** 31) throw new ConfigError('model too large for this engine (over 2^31 parameters)');
+  if (params * config.nLayer > 2 ** 31)
+    throw new ConfigError('model too large for this engine (over 2^31 parameters)');
   return Object.freeze({ ...config });
 }
 

@@ -2,7 +2,12 @@
 // and the backward pass that fills one flat gradient buffer of the same layout.
 import { type GPTConfig, validateConfig } from './config.js';
 import { type ModelViews, modelViews, type ParameterLayout, parameterLayout } from './layout.js';
-import { matmulBackward, matmulForward, matmulTransposedBackward, matmulTransposedForward } from './matmul.js';
+import {
+  matmulBackward,
+  matmulForward,
+  matmulTransposedBackward,
+  matmulTransposedForward,
+} from './matmul.js';
 import {
   attentionBackward,
   attentionForward,
@@ -14,7 +19,6 @@ import {
   geluForward,
   layernormBackward,
   layernormForward,
-  residualBackward,
   residualForward,
 } from './ops.js';
 
@@ -100,7 +104,8 @@ export class GPT2 {
     if (T > nPositions) throw new RangeError(`sequence length ${T} exceeds the context of ${nPositions}`);
     if (inputs.length < B * T) throw new RangeError(`inputs hold ${inputs.length} ids, need B·T = ${B * T}`);
     for (let i = 0; i < B * T; i++) {
-      if (!(inputs[i] >= 0 && inputs[i] < V)) throw new RangeError(`token id ${inputs[i]} at ${i} is outside [0, ${V})`);
+      if (!(inputs[i] >= 0 && inputs[i] < V))
+        throw new RangeError(`token id ${inputs[i]} at ${i} is outside [0, ${V})`);
     }
     const a = this.ensureActivations(B, T);
     const N = B * T;
@@ -184,7 +189,18 @@ export class GPT2 {
       g.dln.fill(0, 0, N * C);
       matmulBackward(g.dln, dp.fcw, dp.fcb, g.dfch, a.ln2[l], p.fcw, N, C, 4 * C);
       // dresidual (for residual2) = dresidual3 (pass-through) + LN2 backward.
-      layernormBackward(g.dresidual, dp.ln2w, dp.ln2b, g.dln, a.residual2[l], p.ln2w, a.ln2Mean[l], a.ln2Rstd[l], N, C);
+      layernormBackward(
+        g.dresidual,
+        dp.ln2w,
+        dp.ln2b,
+        g.dln,
+        a.residual2[l],
+        p.ln2w,
+        a.ln2Mean[l],
+        a.ln2Rstd[l],
+        N,
+        C,
+      );
       // Attention branch: residual2 = residualIn + attproj(attention(qkv(ln1(residualIn)))).
       g.datty.fill(0, 0, N * C);
       matmulBackward(g.datty, dp.attprojw, dp.attprojb, g.dresidual, a.atty[l], p.attprojw, N, C, C);
@@ -192,7 +208,18 @@ export class GPT2 {
       attentionBackward(g.dqkv, g.dpreatt, g.datt, g.datty, a.qkv[l], a.att[l], B, T, C, NH);
       g.dln.fill(0, 0, N * C);
       matmulBackward(g.dln, dp.qkvw, dp.qkvb, g.dqkv, a.ln1[l], p.qkvw, N, C, 3 * C);
-      layernormBackward(g.dresidual, dp.ln1w, dp.ln1b, g.dln, residualIn, p.ln1w, a.ln1Mean[l], a.ln1Rstd[l], N, C);
+      layernormBackward(
+        g.dresidual,
+        dp.ln1w,
+        dp.ln1b,
+        g.dln,
+        residualIn,
+        p.ln1w,
+        a.ln1Mean[l],
+        a.ln1Rstd[l],
+        N,
+        C,
+      );
     }
     encoderBackward(dw.wte, dw.wpe, g.dresidual, this.inputs, B, T, C);
   }

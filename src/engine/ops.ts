@@ -235,17 +235,9 @@ export function geluBackward(dinp: Float32Array, inp: Float32Array, dout: Float3
   }
 }
 
-/** out = a + b elementwise. */
+/** out = a + b elementwise (its backward passes dout to both inputs unchanged, done inline by the model). */
 export function residualForward(out: Float32Array, a: Float32Array, b: Float32Array, N: number): void {
   for (let i = 0; i < N; i++) out[i] = a[i] + b[i];
-}
-
-/** Accumulates dout into both inputs of a residual add. */
-export function residualBackward(da: Float32Array, db: Float32Array, dout: Float32Array, N: number): void {
-  for (let i = 0; i < N; i++) {
-    da[i] += dout[i];
-    db[i] += dout[i];
-  }
 }
 
 /**

@@ -1,0 +1,113 @@
+// The generation loop: prefill the prompt, then sample → stop rules → stream text, one token at a time.
+import type { InferenceSession } from '../engine/inference.js';
+import { Rng } from '../engine/rng.js';
+import { SamplerScratch, type SamplingParams, sampleToken } from './sampler.js';
+import { StopMatcher } from './stop.js';
+import { type TokenBytes, TokenTextStream } from './text-stream.js';
+
+export interface GenerateOptions extends SamplingParams {
+  /** Upper bound on generated tokens (the context may end generation earlier). */
+  maxNewTokens: number;
+  /** Seed for the sampler's RNG: same seed, same prompt, same options → same tokens. */
+  seed: number;
+  /** Text sequences that end generation; they are not part of the returned text. */
+  stop?: readonly string[];
+  /** End-of-text id that ends generation (not emitted); null to never stop on it. */
+  eosTokenId: number | null;
+}
+
+export type FinishReason = 'stop' | 'length';
+
+/** One streamed piece: the token just generated and the text it released (may be empty). */
+export interface GenerateDelta {
+  id: number;
+  text: string;
+}
+
+export interface GenerateResult {
+  /** Generated ids (without the prompt, without a final EOS). */
+  ids: number[];
+  text: string;
+  finishReason: FinishReason;
+  promptTokens: number;
+  completionTokens: number;
+}
+
+/** Default sampling of the original project's /generate route (HF generate with these settings). */
+export const ORIGINAL_SAMPLING: SamplingParams = {
+  temperature: 1,
+  topK: 50,
+  topP: 0.95,
+  repetitionPenalty: 1,
+};
+
+/**
+ * Generates from `promptIds` on a fresh session. Yields deltas as tokens arrive; the return value is the
+ * whole result. Stopping the iteration early (return/break) abandons generation at once.
+ */
+export function* generate(
+  session: InferenceSession,
+  tokenizer: TokenBytes,
+  promptIds: readonly number[],
+  options: GenerateOptions,
+): Generator<GenerateDelta, GenerateResult, void> {
+  if (promptIds.length === 0) throw new RangeError('the prompt must contain at least one token');
+  const context = session.weights.config.nPositions;
+  if (promptIds.length > context) {
+    throw new RangeError(`prompt has ${promptIds.length} tokens, the context holds ${context}`);
+  }
+  const rng = new Rng(options.seed);
+  const scratch = new SamplerScratch(session.weights.config.vocabSize);
+  const stream = new TokenTextStream(tokenizer);
+  const stops = new StopMatcher(options.stop ?? []);
+  const seen = options.repetitionPenalty !== 1 ? [...promptIds] : [];
+  const ids: number[] = [];
+  let text = '';
+  let finishReason: FinishReason = 'length';
+  session.reset();
+  let logits = session.prefill(promptIds);
+  let generated = 0;
+  while (generated < options.maxNewTokens) {
+    // Draw the coin even for greedy decoding so a seed means the same thing at every temperature.
+    const coin = rng.random();
+    const id = sampleToken(logits, options, coin, scratch, seen);
+    generated++;
+    if (options.eosTokenId !== null && id === options.eosTokenId) {
+      finishReason = 'stop';
+      break;
+    }
+    ids.push(id);
+    if (options.repetitionPenalty !== 1) seen.push(id);
+    const piece = stops.push(stream.push(id));
+    text += piece;
+    yield { id, text: piece };
+    if (stops.done) {
+      finishReason = 'stop';
+      break;
+    }
+    if (generated >= options.maxNewTokens || session.remaining === 0) break;
+    logits = session.step(id);
+  }
+  if (!stops.done) {
+    const tail = stops.push(stream.flush()) + stops.flush();
+    if (tail) {
+      text += tail;
+      yield { id: -1, text: tail };
+    }
+  }
+  return { ids, text, finishReason, promptTokens: promptIds.length, completionTokens: generated };
+}
+
+/** Runs generate() to the end and returns its result. */
+export function generateAll(
+  session: InferenceSession,
+  tokenizer: TokenBytes,
+  promptIds: readonly number[],
+  options: GenerateOptions,
+): GenerateResult {
+  const it = generate(session, tokenizer, promptIds, options);
+  for (;;) {
+    const next = it.next();
+    if (next.done) return next.value;
+  }
+}
