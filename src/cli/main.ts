@@ -2,7 +2,11 @@
 import type { Command } from './command.js';
 import { UsageError } from './command.js';
 
-const commands: Record<string, () => Promise<{ command: Command }>> = {};
+// Each command loads lazily so `serve` starts without the trainer's code and vice versa.
+const commands: Record<string, () => Promise<{ command: Command }>> = {
+  generate: () => import('./commands/generate.js'),
+  tokenize: () => import('./commands/tokenize.js'),
+};
 
 function mainUsage(): string {
   return [

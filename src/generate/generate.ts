@@ -29,6 +29,8 @@ export interface GenerateResult {
   ids: number[];
   text: string;
   finishReason: FinishReason;
+  /** True when generation ended because the model produced the end-of-text token. */
+  endedByEos: boolean;
   promptTokens: number;
   completionTokens: number;
 }
@@ -47,7 +49,7 @@ export const ORIGINAL_SAMPLING: SamplingParams = {
  */
 export function* generate(
   session: InferenceSession,
-  tokenizer: TokenBytes,
+  tokenizer: TokenBytes | null,
   promptIds: readonly number[],
   options: GenerateOptions,
 ): Generator<GenerateDelta, GenerateResult, void> {
@@ -58,12 +60,16 @@ export function* generate(
   }
   const rng = new Rng(options.seed);
   const scratch = new SamplerScratch(session.weights.config.vocabSize);
-  const stream = new TokenTextStream(tokenizer);
+  // Without a tokenizer only ids are produced (text stays empty and stop sequences cannot apply).
+  if (!tokenizer && options.stop && options.stop.length > 0)
+    throw new Error('stop sequences need a tokenizer');
+  const stream = tokenizer ? new TokenTextStream(tokenizer) : null;
   const stops = new StopMatcher(options.stop ?? []);
   const seen = options.repetitionPenalty !== 1 ? [...promptIds] : [];
   const ids: number[] = [];
   let text = '';
   let finishReason: FinishReason = 'length';
+  let endedByEos = false;
   session.reset();
   let logits = session.prefill(promptIds);
   let generated = 0;
@@ -74,11 +80,12 @@ export function* generate(
     generated++;
     if (options.eosTokenId !== null && id === options.eosTokenId) {
       finishReason = 'stop';
+      endedByEos = true;
       break;
     }
     ids.push(id);
     if (options.repetitionPenalty !== 1) seen.push(id);
-    const piece = stops.push(stream.push(id));
+    const piece = stream ? stops.push(stream.push(id)) : '';
     text += piece;
     yield { id, text: piece };
     if (stops.done) {
@@ -88,20 +95,20 @@ export function* generate(
     if (generated >= options.maxNewTokens || session.remaining === 0) break;
     logits = session.step(id);
   }
-  if (!stops.done) {
+  if (stream && !stops.done) {
     const tail = stops.push(stream.flush()) + stops.flush();
     if (tail) {
       text += tail;
       yield { id: -1, text: tail };
     }
   }
-  return { ids, text, finishReason, promptTokens: promptIds.length, completionTokens: generated };
+  return { ids, text, finishReason, endedByEos, promptTokens: promptIds.length, completionTokens: generated };
 }
 
 /** Runs generate() to the end and returns its result. */
 export function generateAll(
   session: InferenceSession,
-  tokenizer: TokenBytes,
+  tokenizer: TokenBytes | null,
   promptIds: readonly number[],
   options: GenerateOptions,
 ): GenerateResult {
