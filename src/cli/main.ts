@@ -6,6 +6,8 @@ import { UsageError } from './command.js';
 const commands: Record<string, () => Promise<{ command: Command }>> = {
   generate: () => import('./commands/generate.js'),
   tokenize: () => import('./commands/tokenize.js'),
+  serve: () => import('./commands/serve.js'),
+  start: () => import('./commands/start.js'),
 };
 
 function mainUsage(): string {

@@ -1,0 +1,106 @@
+// `tiny-llm serve`: checks the model directory, then serves the chat page and the APIs until SIGTERM/SIGINT.
+import { readFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import path from 'node:path';
+import { DEFAULT_QUEUE_LIMIT, PACKAGE_ROOT } from '../../server/app.js';
+import { createLogger } from '../../server/logging.js';
+import { loadServedModel } from '../../server/model.js';
+import { DEFAULT_RATE_LIMIT } from '../../server/plugins/rate-limit.js';
+import { startServer } from '../../server/server.js';
+import { type Command, numberArg, parseCommandArgs } from '../command.js';
+
+const usage = `usage: tiny-llm serve [options]
+
+  --model-dir D        model directory (default $MODEL_DIR or ./model)
+  --port N             port (default $PORT or 8000)
+  --host H             address to bind (default 0.0.0.0)
+  --workers N          generation worker threads (default $WORKERS or one per CPU core)
+  --queue-limit N      generations that may wait for a worker before 503 (default ${DEFAULT_QUEUE_LIMIT})
+  --rate-limit N       requests per client per minute, 0 = off (default $RATE_LIMIT or ${DEFAULT_RATE_LIMIT.max})
+
+environment: $SYSTEM_PROMPT_FILE (default data/system_prompt.txt in the package), $LOG_LEVEL (info),
+$GOOGLE_CLOUD_PROJECT (links log lines to traces), $TRUST_PROXY_HOPS (proxies in front, default 1)`;
+
+export const DEFAULT_SYSTEM_PROMPT =
+  'You are tiny-llm, a small assistant that answers questions about this project.';
+
+/** The system prompt file's text, or the built-in default when the file is missing or blank. */
+async function systemPrompt(file: string): Promise<{ text: string; source: string }> {
+  try {
+    const text = (await readFile(file, 'utf8')).trim();
+    if (text) return { text, source: file };
+    return { text: DEFAULT_SYSTEM_PROMPT, source: `built-in default (${file} is empty)` };
+  } catch {
+    return { text: DEFAULT_SYSTEM_PROMPT, source: `built-in default (${file} not found)` };
+  }
+}
+
+function envNumber(name: string): string | undefined {
+  const value = process.env[name];
+  return value === undefined || value === '' ? undefined : value;
+}
+
+export const command: Command = {
+  name: 'serve',
+  summary: 'serve the chat page, /generate and the OpenAI-compatible API',
+  usage,
+  async run(argv) {
+    const { values } = parseCommandArgs(argv, {
+      'model-dir': { type: 'string' },
+      port: { type: 'string' },
+      host: { type: 'string' },
+      workers: { type: 'string' },
+      'queue-limit': { type: 'string' },
+      'rate-limit': { type: 'string' },
+    });
+    const modelDir = path.resolve(values['model-dir'] ?? process.env.MODEL_DIR ?? 'model');
+    const port =
+      numberArg('port', values.port ?? envNumber('PORT'), { min: 0, max: 65535, integer: true }) ?? 8000;
+    const host = values.host ?? '0.0.0.0';
+    const workers =
+      numberArg('workers', values.workers ?? envNumber('WORKERS'), { min: 1, max: 256, integer: true }) ??
+      availableParallelism();
+    const queueLimit =
+      numberArg('queue-limit', values['queue-limit'], { min: 0, max: 100_000, integer: true }) ??
+      DEFAULT_QUEUE_LIMIT;
+    const rate =
+      numberArg('rate-limit', values['rate-limit'] ?? envNumber('RATE_LIMIT'), { min: 0, integer: true }) ??
+      DEFAULT_RATE_LIMIT.max;
+    const trustHops =
+      numberArg('TRUST_PROXY_HOPS', envNumber('TRUST_PROXY_HOPS'), { min: 0, max: 10, integer: true }) ?? 1;
+
+    const logger = createLogger({ level: process.env.LOG_LEVEL ?? 'info' });
+    const promptFile = process.env.SYSTEM_PROMPT_FILE ?? path.join(PACKAGE_ROOT, 'data', 'system_prompt.txt');
+    const prompt = await systemPrompt(promptFile);
+    logger.info(`system prompt from ${prompt.source}`);
+
+    // Load and check the model before listening: a broken directory exits 1 instead of serving half a service.
+    let model: Awaited<ReturnType<typeof loadServedModel>>;
+    try {
+      model = await loadServedModel(modelDir);
+    } catch (err) {
+      throw new Error(
+        `cannot serve the model in ${modelDir}: ${err instanceof Error ? err.message : String(err)}`,
+      );
+    }
+    const server = await startServer({
+      port,
+      host,
+      model,
+      systemPrompt: prompt.text,
+      workers,
+      queueLimit,
+      rateLimit: rate === 0 ? false : { max: rate, windowMs: 60_000 },
+      logger,
+      trustProxy: trustHops,
+      traceProject: process.env.GOOGLE_CLOUD_PROJECT || undefined,
+    });
+    logger.info(`serving ${modelDir} on ${server.url} with ${workers} workers`);
+    const code = await server.closed;
+    // Flush buffered log lines before the process ends.
+    logger.flush();
+    // Nothing should keep the process alive now; if something does, do not hang a container shutdown.
+    setTimeout(() => process.exit(code), 2000).unref();
+    return code;
+  },
+};

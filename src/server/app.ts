@@ -1,0 +1,103 @@
+// Builds the Fastify app (plugins, routes, error shape) without listening: tests inject into it, server.ts listens.
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { CloudLogController, traceChildLoggerFactory } from './logging.js';
+import { loadServedModel, type ServedModel } from './model.js';
+import { errorHandlerPlugin } from './plugins/error-handler.js';
+import { generationPlugin } from './plugins/generation.js';
+import { metricsPlugin } from './plugins/metrics.js';
+import { DEFAULT_RATE_LIMIT, type RateLimitOptions, rateLimitPlugin } from './plugins/rate-limit.js';
+import { securityPlugin } from './plugins/security.js';
+import { generateRoutes } from './routes/generate.js';
+import { healthRoutes } from './routes/health.js';
+import { modelInfoRoutes } from './routes/model-info.js';
+import { openaiRoutes } from './routes/openai.js';
+import { webRoutes } from './routes/web.js';
+
+/** Request bodies above this are refused with 413 (a chat history of this size is far beyond the context). */
+export const BODY_LIMIT = 256 * 1024;
+
+export interface AppOptions {
+  /** Model directory to load; ignored when `model` is given. */
+  modelDir?: string;
+  /** An already loaded model, or its pending load (the app answers /health and /ready: 503 meanwhile). */
+  model?: ServedModel | Promise<ServedModel>;
+  systemPrompt: string;
+  /** Generation worker threads. */
+  workers: number;
+  /** Generations that may wait for a free worker before new ones get 503. */
+  queueLimit?: number;
+  /** Per-client limit; false turns it off. */
+  rateLimit?: RateLimitOptions | false;
+  /** A pino logger (see createLogger), or false for none. */
+  logger?: Logger | false;
+  /** Proxy hops to trust for the client address (X-Forwarded-For); Cloud Run's front end is one. */
+  trustProxy?: boolean | number;
+  /** Project whose traces log lines link to ($GOOGLE_CLOUD_PROJECT). */
+  traceProject?: string;
+  /** Folder holding web/ and dist/web/ (the package root by default). */
+  webRoot?: string;
+  /** Process metrics (memory, CPU, event loop) in /metrics. */
+  processMetrics?: boolean;
+  cancelGraceMs?: number;
+}
+
+export interface AppSettings {
+  systemPrompt: string;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    settings: AppSettings;
+  }
+}
+
+export const DEFAULT_QUEUE_LIMIT = 64;
+/** src/server/app.ts and dist/server/app.js both sit two folders below the package root. */
+export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/** A hop count n trusts the n nearest proxies: request.ip is the address the outermost trusted one saw. */
+function trustHops(trust: boolean | number): boolean | ((address: string, hop: number) => boolean) {
+  if (typeof trust === 'boolean') return trust;
+  return (_address, hop) => hop < trust;
+}
+
+export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
+  const model = options.model ?? (options.modelDir ? loadServedModel(options.modelDir) : null);
+  if (!model) throw new Error('buildApp needs modelDir or model');
+  const app = Fastify({
+    ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
+    logController: new CloudLogController(),
+    childLoggerFactory: traceChildLoggerFactory(options.traceProject),
+    bodyLimit: BODY_LIMIT,
+    trustProxy: trustHops(options.trustProxy ?? 1),
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
+    // JSON types are checked as sent: "5" is not a number here.
+    ajv: { customOptions: { coerceTypes: false, allErrors: false } },
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+  }) as unknown as FastifyInstance;
+  app.decorate('settings', { systemPrompt: options.systemPrompt });
+
+  await app.register(errorHandlerPlugin);
+  await app.register(metricsPlugin, { processMetrics: options.processMetrics });
+  await app.register(securityPlugin);
+  const rateLimit = options.rateLimit ?? DEFAULT_RATE_LIMIT;
+  if (rateLimit) await app.register(rateLimitPlugin, rateLimit);
+  await app.register(generationPlugin, {
+    model,
+    workers: options.workers,
+    queueLimit: options.queueLimit ?? DEFAULT_QUEUE_LIMIT,
+    cancelGraceMs: options.cancelGraceMs,
+  });
+
+  await app.register(healthRoutes);
+  await app.register(generateRoutes);
+  await app.register(openaiRoutes);
+  await app.register(modelInfoRoutes);
+  await app.register(webRoutes, { root: options.webRoot ?? PACKAGE_ROOT });
+  return app;
+}

@@ -1,0 +1,92 @@
+// JSON logs in the shape Cloud Logging reads: severity, message, httpRequest and the trace of the request.
+import type { IncomingMessage } from 'node:http';
+import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify';
+import { LogController } from 'fastify';
+import { type DestinationStream, type Logger, pino } from 'pino';
+
+/** pino level label → Cloud Logging severity. */
+const SEVERITY: Record<string, string> = {
+  trace: 'DEBUG',
+  debug: 'DEBUG',
+  info: 'INFO',
+  warn: 'WARNING',
+  error: 'ERROR',
+  fatal: 'CRITICAL',
+};
+
+export interface LoggerOptions {
+  level?: string;
+  /** Where lines go (stdout by default); tests pass a stream to read them back. */
+  destination?: DestinationStream;
+}
+
+/** A pino logger whose lines carry `severity`, `message` and an RFC 3339 `time`. */
+export function createLogger(options: LoggerOptions = {}): Logger {
+  return pino(
+    {
+      level: options.level ?? 'info',
+      messageKey: 'message',
+      errorKey: 'error',
+      timestamp: pino.stdTimeFunctions.isoTime,
+      base: undefined,
+      formatters: {
+        level: (label) => ({ severity: SEVERITY[label] ?? 'DEFAULT' }),
+      },
+    },
+    options.destination ?? pino.destination({ sync: false }),
+  );
+}
+
+/**
+ * `X-Cloud-Trace-Context: TRACE_ID/SPAN_ID;o=1` → `projects/<project>/traces/TRACE_ID`, the field that
+ * groups a request's log lines under its trace. Null without a project or a well-formed header.
+ */
+export function traceField(
+  header: string | string[] | undefined,
+  project: string | undefined,
+): string | null {
+  if (!project || typeof header !== 'string') return null;
+  const traceId = header.split('/')[0];
+  if (!/^[0-9a-fA-F]{1,64}$/.test(traceId)) return null;
+  return `projects/${project}/traces/${traceId}`;
+}
+
+/** Child loggers per request carry the trace field. */
+export function traceChildLoggerFactory(project: string | undefined) {
+  return function childLoggerFactory(
+    this: unknown,
+    logger: FastifyBaseLogger,
+    bindings: Record<string, unknown>,
+    opts: object,
+    rawReq: IncomingMessage,
+  ): FastifyBaseLogger {
+    const trace = traceField(rawReq.headers['x-cloud-trace-context'], project);
+    if (trace) bindings['logging.googleapis.com/trace'] = trace;
+    return logger.child(bindings, opts);
+  };
+}
+
+/** One line per request with Cloud Logging's `httpRequest` object; probes and metrics scrapes log at debug. */
+export class CloudLogController extends LogController {
+  override incomingRequest(): void {}
+
+  override requestCompleted(error: Error | null, request: FastifyRequest, reply: FastifyReply): void {
+    const status = reply.statusCode;
+    const quiet = request.url === '/health' || request.url === '/ready' || request.url === '/metrics';
+    const httpRequest = {
+      requestMethod: request.method,
+      requestUrl: request.url,
+      status,
+      latency: `${(reply.elapsedTime / 1000).toFixed(6)}s`,
+      userAgent: request.headers['user-agent'],
+      remoteIp: request.ip,
+    };
+    const line = { httpRequest };
+    const message = `${request.method} ${request.url} ${status}`;
+    // Probes and scrapes stay at debug (a /ready 503 while loading or draining is expected); 503s are warnings.
+    if (quiet && !error) request.log.debug(line, message);
+    else if (error || (status >= 500 && status !== 503)) request.log.error(line, message);
+    else if (status === 503 || status === 429) request.log.warn(line, message);
+    else request.log.info(line, message);
+  }
+}

@@ -1,0 +1,134 @@
+// The generation service: starts the worker pool once the model is loaded, tracks loading/ready/draining, drains on close.
+import type { FastifyInstance } from 'fastify';
+import { ApiError, unavailable } from '../errors.js';
+import type { ServedModel } from '../model.js';
+import { type Job, type JobHandlers, WorkerPool } from '../workers/pool.js';
+import type { JobRequest } from '../workers/protocol.js';
+import { shared } from './shared.js';
+
+export type ServiceState = 'loading' | 'ready' | 'draining' | 'failed';
+
+export interface GenerationOptions {
+  /** The loaded model, or a promise of it (the app answers /health and /ready while it loads). */
+  model: ServedModel | Promise<ServedModel>;
+  workers: number;
+  queueLimit: number;
+  cancelGraceMs?: number;
+}
+
+export class GenerationService {
+  state: ServiceState = 'loading';
+  model: ServedModel | null = null;
+  pool: WorkerPool | null = null;
+  /** Resolves when every worker is up; rejects with the reason the model or a worker failed. */
+  readonly ready: Promise<void>;
+  failure: Error | null = null;
+
+  constructor(
+    private readonly app: FastifyInstance,
+    private readonly options: GenerationOptions,
+  ) {
+    this.ready = this.start();
+    this.ready.catch(() => {});
+  }
+
+  private async start(): Promise<void> {
+    try {
+      const model = await this.options.model;
+      this.model = model;
+      const metrics = this.app.metrics;
+      const pool = new WorkerPool(
+        { config: model.config, params: model.params, tokenizerData: model.tokenizerData },
+        {
+          size: this.options.workers,
+          queueLimit: this.options.queueLimit,
+          cancelGraceMs: this.options.cancelGraceMs,
+          log: (level, message) => this.app.log[level](message),
+          observer: {
+            firstToken: (s) => metrics.timeToFirstToken.observe(s),
+            finished: (tokens, s) => {
+              metrics.generatedTokens.inc(tokens);
+              if (s > 0 && tokens > 0) metrics.tokensPerSecond.observe(tokens / s);
+            },
+            aborted: () => metrics.aborted.inc(),
+            workerReplaced: () => metrics.workerRestarts.inc(),
+          },
+        },
+      );
+      this.pool = pool;
+      metrics.source = pool;
+      await pool.start();
+      if (this.state === 'loading') this.state = 'ready';
+      this.app.log.info(
+        `model ready: ${model.params.length} parameters, context ${model.config.nPositions}, ${pool.size} workers`,
+      );
+    } catch (err) {
+      this.state = 'failed';
+      this.failure = err instanceof Error ? err : new Error(String(err));
+      await this.pool?.close();
+      throw this.failure;
+    }
+  }
+
+  /** Queues a generation; 503 (with Retry-After) while loading, draining, or when the queue is full. */
+  submit(request: JobRequest, handlers?: JobHandlers): Job {
+    if (this.state !== 'ready' || !this.pool) {
+      const reason = this.state === 'draining' ? 'draining' : 'loading';
+      this.app.metrics.rejected.inc({ reason });
+      throw this.state === 'draining'
+        ? unavailable('The server is shutting down; retry on another instance.', 'shutting_down')
+        : unavailable('The model is still loading; retry shortly.', 'model_loading', 5);
+    }
+    try {
+      return this.pool.submit(request, handlers);
+    } catch (err) {
+      if (err instanceof ApiError && err.code === 'queue_full')
+        this.app.metrics.rejected.inc({ reason: 'queue_full' });
+      throw err;
+    }
+  }
+
+  /**
+   * Stops taking new generations and waits for the running ones up to `timeoutMs`; what is still running
+   * then is cancelled (its stream ends with an error event). Resolves once no job is left.
+   */
+  async drain(timeoutMs: number): Promise<{ cancelled: number }> {
+    if (this.state === 'ready' || this.state === 'loading') this.state = 'draining';
+    const pool = this.pool;
+    if (!pool) return { cancelled: 0 };
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), timeoutMs);
+    });
+    const outcome = await Promise.race([pool.idle().then(() => 'idle' as const), timedOut]);
+    clearTimeout(timer);
+    if (outcome === 'idle') return { cancelled: 0 };
+    const cancelled = pool.inFlight + pool.queueDepth;
+    pool.cancelAll();
+    await pool.idle();
+    return { cancelled };
+  }
+
+  async close(): Promise<void> {
+    if (this.state !== 'failed') this.state = 'draining';
+    await this.ready.catch(() => {});
+    await this.pool?.close();
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    generation: GenerationService;
+  }
+}
+
+export const generationPlugin = shared<GenerationOptions>(
+  'generation',
+  async (app: FastifyInstance, options) => {
+    const service = new GenerationService(app, options);
+    app.decorate('generation', service);
+    app.addHook('onClose', async () => {
+      await service.close();
+    });
+  },
+);

@@ -1,0 +1,400 @@
+// A fixed pool of generation worker threads with a bounded FIFO queue, cancellation and crash recovery.
+import { Worker } from 'node:worker_threads';
+import { ApiError, unavailable } from '../errors.js';
+import type { FromWorker, JobOutcome, JobRequest, ToWorker, WorkerInit } from './protocol.js';
+
+/** Compiled (dist/*.js) or run from source under tsx (*.ts): the worker file has the same extension as this one. */
+const fromSource = import.meta.url.endsWith('.ts');
+const workerUrl = new URL(`./generation-worker${fromSource ? '.ts' : '.js'}`, import.meta.url);
+
+/**
+ * Node 20 does not apply the parent's `--import tsx` loader hooks inside worker threads, so from source
+ * the worker first registers tsx itself; compiled JS loads directly.
+ */
+function newWorker(workerData: WorkerInit): Worker {
+  if (!fromSource) return new Worker(workerUrl, { workerData });
+  const bootstrap = `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(workerUrl.href)}); });`;
+  return new Worker(bootstrap, { eval: true, workerData });
+}
+
+export interface PoolOptions {
+  size: number;
+  /** Jobs that may wait for a worker; one more is refused with 503. */
+  queueLimit: number;
+  /** After a cancel, how long a worker may take to notice before it is terminated and replaced. */
+  cancelGraceMs?: number;
+  observer?: PoolObserver;
+  log?: (level: 'info' | 'warn' | 'error', message: string) => void;
+}
+
+/** Hooks for metrics; all optional. Times are in seconds. */
+export interface PoolObserver {
+  firstToken?(secondsSinceSubmit: number): void;
+  finished?(completionTokens: number, generationSeconds: number): void;
+  aborted?(): void;
+  workerReplaced?(): void;
+}
+
+export interface JobHandlers {
+  /** The prompt fit in the context; tokens follow. */
+  onStart?(promptTokens: number, maxNewTokens: number): void;
+  /** Text released by one token (may be empty). */
+  onToken?(text: string): void;
+}
+
+export interface JobResult extends JobOutcome {
+  /** True when the job was cancelled before it finished; text is what was generated until then. */
+  cancelled: boolean;
+}
+
+/** Thrown by the worker side when the prompt does not fit; routes turn it into their own 400. */
+export class ContextOverflow extends Error {
+  override name = 'ContextOverflow';
+  constructor(
+    readonly promptTokens: number,
+    readonly maxNewTokens: number,
+    readonly context: number,
+  ) {
+    super(`prompt of ${promptTokens} tokens + ${maxNewTokens} new tokens exceed the context of ${context}`);
+  }
+}
+
+export class Job {
+  readonly result: Promise<JobResult>;
+  /** 'queued' → 'running' → 'ended'. */
+  state: 'queued' | 'running' | 'ended' = 'queued';
+  cancelRequested = false;
+  readonly submittedAt = performance.now();
+  startedAt = 0;
+  text = '';
+  tokens = 0;
+  promptTokens = 0;
+  resolve!: (r: JobResult) => void;
+  reject!: (e: Error) => void;
+
+  constructor(
+    readonly id: number,
+    readonly request: JobRequest,
+    readonly handlers: JobHandlers,
+    private readonly pool: WorkerPool,
+  ) {
+    this.result = new Promise<JobResult>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+    // A caller that only cancels must not trigger an unhandled rejection.
+    this.result.catch(() => {});
+  }
+
+  /** Stops the job: a queued one is dropped, a running one stops at the next token. Idempotent. */
+  cancel(): void {
+    this.pool.cancel(this);
+  }
+}
+
+interface Slot {
+  index: number;
+  worker: Worker;
+  ready: boolean;
+  job: Job | null;
+  /** Set when the pool itself terminated this worker (close or replacement). */
+  retiring: boolean;
+  watchdog: NodeJS.Timeout | null;
+  /** This worker's cancel flag: the id of the job to stop. */
+  cancel: Int32Array;
+}
+
+export class WorkerPool {
+  private readonly slots: Slot[] = [];
+  private readonly queue: Job[] = [];
+  private readonly running = new Map<number, Job>();
+  private nextJobId = 1;
+  private closing = false;
+  private idleWaiters: Array<() => void> = [];
+  private readonly cancelGraceMs: number;
+  /** Workers replaced after dying; for tests and logs. */
+  replacements = 0;
+
+  constructor(
+    private readonly init: Omit<WorkerInit, 'cancel'>,
+    private readonly options: PoolOptions,
+  ) {
+    if (!Number.isInteger(options.size) || options.size < 1) throw new RangeError('pool size must be >= 1');
+    if (!Number.isInteger(options.queueLimit) || options.queueLimit < 0)
+      throw new RangeError('queue limit must be >= 0');
+    this.cancelGraceMs = options.cancelGraceMs ?? 2000;
+  }
+
+  /** Starts every worker and resolves once all of them have built the model; rejects if one fails to. */
+  async start(): Promise<void> {
+    const started = Array.from({ length: this.options.size }, (_, i) => this.spawn(i));
+    await Promise.all(started);
+  }
+
+  get size(): number {
+    return this.slots.length;
+  }
+  get queueDepth(): number {
+    return this.queue.length;
+  }
+  get inFlight(): number {
+    return this.running.size;
+  }
+  get busyWorkers(): number {
+    return this.slots.filter((s) => s.job !== null).length;
+  }
+
+  /** Queues a job; throws a 503 ApiError when the queue is full or the pool is closing. */
+  submit(request: JobRequest, handlers: JobHandlers = {}): Job {
+    if (this.closing)
+      throw unavailable('The server is shutting down; retry on another instance.', 'shutting_down');
+    const idle = this.slots.find((s) => s.ready && s.job === null);
+    if (!idle && this.queue.length >= this.options.queueLimit) {
+      throw unavailable(
+        `The server is busy (${this.queue.length} requests waiting); retry shortly.`,
+        'queue_full',
+        2,
+      );
+    }
+    const job = new Job(this.nextJobId, request, handlers, this);
+    this.nextJobId = this.nextJobId >= 0x7fffffff ? 1 : this.nextJobId + 1;
+    this.queue.push(job);
+    this.dispatch();
+    return job;
+  }
+
+  cancel(job: Job): void {
+    if (job.state === 'ended' || job.cancelRequested) return;
+    job.cancelRequested = true;
+    this.options.observer?.aborted?.();
+    if (job.state === 'queued') {
+      this.queue.splice(this.queue.indexOf(job), 1);
+      this.finish(job, {
+        text: '',
+        finishReason: 'length',
+        promptTokens: 0,
+        completionTokens: 0,
+        cancelled: true,
+      });
+      return;
+    }
+    const slot = this.slots.find((s) => s.job === job);
+    if (!slot) return;
+    Atomics.store(slot.cancel, 0, job.id);
+    if (!slot.watchdog) {
+      // A worker stuck in one long step cannot see the flag; replace it rather than wait forever.
+      slot.watchdog = setTimeout(() => {
+        if (slot.job === job) {
+          this.log(
+            'warn',
+            `worker ${slot.index} ignored a cancel for ${this.cancelGraceMs} ms; replacing it`,
+          );
+          void slot.worker.terminate();
+        }
+      }, this.cancelGraceMs);
+      slot.watchdog.unref();
+    }
+  }
+
+  /** Cancels every queued and running job (used when a drain runs out of time). */
+  cancelAll(): void {
+    for (const job of [...this.queue, ...this.running.values()]) job.cancel();
+  }
+
+  /** Resolves when no job is queued or running. */
+  idle(): Promise<void> {
+    if (this.queue.length === 0 && this.running.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /**
+   * Terminates one worker as if it had crashed: its job (if any) fails with a 503 and a fresh worker
+   * takes its place. Used by the cancel watchdog, and by tests to prove recovery.
+   */
+  async terminateWorker(index: number): Promise<void> {
+    const slot = this.slots[index];
+    if (!slot) throw new RangeError(`no worker ${index}`);
+    await slot.worker.terminate();
+  }
+
+  /** Index of a worker running a job, or -1. */
+  busyWorkerIndex(): number {
+    return this.slots.findIndex((s) => s.job !== null);
+  }
+
+  /** Stops all workers; queued and running jobs fail with a 503. */
+  async close(): Promise<void> {
+    this.closing = true;
+    const err = unavailable('The server is shutting down; retry on another instance.', 'shutting_down');
+    for (const job of this.queue.splice(0)) this.fail(job, err);
+    await Promise.all(
+      this.slots.map((slot) => {
+        slot.retiring = true;
+        if (slot.job) this.fail(slot.job, err);
+        return slot.worker.terminate();
+      }),
+    );
+  }
+
+  private log(level: 'info' | 'warn' | 'error', message: string): void {
+    this.options.log?.(level, message);
+  }
+
+  private spawn(index: number): Promise<void> {
+    const cancel = new Int32Array(new SharedArrayBuffer(4));
+    const workerData: WorkerInit = { ...this.init, cancel };
+    const worker = newWorker(workerData);
+    const slot: Slot = { index, worker, ready: false, job: null, retiring: false, watchdog: null, cancel };
+    this.slots[index] = slot;
+    return new Promise<void>((resolve, reject) => {
+      let lastError: Error | null = null;
+      worker.on('message', (message: FromWorker) => {
+        if (message.type === 'ready') {
+          slot.ready = true;
+          resolve();
+          this.dispatch();
+          return;
+        }
+        this.onMessage(slot, message);
+      });
+      worker.on('error', (err) => {
+        lastError = err;
+        this.log('error', `generation worker ${index} failed: ${err.message}`);
+      });
+      worker.on('exit', (code) => {
+        if (slot.watchdog) clearTimeout(slot.watchdog);
+        if (!slot.ready) {
+          reject(
+            new Error(
+              `generation worker ${index} exited (code ${code}) before it was ready${lastError ? `: ${lastError.message}` : ''}`,
+            ),
+          );
+        }
+        if (slot.job) {
+          const job = slot.job;
+          slot.job = null;
+          if (job.cancelRequested) this.finishCancelled(job);
+          else
+            this.fail(
+              job,
+              unavailable('The generation worker stopped unexpectedly; retry the request.', 'worker_crashed'),
+            );
+        }
+        if (this.closing || slot.retiring || !slot.ready) return;
+        this.log('warn', `generation worker ${index} exited (code ${code}); starting a replacement`);
+        this.replacements++;
+        this.options.observer?.workerReplaced?.();
+        this.spawn(index).catch((err: Error) => {
+          this.log('error', `replacement worker ${index} could not start: ${err.message}`);
+        });
+      });
+    });
+  }
+
+  private dispatch(): void {
+    while (this.queue.length > 0) {
+      const slot = this.slots.find((s) => s?.ready && s.job === null);
+      if (!slot) return;
+      const job = this.queue.shift()!;
+      job.state = 'running';
+      job.startedAt = performance.now();
+      slot.job = job;
+      this.running.set(job.id, job);
+      const message: ToWorker = { type: 'job', jobId: job.id, request: job.request };
+      slot.worker.postMessage(message);
+    }
+  }
+
+  private onMessage(slot: Slot, message: FromWorker): void {
+    if (message.type === 'ready') return;
+    const job = slot.job;
+    if (!job || job.id !== message.jobId) return;
+    switch (message.type) {
+      case 'start':
+        job.promptTokens = message.promptTokens;
+        job.handlers.onStart?.(message.promptTokens, message.maxNewTokens);
+        return;
+      case 'token':
+        if (job.tokens === 0)
+          this.options.observer?.firstToken?.((performance.now() - job.submittedAt) / 1000);
+        job.tokens++;
+        job.text += message.text;
+        if (message.text) job.handlers.onToken?.(message.text);
+        return;
+      case 'done':
+        this.release(slot);
+        this.options.observer?.finished?.(
+          message.outcome.completionTokens,
+          (performance.now() - job.startedAt) / 1000,
+        );
+        this.finish(job, { ...message.outcome, cancelled: false });
+        return;
+      case 'cancelled':
+        this.release(slot);
+        this.finishCancelled(job);
+        return;
+      case 'rejected':
+        this.release(slot);
+        this.fail(job, new ContextOverflow(message.promptTokens, message.maxNewTokens, message.context));
+        return;
+      case 'failed':
+        this.release(slot);
+        this.log('error', `generation failed in worker ${slot.index}: ${message.message}`);
+        this.fail(
+          job,
+          new ApiError(
+            500,
+            'Generation failed inside the server.',
+            'server_error',
+            null,
+            'generation_failed',
+          ),
+        );
+        return;
+    }
+  }
+
+  private release(slot: Slot): void {
+    slot.job = null;
+    if (slot.watchdog) {
+      clearTimeout(slot.watchdog);
+      slot.watchdog = null;
+    }
+    // Clear a cancel aimed at the finished job so the id can never match a later one by accident.
+    Atomics.store(slot.cancel, 0, 0);
+    queueMicrotask(() => this.dispatch());
+  }
+
+  private finishCancelled(job: Job): void {
+    this.finish(job, {
+      text: job.text,
+      finishReason: 'length',
+      promptTokens: job.promptTokens,
+      completionTokens: job.tokens,
+      cancelled: true,
+    });
+  }
+
+  private finish(job: Job, result: JobResult): void {
+    if (job.state === 'ended') return;
+    job.state = 'ended';
+    this.running.delete(job.id);
+    job.resolve(result);
+    this.checkIdle();
+  }
+
+  private fail(job: Job, err: Error): void {
+    if (job.state === 'ended') return;
+    job.state = 'ended';
+    this.running.delete(job.id);
+    job.reject(err);
+    this.checkIdle();
+  }
+
+  private checkIdle(): void {
+    if (this.queue.length > 0 || this.running.size > 0) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of waiters) w();
+  }
+}

@@ -1,0 +1,47 @@
+// Messages between the main thread and a generation worker, and the data each worker starts with.
+import type { GPTConfig } from '../../engine/config.js';
+import type { TokenizerData } from '../../tokenizer/gpt2-bpe.js';
+
+/** Handed to every worker once: the weights live in one SharedArrayBuffer that all workers read. */
+export interface WorkerInit {
+  config: GPTConfig;
+  /** Float32Array over a SharedArrayBuffer (not copied per worker). */
+  params: Float32Array;
+  tokenizerData: TokenizerData;
+  /** Int32Array[1] over a SharedArrayBuffer: the id of the job to cancel, checked between tokens. */
+  cancel: Int32Array;
+}
+
+/** What a job asks for; the prompt is text, tokenized in the worker so long prompts never block the event loop. */
+export interface JobRequest {
+  prompt: string;
+  /** null: generate until the context is full. */
+  maxNewTokens: number | null;
+  temperature: number;
+  topK: number;
+  topP: number;
+  repetitionPenalty: number;
+  seed: number;
+  stop: string[];
+}
+
+export type ToWorker = { type: 'job'; jobId: number; request: JobRequest };
+
+export interface JobOutcome {
+  text: string;
+  finishReason: 'stop' | 'length';
+  promptTokens: number;
+  completionTokens: number;
+}
+
+export type FromWorker =
+  | { type: 'ready' }
+  /** The prompt fits: tokens are about to flow. */
+  | { type: 'start'; jobId: number; promptTokens: number; maxNewTokens: number }
+  /** One generated token and the text it released (often empty while a stop sequence may be forming). */
+  | { type: 'token'; jobId: number; text: string }
+  | { type: 'done'; jobId: number; outcome: JobOutcome }
+  | { type: 'cancelled'; jobId: number; completionTokens: number }
+  /** The prompt does not fit in the context (or is empty after tokenization). */
+  | { type: 'rejected'; jobId: number; promptTokens: number; maxNewTokens: number; context: number }
+  | { type: 'failed'; jobId: number; message: string };
