@@ -81,6 +81,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     forceCloseConnections: 'idle',
   }) as unknown as FastifyInstance;
   app.decorate('settings', { systemPrompt: options.systemPrompt });
+  // JSON only: a text/plain body is refused with 415 instead of reaching the schemas as a string.
+  app.removeContentTypeParser('text/plain');
 
   await app.register(errorHandlerPlugin);
   await app.register(metricsPlugin, { processMetrics: options.processMetrics });

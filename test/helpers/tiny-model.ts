@@ -32,7 +32,7 @@ export function tinyConfig(nPositions = 128): GPTConfig {
 
 /** Every parameter drawn from N(0, 0.02²) with a seeded RNG, so the same seed writes the same model. */
 export async function createTinyModel(
-  options: { seed?: number; nPositions?: number } = {},
+  options: { seed?: number; nPositions?: number; extraFiles?: Record<string, string> } = {},
 ): Promise<TinyModel> {
   const config = tinyConfig(options.nPositions);
   const rng = new Rng(options.seed ?? 1234);
@@ -40,6 +40,11 @@ export async function createTinyModel(
   for (let i = 0; i < params.length; i++) params[i] = rng.normal() * 0.02;
   const root = mkdtempSync(join(tmpdir(), 'tiny-llm-model-'));
   const dir = join(root, 'model');
-  await saveModelDir(dir, { config, params, tokenizerData: await defaultTokenizerData() });
+  await saveModelDir(dir, {
+    config,
+    params,
+    tokenizerData: await defaultTokenizerData(),
+    extraFiles: options.extraFiles,
+  });
   return { dir, config, remove: () => rmSync(root, { recursive: true, force: true }) };
 }
