@@ -342,8 +342,9 @@ export class Gpt2Tokenizer {
     const heap = new MinHeap(3 * n);
     for (let i = 0; i + 1 < n; i++) {
       const r = this.pairRank(sym[i], sym[i + 1]);
-      if (r >= 0) heap.push(r * POS_SPAN + i);
+      if (r >= 0) heap.append(r * POS_SPAN + i);
     }
+    heap.heapify();
     while (heap.size > 0) {
       const key = heap.pop();
       const rank = Math.floor(key / POS_SPAN);
@@ -415,20 +416,35 @@ class MinHeap {
     a[i] = x;
   }
 
+  /** Adds without ordering; call heapify() before the next push or pop. */
+  append(x: number): void {
+    this.items[this.size++] = x;
+  }
+
+  /** Restores the heap order after append() calls, in O(n). */
+  heapify(): void {
+    for (let i = (this.size >> 1) - 1; i >= 0; i--) this.siftDown(i, this.items[i]);
+  }
+
   pop(): number {
+    const top = this.items[0];
+    const last = this.items[--this.size];
+    if (this.size > 0) this.siftDown(0, last);
+    return top;
+  }
+
+  /** Places x at index i or below, moving smaller children up. */
+  private siftDown(i: number, x: number): void {
     const a = this.items;
-    const top = a[0];
-    const last = a[--this.size];
-    let i = 0;
+    const size = this.size;
     for (;;) {
       let child = 2 * i + 1;
-      if (child >= this.size) break;
-      if (child + 1 < this.size && a[child + 1] < a[child]) child++;
-      if (a[child] >= last) break;
+      if (child >= size) break;
+      if (child + 1 < size && a[child + 1] < a[child]) child++;
+      if (a[child] >= x) break;
       a[i] = a[child];
       i = child;
     }
-    a[i] = last;
-    return top;
+    a[i] = x;
   }
 }
