@@ -1,0 +1,355 @@
+// Proves docker/Dockerfile on a machine without a Docker engine: builds it unchanged with buildah on local
+// stand-ins of its base images, then runs the image's own command and checks the live service over loopback.
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
+const cacheDir = process.env.STANDIN_CACHE ?? '/var/tmp/tiny-llm-standins';
+const storage = [
+  '--storage-driver',
+  'vfs',
+  '--root',
+  join(cacheDir, 'storage'),
+  '--runroot',
+  join(cacheDir, 'runroot'),
+];
+const imageTag = 'localhost/tiny-llm:container-test';
+const serviceUid = 65532;
+const readyTimeoutMs = 120_000;
+const drainLimitMs = 10_000;
+
+type ImageConfig = {
+  User?: string;
+  Entrypoint?: string[] | null;
+  Cmd?: string[] | null;
+  Env?: string[];
+  WorkingDir?: string;
+};
+type ImageInspect = {
+  OCIv1: { config: ImageConfig; history?: { created_by?: string }[] };
+};
+
+function log(message: string): void {
+  process.stdout.write(`container-test: ${message}\n`);
+}
+
+function fail(message: string): never {
+  throw new Error(`container-test: ${message}`);
+}
+
+function check(condition: unknown, message: string): asserts condition {
+  if (!condition) fail(message);
+  log(`ok  ${message}`);
+}
+
+function buildah(args: string[]): string {
+  return execFileSync('buildah', [...storage, ...args], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  }).trim();
+}
+
+function requireTool(name: string): void {
+  try {
+    execFileSync('sh', ['-c', `command -v ${name}`], { stdio: 'ignore' });
+  } catch {
+    fail(`'${name}' is not installed (apt-get install ${name}); .ci/run installs it`);
+  }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+// Every process whose parent chain leads to rootPid (the buildah run we started).
+function descendants(rootPid: number): number[] {
+  const parent = new Map<number, number>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const status = readFileSync(`/proc/${entry}/status`, 'utf8');
+      const ppid = Number(/^PPid:\s+(\d+)/m.exec(status)?.[1]);
+      parent.set(Number(entry), ppid);
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  const found: number[] = [];
+  for (const pid of parent.keys()) {
+    let p = parent.get(pid);
+    while (p !== undefined && p > 1) {
+      if (p === rootPid) {
+        found.push(pid);
+        break;
+      }
+      p = parent.get(p);
+    }
+  }
+  return found;
+}
+
+function processInfo(pid: number): { exe: string; uid: number } | undefined {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const uid = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]);
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    return { exe: cmdline[0] ?? '', uid };
+  } catch {
+    return undefined;
+  }
+}
+
+async function waitForExit(child: ChildProcess, ms: number): Promise<number | null | 'timeout'> {
+  if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve('timeout'), ms);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve(code);
+    });
+  });
+}
+
+async function get(base: string, path: string): Promise<Response> {
+  return fetch(`${base}${path}`, { signal: AbortSignal.timeout(30_000) });
+}
+
+async function postJson(base: string, path: string, body: unknown): Promise<Response> {
+  return fetch(`${base}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+    signal: AbortSignal.timeout(60_000),
+  });
+}
+
+// Static checks on the committed image's file system and configuration.
+function inspectImage(): { command: string[]; sizeBytes: number } {
+  const inspect = JSON.parse(buildah(['inspect', '--type', 'image', imageTag])) as ImageInspect;
+  const config = inspect.OCIv1.config;
+  const user = config.User ?? '';
+  check(
+    user !== '' && !/^(0|root)(:|$)/.test(user),
+    `image runs as a non-root user (USER ${JSON.stringify(user)})`,
+  );
+  const history = (inspect.OCIv1.history ?? []).map((h) => h.created_by ?? '').join('\n');
+  check(/create-model --train/.test(history), 'the model was trained by a RUN step of the build');
+  const command = [...(config.Entrypoint ?? []), ...(config.Cmd ?? [])];
+  check(command.length > 0, `the image has its own command: ${JSON.stringify(command)}`);
+
+  const images = JSON.parse(buildah(['images', '--json', imageTag])) as { size?: number }[];
+  const sizeBytes = images[0]?.size ?? 0;
+
+  const ctr = buildah(['from', '--pull-never', imageTag]);
+  try {
+    const root = buildah(['mount', ctr]);
+    for (const shell of ['bin/sh', 'usr/bin/sh', 'bin/bash', 'usr/bin/bash', 'bin/busybox']) {
+      check(!existsSync(join(root, shell)), `no shell: /${shell} is absent`);
+    }
+    const model = join(root, 'app/model');
+    for (const file of ['config.json', 'generation_config.json', 'model.safetensors', 'training.json']) {
+      check(existsSync(join(model, file)), `model file /app/model/${file} is in the image`);
+    }
+    const training = JSON.parse(readFileSync(join(model, 'training.json'), 'utf8')) as Record<
+      string,
+      unknown
+    >;
+    log(`training report: ${JSON.stringify(training).slice(0, 300)}`);
+    check(!existsSync(join(root, 'app/src')), 'no TypeScript sources in the runtime image');
+    check(
+      !existsSync(join(root, 'app/node_modules/typescript')),
+      'dev dependencies were pruned (no typescript)',
+    );
+    const sbom = JSON.parse(readFileSync(join(root, 'app/sbom.cdx.json'), 'utf8')) as {
+      bomFormat?: string;
+      components?: { name?: string }[];
+    };
+    const names = new Set((sbom.components ?? []).map((c) => c.name));
+    check(
+      sbom.bomFormat === 'CycloneDX' && names.has('fastify') && !names.has('typescript'),
+      `CycloneDX SBOM lists the ${names.size} production components (fastify yes, typescript no)`,
+    );
+  } finally {
+    buildah(['rm', ctr]);
+  }
+  return { command, sizeBytes };
+}
+
+// Starts the image's own command, checks the service over loopback, then stops it with SIGTERM.
+async function runImage(command: string[]): Promise<number> {
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const ctr = buildah(['from', '--pull-never', imageTag]);
+  let child: ChildProcess | undefined;
+  let output = '';
+  try {
+    const started = performance.now();
+    child = spawn(
+      'buildah',
+      [
+        ...storage,
+        'run',
+        '--isolation',
+        'chroot',
+        '--network',
+        'host',
+        '--env',
+        `PORT=${port}`,
+        ctr,
+        '--',
+        ...command,
+      ],
+      { detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    const keep = (chunk: Buffer) => {
+      output = (output + chunk.toString()).slice(-20_000);
+    };
+    child.stdout?.on('data', keep);
+    child.stderr?.on('data', keep);
+
+    let coldStartMs = -1;
+    while (performance.now() - started < readyTimeoutMs) {
+      if (child.exitCode !== null || child.signalCode !== null) {
+        fail(`the container exited (${child.exitCode ?? child.signalCode}) before /ready:\n${output}`);
+      }
+      const ready = await get(base, '/ready').catch(() => undefined);
+      if (ready?.status === 200) {
+        coldStartMs = performance.now() - started;
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    check(coldStartMs >= 0, `GET /ready answered 200 after ${(coldStartMs / 1000).toFixed(2)} s`);
+
+    const nodes = descendants(child.pid ?? -1)
+      .map((pid) => ({ pid, info: processInfo(pid) }))
+      .filter((p) => p.info?.exe.endsWith('node'));
+    check(nodes.length === 1, `one node process serves the container (pids ${nodes.map((n) => n.pid)})`);
+    const node = nodes[0]!;
+    check(node.info?.uid === serviceUid, `the server process runs as uid ${node.info?.uid} (nonroot)`);
+
+    const health = await get(base, '/health');
+    check(health.status === 200, `GET /health → ${health.status}`);
+
+    const page = await get(base, '/');
+    const html = await page.text();
+    check(
+      page.status === 200 && /text\/html/.test(page.headers.get('content-type') ?? '') && /<html/i.test(html),
+      `GET / → ${page.status} ${page.headers.get('content-type')} (${html.length} bytes of HTML)`,
+    );
+
+    const generated = await postJson(base, '/generate', { prompt: 'What does the pipeline do?' });
+    const genBody = (await generated.json()) as { response?: unknown };
+    check(
+      generated.status === 200 && typeof genBody.response === 'string',
+      `POST /generate → ${generated.status} ${JSON.stringify(genBody).slice(0, 160)}`,
+    );
+
+    const stream = await postJson(base, '/v1/chat/completions', {
+      model: 'tiny-llm',
+      messages: [{ role: 'user', content: 'What is Cloud Run?' }],
+      stream: true,
+      max_tokens: 24,
+    });
+    const sse = await stream.text();
+    const events = sse
+      .split('\n')
+      .filter((line) => line.startsWith('data: '))
+      .map((line) => line.slice(6));
+    const chunks = events.filter((e) => e !== '[DONE]').map((e) => JSON.parse(e) as { choices?: unknown[] });
+    const text = chunks
+      .map((c) => (c.choices?.[0] as { delta?: { content?: string } } | undefined)?.delta?.content ?? '')
+      .join('');
+    check(
+      stream.status === 200 &&
+        /text\/event-stream/.test(stream.headers.get('content-type') ?? '') &&
+        chunks.length > 0 &&
+        events.at(-1) === '[DONE]',
+      `streamed chat completion: ${chunks.length} chunks then [DONE] (${JSON.stringify(text.slice(0, 80))})`,
+    );
+
+    const metrics = await get(base, '/metrics');
+    check(metrics.status === 200, `GET /metrics → ${metrics.status}`);
+
+    const stopAt = performance.now();
+    process.kill(node.pid, 'SIGTERM');
+    const code = await waitForExit(child, drainLimitMs);
+    const drainMs = performance.now() - stopAt;
+    check(code === 0, `SIGTERM: the container exited with ${code} after ${(drainMs / 1000).toFixed(2)} s`);
+    return coldStartMs;
+  } catch (error) {
+    if (output) process.stdout.write(`--- container output (tail) ---\n${output}\n`);
+    throw error;
+  } finally {
+    if (child?.pid && child.exitCode === null && child.signalCode === null) {
+      process.kill(-child.pid, 'SIGKILL');
+      await waitForExit(child, 5_000);
+    }
+    buildah(['rm', ctr]);
+  }
+}
+
+async function main(): Promise<void> {
+  for (const tool of ['buildah', 'mmdebstrap']) requireTool(tool);
+  if (process.getuid?.() !== 0) fail('needs root (buildah vfs storage and chroot isolation)');
+
+  execFileSync('bash', [join(repoRoot, 'scripts/container/make-standins.sh')], {
+    stdio: 'inherit',
+    env: { ...process.env, STANDIN_CACHE: cacheDir },
+  });
+
+  const buildArgs = process.env.TRAIN_ARGS ? ['--build-arg', `TRAIN_ARGS=${process.env.TRAIN_ARGS}`] : [];
+  const buildStarted = performance.now();
+  execFileSync(
+    'buildah',
+    [
+      ...storage,
+      'bud',
+      '--pull=never',
+      '--isolation',
+      'chroot',
+      '--network',
+      'host',
+      '--layers=false',
+      ...buildArgs,
+      '-f',
+      'docker/Dockerfile',
+      '-t',
+      imageTag,
+      '.',
+    ],
+    { cwd: repoRoot, stdio: 'inherit' },
+  );
+  const buildSeconds = (performance.now() - buildStarted) / 1000;
+  log(`image built in ${buildSeconds.toFixed(0)} s`);
+
+  try {
+    const { command, sizeBytes } = inspectImage();
+    const coldStartMs = await runImage(command);
+    log('summary (base images are local stand-ins, see README "Delivery"):');
+    log(`  image size    ${(sizeBytes / 1e6).toFixed(1)} MB uncompressed`);
+    log(`  build time    ${buildSeconds.toFixed(0)} s (npm ci, tsc, training, prune, SBOM)`);
+    log(`  cold start    ${(coldStartMs / 1000).toFixed(2)} s (buildah run → /ready 200)`);
+  } finally {
+    if (!process.env.KEEP_IMAGE) {
+      buildah(['rmi', imageTag]);
+      buildah(['rmi', '--prune']);
+    }
+  }
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(1);
+});

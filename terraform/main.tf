@@ -1,0 +1,97 @@
+# One ephemeral environment: a runtime service account with no roles, the Cloud Run v2 service, and public access.
+locals {
+  name       = "tiny-llm-${var.environment_id}"
+  expires_at = var.created_at + var.ttl_hours * 3600
+
+  # Label values: lowercase letters, digits, - and _ only; the janitor reads expires-at (Unix seconds).
+  labels = {
+    app            = "tiny-llm"
+    ephemeral      = "true"
+    environment-id = var.environment_id
+    expires-at     = tostring(local.expires_at)
+  }
+}
+
+# The service's identity. It is granted no roles: the app calls no Google API at run time.
+resource "google_service_account" "runtime" {
+  account_id   = "tiny-llm-${var.environment_id}"
+  display_name = "tiny-llm runtime (${var.environment_id}), no roles"
+  description  = "Runtime identity of the ephemeral Cloud Run service ${local.name}; holds no IAM roles."
+}
+
+resource "google_cloud_run_v2_service" "app" {
+  name     = local.name
+  location = var.region
+  ingress  = "INGRESS_TRAFFIC_ALL"
+  labels   = local.labels
+
+  # The provider defaults this to true since 6.0, which makes `terraform destroy` fail.
+  deletion_protection = false
+
+  # Public access without an allUsers binding, where an organisation policy forbids allUsers.
+  invoker_iam_disabled = var.public_access && var.public_access_mode == "invoker_check_disabled"
+
+  template {
+    service_account                  = google_service_account.runtime.email
+    labels                           = local.labels
+    max_instance_request_concurrency = var.concurrency
+    timeout                          = "60s"
+
+    scaling {
+      min_instance_count = 0
+      max_instance_count = var.max_instances
+    }
+
+    containers {
+      name  = "tiny-llm"
+      image = var.image
+
+      ports {
+        container_port = 8000
+      }
+
+      resources {
+        limits = {
+          cpu    = var.cpu
+          memory = var.memory
+        }
+        cpu_idle          = true
+        startup_cpu_boost = true
+      }
+
+      # Traffic only once the model is loaded.
+      startup_probe {
+        initial_delay_seconds = 0
+        period_seconds        = 2
+        timeout_seconds       = 2
+        failure_threshold     = 30
+        http_get {
+          path = "/ready"
+          port = 8000
+        }
+      }
+
+      # Restart an instance whose event loop stopped answering.
+      liveness_probe {
+        period_seconds    = 15
+        timeout_seconds   = 3
+        failure_threshold = 3
+        http_get {
+          path = "/health"
+          port = 8000
+        }
+      }
+    }
+  }
+}
+
+# Public access the way the original did it: roles/run.invoker for allUsers, only when asked for.
+resource "google_cloud_run_v2_service_iam_member" "public_invoker" {
+  count = var.public_access && var.public_access_mode == "iam_binding" ? 1 : 0
+
+  project  = google_cloud_run_v2_service.app.project
+  location = google_cloud_run_v2_service.app.location
+  name     = google_cloud_run_v2_service.app.name
+  role     = "roles/run.invoker"
+  member   = "allUsers"
+}

@@ -1,0 +1,123 @@
+# Inputs of the per-run environment; the pipeline passes every one of them, nothing project-specific is defaulted.
+variable "project_id" {
+  description = "Google Cloud project that hosts the ephemeral environment."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project_id))
+    error_message = "project_id must be a Google Cloud project id: 6-30 characters, lowercase letters, digits and hyphens."
+  }
+}
+
+variable "region" {
+  description = "Cloud Run region, e.g. europe-west1."
+  type        = string
+  default     = "europe-west1"
+
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]$", var.region))
+    error_message = "region must look like europe-west1 or us-central1."
+  }
+}
+
+variable "environment_id" {
+  description = "Suffix that makes every resource name unique per pipeline run (the pipeline uses <run id>-<attempt>)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9-]{0,18}[a-z0-9]$", var.environment_id))
+    error_message = "environment_id must be 2-20 characters of lowercase letters, digits and hyphens, not starting or ending with a hyphen."
+  }
+}
+
+variable "image" {
+  description = "Container image to run, pinned by digest: REGION-docker.pkg.dev/PROJECT/REPO/NAME@sha256:..."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z0-9.-]+/[^@\\s]+@sha256:[0-9a-f]{64}$", var.image))
+    error_message = "image must be pinned by digest (…@sha256:<64 hex>) so the deployed image is exactly the scanned one."
+  }
+}
+
+variable "public_access" {
+  description = "Let anyone call the service (the original's behaviour). When false, callers need roles/run.invoker."
+  type        = bool
+  default     = true
+}
+
+variable "public_access_mode" {
+  description = "How public access is granted: \"iam_binding\" gives allUsers roles/run.invoker; \"invoker_check_disabled\" turns off the invoker IAM check, for organisations whose policy forbids allUsers."
+  type        = string
+  default     = "iam_binding"
+
+  validation {
+    condition     = contains(["iam_binding", "invoker_check_disabled"], var.public_access_mode)
+    error_message = "public_access_mode must be \"iam_binding\" or \"invoker_check_disabled\"."
+  }
+}
+
+variable "ttl_hours" {
+  description = "Hours after which the scheduled janitor destroys this environment if the pipeline did not."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.ttl_hours >= 1 && var.ttl_hours <= 72 && floor(var.ttl_hours) == var.ttl_hours
+    error_message = "ttl_hours must be a whole number between 1 and 72."
+  }
+}
+
+variable "created_at" {
+  description = "Creation time as Unix seconds (the pipeline passes the run's start); the expires-at label is derived from it."
+  type        = number
+
+  validation {
+    condition     = var.created_at > 1600000000 && floor(var.created_at) == var.created_at
+    error_message = "created_at must be Unix seconds."
+  }
+}
+
+variable "cpu" {
+  description = "vCPUs per instance. Generation runs in worker threads, one vCPU is enough for the demo."
+  type        = string
+  default     = "1"
+
+  validation {
+    condition     = contains(["1", "2", "4"], var.cpu)
+    error_message = "cpu must be 1, 2 or 4."
+  }
+}
+
+variable "memory" {
+  description = "Memory limit per instance; the service's resident footprint is around 100 MiB."
+  type        = string
+  default     = "512Mi"
+
+  validation {
+    condition     = can(regex("^[0-9]+(Mi|Gi)$", var.memory))
+    error_message = "memory must be a Kubernetes quantity such as 512Mi or 1Gi."
+  }
+}
+
+variable "max_instances" {
+  description = "Upper bound on instances: the cost guard for a public demo."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.max_instances >= 1 && var.max_instances <= 10
+    error_message = "max_instances must be between 1 and 10."
+  }
+}
+
+variable "concurrency" {
+  description = "Requests one instance accepts at a time; the server queues the rest and answers 503 when full."
+  type        = number
+  default     = 16
+
+  validation {
+    condition     = var.concurrency >= 1 && var.concurrency <= 1000
+    error_message = "concurrency must be between 1 and 1000."
+  }
+}
