@@ -217,18 +217,18 @@ export function parseMergesTxt(text: string, file: string): Array<[string, strin
 
 function parseVocab(value: unknown, file: string, what: string): Record<string, number> {
   if (!isObject(value)) throw new Error(`${file}: ${what} must be an object mapping token → id`);
-  const vocab: Record<string, number> = {};
-  for (const token of Object.keys(value)) {
+  let count = 0;
+  for (const token in value) {
     const id = value[token];
     if (typeof id !== 'number' || !Number.isInteger(id) || id < 0) {
       throw new Error(
         `${file}: ${what} gives ${JSON.stringify(token)} the id ${JSON.stringify(id)}, not an integer ≥ 0`,
       );
     }
-    vocab[token] = id;
+    count++;
   }
-  if (Object.keys(vocab).length === 0) throw new Error(`${file}: ${what} is empty`);
-  return vocab;
+  if (count === 0) throw new Error(`${file}: ${what} is empty`);
+  return value as Record<string, number>;
 }
 
 function tokensById(vocab: Record<string, number>): string[] {

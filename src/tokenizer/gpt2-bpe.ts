@@ -120,30 +120,34 @@ export class Gpt2Tokenizer {
     this.mergeResult = new Int32Array(merges.length);
     for (let rank = 0; rank < merges.length; rank++) {
       const merge = merges[rank];
-      const where = `tokenizer: merge ${rank}`;
       if (
         !Array.isArray(merge) ||
         merge.length !== 2 ||
         typeof merge[0] !== 'string' ||
         typeof merge[1] !== 'string'
       ) {
-        throw new Error(`${where} is not a pair of strings: ${JSON.stringify(merge)}`);
+        throw new Error(`tokenizer: merge ${rank} is not a pair of strings: ${JSON.stringify(merge)}`);
       }
       const [left, right] = merge;
       const a = this.tokenIds.get(left);
       const b = this.tokenIds.get(right);
       const merged = this.tokenIds.get(left + right);
       if (a === undefined)
-        throw new Error(`${where} (${left} ${right}): ${JSON.stringify(left)} is not in the vocab`);
+        throw new Error(
+          `tokenizer: merge ${rank} (${left} ${right}): ${JSON.stringify(left)} is not in the vocab`,
+        );
       if (b === undefined)
-        throw new Error(`${where} (${left} ${right}): ${JSON.stringify(right)} is not in the vocab`);
+        throw new Error(
+          `tokenizer: merge ${rank} (${left} ${right}): ${JSON.stringify(right)} is not in the vocab`,
+        );
       if (merged === undefined) {
         throw new Error(
-          `${where} (${left} ${right}): the result ${JSON.stringify(left + right)} is not in the vocab`,
+          `tokenizer: merge ${rank} (${left} ${right}): the result ${JSON.stringify(left + right)} is not in the vocab`,
         );
       }
       const earlier = this.pairRank(a, b);
-      if (earlier >= 0) throw new Error(`${where} (${left} ${right}) repeats merge ${earlier}`);
+      if (earlier >= 0)
+        throw new Error(`tokenizer: merge ${rank} (${left} ${right}) repeats merge ${earlier}`);
       this.insertPair(a, b, rank);
       this.mergeResult[rank] = merged;
     }
