@@ -44,6 +44,11 @@ export class GenerationService {
           queueLimit: this.options.queueLimit,
           cancelGraceMs: this.options.cancelGraceMs,
           log: (level, message) => this.app.log[level](message),
+          onBroken: (err) => {
+            this.state = 'failed';
+            this.failure = err;
+            this.app.log.error(err.message);
+          },
           observer: {
             firstToken: (s) => metrics.timeToFirstToken.observe(s),
             finished: (tokens, s) => {
@@ -73,11 +78,12 @@ export class GenerationService {
   /** Queues a generation; 503 (with Retry-After) while loading, draining, or when the queue is full. */
   submit(request: JobRequest, handlers?: JobHandlers): Job {
     if (this.state !== 'ready' || !this.pool) {
-      const reason = this.state === 'draining' ? 'draining' : 'loading';
-      this.app.metrics.rejected.inc({ reason });
-      throw this.state === 'draining'
-        ? unavailable('The server is shutting down; retry on another instance.', 'shutting_down')
-        : unavailable('The model is still loading; retry shortly.', 'model_loading', 5);
+      this.app.metrics.rejected.inc({ reason: this.state });
+      if (this.state === 'draining')
+        throw unavailable('The server is shutting down; retry on another instance.', 'shutting_down');
+      if (this.state === 'failed')
+        throw unavailable('The model could not be served; retry later.', 'workers_down', 10);
+      throw unavailable('The model is still loading; retry shortly.', 'model_loading', 5);
     }
     try {
       return this.pool.submit(request, handlers);

@@ -24,6 +24,8 @@ export interface PoolOptions {
   /** After a cancel, how long a worker may take to notice before it is terminated and replaced. */
   cancelGraceMs?: number;
   observer?: PoolObserver;
+  /** Called when a dead worker cannot be replaced: the service is no longer healthy. */
+  onBroken?(err: Error): void;
   log?: (level: 'info' | 'warn' | 'error', message: string) => void;
 }
 
@@ -139,6 +141,10 @@ export class WorkerPool {
   }
   get inFlight(): number {
     return this.running.size;
+  }
+  /** Workers that have built the model and can take a job. */
+  get readyWorkers(): number {
+    return this.slots.filter((s) => s.ready).length;
   }
   get busyWorkers(): number {
     return this.slots.filter((s) => s.job !== null).length;
@@ -280,15 +286,36 @@ export class WorkerPool {
               unavailable('The generation worker stopped unexpectedly; retry the request.', 'worker_crashed'),
             );
         }
-        if (this.closing || slot.retiring || !slot.ready) return;
+        const wasReady = slot.ready;
+        slot.ready = false;
+        if (this.closing || slot.retiring || !wasReady) return;
         this.log('warn', `generation worker ${index} exited (code ${code}); starting a replacement`);
         this.replacements++;
         this.options.observer?.workerReplaced?.();
-        this.spawn(index).catch((err: Error) => {
-          this.log('error', `replacement worker ${index} could not start: ${err.message}`);
-        });
+        void this.replace(index, 1);
       });
     });
+  }
+
+  /** Starts a replacement worker, retrying a few times; if none will start, the pool reports itself broken. */
+  private async replace(index: number, attempt: number): Promise<void> {
+    try {
+      await this.spawn(index);
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      this.log('error', `replacement worker ${index} could not start (attempt ${attempt}): ${message}`);
+      if (this.closing) return;
+      if (attempt < 3) {
+        await new Promise((r) => setTimeout(r, 1000 * attempt));
+        return this.replace(index, attempt + 1);
+      }
+      // Nothing queued may wait for a worker that will never come.
+      if (this.readyWorkers === 0) {
+        const down = unavailable('No generation worker is running; retry later.', 'workers_down', 10);
+        for (const job of this.queue.splice(0)) this.fail(job, down);
+      }
+      this.options.onBroken?.(new Error(`generation worker ${index} cannot be restarted: ${message}`));
+    }
   }
 
   private dispatch(): void {

@@ -1,0 +1,229 @@
+// The worker pool under pressure: a full queue answers 503, /health stays fast while every worker is busy,
+// a client that disconnects frees its worker at once, and a worker that dies is replaced without hanging anyone.
+import assert from 'node:assert/strict';
+import { request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { metricValue, scrape, startTestApp, type TestApp } from './harness.js';
+
+let t: TestApp;
+let base: string;
+
+// A 1024-token context makes one generation long enough (~1 s) to hold a worker while the test acts.
+before(async () => {
+  t = await startTestApp({ workers: 1, queueLimit: 1, cancelGraceMs: 2000 }, { nPositions: 1024 });
+  await t.app.listen({ host: '127.0.0.1', port: 0 });
+  base = `http://127.0.0.1:${(t.app.server.address() as AddressInfo).port}`;
+});
+after(() => t.close());
+
+const longJob = {
+  prompt: 'Hold the worker',
+  maxNewTokens: 1000,
+  temperature: 1,
+  topK: 50,
+  topP: 0.95,
+  repetitionPenalty: 1,
+  seed: 1,
+  stop: [],
+};
+
+async function waitFor(
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  timeoutMs = 5000,
+): Promise<number> {
+  const start = performance.now();
+  while (!(await check())) {
+    if (performance.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  return performance.now() - start;
+}
+
+describe('bounded queue', () => {
+  it('answers 503 with Retry-After in the error shape when the queue is full', async () => {
+    const pool = t.app.generation.pool!;
+    const running = t.app.generation.submit(longJob);
+    const waiting = t.app.generation.submit(longJob);
+    assert.equal(pool.queueDepth, 1);
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/v1/chat/completions',
+      payload: { messages: [{ role: 'user', content: 'hi' }] },
+    });
+    assert.equal(res.statusCode, 503, res.body);
+    assert.equal(res.headers['retry-after'], '2');
+    const err = res.json().error;
+    assert.equal(err.type, 'server_error');
+    assert.equal(err.code, 'queue_full');
+    const text = await scrape(t.app);
+    assert.equal(metricValue(text, 'tiny_llm_queue_depth'), 1);
+    assert.equal(metricValue(text, 'tiny_llm_in_flight_generations'), 1);
+    assert.equal(metricValue(text, 'tiny_llm_rejected_generations_total', '{reason="queue_full"}'), 1);
+    waiting.cancel();
+    running.cancel();
+    assert.equal((await waiting.result).cancelled, true);
+    assert.equal((await running.result).cancelled, true);
+    await pool.idle();
+  });
+});
+
+describe('event loop stays free', () => {
+  it('/health answers in milliseconds while every worker is generating', async () => {
+    const job = t.app.generation.submit(longJob);
+    await waitFor('the worker to start', () => t.app.generation.pool!.busyWorkers === 1);
+    const times: number[] = [];
+    let answeredWhileBusy = 0;
+    const generating = () => job.state !== 'ended';
+    for (let i = 0; i < 20 && generating(); i++) {
+      const start = performance.now();
+      const res = await fetch(`${base}/health`);
+      assert.equal(res.status, 200);
+      await res.text();
+      times.push(performance.now() - start);
+      if (generating()) answeredWhileBusy++;
+    }
+    job.cancel();
+    await job.result;
+    times.sort((a, b) => a - b);
+    console.log(
+      `/health while the only worker generates: ${answeredWhileBusy} answered before it finished, ` +
+        `median ${times[times.length >> 1].toFixed(1)} ms, max ${times.at(-1)!.toFixed(1)} ms`,
+    );
+    // Generation on the event loop would let no probe through until the whole generation ended.
+    assert.ok(answeredWhileBusy >= 5, `only ${answeredWhileBusy} probes were answered during the generation`);
+  });
+});
+
+/** Opens a streamed chat completion over a real socket and destroys it after the first content bytes. */
+function streamThenDisconnect(maxTokens: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const body = JSON.stringify({
+      messages: [{ role: 'user', content: 'go' }],
+      stream: true,
+      max_tokens: maxTokens,
+      seed: 3,
+    });
+    const req = httpRequest(`${base}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+    });
+    req.on('response', (res) => {
+      if (res.statusCode !== 200) reject(new Error(`status ${res.statusCode}`));
+      res.once('data', () => {
+        req.destroy();
+        resolve();
+      });
+    });
+    req.on('error', () => {});
+    req.end(body);
+  });
+}
+
+describe('client disconnect', () => {
+  it('cancels the generation: the aborted counter counts it and the worker is free right after', async () => {
+    const before = await scrape(t.app);
+    await streamThenDisconnect(900);
+    const freedMs = await waitFor('the worker to be idle', () => t.app.generation.pool!.inFlight === 0, 3000);
+    const text = await scrape(t.app);
+    const aborted =
+      metricValue(text, 'tiny_llm_aborted_generations_total') -
+      metricValue(before, 'tiny_llm_aborted_generations_total');
+    console.log(`worker free ${freedMs.toFixed(1)} ms after the client left; aborted +${aborted}`);
+    assert.equal(aborted, 1);
+    assert.equal(metricValue(text, 'tiny_llm_in_flight_generations'), 0);
+    // Finished generations add to the token counter; a cancelled one must not have run to its 900 tokens.
+    assert.equal(
+      metricValue(text, 'tiny_llm_generated_tokens_total') -
+        metricValue(before, 'tiny_llm_generated_tokens_total'),
+      0,
+    );
+  });
+
+  it('several clients leaving mid-stream are each cancelled, queued ones included', async () => {
+    const before = await scrape(t.app);
+    // One worker and a queue of one: the first stream runs, the second waits; both clients leave.
+    const first = streamThenDisconnect(900);
+    await waitFor('the first stream to run', () => t.app.generation.pool!.busyWorkers === 1);
+    const body = JSON.stringify({
+      messages: [{ role: 'user', content: 'wait' }],
+      stream: true,
+      max_tokens: 900,
+    });
+    const queued = httpRequest(`${base}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+    });
+    queued.on('error', () => {});
+    queued.end(body);
+    await waitFor('the second to queue', () => t.app.generation.pool!.queueDepth === 1);
+    queued.destroy();
+    await first;
+    await waitFor(
+      'all idle',
+      () => t.app.generation.pool!.inFlight === 0 && t.app.generation.pool!.queueDepth === 0,
+      3000,
+    );
+    const text = await scrape(t.app);
+    assert.equal(
+      metricValue(text, 'tiny_llm_aborted_generations_total') -
+        metricValue(before, 'tiny_llm_aborted_generations_total'),
+      2,
+    );
+  });
+});
+
+describe('worker death', () => {
+  it('a request whose worker dies gets a clean 503, a new worker takes over, and the next request succeeds', async () => {
+    const pool = t.app.generation.pool!;
+    const pending = t.app.inject({
+      method: 'POST',
+      url: '/generate',
+      payload: { prompt: 'die', max_new_tokens: 900 },
+    });
+    await waitFor('the worker to start', () => pool.busyWorkerIndex() >= 0);
+    await pool.terminateWorker(pool.busyWorkerIndex());
+    const res = await pending;
+    assert.equal(res.statusCode, 503, res.body);
+    assert.ok(res.headers['retry-after']);
+    assert.deepEqual(res.json().error.code, 'worker_crashed');
+    assert.ok(!res.body.includes('at '), 'no stack trace');
+    const recoveredMs = await waitFor(
+      'a replacement worker',
+      () => pool.readyWorkers === 1 && pool.busyWorkers === 0 && pool.replacements === 1,
+      20000,
+    );
+    const again = await t.app.inject({
+      method: 'POST',
+      url: '/generate',
+      payload: { prompt: 'alive?', max_new_tokens: 5 },
+    });
+    assert.equal(again.statusCode, 200, again.body);
+    const text = await scrape(t.app);
+    assert.equal(metricValue(text, 'tiny_llm_worker_restarts_total'), 1);
+    console.log(`replacement worker ready ${recoveredMs.toFixed(0)} ms after the crash`);
+  });
+
+  it('a stream whose worker dies ends with an error event instead of hanging', async () => {
+    const pool = t.app.generation.pool!;
+    await waitFor(
+      'a ready worker',
+      async () => (await t.app.inject('/ready')).statusCode === 200 && pool.busyWorkers === 0,
+      20000,
+    );
+    const pending = t.app.inject({
+      method: 'POST',
+      url: '/v1/chat/completions',
+      payload: { messages: [{ role: 'user', content: 'x' }], stream: true, max_tokens: 900 },
+    });
+    await waitFor('the worker to start', () => pool.busyWorkerIndex() >= 0);
+    await new Promise((r) => setTimeout(r, 20));
+    await pool.terminateWorker(pool.busyWorkerIndex());
+    const res = await pending;
+    assert.equal(res.statusCode, 200);
+    const last = res.body.trim().split('\n\n').at(-1)!;
+    assert.ok(!res.body.includes('[DONE]'));
+    assert.equal(JSON.parse(last.slice(6)).error.code, 'worker_crashed');
+  });
+});
