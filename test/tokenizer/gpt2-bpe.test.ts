@@ -193,7 +193,7 @@ describe('Gpt2Tokenizer on the GPT-2 vocabulary', () => {
     assert.deepEqual(tok.encode(long), referenceBpe(data, long));
   });
 
-  it('encodes 100 000-character runs in near-linear time (guard: < 1500 ms each)', () => {
+  it('encodes 100 000-character runs in near-linear time (guard: < 1500 ms CPU each)', () => {
     const runs: Array<[string, string]> = [
       ['100000 × "a"', 'a'.repeat(100_000)],
       ['100000 × " "', ' '.repeat(100_000)],
@@ -203,16 +203,22 @@ describe('Gpt2Tokenizer on the GPT-2 vocabulary', () => {
       ['100000 × "!"', '!'.repeat(100_000)],
       ['50000 × "👋"', '👋'.repeat(50_000)],
     ];
+    // The guard uses process CPU time, so a busy machine does not fail it; wall time is printed too.
     let worst = 0;
     for (const [name, text] of runs) {
+      const cpu0 = process.cpuUsage();
       const t0 = performance.now();
       const ids = tok.encode(text);
-      const ms = performance.now() - t0;
-      worst = Math.max(worst, ms);
-      console.log(`encode ${name}: ${ms.toFixed(1)} ms, ${ids.length} tokens`);
+      const wall = performance.now() - t0;
+      const cpu = process.cpuUsage(cpu0);
+      const cpuMs = (cpu.user + cpu.system) / 1000;
+      worst = Math.max(worst, cpuMs);
+      console.log(
+        `encode ${name}: ${cpuMs.toFixed(1)} ms CPU, ${wall.toFixed(1)} ms wall, ${ids.length} tokens`,
+      );
       assert.equal(tok.decode(ids), text);
     }
-    console.log(`slowest long run: ${worst.toFixed(1)} ms`);
+    console.log(`slowest long run: ${worst.toFixed(1)} ms CPU`);
     assert.ok(worst < 1500, `a long run took ${worst.toFixed(0)} ms`);
   });
 });
