@@ -1,4 +1,4 @@
-// Builds the chat page: bundles web/src/main.ts into dist/web/app.js and copies the HTML and CSS beside it.
+// Builds the chat page: bundles web/src/main.ts into dist/web/app.js and copies the HTML, CSS and icon beside it.
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,8 +28,8 @@ const result = await build({
   logLevel: 'warning',
 });
 for (const file of result.outputFiles) await writeAtomic(file.path, file.contents);
-for (const name of ['index.html', 'styles.css']) {
+for (const name of ['index.html', 'styles.css', 'favicon.svg']) {
   await writeAtomic(join(outDir, name), await readFile(join(root, 'web', name)));
 }
 const bytes = result.outputFiles.find((f) => f.path.endsWith('app.js'))?.contents.length ?? 0;
-console.log(`web: dist/web/app.js (${(bytes / 1024).toFixed(1)} KiB), index.html, styles.css`);
+console.log(`web: dist/web/app.js (${(bytes / 1024).toFixed(1)} KiB), index.html, styles.css, favicon.svg`);

@@ -155,6 +155,8 @@ export async function streamChat(
       const events = parser.push(text);
       if (done) events.push(...parser.end());
       for (const data of events) {
+        // Stop pressed while this chunk was being shown: nothing after it may appear.
+        if (signal.aborted) return { kind: 'stopped' };
         const outcome = handle(data);
         if (outcome !== null) {
           await reader.cancel().catch(() => undefined);
