@@ -11,7 +11,7 @@ import { createTinyModel, type TinyModel } from '../helpers/tiny-model.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const artifacts = path.join(repoRoot, 'artifacts');
-/** A long context so a reply can run long enough (about a second) to be stopped by a click. */
+/** A long context so a reply runs long enough to be stopped mid-stream. */
 const CONTEXT = 512;
 
 let browser: Browser;
@@ -119,6 +119,9 @@ test('the page loads CSP-clean, with a labelled form and the model card from /ap
     String(CONTEXT),
     'max tokens limited by the context',
   );
+  const csp = (await fetch(baseUrl)).headers.get('content-security-policy') ?? '';
+  assert.match(csp, /script-src 'self'/, 'the page is served under a strict CSP');
+  assert.match(csp, /style-src 'self'/);
   assert.deepEqual(pageProblems, [], 'no console errors or CSP violations');
 });
 
