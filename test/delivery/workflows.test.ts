@@ -1,0 +1,329 @@
+// Checks the GitHub Actions workflows with GitHub's own parser: they are valid, the pipeline's job graph builds,
+// scans, pushes only the scanned image, deploys, smoke-tests, waits and always destroys, and every action is pinned.
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { asMap, type JobModel, loadWorkflow, type StepModel, type WorkflowModel } from './workflow-model.js';
+
+const root = join(import.meta.dirname, '../..');
+const workflowDir = join(root, '.github/workflows');
+const workflowFiles = readdirSync(workflowDir)
+  .filter((f) => /\.ya?ml$/.test(f))
+  .map((f) => join(workflowDir, f));
+
+const pipeline = await loadWorkflow(join(workflowDir, 'pipeline.yml'));
+const janitor = await loadWorkflow(join(workflowDir, 'janitor.yml'));
+
+function job(w: WorkflowModel, id: string): JobModel {
+  const j = w.jobs.get(id);
+  assert.ok(j, `${w.file} has a job "${id}"`);
+  return j;
+}
+
+// All jobs that `id` depends on, directly or not.
+function ancestors(w: WorkflowModel, id: string, seen = new Set<string>()): Set<string> {
+  for (const need of job(w, id).needs) {
+    if (!seen.has(need)) {
+      seen.add(need);
+      ancestors(w, need, seen);
+    }
+  }
+  return seen;
+}
+
+function stepsUsing(j: JobModel, action: string): StepModel[] {
+  return j.steps.filter((s) => s.uses?.split('@')[0] === action);
+}
+
+function withOf(step: StepModel): Record<string, string> {
+  return Object.fromEntries(Object.entries(asMap(step.raw.with)).map(([k, v]) => [k, String(v)]));
+}
+
+function envOf(step: StepModel): Record<string, string> {
+  return Object.fromEntries(Object.entries(asMap(step.raw.env)).map(([k, v]) => [k, String(v)]));
+}
+
+describe('workflow files', () => {
+  test('every workflow parses with GitHub’s parser with zero errors', async () => {
+    assert.ok(workflowFiles.length >= 2, 'pipeline and janitor exist');
+    for (const file of workflowFiles) {
+      const w = await loadWorkflow(file);
+      assert.deepEqual(w.errors, [], `${file}: ${w.errors.join('; ')}`);
+      assert.ok(w.jobs.size > 0, `${file} has jobs`);
+    }
+  });
+
+  test('the parser check is not vacuous: a broken workflow reports errors', async () => {
+    const broken = pipeline.text.replace(
+      'runs-on: ubuntu-24.04',
+      'runs-on: ubuntu-24.04\n    run-on-typo: true',
+    );
+    const { parseWorkflow, NoOperationTraceWriter } = await import('@actions/workflow-parser');
+    const parsed = parseWorkflow({ name: 'broken.yml', content: broken }, new NoOperationTraceWriter());
+    assert.ok(parsed.context.errors.count > 0, 'an unknown job key is an error');
+  });
+
+  test('every third-party action is pinned to a full commit SHA with its version in a comment', () => {
+    let pinned = 0;
+    for (const file of workflowFiles) {
+      const lines = readFileSync(file, 'utf8').split('\n');
+      for (const [i, line] of lines.entries()) {
+        const m = /^\s*(?:-\s+)?uses:\s*(\S+)(.*)$/.exec(line);
+        if (!m) continue;
+        const [, ref, rest] = m as unknown as [string, string, string];
+        if (ref.startsWith('./')) continue;
+        assert.match(ref, /^[\w.-]+\/[\w./-]+@[0-9a-f]{40}$/, `${file}:${i + 1} pins ${ref} to a commit SHA`);
+        assert.match(rest, /#\s*v\d+(\.\d+)*/, `${file}:${i + 1} names the version of ${ref} in a comment`);
+        pinned++;
+      }
+    }
+    console.log(`# ${pinned} action references, all SHA-pinned`);
+    assert.ok(pinned > 10);
+  });
+
+  test('least privilege: read-only by default, id-token only where Google Cloud is called', () => {
+    for (const w of [pipeline, janitor]) {
+      assert.deepEqual(w.raw.permissions, { contents: 'read' }, `${w.file}: top-level permissions`);
+      for (const j of w.jobs.values()) {
+        const authenticates = stepsUsing(j, 'google-github-actions/auth').length > 0;
+        const perms = asMap(j.raw.permissions);
+        assert.equal(
+          perms['id-token'] === 'write',
+          authenticates,
+          `${j.id}: id-token write iff it authenticates`,
+        );
+        for (const [scope, level] of Object.entries(perms)) {
+          assert.ok(scope === 'id-token' || level === 'read', `${j.id}: ${scope} is ${level}`);
+        }
+      }
+    }
+  });
+
+  test('Google Cloud auth: Workload Identity Federation when configured, else the GCP_SA_KEY secret', () => {
+    for (const w of [pipeline, janitor]) {
+      for (const j of w.jobs.values()) {
+        const auth = stepsUsing(j, 'google-github-actions/auth');
+        if (auth.length === 0) continue;
+        const wif = auth.find((s) => withOf(s).workload_identity_provider);
+        const key = auth.find((s) => withOf(s).credentials_json);
+        assert.ok(wif && key, `${j.id} has both auth paths`);
+        assert.match(wif.if ?? '', /vars\.GCP_WORKLOAD_IDENTITY_PROVIDER != ''/);
+        assert.match(key.if ?? '', /vars\.GCP_WORKLOAD_IDENTITY_PROVIDER == ''/);
+        assert.match(withOf(key).credentials_json ?? '', /secrets\.GCP_SA_KEY/);
+      }
+    }
+  });
+
+  test('terraform runs without the output wrapper wherever it is installed', () => {
+    let count = 0;
+    for (const w of [pipeline, janitor]) {
+      for (const j of w.jobs.values()) {
+        for (const s of stepsUsing(j, 'hashicorp/setup-terraform')) {
+          assert.equal(withOf(s).terraform_wrapper, 'false', `${j.id}: terraform_wrapper`);
+          count++;
+        }
+      }
+    }
+    assert.ok(count >= 3, 'deploy, destroy and the janitor install terraform');
+  });
+});
+
+describe('pipeline job graph', () => {
+  test('the stages run in order: test → build → scan → push → deploy → smoke → wait → destroy', () => {
+    const order = ['test', 'build', 'scan', 'push', 'deploy', 'smoke', 'wait', 'destroy'];
+    for (let i = 1; i < order.length; i++) {
+      const before = ancestors(pipeline, order[i]!);
+      for (const earlier of order.slice(0, i)) {
+        assert.ok(before.has(earlier), `${order[i]} runs after ${earlier}`);
+      }
+    }
+  });
+
+  test('push needs the scan and runs only when it passed', () => {
+    const push = job(pipeline, 'push');
+    assert.ok(push.needs.includes('scan'));
+    assert.doesNotMatch(
+      push.if,
+      /always\(\)|failure\(\)|cancelled\(\)/,
+      'push never runs after a failed scan',
+    );
+    assert.match(push.if, /^success\(\)/);
+  });
+
+  test('the scan gate fails on CRITICAL findings and honours only the documented ignore file', () => {
+    const scan = job(pipeline, 'scan');
+    const trivy = stepsUsing(scan, 'aquasecurity/trivy-action');
+    const gate = trivy.find((s) => withOf(s)['exit-code'] === '1');
+    assert.ok(gate, 'one Trivy step fails the job');
+    const w = withOf(gate);
+    assert.equal(w.severity, 'CRITICAL');
+    assert.equal(w.trivyignores, '.trivyignore.yaml');
+    assert.equal(w['ignore-unfixed'], 'false');
+    assert.equal(gate.if, undefined, 'the gate is never skipped');
+    assert.equal(gate.raw['continue-on-error'], undefined, 'the gate cannot be softened');
+  });
+
+  test('the pushed image is exactly the scanned one (same archive, same config digest)', () => {
+    const build = job(pipeline, 'build');
+    const scan = job(pipeline, 'scan');
+    const push = job(pipeline, 'push');
+    const uploads = stepsUsing(build, 'actions/upload-artifact').filter((s) => withOf(s).name === 'image');
+    assert.equal(uploads.length, 1, 'the build job saves the image once');
+    for (const j of [scan, push]) {
+      const downloads = stepsUsing(j, 'actions/download-artifact');
+      assert.deepEqual(
+        downloads.map((s) => withOf(s).name),
+        ['image'],
+        `${j.id} takes the build's archive`,
+      );
+    }
+    // scan verifies the archive against build's digests before scanning it, and exports what it scanned.
+    const verifyIndex = scan.steps.findIndex((s) => s.id === 'verify');
+    const gateIndex = scan.steps.findIndex((s) => withOf(s)['exit-code'] === '1');
+    assert.ok(verifyIndex >= 0 && verifyIndex < gateIndex, 'verification precedes the scan');
+    const verify = scan.steps[verifyIndex]!;
+    assert.match(envOf(verify).EXPECTED_SHA256 ?? '', /needs\.build\.outputs\.archive_sha256/);
+    assert.match(verify.run ?? '', /sha256sum --check/);
+    const scanOutputs = asMap(scan.raw.outputs);
+    assert.match(String(scanOutputs.scanned_config_digest), /steps\.verify\.outputs\.config_digest/);
+    // push loads only what scan vouched for and checks the registry's copy against it.
+    const pushEnv = Object.assign({}, ...push.steps.map(envOf)) as Record<string, string>;
+    assert.match(pushEnv.SCANNED_SHA256 ?? '', /needs\.scan\.outputs\.scanned_archive_sha256/);
+    assert.match(pushEnv.SCANNED_CONFIG ?? '', /needs\.scan\.outputs\.scanned_config_digest/);
+    const runs = push.steps.map((s) => s.run ?? '').join('\n');
+    assert.match(runs, /sha256sum --check --strict/);
+    assert.match(
+      runs,
+      /registry-config-digest\.sh[^\n]*\n\s*test "\$\{pushed_config\}" = "\$\{SCANNED_CONFIG\}"/,
+    );
+    assert.doesNotMatch(runs, /docker build/, 'push never rebuilds');
+    const deploy = job(pipeline, 'deploy');
+    const deployEnv = Object.assign({}, ...deploy.steps.map(envOf)) as Record<string, string>;
+    assert.match(
+      deployEnv.IMAGE_REF ?? '',
+      /needs\.push\.outputs\.image_ref/,
+      'deploy runs the pushed digest',
+    );
+  });
+
+  test('deploy applies a per-run environment (run id + attempt) with remote state', () => {
+    const deploy = job(pipeline, 'deploy');
+    const first = deploy.steps[0]!;
+    assert.equal(first.id, 'env', 'the environment id is the first step, so destroy always knows it');
+    assert.match(first.run ?? '', /GITHUB_RUN_ID\}-\$\{GITHUB_RUN_ATTEMPT/);
+    const runs = deploy.steps.map((s) => s.run ?? '').join('\n');
+    assert.match(runs, /terraform init[\s\S]*-backend-config="bucket=\$\{STATE_BUCKET\}"/);
+    assert.match(runs, /terraform apply -auto-approve -var-file=inputs\.tfvars\.json/);
+    assert.match(runs, /environment_id: \$env/);
+  });
+
+  test('smoke checks the live URL before the wait, and the wait is an input with a default', () => {
+    const smoke = job(pipeline, 'smoke');
+    const wait = job(pipeline, 'wait');
+    assert.ok(wait.needs.includes('smoke'));
+    assert.match(smoke.steps.map((s) => s.run ?? '').join('\n'), /smoke-test\.sh "\$\{CLOUD_RUN_URL\}"/);
+    const script = readFileSync(join(root, '.github/scripts/smoke-test.sh'), 'utf8');
+    for (const path of ['/ready', '/health', '/generate', '/v1/chat/completions', 'data: [DONE]']) {
+      assert.ok(script.includes(path), `smoke test covers ${path}`);
+    }
+    const input = asMap(asMap(asMap(asMap(pipeline.raw.on).workflow_dispatch).inputs).wait_minutes);
+    assert.equal(input.default, 5);
+    assert.match(JSON.stringify(wait.steps.map((s) => s.raw.env)), /inputs\.wait_minutes \|\| 5/);
+  });
+
+  test('destroy needs deploy and runs always(), after failures and cancellation too', () => {
+    const destroy = job(pipeline, 'destroy');
+    assert.ok(destroy.needs.includes('deploy'));
+    assert.ok(destroy.needs.includes('wait'), 'destroy waits for the wait');
+    assert.match(destroy.if, /^always\(\) && needs\.deploy\.result != 'skipped'$/);
+    const runs = destroy.steps.map((s) => s.run ?? '').join('\n');
+    assert.match(runs, /terraform destroy -auto-approve/);
+    assert.match(
+      String(asMap(destroy.raw.env).ENVIRONMENT_ID),
+      /needs\.deploy\.outputs\.environment_id \|\| format\('\{0\}-\{1\}', github\.run_id, github\.run_attempt\)/,
+    );
+  });
+
+  test('one run per ref, never cancelled mid-deploy', () => {
+    const c = asMap(pipeline.raw.concurrency);
+    assert.match(String(c.group), /github\.ref/);
+    assert.equal(c['cancel-in-progress'], false);
+  });
+
+  test('the test job audits production dependencies and runs the whole suite', () => {
+    const runs = job(pipeline, 'test')
+      .steps.map((s) => s.run ?? '')
+      .join('\n');
+    assert.match(runs, /npm audit --omit=dev --audit-level=high/);
+    assert.match(runs, /npm test/);
+    assert.match(runs, /npm ci/);
+  });
+
+  test('SBOMs are produced and kept as artifacts', () => {
+    const build = job(pipeline, 'build');
+    assert.match(build.steps.map((s) => s.run ?? '').join('\n'), /sbom\.cdx\.json/);
+    const scan = job(pipeline, 'scan');
+    assert.ok(stepsUsing(scan, 'aquasecurity/trivy-action').some((s) => withOf(s).format === 'cyclonedx'));
+    const names = [build, scan].flatMap((j) =>
+      stepsUsing(j, 'actions/upload-artifact').map((s) => withOf(s).name),
+    );
+    assert.ok(names.includes('sbom-and-model-report') && names.includes('sbom-image'), names.join(','));
+  });
+});
+
+describe('janitor', () => {
+  test('runs on a schedule and destroys environments past their expiry', () => {
+    const on = asMap(janitor.raw.on);
+    assert.ok(Array.isArray(on.schedule) && on.schedule.length > 0, 'scheduled');
+    const runs = job(janitor, 'sweep')
+      .steps.map((s) => s.run ?? '')
+      .join('\n');
+    assert.match(runs, /gcloud storage ls "gs:\/\/\$\{STATE_BUCKET\}\/\$\{TF_STATE_PREFIX_ROOT\}\/"/);
+    assert.match(runs, /\.created_at \+ 3600 \* \.ttl_hours/);
+    assert.match(runs, /terraform destroy -auto-approve/);
+    // Same state layout as the pipeline.
+    assert.equal(asMap(janitor.raw.env).TF_STATE_PREFIX_ROOT, asMap(pipeline.raw.env).TF_STATE_PREFIX_ROOT);
+  });
+});
+
+describe('dependabot and the Trivy ignore file', () => {
+  test('dependabot updates npm, the Dockerfile’s base images and the pinned actions', () => {
+    const text = readFileSync(join(root, '.github/dependabot.yml'), 'utf8');
+    const entries = [
+      ...text.matchAll(/package-ecosystem:\s*([\w-]+)\s*\n\s*director(?:y|ies):\s*(\S+)?/g),
+    ].map((m) => `${m[1]} ${m[2] ?? ''}`.trim());
+    for (const want of ['npm /', 'docker /docker', 'github-actions /']) {
+      assert.ok(entries.includes(want), `dependabot has "${want}" (found: ${entries.join(', ')})`);
+    }
+  });
+
+  test('every ignored vulnerability has a reason and an expiry', () => {
+    const text = readFileSync(join(root, '.trivyignore.yaml'), 'utf8');
+    const problems = trivyIgnoreProblems(text);
+    assert.deepEqual(problems, []);
+    // The checker rejects entries without a statement or expiry, so an undocumented entry cannot slip in.
+    const bad = `${text.replace('vulnerabilities: []', 'vulnerabilities:\n  - id: CVE-2099-0001')}\n`;
+    assert.ok(trivyIgnoreProblems(bad).length > 0, 'an entry without reason or expiry is reported');
+  });
+});
+
+// Entries of Trivy's YAML ignore file, read line by line (the file keeps to the simple block form).
+function trivyIgnoreProblems(text: string): string[] {
+  const problems: string[] = [];
+  const body = text
+    .split('\n')
+    .filter((l) => !/^\s*#/.test(l) && l.trim() !== '')
+    .join('\n');
+  if (/^vulnerabilities:\s*\[\]\s*$/m.test(body) && body.trim().split('\n').length === 1) return problems;
+  const entries = body.split(/\n\s*-\s+(?=id:)/).slice(1);
+  if (!/^vulnerabilities:\s*$/m.test(body) || entries.length === 0) return ['unrecognised ignore file'];
+  for (const entry of entries) {
+    const id = /id:\s*(\S+)/.exec(entry)?.[1] ?? '?';
+    const statement = /statement:\s*(.+)/.exec(entry)?.[1]?.trim() ?? '';
+    const expiry = /expired_at:\s*(\d{4}-\d{2}-\d{2})/.exec(entry)?.[1];
+    if (statement.length < 10) problems.push(`${id}: no statement saying why it is ignored`);
+    if (!expiry || Number.isNaN(Date.parse(expiry))) problems.push(`${id}: no expired_at date`);
+  }
+  return problems;
+}
