@@ -228,6 +228,27 @@ describe('tiny-llm serve process', () => {
     }
   });
 
+  it('`tiny-llm start` serves an existing model directory without rebuilding it', async () => {
+    const s = await serve(
+      ['--model-dir', tiny.dir, '--port', '0', '--host', '127.0.0.1', '--workers', '1'],
+      'start',
+    );
+    try {
+      await waitReady(s.port);
+      const res = await fetch(`http://127.0.0.1:${s.port}/generate`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ prompt: 'hi', max_new_tokens: 3 }),
+      });
+      assert.equal(res.status, 200);
+      assert.doesNotMatch(s.output(), /creating and training/);
+      s.child.kill('SIGTERM');
+      assert.equal((await s.exit).code, 0);
+    } finally {
+      s.child.kill('SIGKILL');
+    }
+  });
+
   it('refuses a missing, truncated or corrupt model directory with a clear message and exit 1', async () => {
     const run = (dir: string) =>
       new Promise<{ code: number | null; stderr: string; stdout: string }>((resolve) => {
