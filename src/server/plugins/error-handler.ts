@@ -33,11 +33,16 @@ function validationError(error: FastifyError): ApiError {
   const allowed = Array.isArray(issue.params.allowedValues)
     ? `: ${(issue.params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`
     : '';
+  const types = issue.params.type;
+  const detail =
+    issue.keyword === 'type' && types !== undefined
+      ? `must be ${(Array.isArray(types) ? types : String(types).split(',')).join(' or ')}`
+      : issue.message;
   let message: string;
   if (issue.keyword === 'required') message = `Missing required ${where}field '${field}'.`;
   else if (issue.keyword === 'additionalProperties') message = `Unknown ${where}field '${field}'.`;
-  else if (field === '') message = `The request ${where || 'body '}${issue.message ?? 'is invalid'}.`;
-  else message = `Invalid ${where}field '${field}': ${issue.message ?? 'invalid value'}${allowed}.`;
+  else if (field === '') message = `The request ${where || 'body '}${detail ?? 'is invalid'}.`;
+  else message = `Invalid ${where}field '${field}': ${detail ?? 'invalid value'}${allowed}.`;
   return new ApiError(400, message, 'invalid_request_error', field || null, 'invalid_value');
 }
 
