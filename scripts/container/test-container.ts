@@ -134,8 +134,14 @@ async function postJson(base: string, path: string, body: unknown): Promise<Resp
   });
 }
 
+// Bytes of the files under a directory (apparent size, as they would be in a layer).
+function diskBytes(dir: string): number {
+  const out = execFileSync('du', ['-s', '--apparent-size', '--block-size=1', dir], { encoding: 'utf8' });
+  return Number(out.split('\t')[0]);
+}
+
 // Static checks on the committed image's file system and configuration.
-function inspectImage(): { command: string[]; sizeBytes: number } {
+function inspectImage(): { command: string[]; size: string; rootfsBytes: number; appBytes: number } {
   const inspect = JSON.parse(buildah(['inspect', '--type', 'image', imageTag])) as ImageInspect;
   const config = inspect.OCIv1.config;
   const user = config.User ?? '';
@@ -148,12 +154,16 @@ function inspectImage(): { command: string[]; sizeBytes: number } {
   const command = [...(config.Entrypoint ?? []), ...(config.Cmd ?? [])];
   check(command.length > 0, `the image has its own command: ${JSON.stringify(command)}`);
 
-  const images = JSON.parse(buildah(['images', '--json', imageTag])) as { size?: number }[];
-  const sizeBytes = images[0]?.size ?? 0;
+  const images = JSON.parse(buildah(['images', '--json', imageTag])) as { size?: string }[];
+  const size = images[0]?.size ?? '?';
+  let rootfsBytes = 0;
+  let appBytes = 0;
 
   const ctr = buildah(['from', '--pull-never', imageTag]);
   try {
     const root = buildah(['mount', ctr]);
+    rootfsBytes = diskBytes(root);
+    appBytes = diskBytes(join(root, 'app'));
     for (const shell of ['bin/sh', 'usr/bin/sh', 'bin/bash', 'usr/bin/bash', 'bin/busybox']) {
       check(!existsSync(join(root, shell)), `no shell: /${shell} is absent`);
     }
@@ -183,7 +193,7 @@ function inspectImage(): { command: string[]; sizeBytes: number } {
   } finally {
     buildah(['rm', ctr]);
   }
-  return { command, sizeBytes };
+  return { command, size, rootfsBytes, appBytes };
 }
 
 // Starts the image's own command, checks the service over loopback, then stops it with SIGTERM.
@@ -300,6 +310,10 @@ async function runImage(command: string[]): Promise<number> {
   }
 }
 
+function mb(bytes: number): string {
+  return `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+}
+
 async function main(): Promise<void> {
   for (const tool of ['buildah', 'mmdebstrap']) requireTool(tool);
   if (process.getuid?.() !== 0) fail('needs root (buildah vfs storage and chroot isolation)');
@@ -335,10 +349,10 @@ async function main(): Promise<void> {
   log(`image built in ${buildSeconds.toFixed(0)} s`);
 
   try {
-    const { command, sizeBytes } = inspectImage();
+    const { command, size, rootfsBytes, appBytes } = inspectImage();
     const coldStartMs = await runImage(command);
     log('summary (base images are local stand-ins, see README "Delivery"):');
-    log(`  image size    ${(sizeBytes / 1e6).toFixed(1)} MB uncompressed`);
+    log(`  image size    ${size} (buildah); files ${mb(rootfsBytes)}, of which /app ${mb(appBytes)}`);
     log(`  build time    ${buildSeconds.toFixed(0)} s (npm ci, tsc, training, prune, SBOM)`);
     log(`  cold start    ${(coldStartMs / 1000).toFixed(2)} s (buildah run → /ready 200)`);
   } finally {
