@@ -37,9 +37,13 @@ export async function startTestApp(
   };
 }
 
+/** Parsed JSON whose fields the tests read freely (assertions check every value they use). */
+// biome-ignore lint/suspicious/noExplicitAny: test-side JSON, checked by the assertions that read it
+export type Json = Record<string, any>;
+
 export interface SseStream {
   /** Parsed JSON of every `data:` event except [DONE]. */
-  events: Array<Record<string, any>>;
+  events: Json[];
   /** Whether the stream ended with `data: [DONE]`. */
   done: boolean;
 }
@@ -49,7 +53,7 @@ export function parseSse(body: string): SseStream {
   if (!body.endsWith('\n\n'))
     throw new Error(`SSE body does not end with a blank line: ${JSON.stringify(body.slice(-40))}`);
   const blocks = body.slice(0, -2).split('\n\n');
-  const events: Array<Record<string, any>> = [];
+  const events: Json[] = [];
   let done = false;
   for (const block of blocks) {
     if (!block.startsWith('data: ') || block.includes('\n'))

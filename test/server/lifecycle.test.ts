@@ -98,11 +98,11 @@ interface Served {
   exit: Promise<{ code: number | null; ms: number }>;
 }
 
-/** Spawns `tiny-llm serve` from source and resolves once it listens. */
-function serve(args: string[]): Promise<Served> {
+/** Spawns `tiny-llm serve` (or another sub-command) from source and resolves once it listens. */
+function serve(args: string[], command = 'serve'): Promise<Served> {
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', join(repoRoot, 'src/cli/main.ts'), 'serve', ...args],
+    ['--import', 'tsx', join(repoRoot, 'src/cli/main.ts'), command, ...args],
     {
       cwd: repoRoot,
       env: { ...process.env, LOG_LEVEL: 'info', PORT: '' },

@@ -9,6 +9,7 @@ import { buildApp } from '../../src/server/app.js';
 import { createLogger, traceField } from '../../src/server/logging.js';
 import { loadServedModel, type ServedModel } from '../../src/server/model.js';
 import { createTinyModel, type TinyModel } from '../helpers/tiny-model.js';
+import type { Json } from './harness.js';
 
 let tiny: TinyModel;
 let model: ServedModel;
@@ -78,7 +79,7 @@ describe('rate limit', () => {
 
 describe('logging', () => {
   it('writes JSON lines with severity, message, httpRequest and the Cloud trace of the request', async () => {
-    const lines: Array<Record<string, any>> = [];
+    const lines: Json[] = [];
     const sink = new Writable({
       write(chunk, _enc, done) {
         for (const line of String(chunk).split('\n')) if (line) lines.push(JSON.parse(line));

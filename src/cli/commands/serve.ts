@@ -79,9 +79,7 @@ export const command: Command = {
     try {
       model = await loadServedModel(modelDir);
     } catch (err) {
-      throw new Error(
-        `cannot serve the model in ${modelDir}: ${err instanceof Error ? err.message : String(err)}`,
-      );
+      throw new Error(`cannot serve the model: ${err instanceof Error ? err.message : String(err)}`);
     }
     const server = await startServer({
       port,
