@@ -3,12 +3,25 @@ import { type GPTConfig, validateConfig } from './config.js';
 import { type ModelViews, modelViews, parameterLayout } from './layout.js';
 import { matmulForward, matmulTransposedForward } from './matmul.js';
 import { geluForward, layernormForward } from './ops.js';
+import { type WasmArena, wasmArena } from './wasm/runtime.js';
+
+/** LM-head rows packed per WebAssembly block (see lmHead in wasm/assembly/kernels.ts). */
+const HEAD_BLOCK = 16;
+
+/** The LM head copied into WebAssembly memory as [V/16][C][16] blocks (zero rows pad the last block). */
+interface PackedHead {
+  arena: WasmArena;
+  ptr: number;
+  blocks: number;
+}
 
 /** Read-only weights shared by any number of sessions (e.g. one per request). */
 export class InferenceWeights {
   readonly config: Readonly<GPTConfig>;
   readonly views: ModelViews;
   readonly params: Float32Array;
+  /** The LM head inside WebAssembly memory, or null on the pure-JS path. */
+  readonly packedHead: PackedHead | null;
 
   constructor(config: GPTConfig, params: Float32Array) {
     this.config = validateConfig(config);
@@ -18,6 +31,38 @@ export class InferenceWeights {
     }
     this.params = params;
     this.views = modelViews(layout, params, this.config.nLayer);
+    const arena = wasmArena();
+    if (arena) {
+      const { vocabSize: V, nEmbd: C } = this.config;
+      const blocks = Math.ceil(V / HEAD_BLOCK);
+      const bytes = blocks * HEAD_BLOCK * C * 4;
+      const ptr = arena.alloc(bytes);
+      arena.freeWith(this, ptr, bytes);
+      this.packedHead = { arena, ptr, blocks };
+      this.repackHead();
+    } else {
+      this.packedHead = null;
+    }
+  }
+
+  /**
+   * Copies the LM head into WebAssembly memory again. The copy is taken at construction; call this after
+   * changing the parameters in place (e.g. sampling between training steps).
+   */
+  repackHead(): void {
+    const head = this.packedHead;
+    if (!head) return;
+    const { vocabSize: V, nEmbd: C } = this.config;
+    const w = this.views.lmHead;
+    const packed = head.arena.f32(head.ptr, head.blocks * HEAD_BLOCK * C);
+    for (let b = 0; b < head.blocks; b++) {
+      for (let j = 0; j < HEAD_BLOCK; j++) {
+        const v = b * HEAD_BLOCK + j;
+        const dst = b * HEAD_BLOCK * C + j;
+        if (v < V) for (let c = 0; c < C; c++) packed[dst + c * HEAD_BLOCK] = w[v * C + c];
+        else for (let c = 0; c < C; c++) packed[dst + c * HEAD_BLOCK] = 0;
+      }
+    }
   }
 }
 
@@ -39,7 +84,11 @@ export class InferenceSession {
   private readonly mean: Float32Array; // [maxT]
   private readonly rstd: Float32Array; // [maxT]
   private readonly scores: Float32Array; // [maxT] attention scores of one query
-  private readonly logits: Float32Array; // [V]
+  private readonly logits: Float32Array; // [V], inside WebAssembly memory when the head is packed there
+  private readonly headInput: Float32Array; // [C] final-normed last row, the LM head's input
+  private readonly headPtrs: { logits: number; input: number } | null;
+  private readonly oneId = new Int32Array(1);
+  private readonly lastRow: Float32Array; // [C] copy of the last residual row (no per-token subarray)
 
   constructor(weights: InferenceWeights) {
     this.weights = weights;
@@ -56,7 +105,21 @@ export class InferenceSession {
     this.mean = new Float32Array(maxT);
     this.rstd = new Float32Array(maxT);
     this.scores = new Float32Array(maxT);
-    this.logits = new Float32Array(V);
+    this.lastRow = new Float32Array(C);
+    const head = weights.packedHead;
+    if (head) {
+      const logitsBytes = head.blocks * HEAD_BLOCK * 4;
+      const bytes = logitsBytes + Math.ceil(C / 16) * 64;
+      const ptr = head.arena.alloc(bytes);
+      head.arena.freeWith(this, ptr, bytes);
+      this.headPtrs = { logits: ptr, input: ptr + logitsBytes };
+      this.logits = head.arena.f32(ptr, V);
+      this.headInput = head.arena.f32(ptr + logitsBytes, C);
+    } else {
+      this.headPtrs = null;
+      this.logits = new Float32Array(V);
+      this.headInput = new Float32Array(C);
+    }
   }
 
   /** Forgets the sequence; the cache is overwritten by the next prefill. */
@@ -82,7 +145,10 @@ export class InferenceSession {
 
   /** Feeds one token at the next position and returns the logits for the position after it. */
   step(id: number): Float32Array {
-    this.forwardRows([id], 1, true);
+    this.oneId[0] = id;
+    if (this.oneId[0] !== id)
+      throw new RangeError(`token id ${id} is outside [0, ${this.weights.config.vocabSize})`);
+    this.forwardRows(this.oneId, 1, true);
     return this.logits;
   }
 
@@ -187,7 +253,14 @@ export class InferenceSession {
     if (!lastLogits) return;
     // Only the last row needs logits: normalise it alone and run the LM head on it.
     const last = (n - 1) * C;
-    layernormForward(xn, mean, rstd, x.subarray(last, last + C), w.lnfw, w.lnfb, 1, C, eps);
-    matmulTransposedForward(this.logits, xn, w.lmHead, 1, C, V);
+    const lastRow = this.lastRow;
+    for (let c = 0; c < C; c++) lastRow[c] = x[last + c];
+    layernormForward(this.headInput, mean, rstd, lastRow, w.lnfw, w.lnfb, 1, C, eps);
+    const head = this.weights.packedHead;
+    if (head && this.headPtrs) {
+      head.arena.kernels.lmHead(this.headPtrs.logits, this.headPtrs.input, head.ptr, head.blocks, C);
+    } else {
+      matmulTransposedForward(this.logits, this.headInput, w.lmHead, 1, C, V);
+    }
   }
 }

@@ -1,5 +1,7 @@
 // Token sampling as a pure pipeline: repetition penalty → temperature → top-k → top-p → draw with a given coin.
 // Order and semantics follow Hugging Face's logits processors/warpers; temperature 0 means greedy argmax.
+// The scans over the vocabulary (argmax, top-k) run in the WebAssembly SIMD kernels when they are available.
+import { wasmArena } from '../engine/wasm/runtime.js';
 
 export interface SamplingParams {
   /** 0 → greedy; otherwise logits are divided by it. */
@@ -68,10 +70,13 @@ export function sampleToken(
     applyRepetitionPenalty(scratch.penalised, seen, params.repetitionPenalty);
     scores = scratch.penalised;
   }
-  if (params.temperature === 0) return argmax(scores);
+  const arena = wasmArena();
+  if (params.temperature === 0) return arena && scores.length > 0 ? arena.argmax(scores) : argmax(scores);
   const V = scores.length;
   const k = params.topK > 0 && params.topK < V ? params.topK : V;
-  const count = selectTop(scores, k, scratch);
+  let count = k;
+  if (arena && k < V) arena.topK(scores, k, scratch.ids, scratch.values);
+  else count = selectTop(scores, k, scratch);
   const { ids, values } = scratch;
   // Softmax over the kept candidates (sorted descending) at the given temperature.
   const invT = 1 / params.temperature;

@@ -1,0 +1,161 @@
+// Loads the embedded WebAssembly SIMD kernels once and hands out 64-byte-aligned pieces of their shared memory.
+import { KERNELS_WASM_BASE64 } from './kernels-wasm.js';
+
+/** The kernels' exports; every pointer is a byte offset into the arena's memory. */
+export interface KernelExports {
+  lmHead(out: number, x: number, w: number, blocks: number, C: number): void;
+  topK(scores: number, V: number, k: number, ids: number, vals: number): void;
+  argmax(scores: number, V: number): number;
+}
+
+const PAGE = 65536;
+const MAX_PAGES = 32768; // 2 GiB: byte offsets stay below 2^31
+const ALIGN = 64;
+
+/**
+ * One kernel instance over one shared WebAssembly.Memory. Growing shared memory never detaches existing
+ * views, so Float32Array views handed out earlier stay valid. Freed pieces are reused by size.
+ */
+export class WasmArena {
+  readonly kernels: KernelExports;
+  readonly memory: WebAssembly.Memory;
+  private top = ALIGN; // offset 0 is never handed out
+  private readonly freeBySize = new Map<number, number[]>();
+  private readonly buffers = new WeakSet<ArrayBufferLike>();
+  private readonly finalizer = new FinalizationRegistry<[number, number]>(([ptr, bytes]) =>
+    this.free(ptr, bytes),
+  );
+  private scratch = 0;
+  private scratchBytes = 0;
+  private scratchScores: Float32Array<ArrayBufferLike> = new Float32Array(0); // copy-in area for scores living outside the arena
+  private scratchIds: Int32Array<ArrayBufferLike> = new Int32Array(0);
+  private scratchVals: Float32Array<ArrayBufferLike> = new Float32Array(0);
+
+  constructor(module: WebAssembly.Module) {
+    this.memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
+    this.buffers.add(this.memory.buffer);
+    const instance = new WebAssembly.Instance(module, { env: { memory: this.memory } });
+    this.kernels = instance.exports as unknown as KernelExports;
+  }
+
+  /** Reserves `bytes` (rounded up to 64) and returns the offset. */
+  alloc(bytes: number): number {
+    const size = Math.ceil(bytes / ALIGN) * ALIGN;
+    const reuse = this.freeBySize.get(size)?.pop();
+    if (reuse !== undefined) return reuse;
+    const ptr = this.top;
+    const end = ptr + size;
+    const have = this.memory.buffer.byteLength;
+    if (end > have) {
+      const pages = Math.ceil((end - have) / PAGE);
+      if (have / PAGE + pages > MAX_PAGES)
+        throw new RangeError(`WebAssembly arena full: ${end} bytes wanted`);
+      this.memory.grow(pages);
+      this.buffers.add(this.memory.buffer);
+    }
+    this.top = end;
+    return ptr;
+  }
+
+  free(ptr: number, bytes: number): void {
+    const size = Math.ceil(bytes / ALIGN) * ALIGN;
+    let list = this.freeBySize.get(size);
+    if (!list) {
+      list = [];
+      this.freeBySize.set(size, list);
+    }
+    list.push(ptr);
+  }
+
+  /** Frees [ptr, ptr + bytes) once `owner` has been garbage-collected. */
+  freeWith(owner: object, ptr: number, bytes: number): void {
+    this.finalizer.register(owner, [ptr, bytes]);
+  }
+
+  /** A Float32Array view of `length` floats at `ptr` (valid for the arena's lifetime). */
+  f32(ptr: number, length: number): Float32Array {
+    return new Float32Array(this.memory.buffer, ptr, length);
+  }
+
+  i32(ptr: number, length: number): Int32Array {
+    return new Int32Array(this.memory.buffer, ptr, length);
+  }
+
+  /** True when `array` is a view of this arena's memory (then its byteOffset is a kernel pointer). */
+  owns(array: ArrayBufferView): boolean {
+    return this.buffers.has(array.buffer);
+  }
+
+  /** Sizes the shared scratch for V scores and k candidates (grows only; views are cached). */
+  private ensureScratch(V: number): void {
+    const floats = Math.ceil(V / 16) * 16;
+    const bytes = floats * 4 * 3;
+    if (bytes <= this.scratchBytes) return;
+    if (this.scratchBytes > 0) this.free(this.scratch, this.scratchBytes);
+    this.scratchBytes = bytes;
+    this.scratch = this.alloc(bytes);
+    this.scratchScores = this.f32(this.scratch, floats);
+    this.scratchIds = this.i32(this.scratch + floats * 4, floats);
+    this.scratchVals = this.f32(this.scratch + floats * 8, floats);
+  }
+
+  /** Byte offset of `scores` in the arena, copying it into the scratch first when it lives elsewhere. */
+  private place(scores: Float32Array): number {
+    this.ensureScratch(scores.length);
+    if (this.owns(scores)) return scores.byteOffset;
+    this.scratchScores.set(scores);
+    return this.scratch;
+  }
+
+  /** Index of the largest score, lowest index on ties (same result as the JS scan). */
+  argmax(scores: Float32Array): number {
+    if (scores.length === 0) return 0;
+    return this.kernels.argmax(this.place(scores), scores.length);
+  }
+
+  /** The k (< length) highest scores, ties to the lower id, sorted descending into ids/values. */
+  topK(scores: Float32Array, k: number, ids: Int32Array, values: Float64Array): void {
+    const ptr = this.place(scores);
+    const idsPtr = this.scratchIds.byteOffset;
+    const valsPtr = this.scratchVals.byteOffset;
+    this.kernels.topK(ptr, scores.length, k, idsPtr, valsPtr);
+    const outIds = this.scratchIds;
+    const outVals = this.scratchVals;
+    for (let i = 0; i < k; i++) {
+      ids[i] = outIds[i];
+      values[i] = outVals[i];
+    }
+  }
+}
+
+let arena: WasmArena | null | undefined;
+let enabled = true;
+
+function decodeBase64(text: string): Uint8Array<ArrayBuffer> {
+  const binary = atob(text);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return bytes;
+}
+
+/** The process-wide arena, or null where WebAssembly SIMD/shared memory is unavailable or kernels are disabled. */
+export function wasmArena(): WasmArena | null {
+  if (!enabled) return null;
+  if (arena === undefined) {
+    try {
+      const bytes = decodeBase64(KERNELS_WASM_BASE64);
+      arena = WebAssembly.validate(bytes) ? new WasmArena(new WebAssembly.Module(bytes)) : null;
+    } catch {
+      arena = null;
+    }
+  }
+  return arena;
+}
+
+/**
+ * Turns the WebAssembly kernels off (or back on) for objects created afterwards: the pure-JS paths are then
+ * used, as on a runtime without WebAssembly SIMD. For tests and the benchmark's before/after figures.
+ */
+export function setWasmKernelsEnabled(on: boolean): void {
+  enabled = on;
+}

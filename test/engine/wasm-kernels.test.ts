@@ -1,0 +1,170 @@
+// Proves the WebAssembly SIMD kernels compute what the pure-JS paths compute, and that the embedded bytes are current.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { compileKernels } from '../../scripts/build-wasm.js';
+import { InferenceSession, InferenceWeights } from '../../src/engine/inference.js';
+import { parameterLayout } from '../../src/engine/layout.js';
+import { matmulTransposedForward } from '../../src/engine/matmul.js';
+import { Rng } from '../../src/engine/rng.js';
+import { KERNELS_WASM_BASE64 } from '../../src/engine/wasm/kernels-wasm.js';
+import { setWasmKernelsEnabled, wasmArena } from '../../src/engine/wasm/runtime.js';
+import { argmax, SamplerScratch, sampleToken } from '../../src/generate/sampler.js';
+import { maxAbsDiff } from '../helpers/fixtures.js';
+
+const arena = wasmArena();
+
+function randomArray(rng: Rng, n: number, scale = 1): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = (rng.random() * 2 - 1) * scale;
+  return a;
+}
+
+/** Runs `fn` on the pure-JS paths (kernels off), then switches them back on. */
+function withoutKernels<T>(fn: () => T): T {
+  setWasmKernelsEnabled(false);
+  try {
+    return fn();
+  } finally {
+    setWasmKernelsEnabled(true);
+  }
+}
+
+describe('WebAssembly kernels', () => {
+  it('are available on this Node (SIMD + shared memory)', () => {
+    assert.ok(arena, 'wasmArena() returned null: the engine would fall back to pure JS');
+  });
+
+  it('the committed kernels-wasm.ts holds exactly what the AssemblyScript source compiles to', async () => {
+    const fresh = Buffer.from(await compileKernels()).toString('base64');
+    assert.equal(KERNELS_WASM_BASE64, fresh, 'stale kernels-wasm.ts: run `npm run build:wasm`');
+  });
+
+  it('lmHead equals matmulTransposedForward for vocabularies that do and do not fill the last block', () => {
+    assert.ok(arena);
+    const rng = new Rng(3);
+    let worst = 0;
+    for (const [V, C] of [
+      [16, 4],
+      [37, 16],
+      [1000, 48],
+      [50257, 16],
+    ]) {
+      const config = {
+        vocabSize: V,
+        nPositions: 8,
+        nEmbd: C,
+        nLayer: 1,
+        nHead: 1,
+        layerNormEpsilon: 1e-5,
+        tieWordEmbeddings: true,
+        bosTokenId: 0,
+        eosTokenId: 0,
+      };
+      const params = randomArray(rng, parameterLayout(config).total, 0.5);
+      const weights = new InferenceWeights(config, params);
+      const head = weights.packedHead;
+      assert.ok(head);
+      const x = randomArray(rng, C);
+      const xPtr = arena.alloc(C * 4);
+      const outPtr = arena.alloc(head.blocks * 64);
+      arena.f32(xPtr, C).set(x);
+      arena.kernels.lmHead(outPtr, xPtr, head.ptr, head.blocks, C);
+      const expected = new Float32Array(V);
+      matmulTransposedForward(expected, x, weights.views.lmHead, 1, C, V);
+      const diff = maxAbsDiff(arena.f32(outPtr, V), expected);
+      worst = Math.max(worst, diff);
+      assert.ok(diff <= 1e-5, `V ${V} C ${C}: diff ${diff}`);
+    }
+    console.log(`lmHead vs JS: largest abs diff ${worst.toExponential(2)}`);
+  });
+
+  it('argmax matches the JS scan, including ties, NaN and -Infinity, at every length mod 4', () => {
+    assert.ok(arena);
+    const rng = new Rng(5);
+    const cases: Float32Array[] = [
+      Float32Array.from([1, 5, 5, 2]),
+      Float32Array.from([Number.NaN, 1, 2, 3, 4]),
+      Float32Array.from([0, Number.NaN, 7, 7, Number.NaN, 7]),
+      new Float32Array(9).fill(Number.NEGATIVE_INFINITY),
+      Float32Array.from([3, 3, 3, 3, 3, 3, 3]),
+    ];
+    for (let n = 1; n < 40; n++) {
+      // Few distinct values so ties across lanes are common.
+      cases.push(Float32Array.from({ length: n }, () => Math.floor(rng.random() * 4)));
+    }
+    for (const c of cases) assert.equal(arena.argmax(c), argmax(c), `scores ${Array.from(c)}`);
+  });
+
+  it('top-k sampling picks the same token as the JS heap for every k, coin and temperature', () => {
+    const rng = new Rng(9);
+    const V = 3001;
+    // Coarse values: many ties, which must still resolve to the lower id.
+    const logits = Float32Array.from({ length: V }, () => Math.round(rng.random() * 40) / 4);
+    const fast = new SamplerScratch(V);
+    const slow = new SamplerScratch(V);
+    let compared = 0;
+    for (const topK of [1, 2, 7, 50, 1000, V - 1, 0]) {
+      for (const topP of [1, 0.95, 0.5]) {
+        for (const temperature of [0, 0.7, 1]) {
+          const params = { temperature, topK, topP, repetitionPenalty: 1 };
+          for (let i = 0; i < 20; i++) {
+            const coin = rng.random();
+            const a = sampleToken(logits, params, coin, fast);
+            const b = withoutKernels(() => sampleToken(logits, params, coin, slow));
+            assert.equal(a, b, `topK ${topK} topP ${topP} T ${temperature} coin ${coin}`);
+            compared++;
+          }
+        }
+      }
+    }
+    console.log(`${compared} draws identical with and without the kernels`);
+  });
+
+  it('a session on the kernels gives the logits of a session on pure JS, step after step', () => {
+    const rng = new Rng(11);
+    const config = {
+      vocabSize: 5003,
+      nPositions: 32,
+      nEmbd: 32,
+      nLayer: 2,
+      nHead: 4,
+      layerNormEpsilon: 1e-5,
+      tieWordEmbeddings: true,
+      bosTokenId: 0,
+      eosTokenId: 0,
+    };
+    const params = randomArray(rng, parameterLayout(config).total, 0.2);
+    const fast = new InferenceSession(new InferenceWeights(config, params));
+    const slowWeights = withoutKernels(() => new InferenceWeights(config, params));
+    assert.equal(slowWeights.packedHead, null, 'kernels off means no packed head');
+    const slow = withoutKernels(() => new InferenceSession(slowWeights));
+    let worst = maxAbsDiff(fast.prefill([1, 2, 3]), slow.prefill([1, 2, 3]));
+    for (let t = 0; t < 20; t++) worst = Math.max(worst, maxAbsDiff(fast.step(t * 97), slow.step(t * 97)));
+    console.log(`kernel vs JS session logits over 21 calls: largest abs diff ${worst.toExponential(2)}`);
+    assert.ok(worst <= 1e-5);
+  });
+
+  it('logits views handed out earlier stay valid after the memory grows', () => {
+    assert.ok(arena);
+    const config = {
+      vocabSize: 100,
+      nPositions: 8,
+      nEmbd: 8,
+      nLayer: 1,
+      nHead: 2,
+      layerNormEpsilon: 1e-5,
+      tieWordEmbeddings: true,
+      bosTokenId: 0,
+      eosTokenId: 0,
+    };
+    const params = randomArray(new Rng(1), parameterLayout(config).total);
+    const session = new InferenceSession(new InferenceWeights(config, params));
+    const logits = session.prefill([5]);
+    const before = Array.from(logits);
+    const big = arena.alloc(64 * 1024 * 1024);
+    arena.free(big, 64 * 1024 * 1024);
+    assert.equal(logits.length, 100);
+    assert.deepEqual(Array.from(logits), before);
+    assert.equal(session.step(6), logits, 'the same reused buffer');
+  });
+});
