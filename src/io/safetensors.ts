@@ -52,6 +52,9 @@ const DTYPE_BYTES: Record<SafetensorsDtype, number> = {
 // The Rust writer orders tensors by dtype (its enum order, largest first) and then by name.
 const WRITE_DTYPE_RANK: Record<string, number> = { I64: 0, F64: 1, F32: 2 };
 
+/** Typed arrays use the host's byte order; safetensors is little-endian, as are the hosts we run on. */
+const HOST_IS_LITTLE_ENDIAN = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
+
 /** The safetensors format caps the JSON header at 100 MB (as the reference implementation does). */
 const MAX_HEADER_BYTES = 100_000_000;
 
@@ -65,6 +68,7 @@ export function parseSafetensorsWithMetadata(buf: Uint8Array, file: string): Par
   const fail = (msg: string): never => {
     throw new SafetensorsError(`${file}: ${msg}`);
   };
+  if (!HOST_IS_LITTLE_ENDIAN) fail('reading safetensors needs a little-endian host');
   if (buf.byteLength < 8)
     fail(`truncated: ${buf.byteLength} bytes, a safetensors file starts with an 8-byte header length`);
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
@@ -245,6 +249,7 @@ export function serializeSafetensors(
   tensors: Map<string, TensorToWrite> | Record<string, TensorToWrite>,
   metadata?: Record<string, string>,
 ): Uint8Array {
+  if (!HOST_IS_LITTLE_ENDIAN) throw new SafetensorsError('writing safetensors needs a little-endian host');
   const list = (tensors instanceof Map ? [...tensors] : Object.entries(tensors)).map(([name, t]) => {
     const dtype = t.dtype ?? (t.data instanceof BigInt64Array ? 'I64' : 'F32');
     const expected = dtype === 'I64' ? BigInt64Array : Float32Array;
