@@ -1,6 +1,14 @@
 // GPT-2 for training: parameters in one flat buffer with named views, full forward with activations kept,
-// and the backward pass that fills one flat gradient buffer of the same layout.
+// and the backward pass that fills one flat gradient buffer of the same layout. Optional for training:
+// dropout with seeded masks, and an LM head restricted to a subset of the vocabulary (see setTrainingVocab).
 import { type GPTConfig, validateConfig } from './config.js';
+import {
+  applyMask,
+  attentionBackwardDropout,
+  attentionValuesDropout,
+  dropoutMask,
+  maskedCopy,
+} from './dropout.js';
 import { type ModelViews, modelViews, type ParameterLayout, parameterLayout } from './layout.js';
 import {
   matmulBackward,
@@ -21,6 +29,32 @@ import {
   layernormForward,
   residualForward,
 } from './ops.js';
+import type { Rng } from './rng.js';
+
+/** Dropout probabilities as GPT-2 names them: embeddings, attention probabilities, residual branches. */
+export interface DropoutRates {
+  embd: number;
+  attn: number;
+  resid: number;
+}
+
+export const NO_DROPOUT: Readonly<DropoutRates> = Object.freeze({ embd: 0, attn: 0, resid: 0 });
+
+/** Dropout scale masks of one forward pass (0 or 1/(1−p) per element); null where that dropout is off. */
+interface DropoutMasks {
+  embd: Float32Array | null; // [B,T,C]
+  attn: Float32Array[] | null; // L × [B,NH,T,T]
+  attnResid: Float32Array[] | null; // L × [B,T,C]
+  mlpResid: Float32Array[] | null; // L × [B,T,C]
+}
+
+/** The LM head over a subset of token ids: compact weights gathered from the full head each forward. */
+interface HeadSubset {
+  ids: Int32Array; // [K] token ids, ascending
+  index: Int32Array; // [V] token id → row in the subset, −1 when absent
+  weight: Float32Array; // [K, C]
+  dweight: Float32Array; // [K, C]
+}
 
 /** Activations of one forward pass at batch B × time T (allocated once per shape, reused). */
 interface Activations {
@@ -78,6 +112,14 @@ export class GPT2 {
   private lastB = 0;
   private lastT = 0;
   private hasTargets = false;
+  private dropoutRates: DropoutRates = { ...NO_DROPOUT };
+  private dropoutRng: Rng | null = null;
+  private masks: DropoutMasks = { embd: null, attn: null, attnResid: null, mlpResid: null };
+  private scratch: Float32Array | null = null; // [B,T,C] gradient through a residual-branch dropout
+  private subset: HeadSubset | null = null;
+  private subsetTargets: Int32Array | null = null;
+  /** When false (the default) dropout is skipped: inference and evaluation. */
+  training = false;
 
   constructor(config: GPTConfig, params?: Float32Array) {
     this.config = validateConfig(config);
@@ -89,10 +131,65 @@ export class GPT2 {
     this.views = modelViews(this.layout, this.params, this.config.nLayer);
   }
 
-  /** Logits of the last forward: [B,T,V]. After a forward with targets and a backward they are overwritten. */
+  /**
+   * Logits of the last forward: [B,T,V], or [B,T,K] over the training vocabulary when one is set and the
+   * forward had targets. After a forward with targets they hold dlogits instead.
+   */
   get logits(): Float32Array {
     if (!this.acts) throw new Error('no forward pass yet');
-    return this.acts.logits.subarray(0, this.lastB * this.lastT * this.config.vocabSize);
+    return this.acts.logits.subarray(0, this.lastB * this.lastT * this.headWidth(this.hasTargets));
+  }
+
+  /**
+   * Dropout for training (applied only while `training` is true): probabilities per kind and the seeded
+   * generator its masks come from. Rates must be in [0, 1).
+   */
+  setDropout(rates: DropoutRates, rng: Rng | null): void {
+    for (const [k, p] of Object.entries(rates)) {
+      if (!(p >= 0 && p < 1)) throw new RangeError(`dropout ${k} must be in [0, 1), got ${p}`);
+    }
+    if ((rates.embd > 0 || rates.attn > 0 || rates.resid > 0) && !rng)
+      throw new Error('dropout needs a random generator');
+    this.dropoutRates = { ...rates };
+    this.dropoutRng = rng;
+  }
+
+  /**
+   * Restricts the LM head of forward passes *with targets* to these token ids (a training speed-up: the
+   * softmax runs over the corpus's own tokens only). Every target must be one of them; gradients reach only
+   * those rows of the head. Forward passes without targets still give all V logits. null restores the
+   * full head.
+   */
+  setTrainingVocab(ids: ArrayLike<number> | null): void {
+    if (!ids) {
+      this.subset = null;
+      return;
+    }
+    const { vocabSize: V, nEmbd: C } = this.config;
+    const sorted = Int32Array.from(new Set(Array.from(ids))).sort();
+    const index = new Int32Array(V).fill(-1);
+    sorted.forEach((id, k) => {
+      if (!(Number.isInteger(id) && id >= 0 && id < V))
+        throw new RangeError(`training vocabulary id ${id} is outside [0, ${V})`);
+      index[id] = k;
+    });
+    const K = sorted.length;
+    this.subset = {
+      ids: sorted,
+      index,
+      weight: new Float32Array(K * C),
+      dweight: new Float32Array(K * C),
+    };
+    this.acts = null;
+  }
+
+  /** The token ids of the restricted training head, or null when the full head is used. */
+  get trainingVocab(): Int32Array | null {
+    return this.subset ? this.subset.ids : null;
+  }
+
+  private headWidth(withTargets: boolean): number {
+    return this.subset && withTargets ? this.subset.ids.length : this.config.vocabSize;
   }
 
   /**
@@ -110,39 +207,68 @@ export class GPT2 {
     const a = this.ensureActivations(B, T);
     const N = B * T;
     const w = this.views;
+    const masks = this.drawMasks(B, T);
     encoderForward(a.encoded, inputs, w.wte, w.wpe, B, T, C);
+    if (masks.embd) applyMask(a.encoded, masks.embd, N * C);
     let residual = a.encoded;
     for (let l = 0; l < L; l++) {
       const p = w.layers[l];
       layernormForward(a.ln1[l], a.ln1Mean[l], a.ln1Rstd[l], residual, p.ln1w, p.ln1b, N, C, eps);
       matmulForward(a.qkv[l], a.ln1[l], p.qkvw, p.qkvb, N, C, 3 * C);
       attentionForward(a.atty[l], a.preatt[l], a.att[l], a.qkv[l], B, T, C, NH);
+      if (masks.attn) attentionValuesDropout(a.atty[l], a.att[l], masks.attn[l], a.qkv[l], B, T, C, NH);
       matmulForward(a.attproj[l], a.atty[l], p.attprojw, p.attprojb, N, C, C);
+      if (masks.attnResid) applyMask(a.attproj[l], masks.attnResid[l], N * C);
       residualForward(a.residual2[l], residual, a.attproj[l], N * C);
       layernormForward(a.ln2[l], a.ln2Mean[l], a.ln2Rstd[l], a.residual2[l], p.ln2w, p.ln2b, N, C, eps);
       matmulForward(a.fch[l], a.ln2[l], p.fcw, p.fcb, N, C, 4 * C);
       geluForward(a.fchGelu[l], a.fch[l], N * 4 * C);
       matmulForward(a.fcproj[l], a.fchGelu[l], p.fcprojw, p.fcprojb, N, 4 * C, C);
+      if (masks.mlpResid) applyMask(a.fcproj[l], masks.mlpResid[l], N * C);
       residualForward(a.residual3[l], a.residual2[l], a.fcproj[l], N * C);
       residual = a.residual3[l];
     }
     layernormForward(a.lnf, a.lnfMean, a.lnfRstd, residual, w.lnfw, w.lnfb, N, C, eps);
-    matmulTransposedForward(a.logits, a.lnf, w.lmHead, N, C, V);
     this.lastB = B;
     this.lastT = T;
     this.inputs = inputs;
     this.targets = targets;
     this.hasTargets = targets !== null;
+    const subset = targets ? this.subset : null;
+    if (!targets || !subset) matmulTransposedForward(a.logits, a.lnf, w.lmHead, N, C, V);
     if (!targets) return Number.NaN;
     // Mean over counted targets: each counted position's dloss/dlogits carries 1/count.
     const count = countTargets(targets, N);
-    return crossEntropyForward(a.losses, a.logits, targets, N, V, a.logits, count === 0 ? 0 : 1 / count);
+    const dscale = count === 0 ? 0 : 1 / count;
+    if (!subset) return crossEntropyForward(a.losses, a.logits, targets, N, V, a.logits, dscale);
+    // Restricted head: gather the subset's rows, map targets to subset rows, softmax over K columns.
+    const K = subset.ids.length;
+    for (let k = 0; k < K; k++)
+      subset.weight.set(w.lmHead.subarray(subset.ids[k] * C, (subset.ids[k] + 1) * C), k * C);
+    const mapped = this.ensureSubsetTargets(N);
+    for (let n = 0; n < N; n++) {
+      const t = targets[n];
+      if (t < 0) mapped[n] = -1;
+      else {
+        const k = t < V ? subset.index[t] : -1;
+        if (k < 0) throw new RangeError(`target ${t} at ${n} is not in the training vocabulary`);
+        mapped[n] = k;
+      }
+    }
+    matmulTransposedForward(a.logits, a.lnf, subset.weight, N, C, K);
+    return crossEntropyForward(a.losses, a.logits, mapped, N, K, a.logits, dscale);
   }
 
   /** Mean cross-entropy of inputs against targets without touching gradients (logits are consumed). */
   loss(inputs: Int32Array, targets: Int32Array, B: number, T: number): number {
     const { vocabSize: V } = this.config;
-    this.forward(inputs, B, T, null);
+    const training = this.training;
+    this.training = false;
+    try {
+      this.forward(inputs, B, T, null);
+    } finally {
+      this.training = training;
+    }
     const a = this.acts!;
     return crossEntropyForward(a.losses, a.logits, targets, B * T, V);
   }
@@ -174,7 +300,20 @@ export class GPT2 {
     const dlogits = a.logits;
     g.dresidual.fill(0, 0, N * C);
     g.dln.fill(0, 0, N * C);
-    matmulTransposedBackward(g.dln, dw.lmHead, dlogits, a.lnf, w.lmHead, N, C, V);
+    const subset = this.subset;
+    if (subset) {
+      const K = subset.ids.length;
+      subset.dweight.fill(0);
+      matmulTransposedBackward(g.dln, subset.dweight, dlogits, a.lnf, subset.weight, N, C, K);
+      for (let k = 0; k < K; k++) {
+        const row = subset.ids[k] * C;
+        for (let c = 0; c < C; c++) dw.lmHead[row + c] += subset.dweight[k * C + c];
+      }
+    } else {
+      matmulTransposedBackward(g.dln, dw.lmHead, dlogits, a.lnf, w.lmHead, N, C, V);
+    }
+    const masks = this.masks;
+    const branch = this.ensureScratch(N * C);
     const lastResidual = L > 0 ? a.residual3[L - 1] : a.encoded;
     layernormBackward(g.dresidual, dw.lnfw, dw.lnfb, g.dln, lastResidual, w.lnfw, a.lnfMean, a.lnfRstd, N, C);
     for (let l = L - 1; l >= 0; l--) {
@@ -183,7 +322,9 @@ export class GPT2 {
       const residualIn = l === 0 ? a.encoded : a.residual3[l - 1];
       // MLP branch: residual3 = residual2 + fcproj(gelu(fc(ln2(residual2)))).
       g.dfchGelu.fill(0, 0, N * 4 * C);
-      matmulBackward(g.dfchGelu, dp.fcprojw, dp.fcprojb, g.dresidual, a.fchGelu[l], p.fcprojw, N, 4 * C, C);
+      const dfcproj = masks.mlpResid ? branch : g.dresidual;
+      if (masks.mlpResid) maskedCopy(branch, g.dresidual, masks.mlpResid[l], N * C);
+      matmulBackward(g.dfchGelu, dp.fcprojw, dp.fcprojb, dfcproj, a.fchGelu[l], p.fcprojw, N, 4 * C, C);
       g.dfch.fill(0, 0, N * 4 * C);
       geluBackward(g.dfch, a.fch[l], g.dfchGelu, N * 4 * C);
       g.dln.fill(0, 0, N * C);
@@ -203,9 +344,16 @@ export class GPT2 {
       );
       // Attention branch: residual2 = residualIn + attproj(attention(qkv(ln1(residualIn)))).
       g.datty.fill(0, 0, N * C);
-      matmulBackward(g.datty, dp.attprojw, dp.attprojb, g.dresidual, a.atty[l], p.attprojw, N, C, C);
+      const dattproj = masks.attnResid ? branch : g.dresidual;
+      if (masks.attnResid) maskedCopy(branch, g.dresidual, masks.attnResid[l], N * C);
+      matmulBackward(g.datty, dp.attprojw, dp.attprojb, dattproj, a.atty[l], p.attprojw, N, C, C);
       g.dqkv.fill(0, 0, N * 3 * C);
-      attentionBackward(g.dqkv, g.dpreatt, g.datt, g.datty, a.qkv[l], a.att[l], B, T, C, NH);
+      if (masks.attn) {
+        const m = masks.attn[l];
+        attentionBackwardDropout(g.dqkv, g.dpreatt, g.datt, g.datty, a.qkv[l], a.att[l], m, B, T, C, NH);
+      } else {
+        attentionBackward(g.dqkv, g.dpreatt, g.datt, g.datty, a.qkv[l], a.att[l], B, T, C, NH);
+      }
       g.dln.fill(0, 0, N * C);
       matmulBackward(g.dln, dp.qkvw, dp.qkvb, g.dqkv, a.ln1[l], p.qkvw, N, C, 3 * C);
       layernormBackward(
@@ -221,7 +369,45 @@ export class GPT2 {
         C,
       );
     }
+    if (masks.embd) applyMask(g.dresidual, masks.embd, N * C);
     encoderBackward(dw.wte, dw.wpe, g.dresidual, this.inputs, B, T, C);
+  }
+
+  /** Draws this forward's dropout masks (or none outside training / with zero rates). */
+  private drawMasks(B: number, T: number): DropoutMasks {
+    const { nEmbd: C, nLayer: L, nHead: NH } = this.config;
+    const { embd, attn, resid } = this.dropoutRates;
+    const rng = this.dropoutRng;
+    const on = this.training && rng !== null;
+    const N = B * T;
+    const draw = (p: number, size: number, old: Float32Array | null | undefined) => {
+      const mask = old && old.length >= size ? old : new Float32Array(size);
+      dropoutMask(mask, size, p, rng!);
+      return mask;
+    };
+    const prev = this.masks;
+    this.masks = {
+      embd: on && embd > 0 ? draw(embd, N * C, prev.embd) : null,
+      attn:
+        on && attn > 0
+          ? Array.from({ length: L }, (_, l) => draw(attn, B * NH * T * T, prev.attn?.[l]))
+          : null,
+      attnResid:
+        on && resid > 0 ? Array.from({ length: L }, (_, l) => draw(resid, N * C, prev.attnResid?.[l])) : null,
+      mlpResid:
+        on && resid > 0 ? Array.from({ length: L }, (_, l) => draw(resid, N * C, prev.mlpResid?.[l])) : null,
+    };
+    return this.masks;
+  }
+
+  private ensureScratch(size: number): Float32Array {
+    if (!this.scratch || this.scratch.length < size) this.scratch = new Float32Array(size);
+    return this.scratch;
+  }
+
+  private ensureSubsetTargets(size: number): Int32Array {
+    if (!this.subsetTargets || this.subsetTargets.length < size) this.subsetTargets = new Int32Array(size);
+    return this.subsetTargets;
   }
 
   private ensureActivations(B: number, T: number): Activations {
