@@ -3,6 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { ApiError } from './errors.js';
 import { CloudLogController, traceChildLoggerFactory } from './logging.js';
 import { loadServedModel, type ServedModel } from './model.js';
 import { errorHandlerPlugin } from './plugins/error-handler.js';
@@ -64,6 +65,26 @@ function trustHops(trust: boolean | number): boolean | ((address: string, hop: n
   return (_address, hop) => hop < trust;
 }
 
+function isJson(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The parser refused well-formed JSON: it holds a key that could pollute prototypes. */
+function forbiddenKey(): ApiError {
+  return new ApiError(
+    400,
+    "The request body contains a forbidden key: '__proto__' and 'constructor.prototype' are not accepted.",
+    'invalid_request_error',
+    null,
+    'forbidden_key',
+  );
+}
+
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const model = options.model ?? (options.modelDir ? loadServedModel(options.modelDir) : null);
   if (!model) throw new Error('buildApp needs modelDir or model');
@@ -83,6 +104,16 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.decorate('settings', { systemPrompt: options.systemPrompt });
   // JSON only: a text/plain body is refused with 415 instead of reaching the schemas as a string.
   app.removeContentTypeParser('text/plain');
+  // Fastify's JSON parser reports a `__proto__` or `constructor.prototype` key as invalid JSON; say what it is.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    const text = String(body);
+    parseJson(request, text, (err, value) => {
+      if (err && isJson(text)) done(forbiddenKey(), undefined);
+      else done(err, value);
+    });
+  });
 
   await app.register(errorHandlerPlugin);
   await app.register(metricsPlugin, { processMetrics: options.processMetrics });
