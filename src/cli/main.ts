@@ -6,6 +6,9 @@ import { UsageError } from './command.js';
 const commands: Record<string, () => Promise<{ command: Command }>> = {
   generate: () => import('./commands/generate.js'),
   tokenize: () => import('./commands/tokenize.js'),
+  export: () => import('./commands/export.js'),
+  'create-model': () => import('./commands/create-model.js'),
+  eval: () => import('./commands/eval.js'),
   serve: () => import('./commands/serve.js'),
   start: () => import('./commands/start.js'),
 };

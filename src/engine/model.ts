@@ -52,8 +52,12 @@ interface DropoutMasks {
 interface HeadSubset {
   ids: Int32Array; // [K] token ids, ascending
   index: Int32Array; // [V] token id → row in the subset, −1 when absent
-  weight: Float32Array; // [K, C]
-  dweight: Float32Array; // [K, C]
+  /** Columns of the softmax: K, or K + 1 with the column standing for every other token. */
+  width: number;
+  /** Logit of the "every other token" column: log(V − K), i.e. those tokens taken at logit 0. */
+  restLogit: number;
+  weight: Float32Array; // [width, C] (a zero row for the rest column)
+  dweight: Float32Array; // [width, C]
 }
 
 /** Activations of one forward pass at batch B × time T (allocated once per shape, reused). */
@@ -159,8 +163,12 @@ export class GPT2 {
    * softmax runs over the corpus's own tokens only). Every target must be one of them; gradients reach only
    * those rows of the head. Forward passes without targets still give all V logits. null restores the
    * full head.
+   * With `rest`, the softmax gets one more column standing for all V − K other tokens as if their logits
+   * were 0 (their scale at initialisation, and they receive no gradient): its logit is log(V − K). The
+   * training loss then approximates the full-vocabulary loss, and the model learns to lift the corpus's
+   * tokens above the untouched rest instead of only above each other.
    */
-  setTrainingVocab(ids: ArrayLike<number> | null): void {
+  setTrainingVocab(ids: ArrayLike<number> | null, options: { rest?: boolean } = {}): void {
     if (!ids) {
       this.subset = null;
       return;
@@ -174,11 +182,15 @@ export class GPT2 {
       index[id] = k;
     });
     const K = sorted.length;
+    const rest = options.rest === true && V > K;
+    const width = rest ? K + 1 : K;
     this.subset = {
       ids: sorted,
       index,
-      weight: new Float32Array(K * C),
-      dweight: new Float32Array(K * C),
+      width,
+      restLogit: rest ? Math.log(V - K) : 0,
+      weight: new Float32Array(width * C),
+      dweight: new Float32Array(width * C),
     };
     this.acts = null;
   }
@@ -189,7 +201,7 @@ export class GPT2 {
   }
 
   private headWidth(withTargets: boolean): number {
-    return this.subset && withTargets ? this.subset.ids.length : this.config.vocabSize;
+    return this.subset && withTargets ? this.subset.width : this.config.vocabSize;
   }
 
   /**
@@ -255,8 +267,10 @@ export class GPT2 {
         mapped[n] = k;
       }
     }
-    matmulTransposedForward(a.logits, a.lnf, subset.weight, N, C, K);
-    return crossEntropyForward(a.losses, a.logits, mapped, N, K, a.logits, dscale);
+    const width = subset.width;
+    matmulTransposedForward(a.logits, a.lnf, subset.weight, N, C, width);
+    if (width > K) for (let n = 0; n < N; n++) a.logits[n * width + K] = subset.restLogit;
+    return crossEntropyForward(a.losses, a.logits, mapped, N, width, a.logits, dscale);
   }
 
   /** Mean cross-entropy of inputs against targets without touching gradients (logits are consumed). */
@@ -304,7 +318,8 @@ export class GPT2 {
     if (subset) {
       const K = subset.ids.length;
       subset.dweight.fill(0);
-      matmulTransposedBackward(g.dln, subset.dweight, dlogits, a.lnf, subset.weight, N, C, K);
+      // The rest column's weight row is zero, so it adds nothing to dln; its dweight row is dropped.
+      matmulTransposedBackward(g.dln, subset.dweight, dlogits, a.lnf, subset.weight, N, C, subset.width);
       for (let k = 0; k < K; k++) {
         const row = subset.ids[k] * C;
         for (let c = 0; c < C; c++) dw.lmHead[row + c] += subset.dweight[k * C + c];

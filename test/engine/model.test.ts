@@ -235,6 +235,19 @@ describe('training extras', () => {
       // Rows outside the subset get gradient only through the embedding of inputs (all inputs are in it).
       if (!inSet.has(v)) assert.ok(!nonzero, `row ${v} outside the subset got a gradient`);
     }
+    // With the rest column: the other V − K tokens enter the softmax as if each had logit 0.
+    const rest = loadModel(g);
+    rest.setTrainingVocab(ids, { rest: true });
+    const restLoss = rest.forward(inputs, B, T, targets);
+    let totalRest = 0;
+    for (let n = 0; n < B * T; n++) {
+      if (targets[n] < 0) continue;
+      let sum = V - ids.length;
+      for (const id of ids) sum += Math.exp(logits[n * V + id]);
+      totalRest += Math.log(sum) - logits[n * V + targets[n]];
+    }
+    console.log(`rest-column loss ${restLoss}, by hand ${totalRest / count}`);
+    assert.ok(Math.abs(restLoss - totalRest / count) < 1e-5);
     const outside = Array.from({ length: V }, (_, v) => v).find((v) => !inSet.has(v))!;
     const bad = Int32Array.from(targets).fill(outside, 0, 1);
     assert.throws(() => sub.forward(inputs, B, T, bad), /training vocabulary/);

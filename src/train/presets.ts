@@ -1,0 +1,110 @@
+// Training presets: `seed` is the original project's recipe, `default` the model we ship (chosen by measurement).
+import type { GPTConfig } from '../engine/config.js';
+import type { DropoutRates } from '../engine/model.js';
+
+/** Everything about a training run except the model's shape and the data. */
+export interface HyperParams {
+  /** `lines`: each line a sample, padded batches, epochs (the original); `windows`: random windows, steps. */
+  data: 'lines' | 'windows';
+  /** Optimizer steps (windows); for `lines` the epochs decide and this is derived. */
+  steps: number;
+  epochs: number;
+  batchSize: number;
+  /** Window length (windows) or truncation length (lines). */
+  seqLen: number;
+  lr: number;
+  /** `cosine`: linear warmup then cosine decay to minLrRatio·lr; `constant`: lr throughout. */
+  schedule: 'cosine' | 'constant';
+  warmup: number;
+  minLrRatio: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  /** Decay only weight matrices and embeddings, not biases and LayerNorm parameters. */
+  decayMatricesOnly: boolean;
+  /** Global gradient-norm clip (0 = off). */
+  gradClip: number;
+  dropout: DropoutRates;
+  /** Softmax over the corpus's own token ids (plus EOS) during training; eval always uses the full vocabulary. */
+  restrictVocab: boolean;
+  /** Put the system prompt in front of dialogue blocks (windows only). */
+  systemPromptInDialogues: boolean;
+}
+
+export interface Preset {
+  name: 'seed' | 'default';
+  config: GPTConfig;
+  hyper: HyperParams;
+}
+
+const GPT2_VOCAB = 50257;
+const EOS = 50256;
+
+function gpt2Config(nEmbd: number, nLayer: number, nHead: number, nPositions: number): GPTConfig {
+  return {
+    vocabSize: GPT2_VOCAB,
+    nPositions,
+    nEmbd,
+    nLayer,
+    nHead,
+    layerNormEpsilon: 1e-5,
+    tieWordEmbeddings: true,
+    bosTokenId: EOS,
+    eosTokenId: EOS,
+  };
+}
+
+/** The original: n_embd 16, 1 layer, 1 head, 256 positions; 2 epochs, batch 2, AdamW lr 1e-3 eps 1e-6, dropout 0.1. */
+export const SEED_PRESET: Preset = {
+  name: 'seed',
+  config: gpt2Config(16, 1, 1, 256),
+  hyper: {
+    data: 'lines',
+    steps: 0,
+    epochs: 2,
+    batchSize: 2,
+    seqLen: 64,
+    lr: 1e-3,
+    schedule: 'constant',
+    warmup: 0,
+    minLrRatio: 1,
+    beta1: 0.9,
+    beta2: 0.999,
+    eps: 1e-6,
+    weightDecay: 0,
+    decayMatricesOnly: false,
+    gradClip: 0,
+    dropout: { embd: 0.1, attn: 0.1, resid: 0.1 },
+    restrictVocab: false,
+    systemPromptInDialogues: false,
+  },
+};
+
+/** What we ship; the figures behind this choice are in the model card and the project README. */
+export const DEFAULT_PRESET: Preset = {
+  name: 'default',
+  config: gpt2Config(64, 2, 4, 256),
+  hyper: {
+    data: 'windows',
+    steps: 800,
+    epochs: 0,
+    batchSize: 8,
+    seqLen: 64,
+    lr: 3e-3,
+    schedule: 'cosine',
+    warmup: 40,
+    minLrRatio: 0.1,
+    beta1: 0.9,
+    beta2: 0.999,
+    eps: 1e-8,
+    weightDecay: 0.01,
+    decayMatricesOnly: true,
+    gradClip: 1,
+    dropout: { embd: 0, attn: 0, resid: 0 },
+    restrictVocab: true,
+    systemPromptInDialogues: true,
+  },
+};
+
+export const PRESETS = { seed: SEED_PRESET, default: DEFAULT_PRESET } as const;

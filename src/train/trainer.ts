@@ -1,0 +1,196 @@
+// The training loop: seeded init, batches per preset (windows or the original's padded lines), AdamW with
+// warmup + cosine and gradient clipping, progress callbacks. Pure computation: the caller does all I/O.
+import { AdamW, clipGradNorm, cosineSchedule } from '../engine/adamw.js';
+import { type GPTConfig, validateConfig } from '../engine/config.js';
+import { initGpt2Params } from '../engine/init.js';
+import { parameterLayout } from '../engine/layout.js';
+import { GPT2 } from '../engine/model.js';
+import { Rng } from '../engine/rng.js';
+import { type Batch, epochBatches, windowBatch } from './batches.js';
+import { documentStream, type Encoder, lineSamples, vocabularyOf } from './corpus.js';
+import type { HyperParams } from './presets.js';
+
+/** Bumped whenever a change to the trainer changes the model it produces (part of the cache key). */
+export const TRAINER_VERSION = '1';
+
+export interface TrainProgress {
+  step: number;
+  totalSteps: number;
+  loss: number;
+  lr: number;
+  tokensPerS: number;
+  elapsedS: number;
+  etaS: number;
+}
+
+export interface TrainInput {
+  config: GPTConfig;
+  hyper: HyperParams;
+  seed: number;
+  text: string;
+  systemPrompt: string | null;
+  tokenizer: Encoder;
+  onProgress?: (p: TrainProgress) => void;
+  /** Milliseconds clock (performance.now by default). */
+  now?: () => number;
+}
+
+export interface TrainResult {
+  params: Float32Array;
+  /** Mean training loss of every step's batch (over the restricted vocabulary when that is on). */
+  losses: number[];
+  steps: number;
+  /** Counted target tokens over the whole run. */
+  tokensSeen: number;
+  wallTimeS: number;
+  tokensPerS: number;
+  /** Tokens in the training stream (windows) or in all samples (lines). */
+  corpusTokens: number;
+  /** Size of the restricted training vocabulary, or null when the full softmax was used. */
+  trainingVocabSize: number | null;
+}
+
+/** Independent generators for init, data order and dropout, all derived from one seed. */
+function seededRngs(seed: number) {
+  return { init: new Rng(seed), data: new Rng(seed + 0x1000193), dropout: new Rng(seed + 0x2000327) };
+}
+
+/** A freshly initialised model's parameters (what `create-model` without --train writes). */
+export function initialParams(config: GPTConfig, seed: number): Float32Array {
+  const params = new Float32Array(parameterLayout(validateConfig(config)).total);
+  initGpt2Params(config, params, seededRngs(seed).init);
+  return params;
+}
+
+/** 1 for weight matrices and embeddings (decayed), 0 for biases and LayerNorm parameters. */
+export function matrixDecayMask(config: GPTConfig): Uint8Array {
+  const layout = parameterLayout(config);
+  const mask = new Uint8Array(layout.total);
+  for (const t of layout.tensors) if (t.shape.length === 2) mask.fill(1, t.offset, t.offset + t.size);
+  return mask;
+}
+
+/** Checks hyper-parameters, naming the first bad one. */
+export function validateHyper(h: HyperParams): void {
+  const positive: Array<keyof HyperParams> = ['batchSize', 'seqLen', 'lr'];
+  for (const k of positive) {
+    const v = h[k] as number;
+    if (!(typeof v === 'number' && v > 0 && Number.isFinite(v)))
+      throw new RangeError(`${k} must be > 0, got ${v}`);
+  }
+  const nonNegative: Array<keyof HyperParams> = [
+    'steps',
+    'epochs',
+    'warmup',
+    'weightDecay',
+    'gradClip',
+    'eps',
+  ];
+  for (const k of nonNegative) {
+    const v = h[k] as number;
+    if (!(typeof v === 'number' && v >= 0 && Number.isFinite(v)))
+      throw new RangeError(`${k} must be >= 0, got ${v}`);
+  }
+  if (h.data === 'windows' && !(h.steps >= 1)) throw new RangeError('steps must be >= 1');
+  if (h.data === 'lines' && !(h.epochs >= 1)) throw new RangeError('epochs must be >= 1');
+  for (const k of ['beta1', 'beta2'] as const) {
+    if (!(h[k] >= 0 && h[k] < 1)) throw new RangeError(`${k} must be in [0, 1), got ${h[k]}`);
+  }
+  if (!(h.minLrRatio >= 0 && h.minLrRatio <= 1)) throw new RangeError(`minLrRatio must be in [0, 1]`);
+}
+
+/** Trains a model from scratch and returns its parameters and the run's figures. */
+export function train(input: TrainInput): TrainResult {
+  const { hyper: h, tokenizer, seed } = input;
+  const config = validateConfig(input.config);
+  validateHyper(h);
+  if (h.seqLen > config.nPositions)
+    throw new RangeError(`seqLen ${h.seqLen} exceeds the model's ${config.nPositions} positions`);
+  const now = input.now ?? (() => performance.now());
+  const rngs = seededRngs(seed);
+  const model = new GPT2(config);
+  initGpt2Params(config, model.params, rngs.init);
+  model.setDropout(h.dropout, rngs.dropout);
+  model.training = true;
+
+  // Data: either a token stream for random windows or the original's line samples in shuffled epochs.
+  let nextBatch: () => Batch;
+  let totalSteps: number;
+  let corpusTokens: number;
+  let vocab: Int32Array;
+  const eos = config.eosTokenId;
+  if (h.data === 'windows') {
+    const stream = documentStream(
+      input.text,
+      tokenizer,
+      h.systemPromptInDialogues ? input.systemPrompt : null,
+    );
+    if (stream.length < 2) throw new Error('the training data has no text to learn from');
+    corpusTokens = stream.length;
+    vocab = vocabularyOf([stream], [eos]);
+    totalSteps = h.steps;
+    nextBatch = () => windowBatch(stream, h.batchSize, h.seqLen, rngs.data);
+  } else {
+    const samples = lineSamples(input.text, tokenizer, h.seqLen);
+    if (samples.length === 0) throw new Error('the training data has no non-empty lines');
+    corpusTokens = samples.reduce((n, s) => n + s.length, 0);
+    vocab = vocabularyOf(samples, [eos]);
+    totalSteps = Math.ceil(samples.length / h.batchSize) * h.epochs;
+    const batches = epochBatches(samples, h.batchSize, h.epochs, eos, rngs.data);
+    nextBatch = () => batches.next().value as Batch;
+  }
+  for (let i = 0; i < vocab.length; i++) {
+    if (vocab[i] >= config.vocabSize)
+      throw new RangeError(`token id ${vocab[i]} does not fit the model's vocabulary of ${config.vocabSize}`);
+  }
+  if (h.restrictVocab) model.setTrainingVocab(vocab, { rest: true });
+
+  const opt = new AdamW(model.params.length, {
+    lr: h.lr,
+    beta1: h.beta1,
+    beta2: h.beta2,
+    eps: h.eps,
+    weightDecay: h.weightDecay,
+  });
+  const decayMask = h.decayMatricesOnly ? matrixDecayMask(config) : undefined;
+  const losses: number[] = [];
+  let tokensSeen = 0;
+  const start = now();
+  for (let step = 0; step < totalSteps; step++) {
+    const batch = nextBatch();
+    const lr =
+      h.schedule === 'cosine' ? cosineSchedule(step, h.lr, h.warmup, totalSteps, h.lr * h.minLrRatio) : h.lr;
+    model.zeroGrad();
+    const loss = model.forward(batch.inputs, batch.B, batch.T, batch.targets);
+    if (!Number.isFinite(loss)) throw new Error(`training diverged: loss ${loss} at step ${step + 1}`);
+    model.backward();
+    if (h.gradClip > 0) clipGradNorm(model.grads!, h.gradClip);
+    opt.step(model.params, model.grads!, lr, decayMask);
+    losses.push(loss);
+    tokensSeen += batch.tokens;
+    if (input.onProgress) {
+      const elapsedS = (now() - start) / 1000;
+      const rate = elapsedS > 0 ? tokensSeen / elapsedS : 0;
+      input.onProgress({
+        step: step + 1,
+        totalSteps,
+        loss,
+        lr,
+        tokensPerS: rate,
+        elapsedS,
+        etaS: ((totalSteps - step - 1) * elapsedS) / (step + 1),
+      });
+    }
+  }
+  const wallTimeS = (now() - start) / 1000;
+  return {
+    params: model.params,
+    losses,
+    steps: totalSteps,
+    tokensSeen,
+    wallTimeS,
+    tokensPerS: wallTimeS > 0 ? tokensSeen / wallTimeS : 0,
+    corpusTokens,
+    trainingVocabSize: h.restrictVocab ? vocab.length : null,
+  };
+}
