@@ -79,11 +79,13 @@ export async function streamText(
 ): Promise<FastifyReply> {
   const out = new PassThrough();
   let resolveStart!: () => void;
+  let didStart = false;
   const started = new Promise<void>((resolve) => {
     resolveStart = resolve;
   });
   const job = request.server.generation.submit(spec.request, {
     onStart() {
+      didStart = true;
       const first = format.first();
       if (first !== null) out.write(event(first));
       resolveStart();
@@ -99,6 +101,12 @@ export async function streamText(
   } catch (err) {
     out.destroy();
     throw mapJobError(err, spec);
+  }
+  // Cancelled while still queued (a drain that ran out of time): nothing was sent yet, so answer a plain
+  // 503 with Retry-After, as a non-streamed request gets, instead of a 200 stream holding only an error.
+  if (!didStart && (await job.result).cancelled) {
+    out.destroy();
+    throw unavailable('The server is shutting down; the generation was stopped.', 'shutting_down');
   }
   job.result.then(
     (result) => {
