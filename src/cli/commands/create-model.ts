@@ -88,7 +88,7 @@ export const command: Command = {
     const dropout = num('dropout', 0, 0.99);
     if (dropout !== undefined) hyper.dropout = { embd: dropout, attn: dropout, resid: dropout };
     if (v['full-vocab']) hyper.restrictVocab = false;
-    if (hyper.seqLen > config.nPositions)
+    if (v.train && hyper.seqLen > config.nPositions)
       throw new UsageError(
         `--seq-len ${hyper.seqLen} exceeds the context (--n-positions ${config.nPositions})`,
       );
