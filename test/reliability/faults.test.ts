@@ -133,7 +133,11 @@ describe('clients that leave mid-stream', () => {
     assert.equal(left, 100);
     assert.equal(delta('tiny_llm_aborted_generations_total'), 100);
     // Cancelled, not finished: no generation ran on to its 900 tokens, and no worker had to be killed.
-    assert.equal(delta('tiny_llm_generated_tokens_total'), 0);
+    assert.equal(
+      delta('tiny_llm_generated_tokens_total'),
+      0,
+      'generations ran on to the end after their clients left (the aborted counter only counts cancel requests)',
+    );
     assert.equal(delta('tiny_llm_worker_restarts_total'), 0);
     assert.equal(metricValue(text, 'tiny_llm_in_flight_generations'), 0);
     assert.equal(metricValue(text, 'tiny_llm_queue_depth'), 0);
