@@ -13,16 +13,31 @@ export interface Batch {
 }
 
 /**
- * B windows of T+1 consecutive tokens at random offsets: inputs are the first T, targets the last T.
- * Streams shorter than T+1 tokens are used whole (T shrinks to stream length − 1).
+ * Offsets where a line begins: 0 and every position after a newline or end-of-text token, limited to
+ * those with a full window of T+1 tokens after them (at least offset 0 is always returned).
  */
-export function windowBatch(stream: Int32Array, B: number, T: number, rng: Rng): Batch {
+export function lineStarts(stream: Int32Array, T: number, newlineId: number, eosId: number): Int32Array {
+  const last = Math.max(0, stream.length - T - 1);
+  const starts = [0];
+  for (let i = 1; i <= last; i++) if (stream[i - 1] === newlineId || stream[i - 1] === eosId) starts.push(i);
+  return Int32Array.from(starts);
+}
+
+/**
+ * B windows of T+1 consecutive tokens: inputs are the first T, targets the last T. Each window starts at
+ * a random offset, or at a random one of `starts` when given (e.g. line starts, so position 0 of a window
+ * is the beginning of a line as in evaluation and serving). Streams shorter than T+1 tokens are used
+ * whole (T shrinks to stream length − 1).
+ */
+export function windowBatch(stream: Int32Array, B: number, T: number, rng: Rng, starts?: Int32Array): Batch {
   if (stream.length < 2) throw new Error('the corpus has fewer than 2 tokens; nothing to learn from');
   const t = Math.min(T, stream.length - 1);
   const inputs = new Int32Array(B * t);
   const targets = new Int32Array(B * t);
   for (let b = 0; b < B; b++) {
-    const start = rng.int(stream.length - t);
+    const start = starts
+      ? Math.min(starts[rng.int(starts.length)], stream.length - t - 1)
+      : rng.int(stream.length - t);
     inputs.set(stream.subarray(start, start + t), b * t);
     targets.set(stream.subarray(start + 1, start + t + 1), b * t);
   }

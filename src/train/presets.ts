@@ -28,6 +28,8 @@ export interface HyperParams {
   dropout: DropoutRates;
   /** Softmax over the corpus's own token ids (plus EOS) during training; eval always uses the full vocabulary. */
   restrictVocab: boolean;
+  /** Where windows start: anywhere, or only at the beginning of a line (windows only). */
+  windowStart: 'any' | 'line';
   /** Put the system prompt in front of dialogue blocks (windows only). */
   systemPromptInDialogues: boolean;
 }
@@ -77,6 +79,7 @@ export const SEED_PRESET: Preset = {
     gradClip: 0,
     dropout: { embd: 0.1, attn: 0.1, resid: 0.1 },
     restrictVocab: false,
+    windowStart: 'any',
     systemPromptInDialogues: false,
   },
 };
@@ -103,6 +106,7 @@ export const DEFAULT_PRESET: Preset = {
     gradClip: 1,
     dropout: { embd: 0, attn: 0, resid: 0 },
     restrictVocab: true,
+    windowStart: 'line',
     systemPromptInDialogues: true,
   },
 };

@@ -6,7 +6,7 @@ import { initGpt2Params } from '../engine/init.js';
 import { parameterLayout } from '../engine/layout.js';
 import { GPT2 } from '../engine/model.js';
 import { Rng } from '../engine/rng.js';
-import { type Batch, epochBatches, windowBatch } from './batches.js';
+import { type Batch, epochBatches, lineStarts, windowBatch } from './batches.js';
 import { documentStream, type Encoder, lineSamples, vocabularyOf } from './corpus.js';
 import type { HyperParams } from './presets.js';
 
@@ -129,7 +129,12 @@ export function train(input: TrainInput): TrainResult {
     corpusTokens = stream.length;
     vocab = vocabularyOf([stream], [eos]);
     totalSteps = h.steps;
-    nextBatch = () => windowBatch(stream, h.batchSize, h.seqLen, rngs.data);
+    const newline = tokenizer.encode('\n');
+    const starts =
+      h.windowStart === 'line' && newline.length === 1
+        ? lineStarts(stream, h.seqLen, newline[0], eos)
+        : undefined;
+    nextBatch = () => windowBatch(stream, h.batchSize, h.seqLen, rngs.data, starts);
   } else {
     const samples = lineSamples(input.text, tokenizer, h.seqLen);
     if (samples.length === 0) throw new Error('the training data has no non-empty lines');
