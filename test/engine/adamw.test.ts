@@ -42,7 +42,8 @@ describe('cosineSchedule', () => {
     assert.equal(lr(9), 1);
     assert.equal(lr(10), 1);
     assert.ok(Math.abs(lr(60) - 0.55) < 1e-12);
-    assert.ok(lr(109) > 0.1 && lr(109) < 0.1001);
+    assert.ok(lr(109) > 0.1 && lr(109) < 0.101);
+    assert.equal(lr(110), 0.1);
     for (let s = 11; s < 110; s++) assert.ok(lr(s) <= lr(s - 1));
   });
 });
