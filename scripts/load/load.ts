@@ -38,6 +38,9 @@ export interface LoadReport {
   durationS: number;
   wallS: number;
   workers: number | null;
+  /** The server's queue limit and per-client rate limit as configured for the run; null: its defaults. */
+  queueLimit: number | null;
+  rateLimit: number | null;
   sent: number;
   byStatus: Record<string, number>;
   byClass: Record<string, number>;
@@ -335,6 +338,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
       durationS: options.durationS,
       wallS,
       workers: workersLine ? Number(workersLine[1]) : null,
+      queueLimit: options.queueLimit ?? null,
+      rateLimit: options.rateLimit ?? null,
       sent,
       byStatus,
       byClass,
@@ -370,7 +375,9 @@ export function formatReport(r: LoadReport, healthTargetMs = 50): string {
     .map(([k, v]) => `${k} ${v}`)
     .join(', ');
   return [
-    `load: ${r.clients} clients for ${r.durationS} s (${f1(r.wallS)} s wall) against tiny-llm serve with ${r.workers ?? '?'} workers on 127.0.0.1`,
+    `load: ${r.clients} clients for ${r.durationS} s (${f1(r.wallS)} s wall) against tiny-llm serve on 127.0.0.1 with ` +
+      `${r.workers ?? '?'} workers, queue limit ${r.queueLimit ?? 'default (64)'}, ` +
+      `rate limit ${r.rateLimit === 0 ? 'off' : `${r.rateLimit ?? 'default (120)'}/min per client`}`,
     `requests sent: ${r.sent}; by class: ${classes}; unexpected errors: ${r.unexpected}`,
     ...r.unexpectedSamples.map((s) => `  unexpected: ${s}`),
     `latency in ms                 n      p50      p99      max`,
