@@ -140,7 +140,7 @@ export function modelCard(c: ModelCardInput): string {
     );
     if (c.trainingVocabSize !== null) {
       lines.push(
-        `- Training speed-up: the softmax during training ran over the corpus's own ${c.trainingVocabSize} token ids (plus EOS) instead of all ${c.config.vocabSize}. The model is still a full GPT-2: evaluation and serving use the full softmax. Tokens the corpus never uses were never pushed up, so their logits stay small; the full-vocabulary loss ends only slightly above the restricted one (both measured below).`,
+        `- Training speed-up: the softmax during training ran over the corpus's own ${c.trainingVocabSize} token ids (EOS included) plus one column standing for the other ${c.config.vocabSize - c.trainingVocabSize} tokens as if their logits were 0 (log of their count), instead of all ${c.config.vocabSize} logits. The model is still a full GPT-2: evaluation and serving use the full softmax. The unused tokens' embeddings keep their small initial values, so the full-vocabulary loss ends only slightly above the corpus-only one (both measured below).`,
       );
     }
     lines.push(
