@@ -58,6 +58,51 @@ async function fsyncTree(dir: string): Promise<void> {
 }
 
 /**
+ * Repairs what an interrupted writeDirAtomic left next to `dir`: if the process died between moving the old
+ * directory aside and moving the new one in, the old one is put back; abandoned temp dirs are removed.
+ * Returns true when a directory was restored.
+ */
+export async function recoverInterruptedDirWrite(dir: string): Promise<boolean> {
+  const target = path.resolve(dir);
+  const parent = path.dirname(target);
+  const prefix = `.${path.basename(target)}.`;
+  const entries = await readdir(parent, { withFileTypes: true }).catch(() => []);
+  const siblings = entries.filter((e) => e.isDirectory() && e.name.startsWith(prefix));
+  const tmps = siblings.filter((e) => e.name.slice(prefix.length).startsWith('tmp-'));
+  const olds = siblings.filter((e) => e.name.slice(prefix.length).startsWith('old-'));
+  // Only directories of processes that are gone are touched: a live writer keeps its own.
+  const abandoned = (name: string) => {
+    const pid = Number(name.slice(prefix.length).split('-')[1]);
+    if (!Number.isInteger(pid) || pid === process.pid) return false;
+    try {
+      process.kill(pid, 0);
+      return false;
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code === 'ESRCH';
+    }
+  };
+  let restored = false;
+  const targetExists = await stat(target).then(
+    () => true,
+    () => false,
+  );
+  for (const e of olds) {
+    if (!abandoned(e.name)) continue;
+    const p = path.join(parent, e.name);
+    if (!targetExists && !restored) {
+      await rename(p, target);
+      restored = true;
+    } else {
+      await rm(p, { recursive: true, force: true });
+    }
+  }
+  for (const e of tmps)
+    if (abandoned(e.name)) await rm(path.join(parent, e.name), { recursive: true, force: true });
+  if (restored) await fsyncDir(parent);
+  return restored;
+}
+
+/**
  * Builds a directory with `fill(tmpDir)` in a sibling temp dir, fsyncs it, then swaps it into place:
  * the old directory is renamed aside, the new one renamed in, the old one removed. If `fill` or the swap
  * fails, the previous directory is left as it was and the temp dir is removed.
@@ -66,6 +111,7 @@ export async function writeDirAtomic(dir: string, fill: (tmpDir: string) => Prom
   const target = path.resolve(dir);
   const parent = path.dirname(target);
   await mkdir(parent, { recursive: true });
+  await recoverInterruptedDirWrite(target);
   const existing = await stat(target).catch(() => null);
   if (existing && !existing.isDirectory()) throw new Error(`${target}: exists and is not a directory`);
 

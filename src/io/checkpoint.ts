@@ -3,7 +3,7 @@ import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { ConfigError, type GPTConfig, validateConfig } from '../engine/config.js';
 import { parameterLayout } from '../engine/layout.js';
-import { writeDirAtomic, writeFileAtomic } from './atomic.js';
+import { recoverInterruptedDirWrite, writeDirAtomic, writeFileAtomic } from './atomic.js';
 import { parseSafetensors, serializeSafetensors, type TensorToWrite } from './safetensors.js';
 import { loadTokenizerData, type TokenizerData, writeTokenizerFiles } from './tokenizer-files.js';
 
@@ -59,7 +59,9 @@ export async function loadModelDir(
   dir: string,
   options: { requireTokenizer?: boolean } = {},
 ): Promise<LoadedModelDir> {
-  const info = await stat(dir).catch(() => null);
+  let info = await stat(dir).catch(() => null);
+  // A build killed in the middle of swapping directories left the previous model aside: put it back.
+  if (!info && (await recoverInterruptedDirWrite(dir))) info = await stat(dir).catch(() => null);
   if (!info) throw new CheckpointError(dir, 'model directory does not exist');
   if (!info.isDirectory()) throw new CheckpointError(dir, 'is not a directory');
 

@@ -5,7 +5,7 @@ import { writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { writeDirAtomic, writeFileAtomic } from '../../src/io/atomic.js';
+import { recoverInterruptedDirWrite, writeDirAtomic, writeFileAtomic } from '../../src/io/atomic.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'tiny-llm-atomic-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -70,5 +70,40 @@ describe('writeDirAtomic', () => {
       /exists and is not a directory/,
     );
     assert.equal(readFileSync(file, 'utf8'), 'x');
+  });
+});
+
+describe('recoverInterruptedDirWrite', () => {
+  // A pid that cannot be alive: above Linux's pid_max limit.
+  const deadPid = 4194305;
+
+  it('puts the previous directory back when a writer died between the two renames', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'atomic-recover-'));
+    after(() => rmSync(root, { recursive: true, force: true }));
+    const old = join(root, `.model.old-${deadPid}-abcd1234`);
+    const tmp = join(root, `.model.tmp-${deadPid}-abcd1234`);
+    mkdirSync(old);
+    writeFileSync(join(old, 'config.json'), 'previous');
+    mkdirSync(tmp);
+    assert.equal(await recoverInterruptedDirWrite(join(root, 'model')), true);
+    assert.equal(readFileSync(join(root, 'model', 'config.json'), 'utf8'), 'previous');
+    assert.deepEqual(readdirSync(root), ['model']);
+  });
+
+  it('leaves the directories of a live writer alone', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'atomic-recover-'));
+    after(() => rmSync(root, { recursive: true, force: true }));
+    const live = join(root, `.model.tmp-${process.ppid}-abcd1234`);
+    mkdirSync(live);
+    assert.equal(await recoverInterruptedDirWrite(join(root, 'model')), false);
+    assert.deepEqual(readdirSync(root), [`.model.tmp-${process.ppid}-abcd1234`]);
+  });
+
+  it('writeDirAtomic clears an abandoned temp dir before writing', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'atomic-recover-'));
+    after(() => rmSync(root, { recursive: true, force: true }));
+    mkdirSync(join(root, `.model.tmp-${deadPid}-00000000`));
+    await writeDirAtomic(join(root, 'model'), async (d) => writeFile(join(d, 'a'), 'new'));
+    assert.deepEqual(readdirSync(root), ['model']);
   });
 });
