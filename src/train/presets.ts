@@ -84,13 +84,18 @@ export const SEED_PRESET: Preset = {
   },
 };
 
-/** What we ship; the figures behind this choice are in the model card and the project README. */
+/**
+ * What we ship, chosen by measurement on data/training_data.txt (7.2k tokens; 2 cores shared with other jobs,
+ * WebAssembly gemm): 2 layers × 64 dim × 4 heads, batches 8×64 starting at line starts, lr 3e-3 cosine.
+ * `tiny-llm eval` per-token loss: 800 steps 0.76 nats in 2m53s; 1200 steps 0.31 nats in 4m19s (answers
+ * corpus questions with the right sentence). The softmax is restricted to the corpus's tokens + a rest column.
+ */
 export const DEFAULT_PRESET: Preset = {
   name: 'default',
   config: gpt2Config(64, 2, 4, 256),
   hyper: {
     data: 'windows',
-    steps: 800,
+    steps: 1200,
     epochs: 0,
     batchSize: 8,
     seqLen: 64,
