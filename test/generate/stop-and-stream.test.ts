@@ -24,19 +24,24 @@ describe('StopMatcher', () => {
 
   it('for any split of any text, the emitted text is the text up to the first stop', () => {
     fc.assert(
-      fc.property(fc.string(), fc.array(fc.nat(), { maxLength: 8 }), fc.constantFrom('ab', '\nUser:', 'x'), (text, cuts, stop) => {
-        const points = [...new Set(cuts.map((c) => c % (text.length + 1)))].sort((a, b) => a - b);
-        const m = new StopMatcher([stop]);
-        let out = '';
-        let last = 0;
-        for (const p of [...points, text.length]) {
-          out += m.push(text.slice(last, p));
-          last = p;
-        }
-        out += m.flush();
-        const at = text.indexOf(stop);
-        assert.equal(out, at >= 0 ? text.slice(0, at) : text);
-      }),
+      fc.property(
+        fc.string(),
+        fc.array(fc.nat(), { maxLength: 8 }),
+        fc.constantFrom('ab', '\nUser:', 'x'),
+        (text, cuts, stop) => {
+          const points = [...new Set(cuts.map((c) => c % (text.length + 1)))].sort((a, b) => a - b);
+          const m = new StopMatcher([stop]);
+          let out = '';
+          let last = 0;
+          for (const p of [...points, text.length]) {
+            out += m.push(text.slice(last, p));
+            last = p;
+          }
+          out += m.flush();
+          const at = text.indexOf(stop);
+          assert.equal(out, at >= 0 ? text.slice(0, at) : text);
+        },
+      ),
       { numRuns: 500 },
     );
   });
@@ -51,7 +56,8 @@ describe('TokenTextStream', () => {
     for (let i = 0; i < bytes.length; i++) deltas.push(stream.push(i));
     deltas.push(stream.flush());
     assert.equal(deltas.join(''), 'é🙂ok');
-    for (const d of deltas) assert.ok(!d.includes('\uFFFD'), `delta ${JSON.stringify(d)} holds a broken character`);
+    for (const d of deltas)
+      assert.ok(!d.includes('\uFFFD'), `delta ${JSON.stringify(d)} holds a broken character`);
     assert.deepEqual(
       deltas.filter((d) => d),
       ['é', '🙂', 'o', 'k'],
