@@ -1,5 +1,71 @@
 // Matrix-product kernels (forward/backward pairs) over flat row-major Float32Arrays.
 // Two weight orientations: HF Conv1D keeps W as [in, out]; the LM head (token embedding) is [out, in].
+// Large products run in the WebAssembly SIMD gemm (operands copied into its memory); small ones and runtimes
+// without WebAssembly SIMD use the plain loops below, which define the results.
+import { type WasmArena, wasmArena } from './wasm/runtime.js';
+
+/** Products below this many multiply-adds stay in JS: copying into WebAssembly memory would not pay. */
+const WASM_MIN_MACS = 1 << 16;
+
+/** A Float32Array operand placed in WebAssembly memory: its offset and whether it was copied there. */
+function place(arena: WasmArena, data: Float32Array, floats: number, temps: number[]): number {
+  if (arena.owns(data)) return data.byteOffset;
+  const ptr = arena.alloc(floats * 4);
+  temps.push(ptr, floats * 4);
+  arena.f32(ptr, floats).set(floats === data.length ? data : data.subarray(0, floats));
+  return ptr;
+}
+
+function release(arena: WasmArena, temps: number[]): void {
+  for (let i = 0; i < temps.length; i += 2) arena.free(temps[i], temps[i + 1]);
+}
+
+/**
+ * out[M×N] (+)= A·B on the WebAssembly gemm. A is [M×K] or, with `aT`, stored [K×M]; B is [K×N] or, with
+ * `bT`, stored [N×K] (transposed once into WebAssembly memory). `bias` (length N) starts every row.
+ */
+function gemmWasm(
+  arena: WasmArena,
+  out: Float32Array,
+  accumulate: boolean,
+  a: Float32Array,
+  aT: boolean,
+  b: Float32Array,
+  bT: boolean,
+  bias: Float32Array | null,
+  M: number,
+  N: number,
+  K: number,
+): void {
+  const temps: number[] = [];
+  try {
+    const aPtr = place(arena, a, M * K, temps);
+    let bPtr = place(arena, b, K * N, temps);
+    if (bT) {
+      const t = arena.alloc(K * N * 4);
+      temps.push(t, K * N * 4);
+      arena.kernels.transpose(t, bPtr, N, K);
+      bPtr = t;
+    }
+    const owned = arena.owns(out);
+    const cPtr = owned ? out.byteOffset : arena.alloc(M * N * 4);
+    if (!owned) temps.push(cPtr, M * N * 4);
+    const c = arena.f32(cPtr, M * N);
+    if (bias) for (let i = 0; i < M; i++) c.set(bias.subarray(0, N), i * N);
+    else if (accumulate && !owned) c.set(out.subarray(0, M * N));
+    const sAi = aT ? 1 : K;
+    const sAk = aT ? M : 1;
+    arena.kernels.gemm(cPtr, aPtr, sAi, sAk, bPtr, N, M, N, K, N, accumulate || bias !== null);
+    if (!owned) out.set(c);
+  } finally {
+    release(arena, temps);
+  }
+}
+
+/** The arena when a product of M·N·K multiply-adds should run in WebAssembly, else null. */
+function wasmFor(M: number, N: number, K: number): WasmArena | null {
+  return M * N * K >= WASM_MIN_MACS ? wasmArena() : null;
+}
 
 /**
  * out[N, OC] = inp[N, IC] · W[IC, OC] + bias[OC]   (HF Conv1D).
@@ -14,6 +80,11 @@ export function matmulForward(
   IC: number,
   OC: number,
 ): void {
+  const arena = wasmFor(N, OC, IC);
+  if (arena) {
+    gemmWasm(arena, out, false, inp, false, weight, false, bias, N, OC, IC);
+    return;
+  }
   let n = 0;
   for (; n + 4 <= N; n += 4) {
     const o0 = n * OC;
@@ -70,6 +141,19 @@ export function matmulBackward(
   IC: number,
   OC: number,
 ): void {
+  const arena = wasmFor(N, OC, IC);
+  if (arena) {
+    // dinp[N×IC] += dout[N×OC]·W[IC×OC]ᵀ; dW[IC×OC] += inp[N×IC]ᵀ·dout[N×OC].
+    gemmWasm(arena, dinp, true, dout, false, weight, true, null, N, IC, OC);
+    gemmWasm(arena, dweight, true, inp, true, dout, false, null, IC, OC, N);
+    if (dbias) {
+      for (let n = 0; n < N; n++) {
+        const d = n * OC;
+        for (let o = 0; o < OC; o++) dbias[o] += dout[d + o];
+      }
+    }
+    return;
+  }
   for (let n = 0; n < N; n++) {
     const d = n * OC;
     const i = n * IC;
@@ -122,6 +206,11 @@ export function matmulTransposedForward(
   IC: number,
   OC: number,
 ): void {
+  const arena = wasmFor(N, OC, IC);
+  if (arena) {
+    gemmWasm(arena, out, false, inp, false, weight, true, null, N, OC, IC);
+    return;
+  }
   let n = 0;
   for (; n + 4 <= N; n += 4) {
     const i0 = n * IC;
@@ -169,6 +258,24 @@ export function matmulTransposedBackward(
   IC: number,
   OC: number,
 ): void {
+  matmulTransposedBackwardInput(dinp, dout, weight, N, IC, OC);
+  matmulTransposedBackwardWeight(dweight, dout, inp, N, IC, OC);
+}
+
+/** dinp[N, IC] += dout[N, OC] · W[OC, IC]  (the LM head's input gradient). */
+export function matmulTransposedBackwardInput(
+  dinp: Float32Array,
+  dout: Float32Array,
+  weight: Float32Array,
+  N: number,
+  IC: number,
+  OC: number,
+): void {
+  const arena = wasmFor(N, IC, OC);
+  if (arena) {
+    gemmWasm(arena, dinp, true, dout, false, weight, false, null, N, IC, OC);
+    return;
+  }
   for (let n = 0; n < N; n++) {
     const i = n * IC;
     const d = n * OC;
@@ -178,6 +285,22 @@ export function matmulTransposedBackward(
       const w = o * IC;
       for (let c = 0; c < IC; c++) dinp[i + c] += g * weight[w + c];
     }
+  }
+}
+
+/** dweight[OC, IC] += dout[N, OC]ᵀ · inp[N, IC]  (the LM head's weight gradient). */
+export function matmulTransposedBackwardWeight(
+  dweight: Float32Array,
+  dout: Float32Array,
+  inp: Float32Array,
+  N: number,
+  IC: number,
+  OC: number,
+): void {
+  const arena = wasmFor(OC, IC, N);
+  if (arena) {
+    gemmWasm(arena, dweight, true, dout, true, inp, false, null, OC, IC, N);
+    return;
   }
   for (let o = 0; o < OC; o++) {
     const w = o * IC;

@@ -4,7 +4,12 @@ import { describe, it } from 'node:test';
 import { compileKernels } from '../../scripts/build-wasm.js';
 import { InferenceSession, InferenceWeights } from '../../src/engine/inference.js';
 import { parameterLayout } from '../../src/engine/layout.js';
-import { matmulTransposedForward } from '../../src/engine/matmul.js';
+import {
+  matmulBackward,
+  matmulForward,
+  matmulTransposedBackward,
+  matmulTransposedForward,
+} from '../../src/engine/matmul.js';
 import { Rng } from '../../src/engine/rng.js';
 import { KERNELS_WASM_BASE64 } from '../../src/engine/wasm/kernels-wasm.js';
 import { setWasmKernelsEnabled, wasmArena } from '../../src/engine/wasm/runtime.js';
@@ -166,5 +171,52 @@ describe('WebAssembly kernels', () => {
     assert.equal(logits.length, 100);
     assert.deepEqual(Array.from(logits), before);
     assert.equal(session.step(6), logits, 'the same reused buffer');
+  });
+
+  it('every matmul.ts product on the WebAssembly gemm equals its JS loop (edges of 4×8 tiles included)', () => {
+    const rng = new Rng(13);
+    let worst = 0;
+    const compare = (a: Float32Array, b: Float32Array, what: string) => {
+      // Relative to the magnitude: sums of up to K terms in float32 versus JS's double/float loops.
+      const scale = Math.max(1, ...Array.from(b, Math.abs));
+      const diff = maxAbsDiff(a, b) / scale;
+      worst = Math.max(worst, diff);
+      assert.ok(diff <= 1e-5, `${what}: relative diff ${diff}`);
+    };
+    for (const [N, IC, OC] of [
+      [64, 48, 144],
+      [37, 33, 70],
+      [128, 64, 515],
+      [13, 256, 31],
+    ]) {
+      const inp = randomArray(rng, N * IC);
+      const w = randomArray(rng, IC * OC);
+      const bias = randomArray(rng, OC);
+      const dout = randomArray(rng, N * OC);
+      const run = (kernels: boolean) => {
+        const fn = () => {
+          const out = new Float32Array(N * OC);
+          matmulForward(out, inp, w, bias, N, IC, OC);
+          const dinp = randomArray(new Rng(1), N * IC);
+          const dw = randomArray(new Rng(2), IC * OC);
+          const db = new Float32Array(OC);
+          matmulBackward(dinp, dw, db, dout, inp, w, N, IC, OC);
+          // The LM-head orientation: W is [OC, IC].
+          const outT = new Float32Array(N * OC);
+          matmulTransposedForward(outT, inp, w, N, IC, OC);
+          const dinpT = randomArray(new Rng(3), N * IC);
+          const dwT = randomArray(new Rng(4), OC * IC);
+          matmulTransposedBackward(dinpT, dwT, dout, inp, w, N, IC, OC);
+          return { out, dinp, dw, db, outT, dinpT, dwT };
+        };
+        return kernels ? fn() : withoutKernels(fn);
+      };
+      const fast = run(true);
+      const slow = run(false);
+      for (const key of Object.keys(fast) as (keyof typeof fast)[]) {
+        compare(fast[key], slow[key], `${key} N ${N} IC ${IC} OC ${OC}`);
+      }
+    }
+    console.log(`gemm vs JS loops: largest relative diff ${worst.toExponential(2)}`);
   });
 });

@@ -6,6 +6,20 @@ export interface KernelExports {
   lmHead(out: number, x: number, w: number, blocks: number, C: number): void;
   topK(scores: number, V: number, k: number, ids: number, vals: number): void;
   argmax(scores: number, V: number): number;
+  gemm(
+    c: number,
+    a: number,
+    sAi: number,
+    sAk: number,
+    b: number,
+    ldb: number,
+    M: number,
+    N: number,
+    K: number,
+    ldc: number,
+    accumulate: boolean,
+  ): void;
+  transpose(dst: number, src: number, rows: number, cols: number): void;
 }
 
 const PAGE = 65536;

@@ -113,7 +113,7 @@ export function topK(scores: usize, V: i32, k: i32, ids: usize, vals: usize): vo
  */
 export function argmax(scores: usize, V: i32): i32 {
   const first = load<f32>(scores);
-  if (isNaN<f32>(first)) return 0;
+  if (Number.isNaN(<f64>first)) return 0;
   let bestV = f32x4.splat(-Infinity);
   let bestI = i32x4.splat(-1);
   let idx = i32x4(0, 1, 2, 3);
@@ -152,4 +152,120 @@ export function argmax(scores: usize, V: i32): i32 {
     }
   }
   return best;
+}
+
+/** Depth of one k-block of gemm: a 4-row strip of A and a k-block of B stay cache-resident across it. */
+const KC: i32 = 256;
+/** Width of one column block of B (KC × NC floats = 128 KiB, L2-resident). */
+const NC: i32 = 128;
+
+/**
+ * C[M×N] (+)= A·B for row-major B [K×N] (row stride ldb) and C (row stride ldc). A's element (i, k) is at
+ * A + 4·(i·sAi + k·sAk), so A may be row-major (sAi = K, sAk = 1) or transposed (sAi = 1, sAk = M).
+ * Blocked over k and over columns; the micro-kernel keeps a 4×8 tile of C in eight f32x4 registers.
+ * With `accumulate` false C is overwritten.
+ */
+export function gemm(
+  c: usize,
+  a: usize,
+  sAi: i32,
+  sAk: i32,
+  b: usize,
+  ldb: i32,
+  M: i32,
+  N: i32,
+  K: i32,
+  ldc: i32,
+  accumulate: bool,
+): void {
+  if (!accumulate) {
+    for (let i = 0; i < M; i++) memory.fill(c + ((<usize>i * <usize>ldc) << 2), 0, (<usize>N) << 2);
+  }
+  const N8 = N & ~7;
+  const M4 = M & ~3;
+  for (let k0 = 0; k0 < K; k0 += KC) {
+    const k1 = min(K, k0 + KC);
+    for (let j0 = 0; j0 < N8; j0 += NC) {
+      const j1 = min(N8, j0 + NC);
+      for (let i = 0; i < M4; i += 4) {
+        for (let j = j0; j < j1; j += 8) {
+          const c0 = c + ((<usize>i * <usize>ldc + <usize>j) << 2);
+          const c1 = c0 + ((<usize>ldc) << 2);
+          const c2 = c1 + ((<usize>ldc) << 2);
+          const c3 = c2 + ((<usize>ldc) << 2);
+          let x0 = v128.load(c0);
+          let y0 = v128.load(c0, 16);
+          let x1 = v128.load(c1);
+          let y1 = v128.load(c1, 16);
+          let x2 = v128.load(c2);
+          let y2 = v128.load(c2, 16);
+          let x3 = v128.load(c3);
+          let y3 = v128.load(c3, 16);
+          let pa = a + ((<usize>i * <usize>sAi + <usize>k0 * <usize>sAk) << 2);
+          const stepA = (<usize>sAk) << 2;
+          const offA = (<usize>sAi) << 2;
+          let pb = b + ((<usize>k0 * <usize>ldb + <usize>j) << 2);
+          const stepB = (<usize>ldb) << 2;
+          for (let k = k0; k < k1; k++) {
+            const b0 = v128.load(pb);
+            const b1 = v128.load(pb, 16);
+            const a0 = v128.load32_splat(pa);
+            x0 = f32x4.add(x0, f32x4.mul(a0, b0));
+            y0 = f32x4.add(y0, f32x4.mul(a0, b1));
+            const a1 = v128.load32_splat(pa + offA);
+            x1 = f32x4.add(x1, f32x4.mul(a1, b0));
+            y1 = f32x4.add(y1, f32x4.mul(a1, b1));
+            const a2 = v128.load32_splat(pa + 2 * offA);
+            x2 = f32x4.add(x2, f32x4.mul(a2, b0));
+            y2 = f32x4.add(y2, f32x4.mul(a2, b1));
+            const a3 = v128.load32_splat(pa + 3 * offA);
+            x3 = f32x4.add(x3, f32x4.mul(a3, b0));
+            y3 = f32x4.add(y3, f32x4.mul(a3, b1));
+            pa += stepA;
+            pb += stepB;
+          }
+          v128.store(c0, x0);
+          v128.store(c0, y0, 16);
+          v128.store(c1, x1);
+          v128.store(c1, y1, 16);
+          v128.store(c2, x2);
+          v128.store(c2, y2, 16);
+          v128.store(c3, x3);
+          v128.store(c3, y3, 16);
+        }
+      }
+    }
+    // Edges: the last M mod 4 rows over the full width, and the last N mod 8 columns of the other rows.
+    for (let i = 0; i < M; i++) {
+      const jStart = i < M4 ? N8 : 0;
+      for (let j = jStart; j < N; j++) {
+        let s: f32 = 0;
+        for (let k = k0; k < k1; k++) {
+          s +=
+            load<f32>(a + ((<usize>i * <usize>sAi + <usize>k * <usize>sAk) << 2)) *
+            load<f32>(b + ((<usize>k * <usize>ldb + <usize>j) << 2));
+        }
+        const pc = c + ((<usize>i * <usize>ldc + <usize>j) << 2);
+        store<f32>(pc, load<f32>(pc) + s);
+      }
+    }
+  }
+}
+
+/** dst[cols×rows] = srcᵀ for row-major src [rows×cols], in 16×16 tiles. */
+export function transpose(dst: usize, src: usize, rows: i32, cols: i32): void {
+  for (let r0 = 0; r0 < rows; r0 += 16) {
+    const r1 = min(rows, r0 + 16);
+    for (let c0 = 0; c0 < cols; c0 += 16) {
+      const c1 = min(cols, c0 + 16);
+      for (let r = r0; r < r1; r++) {
+        for (let c = c0; c < c1; c++) {
+          store<f32>(
+            dst + ((<usize>c * <usize>rows + <usize>r) << 2),
+            load<f32>(src + ((<usize>r * <usize>cols + <usize>c) << 2)),
+          );
+        }
+      }
+    }
+  }
 }
