@@ -349,6 +349,9 @@ async function main(): Promise<void> {
     env: { ...process.env, STANDIN_CACHE: cacheDir },
   });
 
+  // This storage belongs to the test alone: drop working containers an interrupted earlier run left behind.
+  buildah(['rm', '--all']);
+
   const buildArgs = process.env.TRAIN_ARGS ? ['--build-arg', `TRAIN_ARGS=${process.env.TRAIN_ARGS}`] : [];
   const buildStarted = performance.now();
   const buildStartedAt = Date.now();
