@@ -96,29 +96,34 @@ describe('event loop stays free', () => {
   });
 });
 
-/** Opens a streamed chat completion over a real socket and destroys it after the first content bytes. */
-function streamThenDisconnect(maxTokens: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const body = JSON.stringify({
-      messages: [{ role: 'user', content: 'go' }],
-      stream: true,
-      max_tokens: maxTokens,
-      seed: 3,
-    });
-    const req = httpRequest(`${base}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
-    });
+/** Opens a streamed chat completion over a real socket; `firstData` resolves on its first body bytes. */
+function openStream(maxTokens: number): { firstData: Promise<void>; leave: () => void } {
+  const body = JSON.stringify({
+    messages: [{ role: 'user', content: 'go' }],
+    stream: true,
+    max_tokens: maxTokens,
+    seed: 3,
+  });
+  const req = httpRequest(`${base}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+  });
+  const firstData = new Promise<void>((resolve, reject) => {
     req.on('response', (res) => {
       if (res.statusCode !== 200) reject(new Error(`status ${res.statusCode}`));
-      res.once('data', () => {
-        req.destroy();
-        resolve();
-      });
+      res.once('data', () => resolve());
     });
-    req.on('error', () => {});
-    req.end(body);
   });
+  req.on('error', () => {});
+  req.end(body);
+  return { firstData, leave: () => req.destroy() };
+}
+
+/** Opens a streamed chat completion and destroys the socket after the first body bytes. */
+async function streamThenDisconnect(maxTokens: number): Promise<void> {
+  const stream = openStream(maxTokens);
+  await stream.firstData;
+  stream.leave();
 }
 
 describe('client disconnect', () => {
@@ -144,7 +149,10 @@ describe('client disconnect', () => {
   it('several clients leaving mid-stream are each cancelled, queued ones included', async () => {
     const before = await scrape(t.app);
     // One worker and a queue of one: the first stream runs, the second waits; both clients leave.
-    const first = streamThenDisconnect(900);
+    // The first client stays connected until the second is queued: leaving on its first bytes could
+    // cancel it before the worker was ever seen busy (the race that failed CI once).
+    const first = openStream(900);
+    await first.firstData;
     await waitFor('the first stream to run', () => t.app.generation.pool!.busyWorkers === 1);
     const body = JSON.stringify({
       messages: [{ role: 'user', content: 'wait' }],
@@ -159,7 +167,7 @@ describe('client disconnect', () => {
     queued.end(body);
     await waitFor('the second to queue', () => t.app.generation.pool!.queueDepth === 1);
     queued.destroy();
-    await first;
+    first.leave();
     await waitFor(
       'all idle',
       () => t.app.generation.pool!.inFlight === 0 && t.app.generation.pool!.queueDepth === 0,
