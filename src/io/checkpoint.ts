@@ -5,7 +5,13 @@ import { ConfigError, type GPTConfig, validateConfig } from '../engine/config.js
 import { parameterLayout } from '../engine/layout.js';
 import { recoverInterruptedDirWrite, writeDirAtomic, writeFileAtomic } from './atomic.js';
 import { parseSafetensors, serializeSafetensors, type TensorToWrite } from './safetensors.js';
-import { loadTokenizerData, type TokenizerData, writeTokenizerFiles } from './tokenizer-files.js';
+import {
+  loadTokenizerData,
+  loadTokenizerTables,
+  type TokenizerData,
+  type TokenizerTables,
+  writeTokenizerFiles,
+} from './tokenizer-files.js';
 
 export const CONFIG_FILE = 'config.json';
 export const GENERATION_CONFIG_FILE = 'generation_config.json';
@@ -31,6 +37,8 @@ export interface LoadedModelDir {
   /** generation_config.json as stored, or null when the file is absent. */
   generationConfig: Record<string, unknown> | null;
   tokenizerData: TokenizerData | null;
+  /** The tokenizer as checked tables (SharedArrayBuffers), when loaded with `tokenizer: 'tables'` (then tokenizerData is null). */
+  tokenizerTables?: TokenizerTables | null;
   /** config.json as stored. */
   hfConfig: Record<string, unknown>;
   dir: string;
@@ -55,10 +63,15 @@ const BUFFER_NAME = /^transformer\.h\.\d+\.attn\.(bias|masked_bias)$/;
  * Loads a model directory: config.json, model.safetensors, optional generation_config.json and tokenizer
  * files. Everything is validated; errors name the file and the problem.
  */
-export async function loadModelDir(
-  dir: string,
-  options: { requireTokenizer?: boolean } = {},
-): Promise<LoadedModelDir> {
+export interface LoadModelOptions {
+  requireTokenizer?: boolean;
+  /** 'tables' loads the tokenizer as checked tables (what a server shares with its workers) instead of its data. */
+  tokenizer?: 'data' | 'tables';
+  /** Put the parameters in a SharedArrayBuffer (worker threads then read them without a copy). */
+  sharedParams?: boolean;
+}
+
+export async function loadModelDir(dir: string, options: LoadModelOptions = {}): Promise<LoadedModelDir> {
   let info = await stat(dir).catch(() => null);
   // A build killed in the middle of swapping directories left the previous model aside: put it back.
   if (!info && (await recoverInterruptedDirWrite(dir))) info = await stat(dir).catch(() => null);
@@ -73,12 +86,15 @@ export async function loadModelDir(
   const generationText = await readOptional(generationFile);
   const generationConfig = generationText === null ? null : parseJsonObject(generationText, generationFile);
 
-  const tokenizerData = await loadTokenizerData(dir);
-  if (!tokenizerData && options.requireTokenizer) {
+  const asTables = options.tokenizer === 'tables';
+  const tokenizerData = asTables ? null : await loadTokenizerData(dir);
+  const tokenizerTables = asTables ? await loadTokenizerTables(dir) : null;
+  if (!tokenizerData && !tokenizerTables && options.requireTokenizer) {
     throw new CheckpointError(dir, 'no tokenizer files (tokenizer.json, or vocab.json + merges.txt)');
   }
-  if (tokenizerData) {
-    const tokenizerVocab = tokenizerVocabSize(tokenizerData);
+  if (tokenizerData || tokenizerTables) {
+    // Tables hold ids 0..n-1 (checked), so their size is the vocab size.
+    const tokenizerVocab = tokenizerTables ? tokenizerTables.vocabSize : tokenizerVocabSize(tokenizerData!);
     if (tokenizerVocab !== config.vocabSize) {
       throw new CheckpointError(
         configFile,
@@ -88,8 +104,15 @@ export async function loadModelDir(
   }
 
   const weightsFile = path.join(dir, WEIGHTS_FILE);
-  const params = paramsFromSafetensors(await readRequired(weightsFile), weightsFile, config);
-  return { config, params, generationConfig, tokenizerData, hfConfig, dir };
+  const params = paramsFromSafetensors(
+    await readRequired(weightsFile),
+    weightsFile,
+    config,
+    options.sharedParams === true,
+  );
+  const loaded: LoadedModelDir = { config, params, generationConfig, tokenizerData, hfConfig, dir };
+  if (asTables) loaded.tokenizerTables = tokenizerTables;
+  return loaded;
 }
 
 async function readRequired(file: string): Promise<Uint8Array> {
@@ -208,7 +231,12 @@ function tokenizerVocabSize(data: TokenizerData): number {
 }
 
 /** Validates model.safetensors against the layout table and copies it into one flat buffer. */
-function paramsFromSafetensors(bytes: Uint8Array, file: string, config: GPTConfig): Float32Array {
+function paramsFromSafetensors(
+  bytes: Uint8Array,
+  file: string,
+  config: GPTConfig,
+  shared: boolean,
+): Float32Array {
   const fail = (problem: string): never => {
     throw new CheckpointError(file, problem);
   };
@@ -219,7 +247,9 @@ function paramsFromSafetensors(bytes: Uint8Array, file: string, config: GPTConfi
     throw new CheckpointError(file, (err as Error).message.replace(`${file}: `, ''));
   }
   const layout = parameterLayout(config);
-  const params = new Float32Array(layout.total);
+  const params = new Float32Array(
+    shared ? new SharedArrayBuffer(layout.total * 4) : new ArrayBuffer(layout.total * 4),
+  );
   const seen = new Map<string, string>(); // canonical name → stored name
   const unexpected: string[] = [];
   let storedLmHead: Float32Array | null = null;

