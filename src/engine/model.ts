@@ -52,12 +52,8 @@ interface DropoutMasks {
 interface HeadSubset {
   ids: Int32Array; // [K] token ids, ascending
   index: Int32Array; // [V] token id → row in the subset, −1 when absent
-  /** Columns of the softmax: K, or K + 1 with the column standing for every other token. */
-  width: number;
-  /** Logit of the "every other token" column: log(V − K), i.e. those tokens taken at logit 0. */
-  restLogit: number;
-  weight: Float32Array; // [width, C] (a zero row for the rest column)
-  dweight: Float32Array; // [width, C]
+  weight: Float32Array; // [K, C]
+  dweight: Float32Array; // [K, C]
 }
 
 /** Activations of one forward pass at batch B × time T (allocated once per shape, reused). */
@@ -79,6 +75,7 @@ interface Activations {
   ln2Rstd: Float32Array[]; // L × [B,T]
   fch: Float32Array[]; // L × [B,T,4C]
   fchGelu: Float32Array[]; // L × [B,T,4C]
+  fchTanh: Float32Array[]; // L × [B,T,4C] the GELU's tanh, reused by its backward
   fcproj: Float32Array[]; // L × [B,T,C]
   residual3: Float32Array[]; // L × [B,T,C]
   lnf: Float32Array; // [B,T,C]
@@ -122,6 +119,8 @@ export class GPT2 {
   private scratch: Float32Array | null = null; // [B,T,C] gradient through a residual-branch dropout
   private subset: HeadSubset | null = null;
   private subsetTargets: Int32Array | null = null;
+  /** Logit of the softmax's "every other token" column in forwards with targets (−∞: no such column). */
+  private restLogit = Number.NEGATIVE_INFINITY;
   /** When false (the default) dropout is skipped: inference and evaluation. */
   training = false;
 
@@ -141,7 +140,8 @@ export class GPT2 {
    */
   get logits(): Float32Array {
     if (!this.acts) throw new Error('no forward pass yet');
-    return this.acts.logits.subarray(0, this.lastB * this.lastT * this.headWidth(this.hasTargets));
+    const width = this.subset && this.hasTargets ? this.subset.ids.length : this.config.vocabSize;
+    return this.acts.logits.subarray(0, this.lastB * this.lastT * width);
   }
 
   /**
@@ -169,6 +169,7 @@ export class GPT2 {
    * tokens above the untouched rest instead of only above each other.
    */
   setTrainingVocab(ids: ArrayLike<number> | null, options: { rest?: boolean } = {}): void {
+    this.restLogit = Number.NEGATIVE_INFINITY;
     if (!ids) {
       this.subset = null;
       return;
@@ -182,17 +183,20 @@ export class GPT2 {
       index[id] = k;
     });
     const K = sorted.length;
-    const rest = options.rest === true && V > K;
-    const width = rest ? K + 1 : K;
-    this.subset = {
-      ids: sorted,
-      index,
-      width,
-      restLogit: rest ? Math.log(V - K) : 0,
-      weight: new Float32Array(width * C),
-      dweight: new Float32Array(width * C),
-    };
+    if (options.rest === true && V > K) this.restLogit = Math.log(V - K);
+    this.subset = { ids: sorted, index, weight: new Float32Array(K * C), dweight: new Float32Array(K * C) };
     this.acts = null;
+  }
+
+  /**
+   * For a model whose vocabulary is already a compact training vocabulary (the trainer's): forwards with
+   * targets add the softmax column standing for `tokens` tokens outside it at logit 0, as
+   * setTrainingVocab's `rest` does (0 removes it). Forwards without targets are unchanged.
+   */
+  setRestColumn(tokens: number): void {
+    if (!(Number.isInteger(tokens) && tokens >= 0))
+      throw new RangeError(`rest tokens must be an integer >= 0`);
+    this.restLogit = tokens > 0 ? Math.log(tokens) : Number.NEGATIVE_INFINITY;
   }
 
   /** The token ids of the restricted training head, or null when the full head is used. */
@@ -200,15 +204,56 @@ export class GPT2 {
     return this.subset ? this.subset.ids : null;
   }
 
-  private headWidth(withTargets: boolean): number {
-    return this.subset && withTargets ? this.subset.width : this.config.vocabSize;
-  }
-
   /**
    * Full forward over inputs[B,T]. With targets[B,T] (−1 = ignored) returns the mean cross-entropy and
    * leaves dlogits ready for backward(); without targets returns NaN and keeps the logits.
    */
   forward(inputs: Int32Array, B: number, T: number, targets: Int32Array | null = null): number {
+    const { vocabSize: V, nEmbd: C } = this.config;
+    const N = B * T;
+    const a = this.trunk(inputs, B, T);
+    const w = this.views;
+    this.inputs = inputs;
+    this.targets = targets;
+    this.hasTargets = targets !== null;
+    const subset = targets ? this.subset : null;
+    if (!targets || !subset) matmulTransposedForward(a.logits, a.lnf, w.lmHead, N, C, V);
+    if (!targets) return Number.NaN;
+    // Mean over counted targets: each counted position's dloss/dlogits carries 1/count.
+    const count = countTargets(targets, N);
+    const dscale = count === 0 ? 0 : 1 / count;
+    if (!subset)
+      return crossEntropyForward(a.losses, a.logits, targets, N, V, a.logits, dscale, this.restLogit);
+    // Restricted head: gather the subset's rows, map targets to subset rows, softmax over K columns.
+    const K = subset.ids.length;
+    for (let k = 0; k < K; k++)
+      subset.weight.set(w.lmHead.subarray(subset.ids[k] * C, (subset.ids[k] + 1) * C), k * C);
+    const mapped = this.ensureSubsetTargets(N);
+    for (let n = 0; n < N; n++) {
+      const t = targets[n];
+      if (t < 0) mapped[n] = -1;
+      else {
+        const k = t < V ? subset.index[t] : -1;
+        if (k < 0) throw new RangeError(`target ${t} at ${n} is not in the training vocabulary`);
+        mapped[n] = k;
+      }
+    }
+    matmulTransposedForward(a.logits, a.lnf, subset.weight, N, C, K);
+    return crossEntropyForward(a.losses, a.logits, mapped, N, K, a.logits, dscale, this.restLogit);
+  }
+
+  /**
+   * The final hidden states [B·T, C] (after ln_f) of inputs[B,T], without the LM head: for callers that
+   * need logits of a few positions only (evaluation). Valid until the next forward.
+   */
+  forwardHidden(inputs: Int32Array, B: number, T: number): Float32Array {
+    this.hasTargets = false;
+    this.targets = null;
+    return this.trunk(inputs, B, T).lnf.subarray(0, B * T * this.config.nEmbd);
+  }
+
+  /** Embeddings, blocks and ln_f over inputs[B,T] (dropout when training); activations kept for backward. */
+  private trunk(inputs: Int32Array, B: number, T: number): Activations {
     const { vocabSize: V, nEmbd: C, nLayer: L, nHead: NH, nPositions, layerNormEpsilon: eps } = this.config;
     if (T > nPositions) throw new RangeError(`sequence length ${T} exceeds the context of ${nPositions}`);
     if (inputs.length < B * T) throw new RangeError(`inputs hold ${inputs.length} ids, need B·T = ${B * T}`);
@@ -234,7 +279,7 @@ export class GPT2 {
       residualForward(a.residual2[l], residual, a.attproj[l], N * C);
       layernormForward(a.ln2[l], a.ln2Mean[l], a.ln2Rstd[l], a.residual2[l], p.ln2w, p.ln2b, N, C, eps);
       matmulForward(a.fch[l], a.ln2[l], p.fcw, p.fcb, N, C, 4 * C);
-      geluForward(a.fchGelu[l], a.fch[l], N * 4 * C);
+      geluForward(a.fchGelu[l], a.fch[l], N * 4 * C, a.fchTanh[l]);
       matmulForward(a.fcproj[l], a.fchGelu[l], p.fcprojw, p.fcprojb, N, 4 * C, C);
       if (masks.mlpResid) applyMask(a.fcproj[l], masks.mlpResid[l], N * C);
       residualForward(a.residual3[l], a.residual2[l], a.fcproj[l], N * C);
@@ -243,34 +288,7 @@ export class GPT2 {
     layernormForward(a.lnf, a.lnfMean, a.lnfRstd, residual, w.lnfw, w.lnfb, N, C, eps);
     this.lastB = B;
     this.lastT = T;
-    this.inputs = inputs;
-    this.targets = targets;
-    this.hasTargets = targets !== null;
-    const subset = targets ? this.subset : null;
-    if (!targets || !subset) matmulTransposedForward(a.logits, a.lnf, w.lmHead, N, C, V);
-    if (!targets) return Number.NaN;
-    // Mean over counted targets: each counted position's dloss/dlogits carries 1/count.
-    const count = countTargets(targets, N);
-    const dscale = count === 0 ? 0 : 1 / count;
-    if (!subset) return crossEntropyForward(a.losses, a.logits, targets, N, V, a.logits, dscale);
-    // Restricted head: gather the subset's rows, map targets to subset rows, softmax over K columns.
-    const K = subset.ids.length;
-    for (let k = 0; k < K; k++)
-      subset.weight.set(w.lmHead.subarray(subset.ids[k] * C, (subset.ids[k] + 1) * C), k * C);
-    const mapped = this.ensureSubsetTargets(N);
-    for (let n = 0; n < N; n++) {
-      const t = targets[n];
-      if (t < 0) mapped[n] = -1;
-      else {
-        const k = t < V ? subset.index[t] : -1;
-        if (k < 0) throw new RangeError(`target ${t} at ${n} is not in the training vocabulary`);
-        mapped[n] = k;
-      }
-    }
-    const width = subset.width;
-    matmulTransposedForward(a.logits, a.lnf, subset.weight, N, C, width);
-    if (width > K) for (let n = 0; n < N; n++) a.logits[n * width + K] = subset.restLogit;
-    return crossEntropyForward(a.losses, a.logits, mapped, N, width, a.logits, dscale);
+    return a;
   }
 
   /** Mean cross-entropy of inputs against targets without touching gradients (logits are consumed). */
@@ -318,8 +336,7 @@ export class GPT2 {
     if (subset) {
       const K = subset.ids.length;
       subset.dweight.fill(0);
-      // The rest column's weight row is zero, so it adds nothing to dln; its dweight row is dropped.
-      matmulTransposedBackward(g.dln, subset.dweight, dlogits, a.lnf, subset.weight, N, C, subset.width);
+      matmulTransposedBackward(g.dln, subset.dweight, dlogits, a.lnf, subset.weight, N, C, K);
       for (let k = 0; k < K; k++) {
         const row = subset.ids[k] * C;
         for (let c = 0; c < C; c++) dw.lmHead[row + c] += subset.dweight[k * C + c];
@@ -341,7 +358,7 @@ export class GPT2 {
       if (masks.mlpResid) maskedCopy(branch, g.dresidual, masks.mlpResid[l], N * C);
       matmulBackward(g.dfchGelu, dp.fcprojw, dp.fcprojb, dfcproj, a.fchGelu[l], p.fcprojw, N, 4 * C, C);
       g.dfch.fill(0, 0, N * 4 * C);
-      geluBackward(g.dfch, a.fch[l], g.dfchGelu, N * 4 * C);
+      geluBackward(g.dfch, a.fch[l], g.dfchGelu, N * 4 * C, a.fchTanh[l]);
       g.dln.fill(0, 0, N * C);
       matmulBackward(g.dln, dp.fcw, dp.fcb, g.dfch, a.ln2[l], p.fcw, N, C, 4 * C);
       // dresidual (for residual2) = dresidual3 (pass-through) + LN2 backward.
@@ -449,6 +466,7 @@ export class GPT2 {
       ln2Rstd: per(N),
       fch: per(N * 4 * C),
       fchGelu: per(N * 4 * C),
+      fchTanh: per(N * 4 * C),
       fcproj: per(N * C),
       residual3: per(N * C),
       lnf: new Float32Array(N * C),

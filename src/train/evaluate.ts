@@ -1,9 +1,12 @@
 // The per-token evaluation loss `tiny-llm eval` reports and `--max-loss` gates on: every non-empty line on
 // its own (truncated to the context), mean next-token cross-entropy over the full vocabulary.
+
+import { matmulTransposedForward } from '../engine/matmul.js';
 import type { GPT2 } from '../engine/model.js';
+import { expNeg } from '../engine/ops.js';
 import { type Encoder, splitLines } from './corpus.js';
 
-/** Upper bound on B·T per forward pass (the logits of one pass take B·T·V floats). */
+/** Upper bound on B·T per forward pass, and rows per LM-head product (whose logits take rows·V floats). */
 const EVAL_BATCH_TOKENS = 512;
 
 export interface EvalResult {
@@ -22,11 +25,28 @@ export function evaluateLines(
   text: string,
   subset?: Int32Array,
 ): EvalResult {
-  const { vocabSize: V, nPositions } = model.config;
+  const { vocabSize: V, nPositions, nEmbd: C } = model.config;
   const lines = splitLines(text);
   let total = 0;
   let totalRestricted = 0;
   let tokens = 0;
+  // The LM head runs only on scored positions (not on padding or each line's last token), gathered into
+  // chunks of EVAL_BATCH_TOKENS rows: the head is nearly all of the work.
+  const hidden = new Float32Array(EVAL_BATCH_TOKENS * C);
+  const chunkTargets = new Int32Array(EVAL_BATCH_TOKENS);
+  const logits = new Float32Array(EVAL_BATCH_TOKENS * V);
+  let rows = 0;
+  const flush = () => {
+    matmulTransposedForward(logits, hidden, model.views.lmHead, rows, C, V);
+    for (let r = 0; r < rows; r++) {
+      const row = r * V;
+      const target = chunkTargets[r];
+      total += logSumExp(logits, row, V, null) - logits[row + target];
+      if (subset) totalRestricted += logSumExp(logits, row, V, subset) - logits[row + target];
+    }
+    tokens += rows;
+    rows = 0;
+  };
   const training = model.training;
   model.training = false;
   try {
@@ -44,20 +64,18 @@ export function evaluateLines(
       const B = j - i;
       const inputs = new Int32Array(B * T);
       for (let b = 0; b < B; b++) inputs.set(seqs[i + b], b * T);
-      model.forward(inputs, B, T, null);
-      const logits = model.logits;
+      const h = model.forwardHidden(inputs, B, T);
       for (let b = 0; b < B; b++) {
         const ids = seqs[i + b];
         for (let t = 0; t < ids.length - 1; t++) {
-          const row = (b * T + t) * V;
-          const target = ids[t + 1];
-          total += logSumExp(logits, row, V, null) - logits[row + target];
-          if (subset) totalRestricted += logSumExp(logits, row, V, subset) - logits[row + target];
-          tokens++;
+          if (rows === EVAL_BATCH_TOKENS) flush();
+          hidden.set(h.subarray((b * T + t) * C, (b * T + t + 1) * C), rows * C);
+          chunkTargets[rows++] = ids[t + 1];
         }
       }
       i = j;
     }
+    if (rows > 0) flush();
   } finally {
     model.training = training;
   }
@@ -71,10 +89,10 @@ function logSumExp(x: Float32Array, row: number, V: number, subset: Int32Array |
   let sum = 0;
   if (subset) {
     for (const id of subset) max = Math.max(max, x[row + id]);
-    for (const id of subset) sum += Math.exp(x[row + id] - max);
+    for (const id of subset) sum += expNeg(x[row + id] - max);
   } else {
     for (let v = 0; v < V; v++) if (x[row + v] > max) max = x[row + v];
-    for (let v = 0; v < V; v++) sum += Math.exp(x[row + v] - max);
+    for (let v = 0; v < V; v++) sum += expNeg(x[row + v] - max);
   }
   return Math.log(sum) + max;
 }

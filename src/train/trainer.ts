@@ -11,7 +11,7 @@ import { documentStream, type Encoder, lineSamples, vocabularyOf } from './corpu
 import type { HyperParams } from './presets.js';
 
 /** Bumped whenever a change to the trainer changes the model it produces (part of the cache key). */
-export const TRAINER_VERSION = '1';
+export const TRAINER_VERSION = '2';
 
 export interface TrainProgress {
   step: number;
@@ -33,6 +33,11 @@ export interface TrainInput {
   onProgress?: (p: TrainProgress) => void;
   /** Milliseconds clock (performance.now by default). */
   now?: () => number;
+  /**
+   * With the restricted vocabulary, train a compact copy over the corpus's tokens (default true); false
+   * trains the full-size model with a restricted head: the slower reference the compact path is tested against.
+   */
+  compactVocab?: boolean;
 }
 
 export interface TrainResult {
@@ -99,6 +104,73 @@ export function validateHyper(h: HyperParams): void {
   if (!(h.minLrRatio >= 0 && h.minLrRatio <= 1)) throw new RangeError(`minLrRatio must be in [0, 1]`);
 }
 
+function checkedVocab(vocab: Int32Array, config: GPTConfig): Int32Array {
+  for (let i = 0; i < vocab.length; i++) {
+    if (vocab[i] >= config.vocabSize)
+      throw new RangeError(`token id ${vocab[i]} does not fit the model's vocabulary of ${config.vocabSize}`);
+  }
+  return vocab;
+}
+
+/**
+ * The restricted-vocabulary training model: a copy of the model whose token table holds only the corpus's
+ * K tokens (ids remapped to 0..K−1), with the softmax's rest column standing for the other V − K. Only
+ * those rows get gradients, so the optimizer, clipping and zeroing run over K·C + the blocks instead of
+ * V·C floats; the other rows only decay, applied once at the end.
+ */
+interface CompactSetup {
+  config: GPTConfig;
+  ids: Int32Array; // [K] full-vocabulary ids, ascending
+  index: Int32Array; // [V] full id → compact id (−1 outside)
+  eos: number; // compact id of EOS
+}
+
+/** The compact set-up when training over a restricted vocabulary with a tied head, else null. */
+function compactSetup(config: GPTConfig, vocab: Int32Array, restrict: boolean): CompactSetup | null {
+  const V = config.vocabSize;
+  if (!restrict || !config.tieWordEmbeddings || vocab.length >= V) return null;
+  const index = new Int32Array(V).fill(-1);
+  vocab.forEach((id, k) => {
+    index[id] = k;
+  });
+  const eos = index[config.eosTokenId];
+  const bos = index[config.bosTokenId];
+  const compactConfig = {
+    ...config,
+    vocabSize: vocab.length,
+    eosTokenId: eos,
+    bosTokenId: bos < 0 ? eos : bos,
+  };
+  return { config: compactConfig, ids: vocab, index, eos };
+}
+
+/** The compact model's parameters: the corpus's token rows, then everything after the token table. */
+function gatherCompact(params: Float32Array, config: GPTConfig, s: CompactSetup): Float32Array {
+  const C = config.nEmbd;
+  const out = new Float32Array(parameterLayout(s.config).total);
+  s.ids.forEach((id, k) => {
+    out.set(params.subarray(id * C, (id + 1) * C), k * C);
+  });
+  out.set(params.subarray(config.vocabSize * C), s.ids.length * C);
+  return out;
+}
+
+/** Writes the trained compact parameters back; rows outside it get the run's accumulated weight decay. */
+function scatterCompact(
+  params: Float32Array,
+  compact: Float32Array,
+  config: GPTConfig,
+  s: CompactSetup,
+  outsideScale: number,
+): void {
+  const C = config.nEmbd;
+  if (outsideScale !== 1) for (let i = 0; i < config.vocabSize * C; i++) params[i] *= outsideScale;
+  s.ids.forEach((id, k) => {
+    params.set(compact.subarray(k * C, (k + 1) * C), id * C);
+  });
+  params.set(compact.subarray(s.ids.length * C), config.vocabSize * C);
+}
+
 /** Trains a model from scratch and returns its parameters and the run's figures. */
 export function train(input: TrainInput): TrainResult {
   const { hyper: h, tokenizer, seed } = input;
@@ -108,13 +180,12 @@ export function train(input: TrainInput): TrainResult {
     throw new RangeError(`seqLen ${h.seqLen} exceeds the model's ${config.nPositions} positions`);
   const now = input.now ?? (() => performance.now());
   const rngs = seededRngs(seed);
-  const model = new GPT2(config);
-  initGpt2Params(config, model.params, rngs.init);
-  model.setDropout(h.dropout, rngs.dropout);
-  model.training = true;
+  const params = new Float32Array(parameterLayout(config).total);
+  initGpt2Params(config, params, rngs.init);
 
   // Data: either a token stream for random windows or the original's line samples in shuffled epochs.
   let nextBatch: () => Batch;
+  let setup: CompactSetup | null = null;
   let totalSteps: number;
   let corpusTokens: number;
   let vocab: Int32Array;
@@ -127,28 +198,36 @@ export function train(input: TrainInput): TrainResult {
     );
     if (stream.length < 2) throw new Error('the training data has no text to learn from');
     corpusTokens = stream.length;
-    vocab = vocabularyOf([stream], [eos]);
+    vocab = checkedVocab(vocabularyOf([stream], [eos]), config);
+    const compact = compactSetup(config, vocab, h.restrictVocab && input.compactVocab !== false);
+    const ids = compact ? stream.map((id) => compact.index[id]) : stream;
     totalSteps = h.steps;
     const newline = tokenizer.encode('\n');
     const starts =
       h.windowStart === 'line' && newline.length === 1
-        ? lineStarts(stream, h.seqLen, newline[0], eos)
+        ? lineStarts(ids, h.seqLen, compact ? compact.index[newline[0]] : newline[0], compact?.eos ?? eos)
         : undefined;
-    nextBatch = () => windowBatch(stream, h.batchSize, h.seqLen, rngs.data, starts);
+    nextBatch = () => windowBatch(ids, h.batchSize, h.seqLen, rngs.data, starts);
+    setup = compact;
   } else {
     const samples = lineSamples(input.text, tokenizer, h.seqLen);
     if (samples.length === 0) throw new Error('the training data has no non-empty lines');
     corpusTokens = samples.reduce((n, s) => n + s.length, 0);
-    vocab = vocabularyOf(samples, [eos]);
+    vocab = checkedVocab(vocabularyOf(samples, [eos]), config);
+    const compact = compactSetup(config, vocab, h.restrictVocab && input.compactVocab !== false);
+    const ids = compact ? samples.map((s) => s.map((id) => compact.index[id])) : samples;
     totalSteps = Math.ceil(samples.length / h.batchSize) * h.epochs;
-    const batches = epochBatches(samples, h.batchSize, h.epochs, eos, rngs.data);
+    const batches = epochBatches(ids, h.batchSize, h.epochs, compact?.eos ?? eos, rngs.data);
     nextBatch = () => batches.next().value as Batch;
+    setup = compact;
   }
-  for (let i = 0; i < vocab.length; i++) {
-    if (vocab[i] >= config.vocabSize)
-      throw new RangeError(`token id ${vocab[i]} does not fit the model's vocabulary of ${config.vocabSize}`);
-  }
-  if (h.restrictVocab) model.setTrainingVocab(vocab, { rest: true });
+  const model = setup
+    ? new GPT2(setup.config, gatherCompact(params, config, setup))
+    : new GPT2(config, params);
+  if (setup) model.setRestColumn(config.vocabSize - vocab.length);
+  else if (h.restrictVocab) model.setTrainingVocab(vocab, { rest: true });
+  model.setDropout(h.dropout, rngs.dropout);
+  model.training = true;
 
   const opt = new AdamW(model.params.length, {
     lr: h.lr,
@@ -157,7 +236,10 @@ export function train(input: TrainInput): TrainResult {
     eps: h.eps,
     weightDecay: h.weightDecay,
   });
-  const decayMask = h.decayMatricesOnly ? matrixDecayMask(config) : undefined;
+  const decayMask = h.decayMatricesOnly ? matrixDecayMask(model.config) : undefined;
+  // Token-table rows outside the compact model see only weight decay (no gradient, so no Adam step).
+  let outsideScale = 1;
+  const outsideDecays = h.weightDecay !== 0;
   const losses: number[] = [];
   let tokensSeen = 0;
   const start = now();
@@ -171,6 +253,7 @@ export function train(input: TrainInput): TrainResult {
     model.backward();
     if (h.gradClip > 0) clipGradNorm(model.grads!, h.gradClip);
     opt.step(model.params, model.grads!, lr, decayMask);
+    if (outsideDecays) outsideScale *= 1 - lr * h.weightDecay;
     losses.push(loss);
     tokensSeen += batch.tokens;
     if (input.onProgress) {
@@ -187,9 +270,10 @@ export function train(input: TrainInput): TrainResult {
       });
     }
   }
+  if (setup) scatterCompact(params, model.params, config, setup, outsideDecays ? outsideScale : 1);
   const wallTimeS = (now() - start) / 1000;
   return {
-    params: model.params,
+    params,
     losses,
     steps: totalSteps,
     tokensSeen,

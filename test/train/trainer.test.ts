@@ -123,6 +123,64 @@ describe('init and training', () => {
   });
 });
 
+describe('compact training vocabulary', () => {
+  it('training a compact model over the corpus tokens gives the full-size model with a restricted head', () => {
+    const text = Array.from({ length: 10 }, (_, i) => `row ${i % 4}: ${'xyz'.slice(0, 1 + (i % 3))}`).join(
+      '\n',
+    );
+    const config = { ...DEFAULT_PRESET.config, vocabSize: 130, nEmbd: 16, nHead: 2, nPositions: 32 };
+    const config0 = { ...config, bosTokenId: 0, eosTokenId: 0 };
+    const hyper = {
+      ...DEFAULT_PRESET.hyper,
+      steps: 12,
+      seqLen: 12,
+      batchSize: 3,
+      warmup: 2,
+      weightDecay: 0.1,
+    };
+    const run = (compactVocab: boolean) =>
+      train({
+        config: config0,
+        hyper,
+        seed: 5,
+        text,
+        systemPrompt: null,
+        tokenizer: charTokenizer,
+        compactVocab,
+      });
+    const compact = run(true);
+    const full = run(false);
+    const lossDiff = Math.max(...compact.losses.map((l, i) => Math.abs(l - full.losses[i])));
+    const used = new Set([0, ...Array.from(text, (c) => c.charCodeAt(0) + 1)]);
+    const C = config.nEmbd;
+    const init = initialParams(config0, 5);
+    let trained = 0;
+    let outside = 0;
+    let decayed = 0;
+    for (let i = 0; i < full.params.length; i++) {
+      const d = Math.abs(compact.params[i] - full.params[i]);
+      const row = Math.floor(i / C);
+      // Rows outside the corpus only decay: once at the end here, step by step (rounded each time) there.
+      if (i < config.vocabSize * C && !used.has(row)) {
+        outside = Math.max(outside, d / Math.abs(full.params[i]));
+        if (Math.abs(compact.params[i]) < Math.abs(init[i])) decayed++;
+      } else trained = Math.max(trained, d);
+    }
+    console.log(
+      `compact vs full: losses ${lossDiff}, trained params ${trained}, outside rows (relative) ${outside}`,
+    );
+    assert.equal(compact.trainingVocabSize, used.size);
+    assert.ok(lossDiff <= 1e-6, `loss difference ${lossDiff}`);
+    assert.ok(trained <= 1e-6, `parameter difference ${trained}`);
+    assert.equal(
+      decayed,
+      (config.vocabSize - used.size) * C,
+      'every outside-row weight shrinks by the decay',
+    );
+    assert.ok(outside <= 1e-6, `outside-row relative difference ${outside}`);
+  });
+});
+
 describe('progress and report', () => {
   const p = { step: 5, totalSteps: 10, loss: 1.23456, lr: 1e-3, tokensPerS: 1234.4, elapsedS: 65, etaS: 65 };
 
