@@ -15,6 +15,23 @@ interface PackedHead {
   blocks: number;
 }
 
+/** Where a packed LM head lies in a shared WebAssembly memory: what another thread needs to use it as is. */
+export interface SharedHead {
+  module: WebAssembly.Module;
+  memory: WebAssembly.Memory;
+  ptr: number;
+  blocks: number;
+}
+
+export interface InferenceWeightsOptions {
+  /**
+   * 'share': pack the LM head for other threads too (see sharedHead); it is then never freed, as other
+   * threads may read it for as long as the memory lives. A SharedHead: use that packed head (this thread's
+   * arena must be over its memory, see adoptWasmMemory) instead of packing one.
+   */
+  head?: 'share' | SharedHead;
+}
+
 /** Read-only weights shared by any number of sessions (e.g. one per request). */
 export class InferenceWeights {
   readonly config: Readonly<GPTConfig>;
@@ -23,7 +40,7 @@ export class InferenceWeights {
   /** The LM head inside WebAssembly memory, or null on the pure-JS path. */
   readonly packedHead: PackedHead | null;
 
-  constructor(config: GPTConfig, params: Float32Array) {
+  constructor(config: GPTConfig, params: Float32Array, options: InferenceWeightsOptions = {}) {
     this.config = validateConfig(config);
     const layout = parameterLayout(this.config);
     if (params.length !== layout.total) {
@@ -32,17 +49,27 @@ export class InferenceWeights {
     this.params = params;
     this.views = modelViews(layout, params, this.config.nLayer);
     const arena = wasmArena();
-    if (arena) {
-      const { vocabSize: V, nEmbd: C } = this.config;
-      const blocks = Math.ceil(V / HEAD_BLOCK);
+    const { vocabSize: V, nEmbd: C } = this.config;
+    const blocks = Math.ceil(V / HEAD_BLOCK);
+    const given = typeof options.head === 'object' ? options.head : null;
+    if (arena && given && arena.memory === given.memory && given.blocks === blocks) {
+      this.packedHead = { arena, ptr: given.ptr, blocks };
+    } else if (arena) {
       const bytes = blocks * HEAD_BLOCK * C * 4;
       const ptr = arena.alloc(bytes);
-      arena.freeWith(this, ptr, bytes);
+      if (options.head !== 'share') arena.freeWith(this, ptr, bytes);
       this.packedHead = { arena, ptr, blocks };
       this.repackHead();
     } else {
       this.packedHead = null;
     }
+  }
+
+  /** The packed head as another thread can adopt it (null on the pure-JS path). */
+  get sharedHead(): SharedHead | null {
+    const head = this.packedHead;
+    if (!head) return null;
+    return { module: head.arena.module, memory: head.arena.memory, ptr: head.ptr, blocks: head.blocks };
   }
 
   /**

@@ -1,15 +1,14 @@
 // Builds the Fastify app (plugins, routes, error shape) without listening: tests inject into it, server.ts listens.
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { DEFAULT_QUEUE_LIMIT, DEFAULT_RATE_LIMIT, PACKAGE_ROOT, type RateLimitOptions } from './defaults.js';
 import { ApiError } from './errors.js';
 import { CloudLogController, traceChildLoggerFactory } from './logging.js';
 import { loadServedModel, type ServedModel } from './model.js';
 import { errorHandlerPlugin } from './plugins/error-handler.js';
 import { generationPlugin } from './plugins/generation.js';
 import { metricsPlugin } from './plugins/metrics.js';
-import { DEFAULT_RATE_LIMIT, type RateLimitOptions, rateLimitPlugin } from './plugins/rate-limit.js';
+import { rateLimitPlugin } from './plugins/rate-limit.js';
 import { securityPlugin } from './plugins/security.js';
 import { generateRoutes } from './routes/generate.js';
 import { healthRoutes } from './routes/health.js';
@@ -55,9 +54,7 @@ declare module 'fastify' {
   }
 }
 
-export const DEFAULT_QUEUE_LIMIT = 64;
-/** src/server/app.ts and dist/server/app.js both sit two folders below the package root. */
-export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export { DEFAULT_QUEUE_LIMIT, PACKAGE_ROOT } from './defaults.js';
 
 /** A hop count n trusts the n nearest proxies: request.ip is the address the outermost trusted one saw. */
 function trustHops(trust: boolean | number): boolean | ((address: string, hop: number) => boolean) {

@@ -1,7 +1,7 @@
-// Loads the served model once in the main thread: weights and tokenizer tables into shared memory, sizes validated.
+// Loads the served model once: weights, tokenizer tables and the packed LM head into shared memory, sizes validated.
 import { createHash } from 'node:crypto';
 import type { GPTConfig } from '../engine/config.js';
-import { parameterLayout } from '../engine/layout.js';
+import { InferenceWeights, type SharedHead } from '../engine/inference.js';
 import { loadModelDir } from '../io/checkpoint.js';
 import type { TokenizerTables } from '../tokenizer/gpt2-bpe.js';
 
@@ -12,6 +12,8 @@ export interface ServedModel {
   params: Float32Array;
   /** The checked tokenizer in SharedArrayBuffers: every worker adopts it without parsing or copying. */
   tokenizer: TokenizerTables;
+  /** The LM head packed once into a shared WebAssembly memory that every worker computes in (null: pure JS). */
+  head: SharedHead | null;
   /** Short hash of the config and weights size, reported as `system_fingerprint`. */
   fingerprint: string;
 }
@@ -24,9 +26,8 @@ export async function loadServedModel(dir: string): Promise<ServedModel> {
     throw new Error(`${dir} has no tokenizer files (tokenizer.json or vocab.json + merges.txt)`);
   const config = loaded.config;
   const params = loaded.params;
-  const total = parameterLayout(config).total;
-  if (params.length !== total)
-    throw new Error(`${dir}: the weights hold ${params.length} floats, the config needs ${total}`);
+  // Checks the sizes and packs the LM head once, for every worker (never freed: they read it while serving).
+  const weights = new InferenceWeights(config, params, { head: 'share' });
   if (tokenizer.vocabSize > config.vocabSize) {
     throw new Error(
       `${dir}: the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocabulary holds ${config.vocabSize}`,
@@ -37,5 +38,5 @@ export async function loadServedModel(dir: string): Promise<ServedModel> {
     .update(String(params.length))
     .digest('hex')
     .slice(0, 10)}`;
-  return { dir, config, params, tokenizer, fingerprint };
+  return { dir, config, params, tokenizer, head: weights.sharedHead, fingerprint };
 }

@@ -2,11 +2,11 @@
 import { readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
-import { DEFAULT_QUEUE_LIMIT, PACKAGE_ROOT } from '../../server/app.js';
-import { createLogger } from '../../server/logging.js';
-import { loadServedModel } from '../../server/model.js';
-import { DEFAULT_RATE_LIMIT } from '../../server/plugins/rate-limit.js';
-import { startServer } from '../../server/server.js';
+// Only light modules load up front: the worker threads start first and load their code while the HTTP
+// stack (fastify, pino, prom-client: the slow part of a cold start) loads in the main thread.
+import { DEFAULT_QUEUE_LIMIT, DEFAULT_RATE_LIMIT, PACKAGE_ROOT } from '../../server/defaults.js';
+import type { ServedModel } from '../../server/model.js';
+import { loadServedModelInThread, prestartWorkers } from '../../server/workers/pool.js';
 import { type Command, numberArg, parseCommandArgs } from '../command.js';
 
 const usage = `usage: tiny-llm serve [options]
@@ -69,15 +69,23 @@ export const command: Command = {
     const trustHops =
       numberArg('TRUST_PROXY_HOPS', envNumber('TRUST_PROXY_HOPS'), { min: 0, max: 10, integer: true }) ?? 1;
 
+    // The model loads in a thread of its own, and the workers load their code, while this one loads the HTTP stack.
+    const loading = loadServedModelInThread(modelDir);
+    loading.catch(() => {});
+    prestartWorkers(workers);
+    const [{ createLogger }, { startServer }] = await Promise.all([
+      import('../../server/logging.js'),
+      import('../../server/server.js'),
+    ]);
     const logger = createLogger({ level: process.env.LOG_LEVEL ?? 'info' });
     const promptFile = process.env.SYSTEM_PROMPT_FILE ?? path.join(PACKAGE_ROOT, 'data', 'system_prompt.txt');
     const prompt = await systemPrompt(promptFile);
     logger.info(`system prompt from ${prompt.source}`);
 
     // Load and check the model before listening: a broken directory exits 1 instead of serving half a service.
-    let model: Awaited<ReturnType<typeof loadServedModel>>;
+    let model: ServedModel;
     try {
-      model = await loadServedModel(modelDir);
+      model = await loading;
     } catch (err) {
       throw new Error(`cannot serve the model: ${err instanceof Error ? err.message : String(err)}`);
     }

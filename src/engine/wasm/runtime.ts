@@ -29,11 +29,14 @@ const ALIGN = 64;
 /**
  * One kernel instance over one shared WebAssembly.Memory. Growing shared memory never detaches existing
  * views, so Float32Array views handed out earlier stay valid. Freed pieces are reused by size.
+ * Several threads may each run an arena over the same memory (see adoptWasmMemory): the end of the used
+ * part lives in the memory's first bytes and moves atomically; each thread reuses only what it freed.
  */
 export class WasmArena {
   readonly kernels: KernelExports;
   readonly memory: WebAssembly.Memory;
-  private top = ALIGN; // offset 0 is never handed out
+  readonly module: WebAssembly.Module;
+  private readonly top: Int32Array; // [0]: end of the used part, shared by every arena over this memory
   private readonly freeBySize = new Map<number, number[]>();
   private readonly buffers = new WeakSet<ArrayBufferLike>();
   private readonly finalizer = new FinalizationRegistry<[number, number]>(([ptr, bytes]) =>
@@ -45,8 +48,15 @@ export class WasmArena {
   private scratchIds: Int32Array<ArrayBufferLike> = new Int32Array(0);
   private scratchVals: Float32Array<ArrayBufferLike> = new Float32Array(0);
 
-  constructor(module: WebAssembly.Module) {
-    this.memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
+  /** A new memory, or `memory` made by an arena in another thread (then both hand out pieces of it). */
+  constructor(module: WebAssembly.Module, memory?: WebAssembly.Memory) {
+    this.module = module;
+    this.memory = memory ?? new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
+    if (!(this.memory.buffer instanceof SharedArrayBuffer))
+      throw new TypeError('a WebAssembly arena needs a shared memory');
+    this.top = new Int32Array(this.memory.buffer, 0, 1);
+    // Offsets below ALIGN are never handed out: the first bytes hold the end of the used part.
+    Atomics.compareExchange(this.top, 0, 0, ALIGN);
     this.buffers.add(this.memory.buffer);
     const instance = new WebAssembly.Instance(module, { env: { memory: this.memory } });
     this.kernels = instance.exports as unknown as KernelExports;
@@ -57,18 +67,19 @@ export class WasmArena {
     const size = Math.ceil(bytes / ALIGN) * ALIGN;
     const reuse = this.freeBySize.get(size)?.pop();
     if (reuse !== undefined) return reuse;
-    const ptr = this.top;
-    const end = ptr + size;
-    const have = this.memory.buffer.byteLength;
-    if (end > have) {
-      const pages = Math.ceil((end - have) / PAGE);
-      if (have / PAGE + pages > MAX_PAGES)
-        throw new RangeError(`WebAssembly arena full: ${end} bytes wanted`);
-      this.memory.grow(pages);
-      this.buffers.add(this.memory.buffer);
+    for (;;) {
+      const ptr = Atomics.load(this.top, 0);
+      const end = ptr + size;
+      const have = this.memory.buffer.byteLength;
+      if (end > have) {
+        const pages = Math.ceil((end - have) / PAGE);
+        if (have / PAGE + pages > MAX_PAGES)
+          throw new RangeError(`WebAssembly arena full: ${end} bytes wanted`);
+        // Another thread may grow it at the same time: pages beyond what is used cost address space only.
+        this.memory.grow(pages);
+      }
+      if (Atomics.compareExchange(this.top, 0, ptr, end) === ptr) return ptr;
     }
-    this.top = end;
-    return ptr;
   }
 
   free(ptr: number, bytes: number): void {
@@ -88,11 +99,18 @@ export class WasmArena {
 
   /** A Float32Array view of `length` floats at `ptr` (valid for the arena's lifetime). */
   f32(ptr: number, length: number): Float32Array {
-    return new Float32Array(this.memory.buffer, ptr, length);
+    return new Float32Array(this.currentBuffer(), ptr, length);
   }
 
   i32(ptr: number, length: number): Int32Array {
-    return new Int32Array(this.memory.buffer, ptr, length);
+    return new Int32Array(this.currentBuffer(), ptr, length);
+  }
+
+  /** The memory's buffer as this thread sees it now (a new object after any thread grew it), remembered for owns(). */
+  private currentBuffer(): ArrayBufferLike {
+    const buffer = this.memory.buffer;
+    this.buffers.add(buffer);
+    return buffer;
   }
 
   /** True when `array` is a view of this arena's memory (then its byteOffset is a kernel pointer). */
@@ -152,7 +170,7 @@ function decodeBase64(text: string): Uint8Array<ArrayBuffer> {
   return bytes;
 }
 
-/** The process-wide arena, or null where WebAssembly SIMD/shared memory is unavailable or kernels are disabled. */
+/** This thread's arena, or null where WebAssembly SIMD/shared memory is unavailable or kernels are disabled. */
 export function wasmArena(): WasmArena | null {
   if (!enabled) return null;
   if (arena === undefined) {
@@ -164,6 +182,24 @@ export function wasmArena(): WasmArena | null {
     }
   }
   return arena;
+}
+
+/**
+ * Makes this thread's arena one over `memory`, an arena's memory from another thread, running `module` (the
+ * compiled kernels, posted along: no second compile). Data placed there by the other thread (e.g. a packed
+ * LM head) is then usable here without a copy. Returns the arena, or null when kernels are disabled or this
+ * thread already has an arena over another memory.
+ */
+export function adoptWasmMemory(module: WebAssembly.Module, memory: WebAssembly.Memory): WasmArena | null {
+  if (!enabled) return null;
+  if (arena === undefined) {
+    try {
+      arena = new WasmArena(module, memory);
+    } catch {
+      arena = null;
+    }
+  }
+  return arena && arena.memory === memory ? arena : null;
 }
 
 /**

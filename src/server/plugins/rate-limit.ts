@@ -1,17 +1,11 @@
 // Per-client rate limit (keyed on the client IP that Cloud Run's front end reports) answering 429 in OpenAI's shape.
 import rateLimit from '@fastify/rate-limit';
 import type { FastifyInstance } from 'fastify';
+import type { RateLimitOptions } from '../defaults.js';
 import { ApiError } from '../errors.js';
 import { shared } from './shared.js';
 
-export interface RateLimitOptions {
-  /** Requests per client per window. */
-  max: number;
-  /** Window length in milliseconds. */
-  windowMs: number;
-}
-
-export const DEFAULT_RATE_LIMIT: RateLimitOptions = { max: 120, windowMs: 60_000 };
+export { DEFAULT_RATE_LIMIT, type RateLimitOptions } from '../defaults.js';
 
 export const rateLimitPlugin = shared<RateLimitOptions>(
   'rate-limit',

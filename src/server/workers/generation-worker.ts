@@ -1,6 +1,7 @@
-// A generation worker thread: builds the model once from shared weights, then runs one job at a time.
-import { parentPort, workerData } from 'node:worker_threads';
+// A generation worker thread: loads its code, takes the shared model in an init message, then runs one job at a time.
+import { parentPort } from 'node:worker_threads';
 import { InferenceSession, InferenceWeights } from '../../engine/inference.js';
+import { adoptWasmMemory } from '../../engine/wasm/runtime.js';
 import { generate } from '../../generate/generate.js';
 import { Gpt2Tokenizer } from '../../tokenizer/gpt2-bpe.js';
 import type { FromWorker, ToWorker, WorkerInit } from './protocol.js';
@@ -8,12 +9,24 @@ import type { FromWorker, ToWorker, WorkerInit } from './protocol.js';
 const port = parentPort;
 if (!port) throw new Error('generation-worker.ts runs only as a worker thread');
 
-const init = workerData as WorkerInit;
-const weights = new InferenceWeights(init.config, init.params);
-const tokenizer = new Gpt2Tokenizer(init.tokenizer);
-// One session per worker: its KV cache is allocated once and reused by every job.
-const session = new InferenceSession(weights);
-const context = weights.config.nPositions;
+/** What init builds; the worker may start (and load this code) before the model is loaded in the main thread. */
+let init!: WorkerInit;
+let weights!: InferenceWeights;
+let tokenizer!: Gpt2Tokenizer;
+let session!: InferenceSession;
+let context = 0;
+
+/** Builds the model views from shared weights, head and tokenizer tables (nothing is parsed, packed or copied). */
+function setUp(data: WorkerInit): void {
+  init = data;
+  // Compute in the memory that holds the shared packed LM head (and reuse its compiled kernels).
+  if (data.head) adoptWasmMemory(data.head.module, data.head.memory);
+  weights = new InferenceWeights(data.config, data.params, data.head ? { head: data.head } : {});
+  tokenizer = new Gpt2Tokenizer(data.tokenizer);
+  // One session per worker: its KV cache is allocated once and reused by every job.
+  session = new InferenceSession(weights);
+  context = weights.config.nPositions;
+}
 
 function post(message: FromWorker): void {
   port!.postMessage(message);
@@ -81,6 +94,12 @@ function run({ jobId, request }: Extract<ToWorker, { type: 'job' }>): void {
 }
 
 port.on('message', (message: ToWorker) => {
+  if (message.type === 'init') {
+    // A model that cannot be built here ends the worker: the pool reports why it exited before it was ready.
+    setUp(message.init);
+    post({ type: 'ready' });
+    return;
+  }
   if (message.type !== 'job') return;
   try {
     run(message);
@@ -88,4 +107,3 @@ port.on('message', (message: ToWorker) => {
     post({ type: 'failed', jobId: message.jobId, message: err instanceof Error ? err.message : String(err) });
   }
 });
-post({ type: 'ready' });

@@ -1,20 +1,78 @@
 // A fixed pool of generation worker threads with a bounded FIFO queue, cancellation and crash recovery.
 import { Worker } from 'node:worker_threads';
 import { ApiError, unavailable } from '../errors.js';
+import type { ServedModel } from '../model.js';
 import type { FromWorker, JobOutcome, JobRequest, ToWorker, WorkerInit } from './protocol.js';
 
 /** Compiled (dist/*.js) or run from source under tsx (*.ts): the worker file has the same extension as this one. */
 const fromSource = import.meta.url.endsWith('.ts');
 const workerUrl = new URL(`./generation-worker${fromSource ? '.ts' : '.js'}`, import.meta.url);
 
+const loaderUrl = new URL(`./model-loader${fromSource ? '.ts' : '.js'}`, import.meta.url);
+
 /**
  * Node 20 does not apply the parent's `--import tsx` loader hooks inside worker threads, so from source
- * the worker first registers tsx itself; compiled JS loads directly.
+ * the worker first registers tsx itself; compiled JS loads directly. The model follows in an init message.
  */
-function newWorker(workerData: WorkerInit): Worker {
-  if (!fromSource) return new Worker(workerUrl, { workerData });
-  const bootstrap = `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(workerUrl.href)}); });`;
+function newWorker(url = workerUrl, workerData?: unknown): Worker {
+  if (!fromSource) return new Worker(url, { workerData });
+  const bootstrap = `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(url.href)}); });`;
   return new Worker(bootstrap, { eval: true, workerData });
+}
+
+/**
+ * Loads the served model (loadServedModel) in a thread of its own, so the main thread can load other code
+ * meanwhile; resolves with the model in shared memory, or rejects with loadServedModel's message.
+ */
+export function loadServedModelInThread(dir: string): Promise<ServedModel> {
+  return new Promise((resolve, reject) => {
+    const worker = newWorker(loaderUrl, dir);
+    let settled = false;
+    worker.once('message', (m: { ok: true; model: ServedModel } | { ok: false; message: string }) => {
+      settled = true;
+      if (m.ok) resolve(m.model);
+      else reject(new Error(m.message));
+      void worker.terminate();
+    });
+    worker.once('error', (err) => {
+      if (!settled) reject(err);
+      settled = true;
+    });
+    worker.once('exit', (code) => {
+      if (!settled) reject(new Error(`the model loader thread exited (code ${code}) before loading ${dir}`));
+      settled = true;
+    });
+  });
+}
+
+/** Workers started ahead of the model (see prestartWorkers), oldest first; one that exits meanwhile leaves. */
+const prestarted: Worker[] = [];
+
+/**
+ * Starts `count` worker threads now, before the model is loaded: they load their code while the main thread
+ * loads the model and the HTTP stack, and the next pools take them instead of starting their own. They do
+ * not keep the process alive while unused.
+ */
+export function prestartWorkers(count: number): void {
+  for (let i = 0; i < count; i++) {
+    const worker = newWorker();
+    worker.unref();
+    // Until a pool adopts it, a failure only removes it from the list (the pool then starts a fresh one).
+    worker.on('error', () => {});
+    worker.once('exit', () => {
+      const at = prestarted.indexOf(worker);
+      if (at >= 0) prestarted.splice(at, 1);
+    });
+    prestarted.push(worker);
+  }
+}
+
+/** A prestarted worker (now keeping the process alive), or a new one. */
+function takeWorker(): Worker {
+  const worker = prestarted.shift();
+  if (!worker) return newWorker();
+  worker.ref();
+  return worker;
 }
 
 export interface PoolOptions {
@@ -248,8 +306,10 @@ export class WorkerPool {
 
   private spawn(index: number): Promise<void> {
     const cancel = new Int32Array(new SharedArrayBuffer(4));
-    const workerData: WorkerInit = { ...this.init, cancel };
-    const worker = newWorker(workerData);
+    const init: WorkerInit = { ...this.init, cancel };
+    const worker = takeWorker();
+    const message: ToWorker = { type: 'init', init };
+    worker.postMessage(message);
     const slot: Slot = { index, worker, ready: false, job: null, retiring: false, watchdog: null, cancel };
     this.slots[index] = slot;
     return new Promise<void>((resolve, reject) => {

@@ -1,14 +1,17 @@
 // Messages between the main thread and a generation worker, and the data each worker starts with.
 import type { GPTConfig } from '../../engine/config.js';
+import type { SharedHead } from '../../engine/inference.js';
 import type { TokenizerTables } from '../../tokenizer/gpt2-bpe.js';
 
-/** Handed to every worker once: the weights live in one SharedArrayBuffer that all workers read. */
+/** Sent to every worker once (the init message): the weights live in one SharedArrayBuffer that all workers read. */
 export interface WorkerInit {
   config: GPTConfig;
   /** Float32Array over a SharedArrayBuffer (not copied per worker). */
   params: Float32Array;
   /** Tokenizer tables in SharedArrayBuffers (shared, not copied, and not parsed again per worker). */
   tokenizer: TokenizerTables;
+  /** The LM head packed once in a shared WebAssembly memory (and the compiled kernels): workers compute in it. */
+  head: SharedHead | null;
   /** Int32Array[1] over a SharedArrayBuffer: the id of the job to cancel, checked between tokens. */
   cancel: Int32Array;
 }
@@ -26,7 +29,9 @@ export interface JobRequest {
   stop: string[];
 }
 
-export type ToWorker = { type: 'job'; jobId: number; request: JobRequest };
+export type ToWorker =
+  /** First message: the model to serve (a worker may be started before the model is loaded). */
+  { type: 'init'; init: WorkerInit } | { type: 'job'; jobId: number; request: JobRequest };
 
 export interface JobOutcome {
   text: string;

@@ -1,0 +1,103 @@
+// Proves the served model is loaded once and shared: weights, tokenizer tables and packed LM head are read by every worker as is.
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { InferenceSession, InferenceWeights } from '../../src/engine/inference.js';
+import { wasmArena } from '../../src/engine/wasm/runtime.js';
+import { buildApp } from '../../src/server/app.js';
+import { loadServedModel, type ServedModel } from '../../src/server/model.js';
+import { loadServedModelInThread, prestartWorkers } from '../../src/server/workers/pool.js';
+import { createTinyModel, type TinyModel } from '../helpers/tiny-model.js';
+
+let tiny: TinyModel;
+let model: ServedModel;
+
+before(async () => {
+  tiny = await createTinyModel({ seed: 11 });
+  model = await loadServedModel(tiny.dir);
+});
+after(() => tiny.remove());
+
+function plainTables(m: ServedModel): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(m.tokenizer).map(([k, v]) => [k, ArrayBuffer.isView(v) ? Array.from(v as Int32Array) : v]),
+  );
+}
+
+describe('the served model in shared memory', () => {
+  it('weights and tokenizer tables live in SharedArrayBuffers; the LM head in a shared WebAssembly memory', () => {
+    assert.ok(model.params.buffer instanceof SharedArrayBuffer);
+    for (const [key, value] of Object.entries(model.tokenizer)) {
+      if (ArrayBuffer.isView(value))
+        assert.ok(value.buffer instanceof SharedArrayBuffer, `${key} is not shared`);
+    }
+    if (wasmArena()) {
+      assert.ok(model.head, 'no packed head although WebAssembly kernels run here');
+      assert.ok(model.head.memory.buffer instanceof SharedArrayBuffer);
+    }
+  });
+
+  it('weights built on the shared head give the same logits as weights that pack their own, without a new copy', () => {
+    const own = new InferenceWeights(model.config, model.params);
+    const adopted = new InferenceWeights(model.config, model.params, model.head ? { head: model.head } : {});
+    if (model.head) assert.equal(adopted.packedHead?.ptr, model.head.ptr, 'the head was packed again');
+    const prompt = [464, 2068, 7586, 21831, 18045, 625, 262];
+    const a = new InferenceSession(own);
+    const b = new InferenceSession(adopted);
+    let worst = 0;
+    let logitsA = a.prefill(prompt);
+    let logitsB = b.prefill(prompt);
+    for (let step = 0; step < 8; step++) {
+      for (let i = 0; i < logitsA.length; i++) worst = Math.max(worst, Math.abs(logitsA[i] - logitsB[i]));
+      logitsA = a.step(step + 100);
+      logitsB = b.step(step + 100);
+    }
+    console.log(`largest logit difference, own head vs shared head: ${worst}`);
+    assert.equal(worst, 0);
+  });
+
+  it('loading in a thread of its own gives the same model, and a broken directory the same message', async () => {
+    const threaded = await loadServedModelInThread(tiny.dir);
+    assert.equal(threaded.fingerprint, model.fingerprint);
+    assert.deepEqual(threaded.config, { ...model.config });
+    assert.deepEqual(Array.from(threaded.params), Array.from(model.params));
+    assert.deepEqual(plainTables(threaded), plainTables(model));
+    const broken = await createTinyModel({ seed: 12 });
+    try {
+      writeFileSync(join(broken.dir, 'config.json'), '{"model_type": "gpt2"');
+      const inMain = await loadServedModel(broken.dir).catch((e: Error) => e);
+      const inThread = await loadServedModelInThread(broken.dir).catch((e: Error) => e);
+      assert.ok(inMain instanceof Error && inThread instanceof Error);
+      assert.equal(inThread.message, inMain.message);
+    } finally {
+      broken.remove();
+    }
+  });
+
+  it('an app on prestarted workers and a model loaded in a thread answers like one that started its own', async () => {
+    const body = { prompt: 'Hello there', max_new_tokens: 12, seed: 5 };
+    const answers: string[] = [];
+    for (const prestart of [false, true]) {
+      if (prestart) prestartWorkers(2);
+      const app = await buildApp({
+        model: prestart ? loadServedModelInThread(tiny.dir) : model,
+        systemPrompt: 'You are a test.',
+        workers: 2,
+        logger: false,
+        rateLimit: false,
+        processMetrics: false,
+      });
+      try {
+        await app.generation.ready;
+        assert.equal(app.generation.pool?.readyWorkers, 2);
+        const res = await app.inject({ method: 'POST', url: '/generate', payload: body });
+        assert.equal(res.statusCode, 200, res.body);
+        answers.push(res.json().response);
+      } finally {
+        await app.close();
+      }
+    }
+    assert.equal(answers[1], answers[0]);
+  });
+});
