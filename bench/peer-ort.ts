@@ -11,20 +11,29 @@ import { nowMs } from './lib/stats.js';
 const peersDir = join(import.meta.dirname, 'peers');
 
 /** The part of onnxruntime-node's API used here (typed locally: the package lives in bench/peers only). */
-interface OrtTensor {
+export interface OrtTensor {
   data: unknown;
+  dims: readonly number[];
 }
-interface OrtSession {
+export interface OrtSession {
   inputMetadata: unknown;
   run(feeds: Record<string, OrtTensor>): Promise<Record<string, OrtTensor>>;
   release(): Promise<void>;
 }
-interface Ort {
-  InferenceSession: { create(path: string, options: Record<string, unknown>): Promise<OrtSession> };
+export interface Ort {
+  InferenceSession: {
+    create(path: string | Uint8Array, options: Record<string, unknown>): Promise<OrtSession>;
+  };
   Tensor: new (type: string, data: unknown, dims: number[]) => OrtTensor;
 }
 
-function loadOrt(): Ort {
+/** Whether `npm run bench:peers` has installed onnxruntime-node. */
+export function ortInstalled(): boolean {
+  return existsSync(join(peersDir, 'node_modules', 'onnxruntime-node'));
+}
+
+/** onnxruntime-node from bench/peers. */
+export function loadOrt(): Ort {
   const require = createRequire(join(peersDir, 'package.json'));
   return require('onnxruntime-node') as Ort;
 }
@@ -35,7 +44,7 @@ export async function ortRunner(
   nPositions: number,
   threads: number,
 ): Promise<DecodeRunner & { close(): Promise<void> }> {
-  if (!existsSync(join(peersDir, 'node_modules', 'onnxruntime-node'))) {
+  if (!ortInstalled()) {
     throw new Error('onnxruntime-node is not installed: run `npm run bench:peers`');
   }
   const ort = loadOrt();

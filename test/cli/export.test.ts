@@ -1,10 +1,11 @@
-// Proves `tiny-llm export --format gguf` writes a GGUF llama.cpp can read as gpt2, and rejects bad formats.
+// Proves `tiny-llm export` writes a GGUF llama.cpp can read as gpt2 and an ONNX with the KV-cache interface, and rejects bad formats.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { readGgufHeader } from '../../src/io/gguf.js';
+import { decodeModel } from '../../src/io/onnx/onnx-proto.js';
 import { runCli } from '../helpers/cli.js';
 import { fixture } from '../helpers/fixtures.js';
 
@@ -38,7 +39,8 @@ describe('tiny-llm export', () => {
     }
   });
 
-  it('an unknown format is a usage error (exit 2)', async () => {
+  it('exports multi-v512 as ONNX (no tokenizer needed) with the with-past inputs and outputs', async () => {
+    const out = join(tmp, 'model.onnx');
     const r = await runCli([
       'export',
       '--model-dir',
@@ -46,9 +48,31 @@ describe('tiny-llm export', () => {
       '--format',
       'onnx',
       '--out',
+      out,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const { graph } = decodeModel(new Uint8Array(readFileSync(out)));
+    assert.deepEqual(
+      graph.inputs.map((v) => v.name),
+      ['input_ids', 'past_key', 'past_value'],
+    );
+    assert.deepEqual(
+      graph.outputs.map((v) => v.name),
+      ['logits', 'present_key', 'present_value'],
+    );
+  });
+
+  it('an unknown format is a usage error (exit 2)', async () => {
+    const r = await runCli([
+      'export',
+      '--model-dir',
+      fixture('multi-v512'),
+      '--format',
+      'tflite',
+      '--out',
       join(tmp, 'x'),
     ]);
     assert.equal(r.code, 2);
-    assert.match(r.stderr, /--format must be gguf/);
+    assert.match(r.stderr, /--format must be gguf or onnx, got "tflite"/);
   });
 });

@@ -1,18 +1,22 @@
-// `tiny-llm export`: write a model directory in another format (GGUF, for llama.cpp / Ollama / node-llama-cpp).
+// `tiny-llm export`: write a model directory in another format (GGUF for llama.cpp / Ollama / node-llama-cpp,
+// ONNX with an explicit KV cache for onnxruntime).
 import { loadModelDir } from '../../io/checkpoint.js';
 import { exportGguf } from '../../io/gguf.js';
+import { exportOnnx } from '../../io/onnx/gpt2-onnx.js';
 import { type Command, parseCommandArgs, requireArg, UsageError } from '../command.js';
 
-const usage = `usage: tiny-llm export --model-dir D --format gguf --out FILE [--name NAME]
+const usage = `usage: tiny-llm export --model-dir D --format gguf|onnx --out FILE [--name NAME]
 
-  --model-dir D   model directory (Hugging Face layout, with tokenizer files)
-  --format gguf   output format (GGUF v3, all tensors F32, architecture gpt2)
+  --model-dir D   model directory (Hugging Face layout; gguf also needs its tokenizer files)
+  --format gguf   GGUF v3, all tensors F32, architecture gpt2
+  --format onnx   ONNX (opset 17, F32) with KV cache: input_ids, past_key, past_value →
+                  logits, present_key, present_value (past/present [layers, batch, heads, len, head size])
   --out FILE      where to write it (written atomically)
-  --name NAME     general.name stored in the file (default tiny-llm)`;
+  --name NAME     name stored in the file (GGUF general.name, ONNX graph name; default tiny-llm)`;
 
 export const command: Command = {
   name: 'export',
-  summary: 'export a model directory to GGUF',
+  summary: 'export a model directory to GGUF or ONNX',
   usage,
   async run(argv) {
     const { values } = parseCommandArgs(argv, {
@@ -24,7 +28,13 @@ export const command: Command = {
     const modelDir = requireArg('model-dir', values['model-dir']);
     const format = requireArg('format', values.format);
     const out = requireArg('out', values.out);
-    if (format !== 'gguf') throw new UsageError(`--format must be gguf, got "${format}"`);
+    if (format === 'onnx') {
+      const model = await loadModelDir(modelDir, { requireTokenizer: false });
+      await exportOnnx(out, { config: model.config, params: model.params, name: values.name });
+      process.stderr.write(`wrote ${out} (ONNX, ${model.params.length} parameters)\n`);
+      return 0;
+    }
+    if (format !== 'gguf') throw new UsageError(`--format must be gguf or onnx, got "${format}"`);
     const model = await loadModelDir(modelDir, { requireTokenizer: true });
     await exportGguf(out, {
       config: model.config,
