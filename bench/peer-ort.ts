@@ -1,11 +1,14 @@
-// Peer: onnxruntime-node on the golden seed-tiny ONNX (explicit KV cache); greedy with a plain JS argmax,
-// top-k/top-p through our JS sampler (which may use the WASM scan kernels, as our engine does).
-import { existsSync } from 'node:fs';
+// Peer: onnxruntime-node on the golden seed-tiny ONNX or on our ONNX export of any other model (explicit KV
+// cache); greedy with a plain JS argmax, top-k/top-p through our JS sampler (which may use the WASM scan kernels).
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Rng } from '../src/engine/rng.js';
 import { argmax, SamplerScratch, sampleToken } from '../src/generate/sampler.js';
+import { exportOnnx } from '../src/io/onnx/gpt2-onnx.js';
 import { BENCH_PROMPT, type DecodeRunner, decodeLength } from './engine.js';
+import { type BenchModel, seedTinyDir } from './lib/models.js';
 import { nowMs } from './lib/stats.js';
 
 const peersDir = join(import.meta.dirname, 'peers');
@@ -36,6 +39,37 @@ export function ortInstalled(): boolean {
 export function loadOrt(): Ort {
   const require = createRequire(join(peersDir, 'package.json'));
   return require('onnxruntime-node') as Ort;
+}
+
+/**
+ * ORT on a bench model: the golden ONNX for seed-tiny, otherwise our `export --format onnx` of the model
+ * written to a temp dir (removed on close).
+ */
+export async function ortRunnerFor(
+  model: BenchModel,
+  threads: number,
+): Promise<DecodeRunner & { close(): Promise<void> }> {
+  if (model.dir === seedTinyDir) {
+    return ortRunner(join(seedTinyDir, 'seed-tiny-with-past.onnx'), model.config.nPositions, threads);
+  }
+  if (!ortInstalled()) throw new Error('onnxruntime-node is not installed: run `npm run bench:peers`');
+  const dir = mkdtempSync(join(tmpdir(), 'tiny-llm-bench-onnx-'));
+  try {
+    const file = join(dir, `${model.name}.onnx`);
+    await exportOnnx(file, { config: model.config, params: model.params, name: model.name });
+    const runner = await ortRunner(file, model.config.nPositions, threads);
+    return {
+      ...runner,
+      label: `${runner.label}, our ONNX export`,
+      close: async () => {
+        await runner.close();
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
 }
 
 /** ORT decoding like our engine does (same prompt, same length) through the with-past graph. */

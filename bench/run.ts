@@ -4,7 +4,7 @@ import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type DecodeRunner, engineRunner } from './engine.js';
-import { type BenchModel, loadBenchModel, locateModels, seedTinyDir } from './lib/models.js';
+import { type BenchModel, loadBenchModel, locateModels } from './lib/models.js';
 import { median } from './lib/stats.js';
 import { printTable } from './lib/table.js';
 
@@ -48,22 +48,14 @@ interface DecodeRow {
 
 async function peerRunners(model: BenchModel): Promise<(DecodeRunner & { close(): Promise<void> })[]> {
   const out: (DecodeRunner & { close(): Promise<void> })[] = [];
-  if (model.dir === seedTinyDir) {
-    const { ortRunner } = await import('./peer-ort.js');
-    for (const threads of [1, 2]) {
-      try {
-        out.push(
-          await ortRunner(join(seedTinyDir, 'seed-tiny-with-past.onnx'), model.config.nPositions, threads),
-        );
-      } catch (e) {
-        skip(`onnxruntime-node (${threads} threads) on ${model.name}`, e);
-      }
+  // ORT runs the golden ONNX for seed-tiny and our `export --format onnx` of any other model.
+  const { ortRunnerFor } = await import('./peer-ort.js');
+  for (const threads of [1, 2]) {
+    try {
+      out.push(await ortRunnerFor(model, threads));
+    } catch (e) {
+      skip(`onnxruntime-node (${threads} threads) on ${model.name}`, e);
     }
-  } else {
-    skip(
-      `onnxruntime-node on ${model.name}`,
-      'no ONNX of this model: only the golden seed-tiny ONNX exists (this project has no ONNX exporter)',
-    );
   }
   for (const threads of [1, 2]) {
     try {
