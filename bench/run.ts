@@ -11,7 +11,7 @@ import { printTable } from './lib/table.js';
 const { values: args } = parseArgs({
   options: {
     rounds: { type: 'string', default: '5' },
-    only: { type: 'string', default: 'decode,matmul,server' },
+    only: { type: 'string', default: 'decode,matmul,server,train' },
   },
 });
 const rounds = Number(args.rounds);
@@ -153,6 +153,10 @@ if (sections.has('decode')) await benchDecode();
 if (sections.has('matmul')) {
   const { benchMatmul } = await import('./matmul.js');
   results.matmul = await benchMatmul(rounds, skip);
+}
+if (sections.has('train')) {
+  const { benchTrain } = await import('./train.js');
+  results.train = await benchTrain(rounds, skip);
 }
 if (sections.has('server')) {
   skip(

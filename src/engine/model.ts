@@ -305,6 +305,14 @@ export class GPT2 {
     return crossEntropyForward(a.losses, a.logits, targets, B * T, V);
   }
 
+  /** Makes `buffer` (layout-sized, e.g. shared with another thread) the gradient buffer. */
+  setGradientBuffer(buffer: Float32Array): void {
+    if (buffer.length !== this.layout.total)
+      throw new Error(`gradient buffer has ${buffer.length} floats, the config needs ${this.layout.total}`);
+    this.grads = buffer;
+    this.gradViews = modelViews(this.layout, buffer, this.config.nLayer);
+  }
+
   /** Sets every gradient to zero (allocating the gradient buffer on first use). */
   zeroGrad(): void {
     if (!this.grads) {

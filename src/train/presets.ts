@@ -32,6 +32,12 @@ export interface HyperParams {
   windowStart: 'any' | 'line';
   /** Put the system prompt in front of dialogue blocks (windows only). */
   systemPromptInDialogues: boolean;
+  /**
+   * Threads sharing each batch (data parallel, 1 or 2): each computes the gradient of part of the rows and
+   * the parts are combined in a fixed order, so the result depends on this number (float rounding) but
+   * not on the machine. Used only with dropout off; omitted = 1.
+   */
+  replicas?: number;
 }
 
 export interface Preset {
@@ -81,6 +87,7 @@ export const SEED_PRESET: Preset = {
     restrictVocab: false,
     windowStart: 'any',
     systemPromptInDialogues: false,
+    replicas: 1,
   },
 };
 
@@ -113,6 +120,7 @@ export const DEFAULT_PRESET: Preset = {
     restrictVocab: true,
     windowStart: 'line',
     systemPromptInDialogues: true,
+    replicas: 2,
   },
 };
 

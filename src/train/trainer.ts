@@ -8,6 +8,7 @@ import { GPT2 } from '../engine/model.js';
 import { Rng } from '../engine/rng.js';
 import { type Batch, epochBatches, lineStarts, windowBatch } from './batches.js';
 import { documentStream, type Encoder, lineSamples, vocabularyOf } from './corpus.js';
+import { DataParallel, sharedCopy } from './data-parallel.js';
 import type { HyperParams } from './presets.js';
 
 /** Bumped whenever a change to the trainer changes the model it produces (part of the cache key). */
@@ -102,6 +103,8 @@ export function validateHyper(h: HyperParams): void {
     if (!(h[k] >= 0 && h[k] < 1)) throw new RangeError(`${k} must be in [0, 1), got ${h[k]}`);
   }
   if (!(h.minLrRatio >= 0 && h.minLrRatio <= 1)) throw new RangeError(`minLrRatio must be in [0, 1]`);
+  if (h.replicas !== undefined && !(h.replicas === 1 || h.replicas === 2))
+    throw new RangeError(`replicas must be 1 or 2, got ${h.replicas}`);
 }
 
 function checkedVocab(vocab: Int32Array, config: GPTConfig): Int32Array {
@@ -178,7 +181,6 @@ export function train(input: TrainInput): TrainResult {
   validateHyper(h);
   if (h.seqLen > config.nPositions)
     throw new RangeError(`seqLen ${h.seqLen} exceeds the model's ${config.nPositions} positions`);
-  const now = input.now ?? (() => performance.now());
   const rngs = seededRngs(seed);
   const params = new Float32Array(parameterLayout(config).total);
   initGpt2Params(config, params, rngs.init);
@@ -221,13 +223,43 @@ export function train(input: TrainInput): TrainResult {
     nextBatch = () => batches.next().value as Batch;
     setup = compact;
   }
-  const model = setup
-    ? new GPT2(setup.config, gatherCompact(params, config, setup))
-    : new GPT2(config, params);
-  if (setup) model.setRestColumn(config.vocabSize - vocab.length);
-  else if (h.restrictVocab) model.setTrainingVocab(vocab, { rest: true });
+  // Two replicas share the parameters through shared memory; they need dropout off (one mask stream).
+  const { embd, attn, resid } = h.dropout;
+  const parallel = (h.replicas ?? 1) > 1 && embd === 0 && attn === 0 && resid === 0 && h.batchSize >= 2;
+  const first = setup ? gatherCompact(params, config, setup) : params;
+  const model = new GPT2(setup ? setup.config : config, parallel ? sharedCopy(first) : first);
+  const head = {
+    restTokens: setup ? config.vocabSize - vocab.length : 0,
+    subsetIds: !setup && h.restrictVocab ? vocab : null,
+    subsetRest: true,
+  };
+  if (head.subsetIds) model.setTrainingVocab(head.subsetIds, { rest: head.subsetRest });
+  else model.setRestColumn(head.restTokens);
   model.setDropout(h.dropout, rngs.dropout);
   model.training = true;
+  const replicas = parallel ? new DataParallel(model, head) : null;
+  try {
+    return trainLoop(input, h, model, nextBatch, totalSteps, replicas, (outsideScale) => {
+      if (setup) scatterCompact(params, model.params, config, setup, outsideScale);
+      else if (model.params !== params) params.set(model.params);
+      return { params, corpusTokens, trainingVocabSize: h.restrictVocab ? vocab.length : null };
+    });
+  } finally {
+    replicas?.close();
+  }
+}
+
+/** The optimisation loop proper; `finish` writes the parameters back and names the run's fixed figures. */
+function trainLoop(
+  input: TrainInput,
+  h: HyperParams,
+  model: GPT2,
+  nextBatch: () => Batch,
+  totalSteps: number,
+  replicas: DataParallel | null,
+  finish: (outsideScale: number) => Pick<TrainResult, 'params' | 'corpusTokens' | 'trainingVocabSize'>,
+): TrainResult {
+  const now = input.now ?? (() => performance.now());
 
   const opt = new AdamW(model.params.length, {
     lr: h.lr,
@@ -247,10 +279,14 @@ export function train(input: TrainInput): TrainResult {
     const batch = nextBatch();
     const lr =
       h.schedule === 'cosine' ? cosineSchedule(step, h.lr, h.warmup, totalSteps, h.lr * h.minLrRatio) : h.lr;
-    model.zeroGrad();
-    const loss = model.forward(batch.inputs, batch.B, batch.T, batch.targets);
+    let loss: number;
+    if (replicas) loss = replicas.step(batch);
+    else {
+      model.zeroGrad();
+      loss = model.forward(batch.inputs, batch.B, batch.T, batch.targets);
+      if (Number.isFinite(loss)) model.backward();
+    }
     if (!Number.isFinite(loss)) throw new Error(`training diverged: loss ${loss} at step ${step + 1}`);
-    model.backward();
     if (h.gradClip > 0) clipGradNorm(model.grads!, h.gradClip);
     opt.step(model.params, model.grads!, lr, decayMask);
     if (outsideDecays) outsideScale *= 1 - lr * h.weightDecay;
@@ -270,16 +306,14 @@ export function train(input: TrainInput): TrainResult {
       });
     }
   }
-  if (setup) scatterCompact(params, model.params, config, setup, outsideDecays ? outsideScale : 1);
+  const fixed = finish(outsideDecays ? outsideScale : 1);
   const wallTimeS = (now() - start) / 1000;
   return {
-    params,
+    ...fixed,
     losses,
     steps: totalSteps,
     tokensSeen,
     wallTimeS,
     tokensPerS: wallTimeS > 0 ? tokensSeen / wallTimeS : 0,
-    corpusTokens,
-    trainingVocabSize: h.restrictVocab ? vocab.length : null,
   };
 }

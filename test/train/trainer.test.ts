@@ -181,6 +181,53 @@ describe('compact training vocabulary', () => {
   });
 });
 
+describe('data-parallel training', () => {
+  it('two replicas give the single-thread losses (float tolerance) and the same bytes for the same seed', () => {
+    const text = Array.from(
+      { length: 14 },
+      (_, i) => `item ${i % 5} is ${'pqrs'.slice(0, 1 + (i % 4))}`,
+    ).join('\n');
+    const config = { ...DEFAULT_PRESET.config, vocabSize: 130, nEmbd: 16, nHead: 2, nPositions: 32 };
+    const config0 = { ...config, bosTokenId: 0, eosTokenId: 0 };
+    const hyper = { ...DEFAULT_PRESET.hyper, steps: 15, seqLen: 12, batchSize: 5, warmup: 2 };
+    const run = (replicas: number) =>
+      train({
+        config: config0,
+        hyper: { ...hyper, replicas },
+        seed: 8,
+        text,
+        systemPrompt: null,
+        tokenizer: charTokenizer,
+      });
+    const one = run(1);
+    const two = run(2);
+    const lossRel = Math.max(...one.losses.map((l, i) => Math.abs(l - two.losses[i]) / l));
+    let paramDiff = 0;
+    for (let i = 0; i < one.params.length; i++)
+      paramDiff = Math.max(paramDiff, Math.abs(one.params[i] - two.params[i]));
+    console.log(
+      `1 vs 2 replicas over 15 steps: largest loss relative difference ${lossRel}, parameter ${paramDiff}`,
+    );
+    assert.ok(lossRel <= 1e-5, `loss relative difference ${lossRel}`);
+    assert.ok(paramDiff <= 1e-4, `parameter difference ${paramDiff}`);
+    assert.ok(!(two.params.buffer instanceof SharedArrayBuffer), 'the result is a plain buffer');
+    assert.deepEqual(run(2).params, two.params, 'same seed, two replicas: different parameters');
+    // The full-size model with a restricted head (no compact copy) runs on two replicas as well.
+    const full = train({
+      config: config0,
+      hyper: { ...hyper, replicas: 2 },
+      seed: 8,
+      text,
+      systemPrompt: null,
+      tokenizer: charTokenizer,
+      compactVocab: false,
+    });
+    const fullRel = Math.max(...full.losses.map((l, i) => Math.abs(l - two.losses[i]) / l));
+    console.log(`two replicas, full-size vs compact model: largest loss relative difference ${fullRel}`);
+    assert.ok(fullRel <= 1e-5, `loss relative difference ${fullRel}`);
+  });
+});
+
 describe('progress and report', () => {
   const p = { step: 5, totalSteps: 10, loss: 1.23456, lr: 1e-3, tokensPerS: 1234.4, elapsedS: 65, etaS: 65 };
 
