@@ -76,6 +76,10 @@ export function onnxBytes(options: OnnxExportOptions): Uint8Array {
   const config = validateConfig(options.config);
   const layout = parameterLayout(config);
   const { params } = options;
+  // raw_data is little-endian; typed arrays use the machine's byte order.
+  if (new Uint8Array(Uint16Array.of(1).buffer)[0] !== 1) {
+    throw new Error('ONNX export: this writer needs a little-endian machine');
+  }
   if (params.length !== layout.total) {
     throw new Error(`ONNX export: params has ${params.length} floats, the layout needs ${layout.total}`);
   }
