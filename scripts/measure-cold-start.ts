@@ -29,6 +29,8 @@ export interface ColdStartResult {
   firstReplyMs: number[];
   /** Process resident memory (VmRSS, all threads) after the extra requests, per run. */
   rssMiB: number[];
+  /** CPU time (user + system, all threads) the server had used when /ready first answered 200, per run: less noisy than wall time on a shared machine. */
+  readyCpuMs: number[];
 }
 
 /** Median of a non-empty list. */
@@ -63,6 +65,17 @@ export function residentMiB(pid: number): number {
   }
 }
 
+/** User + system CPU time of a process in ms (10 ms resolution), or NaN when /proc cannot be read. */
+export function cpuMs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+  } catch {
+    return Number.NaN;
+  }
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function generate(url: string, seed: number): Promise<void> {
@@ -78,7 +91,7 @@ async function generate(url: string, seed: number): Promise<void> {
 /** One spawn: times to ready and to the first reply, then RSS after more requests; always stops the child. */
 async function measureOnce(
   options: ColdStartOptions,
-): Promise<{ readyMs: number; firstReplyMs: number; rssMiB: number }> {
+): Promise<{ readyMs: number; firstReplyMs: number; rssMiB: number; readyCpuMs: number }> {
   const bin = options.bin ?? path.join(REPO_ROOT, 'bin', 'tiny-llm.js');
   const timeoutMs = options.timeoutMs ?? 60_000;
   const port = await freePort();
@@ -103,12 +116,16 @@ async function measureOnce(
   );
   try {
     let readyMs = -1;
+    let readyCpuMs = Number.NaN;
     while (readyMs < 0) {
       if (exited) throw new Error(`the server exited before it was ready:\n${stderr}`);
       if (performance.now() - started > timeoutMs)
         throw new Error(`the server was not ready within ${timeoutMs} ms:\n${stderr}`);
       const res = await fetch(`${url}/ready`).catch(() => null);
-      if (res?.status === 200) readyMs = performance.now() - started;
+      if (res?.status === 200) {
+        readyMs = performance.now() - started;
+        readyCpuMs = cpuMs(child.pid!);
+      }
       await res?.body?.cancel();
       if (readyMs < 0) await sleep(res ? 2 : 5);
     }
@@ -118,7 +135,7 @@ async function measureOnce(
     const half = Math.ceil(requests / 2);
     for (let i = 0; i < half; i++) await generate(url, 2 + i);
     await Promise.all(Array.from({ length: requests - half }, (_, i) => generate(url, 100 + i)));
-    return { readyMs, firstReplyMs, rssMiB: residentMiB(child.pid!) };
+    return { readyMs, firstReplyMs, rssMiB: residentMiB(child.pid!), readyCpuMs };
   } finally {
     if (!exited) {
       child.kill('SIGTERM');
@@ -138,12 +155,13 @@ export async function measureColdStart(options: ColdStartOptions): Promise<ColdS
   if (!existsSync(dist)) throw new Error(`${dist} is missing: run \`npm run build\` first`);
   if (!existsSync(path.join(options.modelDir, 'config.json')))
     throw new Error(`${options.modelDir} holds no model (config.json is missing)`);
-  const result: ColdStartResult = { readyMs: [], firstReplyMs: [], rssMiB: [] };
+  const result: ColdStartResult = { readyMs: [], firstReplyMs: [], rssMiB: [], readyCpuMs: [] };
   for (let i = 0; i < options.runs; i++) {
     const r = await measureOnce(options);
     result.readyMs.push(r.readyMs);
     result.firstReplyMs.push(r.firstReplyMs);
     result.rssMiB.push(r.rssMiB);
+    result.readyCpuMs.push(r.readyCpuMs);
   }
   return result;
 }
@@ -160,7 +178,7 @@ const usage = `usage: node --import tsx scripts/measure-cold-start.ts [options]
 function summary(label: string, r: ColdStartResult, workers: number): string {
   const f = (x: number) => x.toFixed(0).padStart(6);
   const rss = median(r.rssMiB);
-  return `${label.padEnd(10)} ready ${f(median(r.readyMs))} ms   first reply ${f(median(r.firstReplyMs))} ms   RSS ${f(rss)} MiB (${(rss / workers).toFixed(1)} MiB per worker)   [ready min ${Math.min(...r.readyMs).toFixed(0)} max ${Math.max(...r.readyMs).toFixed(0)}]`;
+  return `${label.padEnd(8)} ready ${f(median(r.readyMs))} ms (CPU ${f(median(r.readyCpuMs))} ms)   first reply ${f(median(r.firstReplyMs))} ms   RSS ${f(rss)} MiB (${(rss / workers).toFixed(1)} per worker)   [ready min ${Math.min(...r.readyMs).toFixed(0)} max ${Math.max(...r.readyMs).toFixed(0)}]`;
 }
 
 async function main(): Promise<number> {
@@ -187,7 +205,9 @@ async function main(): Promise<number> {
   if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be >= 1, got ${values.runs}`);
   const bins: Array<[string, string | undefined]> = [['this', values.bin && path.resolve(values.bin)]];
   if (values.compare) bins.push(['compare', path.resolve(values.compare)]);
-  const results = bins.map((): ColdStartResult => ({ readyMs: [], firstReplyMs: [], rssMiB: [] }));
+  const results = bins.map(
+    (): ColdStartResult => ({ readyMs: [], firstReplyMs: [], rssMiB: [], readyCpuMs: [] }),
+  );
   // Interleaved one spawn at a time, so a busy moment on a shared machine hits both builds alike.
   for (let i = 0; i < runs; i++) {
     for (const [b, [, bin]] of bins.entries()) {
@@ -195,6 +215,7 @@ async function main(): Promise<number> {
       results[b].readyMs.push(...r.readyMs);
       results[b].firstReplyMs.push(...r.firstReplyMs);
       results[b].rssMiB.push(...r.rssMiB);
+      results[b].readyCpuMs.push(...r.readyCpuMs);
     }
   }
   console.log(`${modelDir}, ${workers} workers, median of ${runs} spawns:`);
