@@ -163,10 +163,18 @@ export function attentionForward(
         const q = (b * T + t) * C3 + h * hs;
         const row = ((b * NH + h) * T + t) * T;
         let max = Number.NEGATIVE_INFINITY;
+        // Inner loops are unrolled by four (same summation order, so the same results).
         for (let t2 = 0; t2 <= t; t2++) {
           const k = (b * T + t2) * C3 + h * hs + C;
           let s = 0;
-          for (let i = 0; i < hs; i++) s += inp[q + i] * inp[k + i];
+          let i = 0;
+          for (; i + 4 <= hs; i += 4) {
+            s += inp[q + i] * inp[k + i];
+            s += inp[q + i + 1] * inp[k + i + 1];
+            s += inp[q + i + 2] * inp[k + i + 2];
+            s += inp[q + i + 3] * inp[k + i + 3];
+          }
+          for (; i < hs; i++) s += inp[q + i] * inp[k + i];
           s *= scale;
           preatt[row + t2] = s;
           if (s > max) max = s;
@@ -185,7 +193,14 @@ export function attentionForward(
         for (let t2 = 0; t2 <= t; t2++) {
           const v = (b * T + t2) * C3 + h * hs + 2 * C;
           const a = att[row + t2];
-          for (let i = 0; i < hs; i++) out[o + i] += a * inp[v + i];
+          let i = 0;
+          for (; i + 4 <= hs; i += 4) {
+            out[o + i] += a * inp[v + i];
+            out[o + i + 1] += a * inp[v + i + 1];
+            out[o + i + 2] += a * inp[v + i + 2];
+            out[o + i + 3] += a * inp[v + i + 3];
+          }
+          for (; i < hs; i++) out[o + i] += a * inp[v + i];
         }
       }
     }
@@ -216,10 +231,22 @@ export function attentionBackward(
         // out = Σ att·v
         for (let t2 = 0; t2 <= t; t2++) {
           const v = (b * T + t2) * C3 + h * hs + 2 * C;
+          const a = att[row + t2];
           let s = 0;
-          for (let i = 0; i < hs; i++) {
+          let i = 0;
+          for (; i + 4 <= hs; i += 4) {
             s += inp[v + i] * dout[d + i];
-            dinp[v + i] += att[row + t2] * dout[d + i];
+            dinp[v + i] += a * dout[d + i];
+            s += inp[v + i + 1] * dout[d + i + 1];
+            dinp[v + i + 1] += a * dout[d + i + 1];
+            s += inp[v + i + 2] * dout[d + i + 2];
+            dinp[v + i + 2] += a * dout[d + i + 2];
+            s += inp[v + i + 3] * dout[d + i + 3];
+            dinp[v + i + 3] += a * dout[d + i + 3];
+          }
+          for (; i < hs; i++) {
+            s += inp[v + i] * dout[d + i];
+            dinp[v + i] += a * dout[d + i];
           }
           datt[row + t2] = s;
         }
@@ -232,7 +259,18 @@ export function attentionBackward(
         for (let t2 = 0; t2 <= t; t2++) {
           const k = (b * T + t2) * C3 + h * hs + C;
           const g = dpreatt[row + t2] * scale;
-          for (let i = 0; i < hs; i++) {
+          let i = 0;
+          for (; i + 4 <= hs; i += 4) {
+            dinp[q + i] += inp[k + i] * g;
+            dinp[k + i] += inp[q + i] * g;
+            dinp[q + i + 1] += inp[k + i + 1] * g;
+            dinp[k + i + 1] += inp[q + i + 1] * g;
+            dinp[q + i + 2] += inp[k + i + 2] * g;
+            dinp[k + i + 2] += inp[q + i + 2] * g;
+            dinp[q + i + 3] += inp[k + i + 3] * g;
+            dinp[k + i + 3] += inp[q + i + 3] * g;
+          }
+          for (; i < hs; i++) {
             dinp[q + i] += inp[k + i] * g;
             dinp[k + i] += inp[q + i] * g;
           }
