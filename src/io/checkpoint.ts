@@ -274,9 +274,8 @@ function paramsFromSafetensors(
       fail(`tensor ${stored} has shape ${fmtShape(tensor.shape)}, expected ${fmtShape(expectedShape)}`);
     }
     const data = tensor.data as Float32Array;
-    for (let i = 0; i < data.length; i++) {
-      if (!Number.isFinite(data[i])) fail(`tensor ${stored} holds a non-finite value at index ${i}`);
-    }
+    const bad = firstNonFinite(data);
+    if (bad >= 0) fail(`tensor ${stored} holds a non-finite value at index ${bad}`);
     if (spec) params.set(data, spec.offset);
     else storedLmHead = data;
   }
@@ -302,6 +301,29 @@ function paramsFromSafetensors(
     }
   }
   return params;
+}
+
+/**
+ * Index of the first NaN or ±Infinity, or -1. Reads the bits (exponent all ones) without a branch or call
+ * per value: this loop runs cold over every weight at each server start.
+ */
+function firstNonFinite(data: Float32Array): number {
+  const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
+  const n = bits.length;
+  let flags = 0;
+  let i = 0;
+  // (exponent bits) + 2^23 carries into bit 31 exactly when the exponent is all ones.
+  for (; i + 4 <= n; i += 4) {
+    flags |=
+      ((bits[i] & 0x7f800000) + 0x00800000) |
+      ((bits[i + 1] & 0x7f800000) + 0x00800000) |
+      ((bits[i + 2] & 0x7f800000) + 0x00800000) |
+      ((bits[i + 3] & 0x7f800000) + 0x00800000);
+  }
+  for (; i < n; i++) flags |= (bits[i] & 0x7f800000) + 0x00800000;
+  if (flags >= 0) return -1;
+  for (let j = 0; j < n; j++) if (!Number.isFinite(data[j])) return j;
+  return -1;
 }
 
 function sameShape(a: number[], b: number[]): boolean {

@@ -54,12 +54,14 @@ class Units {
   length = 0;
 
   push(u: number): void {
-    if (this.length === this.data.length) {
-      const grown = new Uint16Array(this.data.length * 2);
-      grown.set(this.data);
-      this.data = grown;
-    }
+    if (this.length === this.data.length) this.grow();
     this.data[this.length++] = u;
+  }
+
+  grow(): void {
+    const grown = new Uint16Array(this.data.length * 2);
+    grown.set(this.data);
+    this.data = grown;
   }
 
   text(from: number, to: number): string {
@@ -353,40 +355,45 @@ class Scanner {
       mergeResult[rank] = ids[merged];
     }
 
+    // One pass: byte-level characters become their bytes; a token with any other character is rewritten
+    // as its UTF-8 (at most 3 bytes a code unit), as buildTokenizerTables does.
     const offsets = sharedInt32(n + 1);
     const textTokens: Array<[number, string]> = [];
-    const utf8 = new Map<number, Uint8Array>();
     const encoder = new TextEncoder();
+    // Room for every unit still to come as one byte: a byte-level token never needs more.
+    let unitsLeft = this.keyUnits.length;
+    let scratch = new Uint8Array(unitsLeft + 64);
+    let at = 0;
     for (let id = 0; id < n; id++) {
       const k = entryOf[id];
       const from = keyStart[k];
       const to = keyStart[k + 1];
-      let byteLevel = true;
-      for (let i = from; i < to && byteLevel; i++) {
+      unitsLeft -= to - from;
+      const begin = at;
+      let i = from;
+      for (; i < to; i++) {
         const c = keyUnits[i];
-        byteLevel = c < charToByte.length && charToByte[c] >= 0;
+        const byte = c < 512 ? charToByte[c] : -1;
+        if (byte < 0) break;
+        scratch[at++] = byte;
       }
-      let size = to - from;
-      if (!byteLevel) {
+      if (i < to) {
         const text = this.keyUnits.text(from, to);
         const encoded = encoder.encode(text);
-        utf8.set(id, encoded);
+        at = begin;
+        if (at + encoded.length + unitsLeft > scratch.length) {
+          const grown = new Uint8Array((at + encoded.length + unitsLeft) * 2);
+          grown.set(scratch.subarray(0, at));
+          scratch = grown;
+        }
+        scratch.set(encoded, at);
+        at += encoded.length;
         textTokens.push([id, text]);
-        size = encoded.length;
       }
-      offsets[id + 1] = offsets[id] + size;
+      offsets[id + 1] = at;
     }
-    const bytes = sharedUint8(offsets[n]);
-    for (let id = 0; id < n; id++) {
-      const encoded = utf8.get(id);
-      if (encoded !== undefined) {
-        bytes.set(encoded, offsets[id]);
-        continue;
-      }
-      const k = entryOf[id];
-      for (let i = keyStart[k], at = offsets[id]; i < keyStart[k + 1]; i++, at++)
-        bytes[at] = charToByte[keyUnits[i]];
-    }
+    const bytes = sharedUint8(at);
+    bytes.set(scratch.subarray(0, at));
 
     const specialTokens: Array<[string, number]> = [];
     for (const s of specials) {
@@ -434,12 +441,25 @@ class Scanner {
   /** Adds the key just read (keyUnits[start..]) with its id; a key seen twice is left to the general path. */
   private commitKey(start: number, id: number): void {
     const end = this.keyUnits.length;
-    if (this.find(this.keyUnits.data, start, end) >= 0) unusual();
+    const units = this.keyUnits.data;
+    const keyStart = this.keyStart.data;
+    const table = this.table;
+    const mask = table.length - 1;
+    const len = end - start;
+    // One probe both rejects a repeated key and finds the free slot for a new one.
+    let h = mix(hashUnits(units, start, end)) & mask;
+    for (; table[h] !== 0; h = (h + 1) & mask) {
+      const k = table[h] - 1;
+      const s = keyStart[k];
+      if (keyStart[k + 1] - s !== len) continue;
+      let same = true;
+      for (let i = 0; i < len && same; i++) same = units[s + i] === units[start + i];
+      if (same) unusual();
+    }
     this.keyStart.push(end);
     this.keyId.push(id);
-    const k = this.keyId.length - 1;
-    if (this.keyId.length * 2 > this.table.length) this.rehash();
-    else this.place(k);
+    table[h] = this.keyId.length;
+    if (this.keyId.length * 2 > table.length) this.rehash();
   }
 
   private addKey(text: string, id: number): void {
@@ -559,52 +579,78 @@ class Scanner {
     return s.text(0, s.length);
   }
 
-  /** Reads the JSON string at `at` (on its opening quote), appending its code units to `out`. */
+  /**
+   * Reads the JSON string at `at` (on its opening quote), appending its code units to `out`. The loop
+   * handles ASCII and two-byte characters inline (nearly every byte of a GPT-2 vocabulary): this code
+   * runs cold, once per start, so every call saved per byte counts.
+   */
   private readString(out: Units): void {
     const b = this.bytes;
     let i = this.at + 1;
+    let data = out.data;
+    let n = out.length;
     for (;;) {
-      if (i >= b.length) unusual();
+      if (n + 2 > data.length) {
+        out.length = n;
+        out.grow();
+        data = out.data;
+      }
       const c = b[i];
       if (c === QUOTE) break;
-      if (c === BACKSLASH) {
-        const e = b[i + 1];
-        i += 2;
-        if (e === QUOTE || e === BACKSLASH || e === 0x2f) out.push(e);
-        else if (e === 0x62) out.push(0x08);
-        else if (e === 0x66) out.push(0x0c);
-        else if (e === 0x6e) out.push(0x0a);
-        else if (e === 0x72) out.push(0x0d);
-        else if (e === 0x74) out.push(0x09);
-        else if (e === 0x75) {
-          let u = 0;
-          for (let j = 0; j < 4; j++) {
-            const h = b[i + j];
-            const d =
-              h >= 0x30 && h <= 0x39
-                ? h - 0x30
-                : h >= 0x61 && h <= 0x66
-                  ? h - 87
-                  : h >= 0x41 && h <= 0x46
-                    ? h - 55
-                    : -1;
-            if (d < 0) unusual();
-            u = u * 16 + d;
-          }
-          out.push(u);
-          i += 4;
-        } else unusual();
-        continue;
-      }
-      if (c < 0x20) unusual();
-      if (c < 0x80) {
-        out.push(c);
+      if (c >= 0x20 && c < 0x80 && c !== BACKSLASH) {
+        data[n++] = c;
         i++;
         continue;
       }
-      i = decodeUtf8(b, i, b.length, out);
+      if ((c & 0xe0) === 0xc0 && (b[i + 1] & 0xc0) === 0x80 && c >= 0xc2) {
+        data[n++] = ((c & 0x1f) << 6) | (b[i + 1] & 0x3f);
+        i += 2;
+        continue;
+      }
+      out.length = n;
+      i = this.readRare(i, out);
+      data = out.data;
+      n = out.length;
     }
+    out.length = n;
     this.at = i + 1;
+  }
+
+  /** One escape sequence or longer UTF-8 character at bytes[i] (or the end of input: unusual); returns the next index. */
+  private readRare(i: number, out: Units): number {
+    const b = this.bytes;
+    if (i >= b.length) unusual();
+    const c = b[i];
+    if (c === BACKSLASH) {
+      const e = b[i + 1];
+      if (e === QUOTE || e === BACKSLASH || e === 0x2f) out.push(e);
+      else if (e === 0x62) out.push(0x08);
+      else if (e === 0x66) out.push(0x0c);
+      else if (e === 0x6e) out.push(0x0a);
+      else if (e === 0x72) out.push(0x0d);
+      else if (e === 0x74) out.push(0x09);
+      else if (e === 0x75) {
+        let u = 0;
+        for (let j = 2; j < 6; j++) {
+          const h = b[i + j];
+          const d =
+            h >= 0x30 && h <= 0x39
+              ? h - 0x30
+              : h >= 0x61 && h <= 0x66
+                ? h - 87
+                : h >= 0x41 && h <= 0x46
+                  ? h - 55
+                  : -1;
+          if (d < 0) unusual();
+          u = u * 16 + d;
+        }
+        out.push(u);
+        return i + 6;
+      } else unusual();
+      return i + 2;
+    }
+    if (c < 0x20) unusual();
+    return decodeUtf8(b, i, b.length, out);
   }
 
   private peek(): number {

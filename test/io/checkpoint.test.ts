@@ -329,3 +329,41 @@ describe('loadModelDir rejects broken directories, naming the file and the probl
     assert.equal(Object.keys(loaded.tokenizerData!.vocab).length, 512);
   });
 });
+
+describe('loadModelDir finds every non-finite weight and loads into shared memory on request', () => {
+  it('NaN, +Infinity and -Infinity near the start, middle and end of tensors are each named with their index', async () => {
+    const layout = parameterLayout(config);
+    const wte = layout.byName.get('transformer.wte.weight')!;
+    const last = layout.tensors[layout.tensors.length - 1];
+    const cases: Array<[string, number, number]> = [
+      [wte.hfName, 0, Number.NaN],
+      [wte.hfName, 1001, Number.POSITIVE_INFINITY],
+      [last.hfName, last.size - 1, Number.NEGATIVE_INFINITY],
+      [last.hfName, last.size - 3, Number.NaN],
+    ];
+    for (const [name, index, value] of cases) {
+      const spec = layout.byName.get(name)!;
+      const broken = Float32Array.from(params);
+      broken[spec.offset + index] = value;
+      const dir = join(tmp, `nonfinite-${counter++}`);
+      await saveModelDir(dir, { config, params: broken, tokenizerData: null });
+      await assert.rejects(
+        loadModelDir(dir),
+        (e: Error) => e.message.includes(`tensor ${name} holds a non-finite value at index ${index}`),
+        `${value} at ${name}[${index}]`,
+      );
+    }
+    // The largest finite float32 and subnormals are finite.
+    const edge = Float32Array.from(params);
+    edge[0] = 3.4028234663852886e38;
+    edge[1] = -1.4e-45;
+    const dir = join(tmp, `nonfinite-${counter++}`);
+    await saveModelDir(dir, { config, params: edge, tokenizerData: null });
+    const loaded = await loadModelDir(dir, { sharedParams: true });
+    assert.equal(loaded.params[0], edge[0]);
+    assert.ok(loaded.params.buffer instanceof SharedArrayBuffer);
+    console.log(
+      `non-finite weights named at ${cases.length} positions; shared load of ${loaded.params.length} floats`,
+    );
+  });
+});

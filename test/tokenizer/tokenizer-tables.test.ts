@@ -183,6 +183,29 @@ describe('tokenizer tables', () => {
     console.log(`random vocabularies scanned identically: ${checked}`);
   });
 
+  it('non-byte-level tokens at the lowest ids (more bytes than characters) scan to the same tables', () => {
+    const chars = bytesToUnicode();
+    const vocab: Record<string, number> = {};
+    // Short ones each add a little (one character, three bytes), long ones a lot: both must fit.
+    const added = [
+      ...Array.from({ length: 100 }, (_, i) => `漢${i}`),
+      ...Array.from({ length: 5 }, (_, i) => `語彙${'漢字'.repeat(20 + i)}`),
+    ];
+    added.forEach((t, id) => {
+      vocab[t] = id;
+    });
+    chars.forEach((c, b) => {
+      vocab[c] = added.length + b;
+    });
+    vocab[EOS_TOKEN] = Object.keys(vocab).length;
+    const d: TokenizerData = { vocab, merges: [['Ġ', 't']], specialTokens: [EOS_TOKEN, ...added] };
+    d.vocab['Ġt'] = Object.keys(vocab).length;
+    const json = tokenizerFileContents(d)['tokenizer.json'];
+    const general = buildTokenizerTables(parseTokenizerJson(json, 'tokenizer.json'));
+    assert.equal(general.textTokens.length, added.length);
+    assertSameTables(tablesFromTokenizerJson(utf8.encode(json)), general, 'tokenizer.json');
+  });
+
   it('hands unusual files to the general path, which loads them or fails with its usual message', async () => {
     const base = JSON.parse(files['tokenizer.json']);
     const variants: Array<[string, string]> = [
