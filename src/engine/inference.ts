@@ -23,6 +23,61 @@ export interface SharedHead {
   blocks: number;
 }
 
+/**
+ * The few LM-head rows that carry a model trained on part of the vocabulary (restricted-softmax training
+ * leaves every other row near its small initialisation), packed like the full head, with the largest norm
+ * among the other rows: ||h||·coldMaxNorm bounds every logit the hot rows leave out (Cauchy–Schwarz).
+ */
+interface HotHead {
+  /** Vocabulary ids of the hot rows, ascending (so ties still go to the lower id). */
+  ids: Int32Array;
+  ptr: number;
+  blocks: number;
+  coldMaxNorm: number;
+}
+
+/** A hot set must be this much larger in norm than every row it leaves out. */
+const HOT_NORM_RATIO = 3;
+
+/**
+ * Finds the hot rows: the widest gap (ratio ≥ HOT_NORM_RATIO) in the sorted row norms that keeps at most
+ * half the vocabulary above it. Null when the rows show no such gap (a model trained on every token).
+ */
+export function findHotRows(
+  lmHead: Float32Array,
+  V: number,
+  C: number,
+): { ids: Int32Array; coldMaxNorm: number } | null {
+  const norms = new Float64Array(V);
+  for (let v = 0; v < V; v++) {
+    let sum = 0;
+    const row = v * C;
+    for (let c = 0; c < C; c++) sum += lmHead[row + c] * lmHead[row + c];
+    norms[v] = Math.sqrt(sum);
+  }
+  const sorted = Float64Array.from(norms).sort().reverse();
+  let best = -1;
+  let bestRatio = HOT_NORM_RATIO;
+  for (let i = 0; i + 1 < V && i < V >> 1; i++) {
+    const ratio = sorted[i + 1] > 0 ? sorted[i] / sorted[i + 1] : sorted[i] > 0 ? Infinity : 0;
+    if (ratio >= bestRatio) {
+      bestRatio = ratio;
+      best = i;
+    }
+  }
+  if (best < 0) return null;
+  const threshold = sorted[best];
+  let count = 0;
+  for (let v = 0; v < V; v++) if (norms[v] >= threshold) count++;
+  const ids = new Int32Array(count);
+  let coldMaxNorm = 0;
+  for (let v = 0, j = 0; v < V; v++) {
+    if (norms[v] >= threshold) ids[j++] = v;
+    else if (norms[v] > coldMaxNorm) coldMaxNorm = norms[v];
+  }
+  return { ids, coldMaxNorm };
+}
+
 export interface InferenceWeightsOptions {
   /**
    * 'share': pack the LM head for other threads too (see sharedHead); it is then never freed, as other
@@ -39,6 +94,8 @@ export class InferenceWeights {
   readonly params: Float32Array;
   /** The LM head inside WebAssembly memory, or null on the pure-JS path. */
   readonly packedHead: PackedHead | null;
+  /** The hot rows of the LM head when the model has them (WebAssembly path only), see HotHead. */
+  hotHead: HotHead | null;
 
   constructor(config: GPTConfig, params: Float32Array, options: InferenceWeightsOptions = {}) {
     this.config = validateConfig(config);
@@ -63,6 +120,40 @@ export class InferenceWeights {
     } else {
       this.packedHead = null;
     }
+    this.hotHead = null;
+    const hot = this.packedHead ? findHotRows(this.views.lmHead, V, C) : null;
+    if (arena && hot) {
+      const hotBlocks = Math.ceil(hot.ids.length / HEAD_BLOCK);
+      const bytes = hotBlocks * HEAD_BLOCK * C * 4;
+      const ptr = arena.alloc(bytes);
+      arena.freeWith(this, ptr, bytes);
+      this.hotHead = { ids: hot.ids, ptr, blocks: hotBlocks, coldMaxNorm: hot.coldMaxNorm };
+      this.packRows(hot.ids, ptr, hotBlocks);
+    }
+  }
+
+  /** Number of hot LM-head rows (0 when the model has none or the pure-JS path runs). */
+  get hotVocabSize(): number {
+    return this.hotHead ? this.hotHead.ids.length : 0;
+  }
+
+  /** Packs the given vocabulary rows into [blocks][C][16] at ptr (zero rows pad the last block). */
+  private packRows(rows: Int32Array | null, ptr: number, blocks: number): void {
+    const arena = this.packedHead?.arena;
+    if (!arena) return;
+    const { vocabSize: V, nEmbd: C } = this.config;
+    const count = rows ? rows.length : V;
+    const w = this.views.lmHead;
+    const packed = arena.f32(ptr, blocks * HEAD_BLOCK * C);
+    for (let b = 0; b < blocks; b++) {
+      for (let j = 0; j < HEAD_BLOCK; j++) {
+        const r = b * HEAD_BLOCK + j;
+        const v = rows && r < count ? rows[r] : r;
+        const dst = b * HEAD_BLOCK * C + j;
+        if (r < count) for (let c = 0; c < C; c++) packed[dst + c * HEAD_BLOCK] = w[v * C + c];
+        else for (let c = 0; c < C; c++) packed[dst + c * HEAD_BLOCK] = 0;
+      }
+    }
   }
 
   /** The packed head as another thread can adopt it (null on the pure-JS path). */
@@ -79,17 +170,9 @@ export class InferenceWeights {
   repackHead(): void {
     const head = this.packedHead;
     if (!head) return;
-    const { vocabSize: V, nEmbd: C } = this.config;
-    const w = this.views.lmHead;
-    const packed = head.arena.f32(head.ptr, head.blocks * HEAD_BLOCK * C);
-    for (let b = 0; b < head.blocks; b++) {
-      for (let j = 0; j < HEAD_BLOCK; j++) {
-        const v = b * HEAD_BLOCK + j;
-        const dst = b * HEAD_BLOCK * C + j;
-        if (v < V) for (let c = 0; c < C; c++) packed[dst + c * HEAD_BLOCK] = w[v * C + c];
-        else for (let c = 0; c < C; c++) packed[dst + c * HEAD_BLOCK] = 0;
-      }
-    }
+    this.packRows(null, head.ptr, head.blocks);
+    // The hot rows were chosen from the old weights: after a change in place, use the full head only.
+    this.hotHead = null;
   }
 }
 
@@ -114,6 +197,10 @@ export class InferenceSession {
   private readonly logits: Float32Array; // [V], inside WebAssembly memory when the head is packed there
   private readonly headInput: Float32Array; // [C] final-normed last row, the LM head's input
   private readonly headPtrs: { logits: number; input: number } | null;
+  /** Logits of the hot rows only (see stepHot), inside WebAssembly memory; null without a hot head. */
+  private readonly hotLogits: Float32Array | null;
+  private readonly hotLogitsPtr: number;
+  private readonly hotHeadAtStart: HotHead | null;
   private readonly oneId = new Int32Array(1);
   private readonly lastRow: Float32Array; // [C] copy of the last residual row (no per-token subarray)
 
@@ -147,6 +234,61 @@ export class InferenceSession {
       this.logits = new Float32Array(V);
       this.headInput = new Float32Array(C);
     }
+    const hot = weights.hotHead;
+    this.hotHeadAtStart = hot;
+    if (head && hot) {
+      const bytes = hot.blocks * HEAD_BLOCK * 4;
+      this.hotLogitsPtr = head.arena.alloc(bytes);
+      head.arena.freeWith(this, this.hotLogitsPtr, bytes);
+      this.hotLogits = head.arena.f32(this.hotLogitsPtr, hot.ids.length);
+    } else {
+      this.hotLogitsPtr = 0;
+      this.hotLogits = null;
+    }
+  }
+
+  /** True when prefillHot/stepHot can run: the weights have a hot head (see InferenceWeights.hotHead). */
+  get hasHotHead(): boolean {
+    return this.hotLogits !== null && this.weights.hotHead === this.hotHeadAtStart;
+  }
+
+  /**
+   * Like prefill, but computes only the hot rows' logits (indexed like weights.hotHead.ids); every other
+   * logit is at most coldBound(). completeLogits() then gives the full logits of the same position.
+   */
+  prefillHot(ids: ArrayLike<number>): Float32Array {
+    const n = ids.length;
+    if (n === 0) throw new RangeError('prefill needs at least one token');
+    this.forwardRows(ids, n, 'hot');
+    return this.hotLogits as Float32Array;
+  }
+
+  /** Like step, computing only the hot rows' logits (see prefillHot). */
+  stepHot(id: number): Float32Array {
+    this.oneId[0] = id;
+    if (this.oneId[0] !== id)
+      throw new RangeError(`token id ${id} is outside [0, ${this.weights.config.vocabSize})`);
+    this.forwardRows(this.oneId, 1, 'hot');
+    return this.hotLogits as Float32Array;
+  }
+
+  /**
+   * An upper bound on every logit outside the hot rows at the last position run: ||h||·(largest cold row
+   * norm), widened by a relative 1e-4 so float rounding in the dot products cannot cross it.
+   */
+  coldBound(): number {
+    const hot = this.hotHeadAtStart;
+    if (!hot) return Number.POSITIVE_INFINITY;
+    const h = this.headInput;
+    let sum = 0;
+    for (let c = 0; c < h.length; c++) sum += h[c] * h[c];
+    return Math.sqrt(sum) * hot.coldMaxNorm * (1 + 1e-4) + 1e-30;
+  }
+
+  /** The full logits of the last position run by prefillHot/stepHot (the same values prefill/step give). */
+  completeLogits(): Float32Array {
+    this.fullHead();
+    return this.logits;
   }
 
   /** Forgets the sequence; the cache is overwritten by the next prefill. */
@@ -166,7 +308,7 @@ export class InferenceSession {
   prefill(ids: ArrayLike<number>): Float32Array {
     const n = ids.length;
     if (n === 0) throw new RangeError('prefill needs at least one token');
-    this.forwardRows(ids, n, true);
+    this.forwardRows(ids, n, 'full');
     return this.logits;
   }
 
@@ -175,7 +317,7 @@ export class InferenceSession {
     this.oneId[0] = id;
     if (this.oneId[0] !== id)
       throw new RangeError(`token id ${id} is outside [0, ${this.weights.config.vocabSize})`);
-    this.forwardRows(this.oneId, 1, true);
+    this.forwardRows(this.oneId, 1, 'full');
     return this.logits;
   }
 
@@ -184,7 +326,7 @@ export class InferenceSession {
     const { vocabSize: V, nEmbd: C } = this.weights.config;
     this.reset();
     const n = ids.length;
-    this.forwardRows(ids, n, false);
+    this.forwardRows(ids, n, 'none');
     const out = new Float32Array(n * V);
     const w = this.weights.views;
     this.layerNormFinal(n);
@@ -198,8 +340,11 @@ export class InferenceSession {
     layernormForward(this.xn, this.mean, this.rstd, this.x, w.lnfw, w.lnfb, rows, C, eps);
   }
 
-  /** Transformer body over n new rows; with `lastLogits` also computes the final logits of the last row. */
-  private forwardRows(ids: ArrayLike<number>, n: number, lastLogits: boolean): void {
+  /**
+   * Transformer body over n new rows, then the LM head on the last row: all logits ('full'), the hot rows'
+   * ('hot') or none.
+   */
+  private forwardRows(ids: ArrayLike<number>, n: number, head: 'full' | 'hot' | 'none'): void {
     const {
       vocabSize: V,
       nPositions: maxT,
@@ -277,17 +422,32 @@ export class InferenceSession {
       for (let i = 0; i < n * C; i++) x[i] += proj[i];
     }
     this.position = start + n;
-    if (!lastLogits) return;
+    if (head === 'none') return;
     // Only the last row needs logits: normalise it alone and run the LM head on it.
     const last = (n - 1) * C;
     const lastRow = this.lastRow;
     for (let c = 0; c < C; c++) lastRow[c] = x[last + c];
     layernormForward(this.headInput, mean, rstd, lastRow, w.lnfw, w.lnfb, 1, C, eps);
+    const hot = this.hotHeadAtStart;
+    const packed = this.weights.packedHead;
+    if (head === 'hot') {
+      if (!hot || !packed || !this.headPtrs || !this.hasHotHead)
+        throw new Error('this model has no hot LM-head rows: use prefill/step');
+      // The same kernel over rows packed the same way: each hot logit is bit-identical to the full head's.
+      packed.arena.kernels.lmHead(this.hotLogitsPtr, this.headPtrs.input, hot.ptr, hot.blocks, C);
+      return;
+    }
+    this.fullHead();
+  }
+
+  /** All V logits of the normalised last row in headInput. */
+  private fullHead(): void {
+    const { vocabSize: V, nEmbd: C } = this.weights.config;
     const head = this.weights.packedHead;
     if (head && this.headPtrs) {
       head.arena.kernels.lmHead(this.headPtrs.logits, this.headPtrs.input, head.ptr, head.blocks, C);
     } else {
-      matmulTransposedForward(this.logits, this.headInput, w.lmHead, 1, C, V);
+      matmulTransposedForward(this.logits, this.headInput, this.weights.views.lmHead, 1, C, V);
     }
   }
 }

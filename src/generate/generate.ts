@@ -1,7 +1,13 @@
 // The generation loop: prefill the prompt, then sample → stop rules → stream text, one token at a time.
 import type { InferenceSession } from '../engine/inference.js';
 import { Rng } from '../engine/rng.js';
-import { SamplerScratch, type SamplingParams, sampleToken } from './sampler.js';
+import {
+  hotSamplingApplies,
+  SamplerScratch,
+  type SamplingParams,
+  sampleHotToken,
+  sampleToken,
+} from './sampler.js';
 import { StopMatcher } from './stop.js';
 import { type TokenBytes, TokenTextStream } from './text-stream.js';
 
@@ -71,12 +77,21 @@ export function* generate(
   let finishReason: FinishReason = 'length';
   let endedByEos = false;
   session.reset();
-  let logits = session.prefill(promptIds);
+  // A model trained on part of the vocabulary: score its hot LM-head rows first and the rest only when the
+  // bound on them cannot rule them out (same tokens as scoring everything; see sampleHotToken).
+  const hotIds = session.hasHotHead ? session.weights.hotHead?.ids : undefined;
+  const useHot = hotIds !== undefined && hotSamplingApplies(options, hotIds.length);
+  let logits = useHot ? session.prefillHot(promptIds) : session.prefill(promptIds);
   let generated = 0;
   while (generated < options.maxNewTokens) {
     // Draw the coin even for greedy decoding so a seed means the same thing at every temperature.
     const coin = rng.random();
-    const id = sampleToken(logits, options, coin, scratch, seen);
+    let id = -1;
+    if (useHot) {
+      id = sampleHotToken(logits, hotIds, session.coldBound(), options, coin, scratch);
+      if (id < 0) logits = session.completeLogits();
+    }
+    if (id < 0) id = sampleToken(logits, options, coin, scratch, seen);
     generated++;
     if (options.eosTokenId !== null && id === options.eosTokenId) {
       finishReason = 'stop';
@@ -93,7 +108,7 @@ export function* generate(
       break;
     }
     if (generated >= options.maxNewTokens || session.remaining === 0) break;
-    logits = session.step(id);
+    logits = useHot ? session.stepHot(id) : session.step(id);
   }
   if (stream && !stops.done) {
     const tail = stops.push(stream.flush()) + stops.flush();

@@ -1,0 +1,139 @@
+// The hot-row LM head: a model whose head has a few large rows and many tiny ones (restricted-softmax training)
+// scores the large rows first, and generation picks exactly the tokens it picks when scoring every row.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { GPTConfig } from '../../src/engine/config.js';
+import { findHotRows, InferenceSession, InferenceWeights } from '../../src/engine/inference.js';
+import { parameterLayout } from '../../src/engine/layout.js';
+import { Rng } from '../../src/engine/rng.js';
+import { wasmArena } from '../../src/engine/wasm/runtime.js';
+import { type GenerateOptions, generateAll } from '../../src/generate/generate.js';
+import { SamplerScratch, sampleHotToken } from '../../src/generate/sampler.js';
+import { loadModelDir } from '../../src/io/checkpoint.js';
+import { fixture } from '../helpers/fixtures.js';
+
+const HOT = 48; // every 10th id below 480 is hot, plus EOS-like id 511
+/** Cold rows this small still leave a clear gap in norms, but the bound often cannot rule them out. */
+const COLD_LOOSE = 0.2;
+
+/** multi-v512's weights with every non-hot row of the tied head/embedding scaled by `coldScale`. */
+async function partlyTrained(
+  coldScale: number,
+): Promise<{ config: GPTConfig; params: Float32Array; hot: number[] }> {
+  const { config, params: golden } = await loadModelDir(fixture('multi-v512'));
+  const params = Float32Array.from(golden);
+  const layout = parameterLayout(config);
+  const heads = ['transformer.wte.weight', 'lm_head.weight'].flatMap((name) => layout.byName.get(name) ?? []);
+  assert.ok(heads.length > 0, 'layout has the token embedding');
+  const hot = [...Array.from({ length: HOT }, (_, i) => i * 10), config.vocabSize - 1];
+  const isHot = new Set(hot);
+  const C = config.nEmbd;
+  for (let v = 0; v < config.vocabSize; v++) {
+    if (isHot.has(v)) continue;
+    for (const t of heads) for (let c = 0; c < C; c++) params[t.offset + v * C + c] *= coldScale;
+  }
+  return { config, params, hot };
+}
+
+function pair(config: GPTConfig, params: Float32Array): { hot: InferenceSession; full: InferenceSession } {
+  const hotWeights = new InferenceWeights(config, params);
+  const fullWeights = new InferenceWeights(config, params);
+  fullWeights.hotHead = null;
+  return { hot: new InferenceSession(hotWeights), full: new InferenceSession(fullWeights) };
+}
+
+const available = wasmArena() !== null;
+
+describe('hot-row LM head', { skip: available ? false : 'needs the WebAssembly kernels' }, () => {
+  it('finds the large rows by the gap in row norms, and none in a model trained on every token', async () => {
+    const { config, params, hot } = await partlyTrained(0.05);
+    const weights = new InferenceWeights(config, params);
+    assert.deepEqual(Array.from(weights.hotHead?.ids ?? []), hot);
+    const seed = await loadModelDir(fixture('seed-tiny'));
+    const seedWeights = new InferenceWeights(seed.config, seed.params);
+    assert.equal(seedWeights.hotHead, null, 'seed-tiny has no gap in its row norms');
+    assert.equal(findHotRows(new Float32Array(4 * 2).fill(1), 4, 2), null, 'equal rows: no hot set');
+  });
+
+  it('hot logits are bit-identical to the full head, and the cold bound holds at every step', async () => {
+    const { config, params, hot } = await partlyTrained(0.05);
+    const { hot: session } = pair(config, params);
+    const isHot = new Set(hot);
+    const rng = new Rng(3);
+    let maxDiff = 0;
+    let tightest = Number.POSITIVE_INFINITY;
+    let hotLogits = session.prefillHot([1, 2, 3]);
+    for (let step = 0; step < 60; step++) {
+      const hotCopy = Float32Array.from(hotLogits);
+      const bound = session.coldBound();
+      const full = session.completeLogits();
+      for (let i = 0; i < hot.length; i++) maxDiff = Math.max(maxDiff, Math.abs(full[hot[i]] - hotCopy[i]));
+      for (let v = 0; v < full.length; v++) {
+        if (!isHot.has(v)) tightest = Math.min(tightest, bound - full[v]);
+      }
+      hotLogits = session.stepHot(Math.floor(rng.random() * config.vocabSize));
+    }
+    console.log(
+      `hot vs full logits: largest abs diff ${maxDiff}; smallest margin under the cold bound ${tightest}`,
+    );
+    assert.equal(maxDiff, 0);
+    assert.ok(tightest > 0, `a cold logit reached the bound (margin ${tightest})`);
+  });
+
+  it('generation picks the same tokens as scoring every row, whether the bound decides or not', async () => {
+    // coldScale 0.05: the bound rules the cold rows out; COLD_LOOSE: it often cannot, and the full head is used.
+    for (const coldScale of [0.05, COLD_LOOSE]) {
+      const { config, params } = await partlyTrained(coldScale);
+      const { hot, full } = pair(config, params);
+      const settings: Omit<GenerateOptions, 'seed'>[] = [
+        { temperature: 1, topK: 20, topP: 0.95, repetitionPenalty: 1, maxNewTokens: 40, eosTokenId: null },
+        { temperature: 0, topK: 0, topP: 1, repetitionPenalty: 1, maxNewTokens: 40, eosTokenId: null },
+        { temperature: 0.8, topK: 5, topP: 1, repetitionPenalty: 1, maxNewTokens: 40, eosTokenId: null },
+        // Not decidable from the hot rows: these take the full path in both sessions.
+        { temperature: 1, topK: 0, topP: 0.9, repetitionPenalty: 1, maxNewTokens: 40, eosTokenId: null },
+        { temperature: 1, topK: 20, topP: 1, repetitionPenalty: 1.3, maxNewTokens: 40, eosTokenId: null },
+      ];
+      let compared = 0;
+      for (const options of settings) {
+        for (let seed = 0; seed < 8; seed++) {
+          const a = generateAll(hot, null, [5, 6, 7], { ...options, seed });
+          const b = generateAll(full, null, [5, 6, 7], { ...options, seed });
+          assert.deepEqual(a.ids, b.ids, `coldScale ${coldScale}, ${JSON.stringify(options)}, seed ${seed}`);
+          compared += a.ids.length;
+        }
+      }
+      console.log(
+        `coldScale ${coldScale}: ${compared} generated tokens identical with and without the hot head`,
+      );
+    }
+  });
+
+  it('the sampler declines (-1) exactly when the k-th hot logit does not clear the cold bound', async () => {
+    const { config, params } = await partlyTrained(COLD_LOOSE);
+    const { hot: session } = pair(config, params);
+    const ids = session.weights.hotHead?.ids;
+    assert.ok(ids);
+    const scratch = new SamplerScratch(config.vocabSize);
+    const params5 = { temperature: 1, topK: 5, topP: 1, repetitionPenalty: 1 };
+    let declined = 0;
+    let decided = 0;
+    let logits = session.prefillHot([9]);
+    for (let step = 0; step < 60; step++) {
+      const bound = session.coldBound();
+      const fifth = Float32Array.from(logits).sort().reverse()[4];
+      const id = sampleHotToken(logits, ids, bound, params5, 0.5, scratch);
+      assert.equal(
+        id < 0,
+        !(fifth > bound),
+        `step ${step}: 5th hot logit ${fifth}, bound ${bound}, got ${id}`,
+      );
+      if (id < 0) declined++;
+      else decided++;
+      logits = session.stepHot(step % config.vocabSize);
+    }
+    console.log(
+      `coldScale ${COLD_LOOSE}, top-5: ${decided} steps decided from the hot rows, ${declined} declined`,
+    );
+    assert.ok(declined > 0 && decided > 0, 'both outcomes were exercised');
+  });
+});
