@@ -198,8 +198,9 @@ describe('tokenizer tables', () => {
       vocab[c] = added.length + b;
     });
     vocab[EOS_TOKEN] = Object.keys(vocab).length;
-    const d: TokenizerData = { vocab, merges: [['Ġ', 't']], specialTokens: [EOS_TOKEN, ...added] };
-    d.vocab['Ġt'] = Object.keys(vocab).length;
+    const merged = `${chars[32]}t`;
+    vocab[merged] = Object.keys(vocab).length;
+    const d: TokenizerData = { vocab, merges: [[chars[32], 't']], specialTokens: [EOS_TOKEN, ...added] };
     const json = tokenizerFileContents(d)['tokenizer.json'];
     const general = buildTokenizerTables(parseTokenizerJson(json, 'tokenizer.json'));
     assert.equal(general.textTokens.length, added.length);
