@@ -159,10 +159,8 @@ if (sections.has('train')) {
   results.train = await benchTrain(rounds, skip);
 }
 if (sections.has('server')) {
-  skip(
-    'server',
-    'the server benchmark (autocannon on /generate and streamed chat, cold start, RSS) is not written yet',
-  );
+  const { benchServer } = await import('./server.js');
+  results.server = await benchServer(rounds, skip);
 }
 results.skipped = skipped;
 

@@ -1,0 +1,442 @@
+// Server section of `npm run bench`: the compiled server as a child process, loopback load, cold start and RSS.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import autocannon from 'autocannon';
+import { ChatStreamTimer } from './lib/chat-stream.js';
+import { locateModels, repoRoot } from './lib/models.js';
+import { median, nowMs, quantile } from './lib/stats.js';
+import { printTable } from './lib/table.js';
+
+const CONCURRENCY = [1, 8, 32];
+const WORKERS = [1, 2];
+/** Seconds each (endpoint, concurrency, workers) cell runs per round. */
+const CELL_S = 1;
+const COLD_RUNS = 3;
+const TARGET_P50_MS = 20;
+const TARGET_SCALING = 1.7;
+const GENERATE_BODY = JSON.stringify({ prompt: 'What is tiny-llm?', max_new_tokens: 50, seed: 42 });
+const CHAT_BODY = JSON.stringify({
+  messages: [{ role: 'user', content: 'What is tiny-llm?' }],
+  stream: true,
+  max_tokens: 50,
+  seed: 42,
+});
+
+type Skip = (what: string, why: unknown) => void;
+
+interface Cell {
+  requestsPerS: number;
+  p50Ms: number;
+  p99Ms: number;
+  ttftP50Ms?: number;
+  ttftP99Ms?: number;
+  non200: number;
+}
+
+export interface ServerRow extends Cell {
+  model: string;
+  endpoint: 'generate' | 'chat-stream';
+  workers: number;
+  concurrency: number;
+}
+
+export interface ServerResults {
+  load: ServerRow[];
+  memory: { model: string; workers: number; rssMaxMiB: number; rssMedianMiB: number }[];
+  coldStart: { model: string; workers: number; readyMs: number; firstReplyMs: number; rssMiB: number }[];
+  targets: Record<string, { value: number; target: string; pass: boolean }>;
+}
+
+interface Served {
+  child: ChildProcess;
+  url: string;
+  stop(): Promise<void>;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
+    });
+  });
+}
+
+/** VmRSS of a process in MiB (all threads: the generation workers included), NaN when unreadable. */
+function rssMiB(pid: number): number {
+  try {
+    const kib = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+    return kib ? Number(kib) / 1024 : Number.NaN;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Servers still running: killed if the bench exits early, so no child outlives it. */
+const live = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of live) child.kill('SIGKILL');
+});
+
+/** Spawns `tiny-llm serve` (dist/) with the queue and rate limits out of the way; resolves once /ready is 200. */
+async function serve(modelDir: string, workers: number): Promise<Served> {
+  const port = await freePort();
+  const args = [join(repoRoot, 'bin', 'tiny-llm.js'), 'serve', '--model-dir', modelDir];
+  args.push('--port', String(port), '--host', '127.0.0.1', '--workers', String(workers));
+  args.push('--queue-limit', '10000', '--rate-limit', '0');
+  const child = spawn(process.execPath, args, {
+    env: { ...process.env, PORT: '', WORKERS: '', RATE_LIMIT: '', LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-4000);
+  });
+  live.add(child);
+  const exited = new Promise<void>((resolve) =>
+    child.once('exit', () => {
+      live.delete(child);
+      resolve();
+    }),
+  );
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    const kill = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(kill);
+  };
+  const url = `http://127.0.0.1:${port}`;
+  const start = nowMs();
+  try {
+    for (;;) {
+      if (child.exitCode !== null || child.signalCode !== null)
+        throw new Error(`the server exited before it was ready: ${stderr.trim().slice(-500)}`);
+      if (nowMs() - start > 60_000)
+        throw new Error(`the server was not ready within 60 s: ${stderr.slice(-500)}`);
+      const res = await fetch(`${url}/ready`).catch(() => null);
+      await res?.body?.cancel();
+      if (res?.status === 200) return { child, url, stop };
+      await sleep(20);
+    }
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
+
+/** `POST /generate` with autocannon (it reports whole-response latency, which is what /generate has). */
+async function loadGenerate(url: string, connections: number): Promise<Cell> {
+  const r = await autocannon({
+    url: `${url}/generate`,
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: GENERATE_BODY,
+    connections,
+    duration: CELL_S,
+    timeout: 30,
+  });
+  return {
+    requestsPerS: r['2xx'] / r.duration,
+    p50Ms: r.latency.p50,
+    p99Ms: r.latency.p99,
+    non200: r.non2xx + r.errors + r.timeouts,
+  };
+}
+
+/**
+ * Streamed chat with our own node:http client: autocannon only sees whole responses, and the time to the
+ * first content delta needs the SSE events as they arrive. `clients` loops send until the cell's time is up.
+ */
+async function loadChat(url: string, clients: number): Promise<Cell> {
+  const agent = new Agent({ keepAlive: true, maxSockets: clients });
+  const latencies: number[] = [];
+  const ttfts: number[] = [];
+  let non200 = 0;
+  const one = () =>
+    new Promise<void>((resolve) => {
+      const t0 = nowMs();
+      const timer = new ChatStreamTimer();
+      const req = request(
+        `${url}/v1/chat/completions`,
+        { method: 'POST', agent, headers: { 'content-type': 'application/json' } },
+        (res) => {
+          res.setEncoding('utf8');
+          res.on('data', (text: string) => {
+            try {
+              timer.push(text, nowMs());
+            } catch {
+              res.destroy();
+            }
+          });
+          res.on('end', () => {
+            if (res.statusCode !== 200 || !timer.done || timer.firstContentAt === null) non200++;
+            else {
+              latencies.push(nowMs() - t0);
+              ttfts.push(timer.firstContentAt - t0);
+            }
+            resolve();
+          });
+          res.on('error', () => {
+            non200++;
+            resolve();
+          });
+        },
+      );
+      req.setTimeout(30_000, () => req.destroy(new Error('timed out')));
+      req.on('error', () => {
+        non200++;
+        resolve();
+      });
+      req.end(CHAT_BODY);
+    });
+  const start = nowMs();
+  const deadline = start + CELL_S * 1000;
+  await Promise.all(
+    Array.from({ length: clients }, async () => {
+      while (nowMs() < deadline) await one();
+    }),
+  );
+  const elapsed = (nowMs() - start) / 1000;
+  agent.destroy();
+  const q = (xs: number[], p: number) => (xs.length ? quantile(xs, p) : Number.NaN);
+  return {
+    requestsPerS: latencies.length / elapsed,
+    p50Ms: q(latencies, 0.5),
+    p99Ms: q(latencies, 0.99),
+    ttftP50Ms: q(ttfts, 0.5),
+    ttftP99Ms: q(ttfts, 0.99),
+    non200,
+  };
+}
+
+/** Runs `fn` while sampling the process's RSS every 50 ms. */
+async function sampled<T>(pid: number, into: number[], fn: () => Promise<T>): Promise<T> {
+  const timer = setInterval(() => {
+    const v = rssMiB(pid);
+    if (Number.isFinite(v)) into.push(v);
+  }, 50);
+  try {
+    return await fn();
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+const medianOf = (xs: number[]) => {
+  const finite = xs.filter(Number.isFinite);
+  return finite.length ? median(finite) : Number.NaN;
+};
+
+async function benchModel(name: string, dir: string, rounds: number, out: ServerResults, skip: Skip) {
+  const servers = new Map<number, Served>();
+  try {
+    for (const w of WORKERS) {
+      try {
+        servers.set(w, await serve(dir, w));
+      } catch (e) {
+        skip(`server on ${name} with ${w} workers`, e);
+      }
+    }
+    if (servers.size === 0) return;
+    const cells = new Map<string, Cell[]>();
+    const rss = new Map<number, number[]>(WORKERS.map((w) => [w, []]));
+    const key = (endpoint: string, w: number, c: number) => `${endpoint}|${w}|${c}`;
+    // Round 0 warms up; later rounds alternate which worker count goes first so noise hits both alike.
+    for (let round = 0; round <= rounds; round++) {
+      process.stdout.write(`  server ${name}: round ${round}/${rounds}${round === 0 ? ' (warm-up)' : ''}\n`);
+      const order = round % 2 ? [...WORKERS].reverse() : WORKERS;
+      for (const w of order) {
+        const s = servers.get(w);
+        if (!s?.child.pid) continue;
+        for (const c of CONCURRENCY) {
+          const samples = rss.get(w) ?? [];
+          const gen = await sampled(s.child.pid, samples, () => loadGenerate(s.url, c));
+          const chat = await sampled(s.child.pid, samples, () => loadChat(s.url, c));
+          if (round === 0) {
+            samples.length = 0;
+            continue;
+          }
+          for (const [endpoint, cell] of [
+            ['generate', gen],
+            ['chat-stream', chat],
+          ] as const) {
+            const k = key(endpoint, w, c);
+            cells.set(k, [...(cells.get(k) ?? []), cell]);
+          }
+        }
+      }
+    }
+    for (const endpoint of ['generate', 'chat-stream'] as const)
+      for (const w of WORKERS)
+        for (const c of CONCURRENCY) {
+          const cs = cells.get(key(endpoint, w, c));
+          if (!cs) continue;
+          const row: ServerRow = {
+            model: name,
+            endpoint,
+            workers: w,
+            concurrency: c,
+            requestsPerS: medianOf(cs.map((x) => x.requestsPerS)),
+            p50Ms: medianOf(cs.map((x) => x.p50Ms)),
+            p99Ms: medianOf(cs.map((x) => x.p99Ms)),
+            non200: cs.reduce((a, x) => a + x.non200, 0),
+          };
+          if (endpoint === 'chat-stream') {
+            row.ttftP50Ms = medianOf(cs.map((x) => x.ttftP50Ms ?? Number.NaN));
+            row.ttftP99Ms = medianOf(cs.map((x) => x.ttftP99Ms ?? Number.NaN));
+          }
+          out.load.push(row);
+        }
+    for (const [w, xs] of rss)
+      if (xs.length)
+        out.memory.push({ model: name, workers: w, rssMaxMiB: Math.max(...xs), rssMedianMiB: median(xs) });
+  } finally {
+    for (const s of servers.values()) await s.stop();
+  }
+}
+
+/** Cold start by scripts/measure-cold-start.ts (spawn → /ready → first /generate), worker counts interleaved. */
+async function coldStart(name: string, dir: string, out: ServerResults, skip: Skip) {
+  let measure: typeof import('../scripts/measure-cold-start.js').measureColdStart;
+  try {
+    ({ measureColdStart: measure } = await import('../scripts/measure-cold-start.js'));
+  } catch (e) {
+    skip('server cold start', e);
+    return;
+  }
+  const runs = new Map<number, { ready: number[]; first: number[]; rss: number[] }>(
+    WORKERS.map((w) => [w, { ready: [], first: [], rss: [] }]),
+  );
+  try {
+    for (let i = 0; i < COLD_RUNS; i++)
+      for (const w of i % 2 ? [...WORKERS].reverse() : WORKERS) {
+        const r = await measure({ modelDir: dir, workers: w, runs: 1, timeoutMs: 30_000 });
+        const acc = runs.get(w);
+        acc?.ready.push(...r.readyMs);
+        acc?.first.push(...r.firstReplyMs);
+        acc?.rss.push(...r.rssMiB);
+      }
+  } catch (e) {
+    skip(`server cold start on ${name}`, e);
+    return;
+  }
+  for (const [w, r] of runs)
+    out.coldStart.push({
+      model: name,
+      workers: w,
+      readyMs: median(r.ready),
+      firstReplyMs: median(r.first),
+      rssMiB: medianOf(r.rss),
+    });
+}
+
+const fmt = (x: number | undefined, digits = 1) =>
+  x === undefined || !Number.isFinite(x) ? '' : x.toFixed(digits);
+
+export async function benchServer(rounds: number, skip: Skip): Promise<ServerResults | undefined> {
+  if (!existsSync(join(repoRoot, 'dist', 'cli', 'main.js'))) {
+    skip('server', 'dist/ is missing: run `npm run build` first (the section measures the compiled server)');
+    return undefined;
+  }
+  const out: ServerResults = { load: [], memory: [], coldStart: [], targets: {} };
+  for (const located of locateModels()) {
+    if (!located.ok) {
+      skip(`server on ${located.name}`, located.why);
+      continue;
+    }
+    try {
+      await benchModel(located.name, located.dir, rounds, out, skip);
+    } catch (e) {
+      skip(`server load on ${located.name}`, e);
+    }
+    await coldStart(located.name, located.dir, out, skip);
+  }
+  printTable(
+    `Server (compiled, loopback, ${CELL_S} s per cell, medians of ${rounds} rounds; 50 new tokens)`,
+    [
+      'model',
+      'endpoint',
+      'workers',
+      'clients',
+      'req/s',
+      'p50 ms',
+      'p99 ms',
+      'TTFT p50',
+      'TTFT p99',
+      'non-200',
+    ],
+    out.load.map((r) => [
+      r.model,
+      r.endpoint,
+      String(r.workers),
+      String(r.concurrency),
+      fmt(r.requestsPerS),
+      fmt(r.p50Ms),
+      fmt(r.p99Ms),
+      fmt(r.ttftP50Ms),
+      fmt(r.ttftP99Ms),
+      String(r.non200),
+    ]),
+  );
+  printTable(
+    `Server cold start (median of ${COLD_RUNS} spawns) and resident memory (VmRSS sampled under load)`,
+    [
+      'model',
+      'workers',
+      'ready ms',
+      'first reply ms',
+      'RSS after start MiB',
+      'RSS load median',
+      'RSS load max',
+    ],
+    out.coldStart.map((c) => {
+      const m = out.memory.find((x) => x.model === c.model && x.workers === c.workers);
+      return [
+        c.model,
+        String(c.workers),
+        fmt(c.readyMs, 0),
+        fmt(c.firstReplyMs, 0),
+        fmt(c.rssMiB),
+        fmt(m?.rssMedianMiB),
+        fmt(m?.rssMaxMiB),
+      ];
+    }),
+  );
+  for (const model of new Set(out.load.map((r) => r.model))) {
+    const find = (endpoint: string, w: number, c: number) =>
+      out.load.find(
+        (r) => r.model === model && r.endpoint === endpoint && r.workers === w && r.concurrency === c,
+      );
+    const p50 = find('generate', 1, 1)?.p50Ms;
+    if (p50 !== undefined)
+      out.targets[`${model}: /generate p50 at 1 client, 1 worker (ms)`] = {
+        value: p50,
+        target: `≤ ${TARGET_P50_MS}`,
+        pass: p50 <= TARGET_P50_MS,
+      };
+    for (const endpoint of ['generate', 'chat-stream']) {
+      const one = find(endpoint, 1, 32)?.requestsPerS;
+      const two = find(endpoint, 2, 32)?.requestsPerS;
+      if (one && two !== undefined)
+        out.targets[`${model}: ${endpoint} req/s at 32 clients, 2 workers ÷ 1 worker`] = {
+          value: two / one,
+          target: `≥ ${TARGET_SCALING}×`,
+          pass: two / one >= TARGET_SCALING,
+        };
+    }
+  }
+  printTable(
+    'Server targets (issue 6)',
+    ['figure', 'measured', 'target', ''],
+    Object.entries(out.targets).map(([k, t]) => [k, fmt(t.value, 2), t.target, t.pass ? 'pass' : 'miss']),
+  );
+  return out;
+}
