@@ -118,7 +118,9 @@ describe('create-model', () => {
     assert.equal(json(again.stdout).source, 'reused');
     assert.match(again.stderr, /reusing/);
     assert.equal(json((await create(dir, [...TRAIN, '--force-train'])).stdout).source, 'trained');
-    assert.equal(json((await create(dir, [...TRAIN, '--lr', '0.01'])).stdout).source, 'trained');
+    // An lr other than the preset's (twice it), so the config really changes.
+    const otherLr = String(DEFAULT_PRESET.hyper.lr * 2);
+    assert.equal(json((await create(dir, [...TRAIN, '--lr', otherLr])).stdout).source, 'trained');
     const changed = join(work, 'corpus2.txt');
     writeFileSync(changed, `${CORPUS}\nOne more fact about the pipeline.\n`);
     const r = await runCli([
@@ -129,7 +131,7 @@ describe('create-model', () => {
       changed,
       ...TRAIN,
       '--lr',
-      '0.01',
+      otherLr,
     ]);
     assert.equal(json(r.stdout).source, 'trained');
     assert.match(r.stderr, /different config or corpus/);
