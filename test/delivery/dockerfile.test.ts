@@ -1,0 +1,78 @@
+// Static checks of docker/Dockerfile and the stand-in script: one supported Node major in both stages, the
+// stand-ins tagged with the Dockerfile's exact FROM names, and a runtime stage that is non-root with exec-form CMD.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+
+const dockerfile = readFileSync('docker/Dockerfile', 'utf8');
+const standins = readFileSync('scripts/container/make-standins.sh', 'utf8');
+
+/** FROM lines in order, as `{ image, alias }`. */
+function froms(text: string): { image: string; alias: string | null }[] {
+  return [...text.matchAll(/^FROM\s+(\S+)(?:\s+AS\s+(\S+))?\s*$/gim)].map((m) => ({
+    image: m[1],
+    alias: m[2] ?? null,
+  }));
+}
+
+function shellDefault(name: string): string {
+  const m = standins.match(new RegExp(`^${name}="\\$\\{${name}:-([^}]+)\\}"`, 'm'));
+  assert.ok(m, `make-standins.sh sets ${name}`);
+  return m[1];
+}
+
+function shellConst(name: string): string {
+  const m = standins.match(new RegExp(`^${name}="([^"]+)"`, 'm'));
+  assert.ok(m, `make-standins.sh sets ${name}`);
+  return m[1];
+}
+
+describe('docker/Dockerfile', () => {
+  const stages = froms(dockerfile);
+
+  it('has a node build stage and a distroless runtime stage of the same, still supported, Node major', () => {
+    assert.equal(stages.length, 2, `expected 2 FROM lines, got ${JSON.stringify(stages)}`);
+    const build = stages[0].image.match(/^node:(\d+)-bookworm-slim$/);
+    const runtime = stages[1].image.match(/^gcr\.io\/distroless\/nodejs(\d+)-debian12:nonroot$/);
+    assert.ok(build, `build stage ${stages[0].image} is node:<major>-bookworm-slim`);
+    assert.ok(runtime, `runtime stage ${stages[1].image} is distroless nodejs<major>-debian12:nonroot`);
+    assert.equal(build[1], runtime[1], 'both stages run the same Node major');
+    // Node 20 reached end of life in April 2026; LTS lines are even majors.
+    const major = Number(build[1]);
+    assert.ok(major >= 22 && major % 2 === 0, `Node ${major} is not a supported LTS line`);
+  });
+
+  it('runs as a numeric non-root user with an exec-form CMD (node is PID 1 and receives SIGTERM)', () => {
+    const runtimePart = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
+    const user = runtimePart.match(/^USER\s+(\d+)(?::(\d+))?\s*$/m);
+    assert.ok(user, 'runtime stage sets USER uid[:gid]');
+    assert.notEqual(Number(user[1]), 0, 'runtime user is not root');
+    const cmd = runtimePart.match(/^CMD\s+(.+)$/m);
+    assert.ok(cmd, 'runtime stage has a CMD');
+    const args = JSON.parse(cmd[1]) as unknown;
+    assert.ok(Array.isArray(args) && args.every((a) => typeof a === 'string'), 'CMD is exec form');
+    assert.ok(!/\b(sh|bash)\b/.test(cmd[1]), 'CMD starts no shell');
+  });
+
+  it('trains the model in the build stage behind the quality gate', () => {
+    const buildPart = dockerfile.slice(0, dockerfile.lastIndexOf('\nFROM '));
+    assert.match(buildPart, /create-model --train --preset default[^\n]*\\?\n?\s*--max-loss/);
+    // The shipped model must have learned its corpus (issue 6: ≤ 1.0 nats/token), not merely trained.
+    const gate = Number(buildPart.match(/^ARG MAX_LOSS=(\S+)$/m)?.[1]);
+    assert.ok(gate > 0 && gate <= 1.0, `MAX_LOSS gate ${gate} is in (0, 1.0]`);
+  });
+});
+
+describe('scripts/container/make-standins.sh', () => {
+  it('tags its stand-ins with the Dockerfile FROM names and ships the same Node major', () => {
+    const stages = froms(dockerfile);
+    const build = shellConst('BUILD_IMAGE');
+    const runtime = shellConst('RUNTIME_IMAGE');
+    // buildah resolves short names to docker.io/library/…; the runtime name is already fully qualified.
+    assert.equal(build, `docker.io/library/${stages[0].image}`);
+    assert.equal(runtime, stages[1].image);
+    const nodeVersion = shellDefault('NODE_VERSION');
+    const major = stages[0].image.match(/^node:(\d+)-/)?.[1];
+    assert.equal(nodeVersion.split('.')[0], major, `stand-in Node ${nodeVersion} matches node:${major}`);
+  });
+});
