@@ -21,8 +21,51 @@ function release(arena: WasmArena, temps: number[]): void {
 }
 
 /**
+ * A thread that runs gemm over the same WebAssembly memory as this one (see src/runtime/gemm-threads.ts).
+ * `start` hands it the 13 gemm arguments and returns at once; `wait` blocks until that call has finished.
+ */
+export interface GemmHelper {
+  /** Gemm scratch of its own at this byte offset (gemmWorkBytes() + 128 bytes). */
+  readonly work: number;
+  start(args: Int32Array): void;
+  wait(): void;
+}
+
+/** Products from this many multiply-adds are split across the helpers: below, waking a thread would not pay. */
+const PARALLEL_MIN_MACS = 1 << 22;
+let helpers: readonly GemmHelper[] = [];
+let helpersMemory: WebAssembly.Memory | null = null;
+
+/**
+ * Lets large gemms run on `more` as well as on the calling thread, splitting C's rows (or its columns when it
+ * is wide) into equal parts; `memory` is the arena memory they run over. Empty: back to one thread.
+ * Results are bit-identical either way: every element of C sums k in the same order whatever the split.
+ */
+export function setGemmHelpers(more: readonly GemmHelper[], memory: WebAssembly.Memory | null): void {
+  helpers = more;
+  helpersMemory = memory;
+}
+
+/** Threads a large product uses now (the calling one included). */
+export function gemmThreads(): number {
+  return helpers.length + 1;
+}
+
+/** Each arena's gemm scratch (packed blocks of A and B, one edge tile), allocated once. */
+const gemmWork = new WeakMap<WasmArena, number>();
+
+function workFor(arena: WasmArena): number {
+  let ptr = gemmWork.get(arena);
+  if (ptr === undefined) {
+    ptr = arena.alloc(arena.kernels.gemmWorkBytes() + 128);
+    gemmWork.set(arena, ptr);
+  }
+  return ptr;
+}
+
+/**
  * out[M×N] (+)= A·B on the WebAssembly gemm. A is [M×K] or, with `aT`, stored [K×M]; B is [K×N] or, with
- * `bT`, stored [N×K] (transposed once into WebAssembly memory). `bias` (length N) starts every row.
+ * `bT`, stored [N×K] (the gemm packs either orientation). `bias` (length N) starts every row.
  */
 function gemmWasm(
   arena: WasmArena,
@@ -40,13 +83,7 @@ function gemmWasm(
   const temps: number[] = [];
   try {
     const aPtr = place(arena, a, M * K, temps);
-    let bPtr = place(arena, b, K * N, temps);
-    if (bT) {
-      const t = arena.alloc(K * N * 4);
-      temps.push(t, K * N * 4);
-      arena.kernels.transpose(t, bPtr, N, K);
-      bPtr = t;
-    }
+    const bPtr = place(arena, b, K * N, temps);
     const owned = arena.owns(out);
     const cPtr = owned ? out.byteOffset : arena.alloc(M * N * 4);
     if (!owned) temps.push(cPtr, M * N * 4);
@@ -55,10 +92,62 @@ function gemmWasm(
     else if (accumulate && !owned) c.set(out.subarray(0, M * N));
     const sAi = aT ? 1 : K;
     const sAk = aT ? M : 1;
-    arena.kernels.gemm(cPtr, aPtr, sAi, sAk, bPtr, N, M, N, K, N, accumulate || bias !== null);
+    const sBk = bT ? 1 : N;
+    const sBj = bT ? K : 1;
+    const add = accumulate || bias !== null;
+    const parts = arena.memory === helpersMemory && M * N * K >= PARALLEL_MIN_MACS ? helpers.length + 1 : 1;
+    if (parts === 1)
+      arena.kernels.gemm(cPtr, aPtr, sAi, sAk, bPtr, sBk, sBj, M, N, K, N, add, workFor(arena));
+    else gemmSplit(arena, parts, cPtr, aPtr, sAi, sAk, bPtr, sBk, sBj, M, N, K, add);
     if (!owned) out.set(c);
   } finally {
     release(arena, temps);
+  }
+}
+
+/**
+ * One gemm cut into `parts` pieces of C: rows in multiples of 4 (columns in multiples of 8 when C is wider
+ * than tall), the first parts - 1 on the helpers, the last on this thread; returns when all are done.
+ */
+function gemmSplit(
+  arena: WasmArena,
+  parts: number,
+  c: number,
+  a: number,
+  sAi: number,
+  sAk: number,
+  b: number,
+  sBk: number,
+  sBj: number,
+  M: number,
+  N: number,
+  K: number,
+  add: boolean,
+): void {
+  const byRows = M >= N;
+  const unit = byRows ? 4 : 8;
+  const extent = byRows ? M : N;
+  const step = Math.ceil(extent / parts / unit) * unit;
+  const started: GemmHelper[] = [];
+  try {
+    for (let p = 0, from = 0; from < extent; p++, from += step) {
+      const size = Math.min(step, extent - from);
+      const cp = c + 4 * (byRows ? from * N : from);
+      const ap = byRows ? a + 4 * from * sAi : a;
+      const bp = byRows ? b : b + 4 * from * sBj;
+      const m = byRows ? size : M;
+      const n = byRows ? N : size;
+      if (from + size < extent && p < parts - 1) {
+        const h = helpers[p];
+        h.start(Int32Array.of(cp, ap, sAi, sAk, bp, sBk, sBj, m, n, K, N, add ? 1 : 0, h.work));
+        started.push(h);
+      } else {
+        arena.kernels.gemm(cp, ap, sAi, sAk, bp, sBk, sBj, m, n, K, N, add, workFor(arena));
+        break;
+      }
+    }
+  } finally {
+    for (const h of started) h.wait();
   }
 }
 

@@ -178,7 +178,7 @@ describe('WebAssembly kernels', () => {
     let worst = 0;
     const compare = (a: Float32Array, b: Float32Array, what: string) => {
       // Relative to the magnitude: sums of up to K terms in float32 versus JS's double/float loops.
-      const scale = Math.max(1, ...Array.from(b, Math.abs));
+      const scale = b.reduce((m, v) => Math.max(m, Math.abs(v)), 1);
       const diff = maxAbsDiff(a, b) / scale;
       worst = Math.max(worst, diff);
       assert.ok(diff <= 1e-5, `${what}: relative diff ${diff}`);
@@ -188,6 +188,9 @@ describe('WebAssembly kernels', () => {
       [37, 33, 70],
       [128, 64, 515],
       [13, 256, 31],
+      [1, 300, 300], // one row; k past one 256-deep block
+      [600, 1, 130], // IC = 1
+      [260, 600, 1], // OC = 1
     ]) {
       const inp = randomArray(rng, N * IC);
       const w = randomArray(rng, IC * OC);

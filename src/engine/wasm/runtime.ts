@@ -12,13 +12,16 @@ export interface KernelExports {
     sAi: number,
     sAk: number,
     b: number,
-    ldb: number,
+    sBk: number,
+    sBj: number,
     M: number,
     N: number,
     K: number,
     ldc: number,
     accumulate: boolean,
+    work: number,
   ): void;
+  gemmWorkBytes(): number;
   transpose(dst: number, src: number, rows: number, cols: number): void;
 }
 

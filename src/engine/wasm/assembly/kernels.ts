@@ -154,16 +154,182 @@ export function argmax(scores: usize, V: i32): i32 {
   return best;
 }
 
-/** Depth of one k-block of gemm: a 4-row strip of A and a k-block of B stay cache-resident across it. */
+/** Rows of A and columns of B per micro-tile: a 4×8 tile of C lives in eight f32x4 registers. */
+const MR: i32 = 4;
+const NR: i32 = 8;
+/** Depth of one k-block: an MR×KC panel of A (4 KiB) and a KC×NR panel of B (8 KiB) stay in L1. */
 const KC: i32 = 256;
-/** Width of one column block of B (KC × NC floats = 128 KiB, L2-resident). */
-const NC: i32 = 128;
+/** Rows of A packed per block (MC×KC floats = 128 KiB, L2-resident). */
+const MC: i32 = 128;
+/** Columns of B packed per block (KC×NC floats = 1 MiB). */
+const NC: i32 = 1024;
+
+/** Bytes of scratch gemm needs at `work`: one packed block of A and one of B. */
+export function gemmWorkBytes(): i32 {
+  return (MC * KC + KC * NC) << 2;
+}
 
 /**
- * C[M×N] (+)= A·B for row-major B [K×N] (row stride ldb) and C (row stride ldc). A's element (i, k) is at
- * A + 4·(i·sAi + k·sAk), so A may be row-major (sAi = K, sAk = 1) or transposed (sAi = 1, sAk = M).
- * Blocked over k and over columns; the micro-kernel keeps a 4×8 tile of C in eight f32x4 registers.
- * With `accumulate` false C is overwritten.
+ * Packs rows [i0, i0+mc) × depth [k0, k0+kc) of A into MR-row panels, k-major inside ([mc/MR][kc][MR]),
+ * zero-filling rows past mc so the micro-kernel never branches.
+ */
+function packA(dst: usize, a: usize, sAi: i32, sAk: i32, i0: i32, mc: i32, k0: i32, kc: i32): void {
+  let p = dst;
+  for (let ir = 0; ir < mc; ir += MR) {
+    const rows = min(MR, mc - ir);
+    for (let r = 0; r < MR; r++) {
+      let q = p + ((<usize>r) << 2);
+      if (r >= rows) {
+        for (let k = 0; k < kc; k++) {
+          store<f32>(q, 0);
+          q += MR << 2;
+        }
+        continue;
+      }
+      let s = a + ((<usize>(i0 + ir + r) * <usize>sAi + <usize>k0 * <usize>sAk) << 2);
+      const step = (<usize>sAk) << 2;
+      for (let k = 0; k < kc; k++) {
+        store<f32>(q, load<f32>(s));
+        q += MR << 2;
+        s += step;
+      }
+    }
+    p += (<usize>(MR * kc)) << 2;
+  }
+}
+
+/**
+ * Packs depth [k0, k0+kc) × columns [j0, j0+nc) of B (element (k, j) at B + 4·(k·sBk + j·sBj)) into NR-column
+ * panels, k-major inside ([nc/NR][kc][NR]), zero-filling columns past nc. Row-major B copies four floats
+ * at a time; a transposed B (sBk = 1) is read along its rows.
+ */
+function packB(dst: usize, b: usize, sBk: i32, sBj: i32, k0: i32, kc: i32, j0: i32, nc: i32): void {
+  let p = dst;
+  for (let jr = 0; jr < nc; jr += NR) {
+    const cols = min(NR, nc - jr);
+    if (cols === NR && sBj === 1) {
+      let s = b + ((<usize>k0 * <usize>sBk + <usize>(j0 + jr)) << 2);
+      const step = (<usize>sBk) << 2;
+      let q = p;
+      for (let k = 0; k < kc; k++) {
+        v128.store(q, v128.load(s));
+        v128.store(q, v128.load(s, 16), 16);
+        q += NR << 2;
+        s += step;
+      }
+    } else {
+      for (let c = 0; c < NR; c++) {
+        let q = p + ((<usize>c) << 2);
+        if (c >= cols) {
+          for (let k = 0; k < kc; k++) {
+            store<f32>(q, 0);
+            q += NR << 2;
+          }
+          continue;
+        }
+        let s = b + ((<usize>k0 * <usize>sBk + <usize>(j0 + jr + c) * <usize>sBj) << 2);
+        const step = (<usize>sBk) << 2;
+        for (let k = 0; k < kc; k++) {
+          store<f32>(q, load<f32>(s));
+          q += NR << 2;
+          s += step;
+        }
+      }
+    }
+    p += (<usize>(NR * kc)) << 2;
+  }
+}
+
+/**
+ * One MR×NR tile: acc = Σ_k A-panel[k]·B-panel[k]; then C (rows × cols valid, row stride ldc) gets acc added,
+ * or set to it when `add` is false. Full tiles go straight to C; edge tiles through `tile` (128 bytes).
+ */
+function micro(
+  pa: usize,
+  pb: usize,
+  kc: i32,
+  c: usize,
+  ldc: i32,
+  rows: i32,
+  cols: i32,
+  add: bool,
+  tile: usize,
+): void {
+  let x0 = f32x4.splat(0);
+  let y0 = f32x4.splat(0);
+  let x1 = f32x4.splat(0);
+  let y1 = f32x4.splat(0);
+  let x2 = f32x4.splat(0);
+  let y2 = f32x4.splat(0);
+  let x3 = f32x4.splat(0);
+  let y3 = f32x4.splat(0);
+  for (let k = 0; k < kc; k++) {
+    const b0 = v128.load(pb);
+    const b1 = v128.load(pb, 16);
+    const a0 = v128.load32_splat(pa);
+    x0 = f32x4.add(x0, f32x4.mul(a0, b0));
+    y0 = f32x4.add(y0, f32x4.mul(a0, b1));
+    const a1 = v128.load32_splat(pa, 4);
+    x1 = f32x4.add(x1, f32x4.mul(a1, b0));
+    y1 = f32x4.add(y1, f32x4.mul(a1, b1));
+    const a2 = v128.load32_splat(pa, 8);
+    x2 = f32x4.add(x2, f32x4.mul(a2, b0));
+    y2 = f32x4.add(y2, f32x4.mul(a2, b1));
+    const a3 = v128.load32_splat(pa, 12);
+    x3 = f32x4.add(x3, f32x4.mul(a3, b0));
+    y3 = f32x4.add(y3, f32x4.mul(a3, b1));
+    pa += MR << 2;
+    pb += NR << 2;
+  }
+  const stride = (<usize>ldc) << 2;
+  if (rows === MR && cols === NR) {
+    const c1 = c + stride;
+    const c2 = c1 + stride;
+    const c3 = c2 + stride;
+    if (add) {
+      x0 = f32x4.add(x0, v128.load(c));
+      y0 = f32x4.add(y0, v128.load(c, 16));
+      x1 = f32x4.add(x1, v128.load(c1));
+      y1 = f32x4.add(y1, v128.load(c1, 16));
+      x2 = f32x4.add(x2, v128.load(c2));
+      y2 = f32x4.add(y2, v128.load(c2, 16));
+      x3 = f32x4.add(x3, v128.load(c3));
+      y3 = f32x4.add(y3, v128.load(c3, 16));
+    }
+    v128.store(c, x0);
+    v128.store(c, y0, 16);
+    v128.store(c1, x1);
+    v128.store(c1, y1, 16);
+    v128.store(c2, x2);
+    v128.store(c2, y2, 16);
+    v128.store(c3, x3);
+    v128.store(c3, y3, 16);
+    return;
+  }
+  v128.store(tile, x0);
+  v128.store(tile, y0, 16);
+  v128.store(tile, x1, 32);
+  v128.store(tile, y1, 48);
+  v128.store(tile, x2, 64);
+  v128.store(tile, y2, 80);
+  v128.store(tile, x3, 96);
+  v128.store(tile, y3, 112);
+  for (let r = 0; r < rows; r++) {
+    for (let j = 0; j < cols; j++) {
+      const pc = c + <usize>r * stride + ((<usize>j) << 2);
+      const v = load<f32>(tile + ((<usize>(r * NR + j)) << 2));
+      store<f32>(pc, add ? load<f32>(pc) + v : v);
+    }
+  }
+}
+
+/**
+ * C[M×N] (+)= A·B. A's element (i, k) is at A + 4·(i·sAi + k·sAk) and B's (k, j) at B + 4·(k·sBk + j·sBj), so
+ * either may be row-major or transposed; C is row-major with row stride ldc. Blocked as in BLIS: k-blocks
+ * of KC, B packed NC columns at a time, A packed MC rows at a time into `work` (gemmWorkBytes() bytes,
+ * plus 128 for edge tiles), then 4×8 register tiles. With `accumulate` false C is overwritten. Each
+ * product of C's sums runs k in ascending order in blocks of KC, whatever the shape, so results do not
+ * depend on how callers split M or N.
  */
 export function gemm(
   c: usize,
@@ -171,82 +337,40 @@ export function gemm(
   sAi: i32,
   sAk: i32,
   b: usize,
-  ldb: i32,
+  sBk: i32,
+  sBj: i32,
   M: i32,
   N: i32,
   K: i32,
   ldc: i32,
   accumulate: bool,
+  work: usize,
 ): void {
-  if (!accumulate) {
-    for (let i = 0; i < M; i++) memory.fill(c + ((<usize>i * <usize>ldc) << 2), 0, (<usize>N) << 2);
+  if (K <= 0) {
+    if (!accumulate)
+      for (let i = 0; i < M; i++) memory.fill(c + ((<usize>i * <usize>ldc) << 2), 0, (<usize>N) << 2);
+    return;
   }
-  const N8 = N & ~7;
-  const M4 = M & ~3;
-  for (let k0 = 0; k0 < K; k0 += KC) {
-    const k1 = min(K, k0 + KC);
-    for (let j0 = 0; j0 < N8; j0 += NC) {
-      const j1 = min(N8, j0 + NC);
-      for (let i = 0; i < M4; i += 4) {
-        for (let j = j0; j < j1; j += 8) {
-          const c0 = c + ((<usize>i * <usize>ldc + <usize>j) << 2);
-          const c1 = c0 + ((<usize>ldc) << 2);
-          const c2 = c1 + ((<usize>ldc) << 2);
-          const c3 = c2 + ((<usize>ldc) << 2);
-          let x0 = v128.load(c0);
-          let y0 = v128.load(c0, 16);
-          let x1 = v128.load(c1);
-          let y1 = v128.load(c1, 16);
-          let x2 = v128.load(c2);
-          let y2 = v128.load(c2, 16);
-          let x3 = v128.load(c3);
-          let y3 = v128.load(c3, 16);
-          let pa = a + ((<usize>i * <usize>sAi + <usize>k0 * <usize>sAk) << 2);
-          const stepA = (<usize>sAk) << 2;
-          const offA = (<usize>sAi) << 2;
-          let pb = b + ((<usize>k0 * <usize>ldb + <usize>j) << 2);
-          const stepB = (<usize>ldb) << 2;
-          for (let k = k0; k < k1; k++) {
-            const b0 = v128.load(pb);
-            const b1 = v128.load(pb, 16);
-            const a0 = v128.load32_splat(pa);
-            x0 = f32x4.add(x0, f32x4.mul(a0, b0));
-            y0 = f32x4.add(y0, f32x4.mul(a0, b1));
-            const a1 = v128.load32_splat(pa + offA);
-            x1 = f32x4.add(x1, f32x4.mul(a1, b0));
-            y1 = f32x4.add(y1, f32x4.mul(a1, b1));
-            const a2 = v128.load32_splat(pa + 2 * offA);
-            x2 = f32x4.add(x2, f32x4.mul(a2, b0));
-            y2 = f32x4.add(y2, f32x4.mul(a2, b1));
-            const a3 = v128.load32_splat(pa + 3 * offA);
-            x3 = f32x4.add(x3, f32x4.mul(a3, b0));
-            y3 = f32x4.add(y3, f32x4.mul(a3, b1));
-            pa += stepA;
-            pb += stepB;
+  const packedA = work;
+  const packedB = work + ((<usize>(MC * KC)) << 2);
+  const tile = work + ((<usize>(MC * KC + KC * NC)) << 2);
+  for (let j0 = 0; j0 < N; j0 += NC) {
+    const nc = min(NC, N - j0);
+    for (let k0 = 0; k0 < K; k0 += KC) {
+      const kc = min(KC, K - k0);
+      const add = accumulate || k0 > 0;
+      packB(packedB, b, sBk, sBj, k0, kc, j0, nc);
+      for (let i0 = 0; i0 < M; i0 += MC) {
+        const mc = min(MC, M - i0);
+        packA(packedA, a, sAi, sAk, i0, mc, k0, kc);
+        for (let jr = 0; jr < nc; jr += NR) {
+          const cols = min(NR, nc - jr);
+          const pb = packedB + ((<usize>(jr * kc)) << 2);
+          for (let ir = 0; ir < mc; ir += MR) {
+            const pc = c + ((<usize>(i0 + ir) * <usize>ldc + <usize>(j0 + jr)) << 2);
+            micro(packedA + ((<usize>(ir * kc)) << 2), pb, kc, pc, ldc, min(MR, mc - ir), cols, add, tile);
           }
-          v128.store(c0, x0);
-          v128.store(c0, y0, 16);
-          v128.store(c1, x1);
-          v128.store(c1, y1, 16);
-          v128.store(c2, x2);
-          v128.store(c2, y2, 16);
-          v128.store(c3, x3);
-          v128.store(c3, y3, 16);
         }
-      }
-    }
-    // Edges: the last M mod 4 rows over the full width, and the last N mod 8 columns of the other rows.
-    for (let i = 0; i < M; i++) {
-      const jStart = i < M4 ? N8 : 0;
-      for (let j = jStart; j < N; j++) {
-        let s: f32 = 0;
-        for (let k = k0; k < k1; k++) {
-          s +=
-            load<f32>(a + ((<usize>i * <usize>sAi + <usize>k * <usize>sAk) << 2)) *
-            load<f32>(b + ((<usize>k * <usize>ldb + <usize>j) << 2));
-        }
-        const pc = c + ((<usize>i * <usize>ldc + <usize>j) << 2);
-        store<f32>(pc, load<f32>(pc) + s);
       }
     }
   }

@@ -1,0 +1,127 @@
+// Worker threads that share the engine's WebAssembly memory and run pieces of its large matrix products.
+import { Worker } from 'node:worker_threads';
+import { type GemmHelper, setGemmHelpers } from '../engine/matmul.js';
+import { wasmArena } from '../engine/wasm/runtime.js';
+
+/**
+ * Control block per helper (Int32Array over a SharedArrayBuffer): [0] job number (-1: stop), [1] job number
+ * finished, [2] 1 when the last job failed, [3..15] the gemm arguments.
+ */
+const JOB = 0;
+const DONE = 1;
+const FAILED = 2;
+const ARGS = 3;
+
+/** The helper's code: instantiate the kernels over the shared memory, then run one gemm per job number. */
+const WORKER_SOURCE = `
+const { workerData, parentPort } = require('node:worker_threads');
+const { module, memory, control } = workerData;
+const ctl = new Int32Array(control);
+const { gemm } = new WebAssembly.Instance(module, { env: { memory } }).exports;
+parentPort.postMessage('ready');
+let seen = 0;
+for (;;) {
+  Atomics.wait(ctl, 0, seen);
+  const job = Atomics.load(ctl, 0);
+  if (job < 0) break;
+  if (job === seen) continue;
+  seen = job;
+  let failed = 0;
+  try {
+    const a = ctl.subarray(3, 16);
+    gemm(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11] !== 0, a[12]);
+  } catch {
+    failed = 1;
+  }
+  Atomics.store(ctl, 2, failed);
+  Atomics.store(ctl, 1, job);
+  Atomics.notify(ctl, 1);
+}
+`;
+
+class ThreadHelper implements GemmHelper {
+  private readonly ctl = new Int32Array(new SharedArrayBuffer(16 * 4));
+  private job = 0;
+  readonly worker: Worker;
+
+  constructor(
+    module: WebAssembly.Module,
+    memory: WebAssembly.Memory,
+    readonly work: number,
+  ) {
+    this.worker = new Worker(WORKER_SOURCE, {
+      eval: true,
+      workerData: { module, memory, control: this.ctl.buffer },
+    });
+    this.worker.unref();
+  }
+
+  /** Resolves once the helper has its kernels instantiated and waits for jobs. */
+  ready(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.worker.once('message', () => resolve());
+      this.worker.once('error', reject);
+      this.worker.once('exit', (code) =>
+        reject(new Error(`gemm thread exited (code ${code}) before it was ready`)),
+      );
+    });
+  }
+
+  start(args: Int32Array): void {
+    this.ctl.set(args, ARGS);
+    this.job++;
+    Atomics.store(this.ctl, JOB, this.job);
+    Atomics.notify(this.ctl, JOB);
+  }
+
+  wait(): void {
+    for (;;) {
+      const done = Atomics.load(this.ctl, DONE);
+      if (done === this.job) break;
+      Atomics.wait(this.ctl, DONE, done);
+    }
+    if (Atomics.load(this.ctl, FAILED) !== 0) throw new Error('gemm failed on a helper thread');
+  }
+
+  async stop(): Promise<void> {
+    Atomics.store(this.ctl, JOB, -1);
+    Atomics.notify(this.ctl, JOB);
+    await this.worker.terminate();
+  }
+}
+
+let running: ThreadHelper[] = [];
+
+/**
+ * Makes the engine's large matrix products use `threads` threads in all (this one plus threads - 1 workers
+ * over the same WebAssembly memory); 1 turns it off. Returns the thread count now in use (1 where
+ * WebAssembly kernels are unavailable). Workers do not keep the process alive; stopGemmThreads ends them.
+ */
+export async function enableGemmThreads(threads: number): Promise<number> {
+  if (!Number.isInteger(threads) || threads < 1 || threads > 64)
+    throw new RangeError(`gemm threads must be an integer from 1 to 64, got ${threads}`);
+  await stopGemmThreads();
+  const arena = wasmArena();
+  if (!arena || threads === 1) return 1;
+  const bytes = arena.kernels.gemmWorkBytes() + 128;
+  const started: ThreadHelper[] = [];
+  try {
+    for (let i = 1; i < threads; i++)
+      started.push(new ThreadHelper(arena.module, arena.memory, arena.alloc(bytes)));
+    await Promise.all(started.map((h) => h.ready()));
+  } catch (e) {
+    await Promise.all(started.map((h) => h.stop()));
+    throw e;
+  }
+  running = started;
+  setGemmHelpers(running, arena.memory);
+  return threads;
+}
+
+/** Back to one thread; the workers are ended. */
+export async function stopGemmThreads(): Promise<void> {
+  const old = running;
+  running = [];
+  setGemmHelpers([], null);
+  await Promise.all(old.map((h) => h.stop()));
+}
