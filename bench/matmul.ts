@@ -8,6 +8,7 @@ import {
 } from '../src/engine/matmul.js';
 import { Rng } from '../src/engine/rng.js';
 import { setWasmKernelsEnabled } from '../src/engine/wasm/runtime.js';
+import { enableGemmThreads, stopGemmThreads } from '../src/runtime/gemm-threads.js';
 import { median, nowMs } from './lib/stats.js';
 import { printTable } from './lib/table.js';
 
@@ -66,20 +67,43 @@ export async function benchMatmul(rounds: number, skip: (what: string, why: unkn
     }
   };
   const rows: Record<string, Record<Product, number>> = {};
-  const columns: [string, (p: Product) => number][] = [
-    ['tiny-llm (WASM SIMD gemm, 1 thread)', (p) => ours('wasm', p)],
-    ['tiny-llm (pure JS fallback)', (p) => ours('js', p)],
+  const OURS_1 = 'tiny-llm (WASM SIMD gemm, 1 thread)';
+  const OURS_2 = 'tiny-llm (WASM SIMD gemm, 2 threads)';
+  // [name, threads for the WebAssembly gemm, product → GFLOP/s]
+  const columns: [string, number, (p: Product) => number][] = [
+    [OURS_1, 1, (p) => ours('wasm', p)],
+    [OURS_2, 2, (p) => ours('wasm', p)],
+    ['tiny-llm (pure JS fallback)', 1, (p) => ours('js', p)],
   ];
   const samples = new Map<string, Record<Product, number[]>>();
   for (const [name] of columns) samples.set(name, { forward: [], backwardInput: [], backwardWeight: [] });
+  const skipped = new Set<string>();
   console.log('matmul: LM-head shapes');
-  for (let round = 0; round <= rounds; round++) {
-    for (const [name, fn] of columns) {
-      for (const p of PRODUCTS) {
-        const g = fn(p);
-        if (round > 0) samples.get(name)![p].push(g);
+  try {
+    for (let round = 0; round <= rounds; round++) {
+      // OpenBLAS in the same rounds as ours (a child process per round and thread count: 3 timed runs each).
+      for (const threads of [1, 2]) {
+        const name = `numpy/OpenBLAS, ${threads} thread${threads > 1 ? 's' : ''}`;
+        if (round === 0 || skipped.has(name)) continue;
+        try {
+          const got = numpy(threads, 3);
+          if (!samples.has(name)) samples.set(name, { forward: [], backwardInput: [], backwardWeight: [] });
+          for (const p of PRODUCTS) samples.get(name)![p].push(got[p]);
+        } catch (e) {
+          skipped.add(name);
+          skip(`numpy/OpenBLAS (${threads} threads)`, e);
+        }
+      }
+      for (const [name, threads, fn] of columns) {
+        await enableGemmThreads(threads);
+        for (const p of PRODUCTS) {
+          const g = fn(p);
+          if (round > 0) samples.get(name)![p].push(g);
+        }
       }
     }
+  } finally {
+    await stopGemmThreads();
   }
   for (const [name, s] of samples) {
     rows[name] = {
@@ -88,29 +112,25 @@ export async function benchMatmul(rounds: number, skip: (what: string, why: unkn
       backwardWeight: median(s.backwardWeight),
     };
   }
-  for (const threads of [1, 2]) {
-    try {
-      rows[`numpy/OpenBLAS, ${threads} thread${threads > 1 ? 's' : ''}`] = numpy(
-        threads,
-        Math.max(rounds, 3),
-      );
-    } catch (e) {
-      skip(`numpy/OpenBLAS (${threads} threads)`, e);
-    }
-  }
   printTable(
     'Matrix products on the LM-head shapes (GFLOP/s, medians)',
     ['implementation', ...PRODUCTS.map((p) => `${p} ${SHAPES[p]}`)],
     Object.entries(rows).map(([name, r]) => [name, ...PRODUCTS.map((p) => r[p].toFixed(1))]),
   );
+  // Ours on n threads against OpenBLAS on n threads.
   const ratios: Record<string, number> = {};
-  const ourRow = rows['tiny-llm (WASM SIMD gemm, 1 thread)'];
-  for (const [name, r] of Object.entries(rows)) {
-    if (!name.startsWith('numpy')) continue;
-    for (const p of PRODUCTS) ratios[`${p}: ours ÷ ${name}`] = ourRow[p] / r[p];
+  for (const [threads, ourName] of [
+    [1, OURS_1],
+    [2, OURS_2],
+  ] as const) {
+    const theirs = rows[`numpy/OpenBLAS, ${threads} thread${threads > 1 ? 's' : ''}`];
+    if (!theirs) continue;
+    for (const p of PRODUCTS)
+      ratios[`${p}, ${threads} thread${threads > 1 ? 's' : ''}: ours ÷ OpenBLAS`] =
+        rows[ourName][p] / theirs[p];
   }
   printTable(
-    'Matrix-product ratios (ours ÷ OpenBLAS, same run)',
+    'Matrix-product ratios (ours ÷ OpenBLAS at the same thread count, same run)',
     ['comparison', 'ratio'],
     Object.entries(ratios).map(([k, v]) => [k, `${(v * 100).toFixed(0)}%`]),
   );
