@@ -129,6 +129,7 @@ function gemmSplit(
   const extent = byRows ? M : N;
   const step = Math.ceil(extent / parts / unit) * unit;
   const started: GemmHelper[] = [];
+  let failure: unknown = null;
   try {
     for (let p = 0, from = 0; from < extent; p++, from += step) {
       const size = Math.min(step, extent - from);
@@ -146,9 +147,18 @@ function gemmSplit(
         break;
       }
     }
-  } finally {
-    for (const h of started) h.wait();
+  } catch (e) {
+    failure = e;
   }
+  // Every started piece is waited for before any failure is reported: none may still write into C.
+  for (const h of started) {
+    try {
+      h.wait();
+    } catch (e) {
+      failure ??= e;
+    }
+  }
+  if (failure) throw failure;
 }
 
 /** The arena when a product of M·N·K multiply-adds should run in WebAssembly, else null. */
