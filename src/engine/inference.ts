@@ -36,6 +36,18 @@ interface HotHead {
   coldMaxNorm: number;
 }
 
+/** One layer's Conv1D weights and biases copied into WebAssembly memory for decode (byte offsets). */
+interface DecodeLayer {
+  qkvw: number;
+  qkvb: number;
+  attprojw: number;
+  attprojb: number;
+  fcw: number;
+  fcb: number;
+  fcprojw: number;
+  fcprojb: number;
+}
+
 /** A hot set must be this much larger in norm than every row it leaves out. */
 const HOT_NORM_RATIO = 3;
 
@@ -96,6 +108,8 @@ export class InferenceWeights {
   readonly packedHead: PackedHead | null;
   /** The hot rows of the LM head when the model has them (WebAssembly path only), see HotHead. */
   hotHead: HotHead | null;
+  /** Every layer's products in WebAssembly memory, for one-token steps (null on the pure-JS path). */
+  readonly decodeLayers: DecodeLayer[] | null;
 
   constructor(config: GPTConfig, params: Float32Array, options: InferenceWeightsOptions = {}) {
     this.config = validateConfig(config);
@@ -119,6 +133,25 @@ export class InferenceWeights {
       this.repackHead();
     } else {
       this.packedHead = null;
+    }
+    this.decodeLayers = null;
+    if (arena && this.packedHead) {
+      const copy = (a: Float32Array): number => {
+        const ptr = arena.alloc(a.length * 4);
+        arena.freeWith(this, ptr, a.length * 4);
+        arena.f32(ptr, a.length).set(a);
+        return ptr;
+      };
+      this.decodeLayers = this.views.layers.map((l) => ({
+        qkvw: copy(l.qkvw),
+        qkvb: copy(l.qkvb),
+        attprojw: copy(l.attprojw),
+        attprojb: copy(l.attprojb),
+        fcw: copy(l.fcw),
+        fcb: copy(l.fcb),
+        fcprojw: copy(l.fcprojw),
+        fcprojb: copy(l.fcprojb),
+      }));
     }
     this.hotHead = null;
     const hot = this.packedHead ? findHotRows(this.views.lmHead, V, C) : null;
@@ -164,13 +197,25 @@ export class InferenceWeights {
   }
 
   /**
-   * Copies the LM head into WebAssembly memory again. The copy is taken at construction; call this after
-   * changing the parameters in place (e.g. sampling between training steps).
+   * Copies the LM head and the layers' decode weights into WebAssembly memory again. The copies are taken at
+   * construction; call this after changing the parameters in place (e.g. sampling between training steps).
    */
   repackHead(): void {
     const head = this.packedHead;
     if (!head) return;
     this.packRows(null, head.ptr, head.blocks);
+    const arena = head.arena;
+    this.decodeLayers?.forEach((d, i) => {
+      const l = this.views.layers[i];
+      arena.f32(d.qkvw, l.qkvw.length).set(l.qkvw);
+      arena.f32(d.qkvb, l.qkvb.length).set(l.qkvb);
+      arena.f32(d.attprojw, l.attprojw.length).set(l.attprojw);
+      arena.f32(d.attprojb, l.attprojb.length).set(l.attprojb);
+      arena.f32(d.fcw, l.fcw.length).set(l.fcw);
+      arena.f32(d.fcb, l.fcb.length).set(l.fcb);
+      arena.f32(d.fcprojw, l.fcprojw.length).set(l.fcprojw);
+      arena.f32(d.fcprojb, l.fcprojb.length).set(l.fcprojb);
+    });
     // The hot rows were chosen from the old weights: after a change in place, use the full head only.
     this.hotHead = null;
   }
@@ -201,6 +246,9 @@ export class InferenceSession {
   private readonly hotLogits: Float32Array | null;
   private readonly hotLogitsPtr: number;
   private readonly hotHeadAtStart: HotHead | null;
+  /** WebAssembly scratch for one-token products: input row and output row, 4C floats each. */
+  private readonly gemvIn: { ptr: number; view: Float32Array } | null;
+  private readonly gemvOut: { ptr: number; view: Float32Array } | null;
   private readonly oneId = new Int32Array(1);
   private readonly lastRow: Float32Array; // [C] copy of the last residual row (no per-token subarray)
 
@@ -233,6 +281,18 @@ export class InferenceSession {
       this.headPtrs = null;
       this.logits = new Float32Array(V);
       this.headInput = new Float32Array(C);
+    }
+    if (head && weights.decodeLayers) {
+      const bytes = 4 * C * 4;
+      const inPtr = head.arena.alloc(bytes);
+      const outPtr = head.arena.alloc(bytes);
+      head.arena.freeWith(this, inPtr, bytes);
+      head.arena.freeWith(this, outPtr, bytes);
+      this.gemvIn = { ptr: inPtr, view: head.arena.f32(inPtr, 4 * C) };
+      this.gemvOut = { ptr: outPtr, view: head.arena.f32(outPtr, 4 * C) };
+    } else {
+      this.gemvIn = null;
+      this.gemvOut = null;
     }
     const hot = weights.hotHead;
     this.hotHeadAtStart = hot;
@@ -372,10 +432,11 @@ export class InferenceSession {
     }
     for (let l = 0; l < L; l++) {
       const p = w.layers[l];
+      const d = this.weights.decodeLayers?.[l];
       const kc = this.keyCache[l];
       const vc = this.valueCache[l];
       layernormForward(xn, mean, rstd, x, p.ln1w, p.ln1b, n, C, eps);
-      matmulForward(qkv, xn, p.qkvw, p.qkvb, n, C, 3 * C);
+      this.linear(qkv, xn, p.qkvw, p.qkvb, d?.qkvw, d?.qkvb, n, C, 3 * C);
       for (let r = 0; r < n; r++) {
         const src = r * 3 * C;
         const dst = (start + r) * C;
@@ -413,12 +474,12 @@ export class InferenceSession {
           }
         }
       }
-      matmulForward(proj, atty, p.attprojw, p.attprojb, n, C, C);
+      this.linear(proj, atty, p.attprojw, p.attprojb, d?.attprojw, d?.attprojb, n, C, C);
       for (let i = 0; i < n * C; i++) x[i] += proj[i];
       layernormForward(xn, mean, rstd, x, p.ln2w, p.ln2b, n, C, eps);
-      matmulForward(fch, xn, p.fcw, p.fcb, n, C, 4 * C);
+      this.linear(fch, xn, p.fcw, p.fcb, d?.fcw, d?.fcb, n, C, 4 * C);
       geluForward(fchGelu, fch, n * 4 * C);
-      matmulForward(proj, fchGelu, p.fcprojw, p.fcprojb, n, 4 * C, C);
+      this.linear(proj, fchGelu, p.fcprojw, p.fcprojb, d?.fcprojw, d?.fcprojb, n, 4 * C, C);
       for (let i = 0; i < n * C; i++) x[i] += proj[i];
     }
     this.position = start + n;
@@ -438,6 +499,34 @@ export class InferenceSession {
       return;
     }
     this.fullHead();
+  }
+
+  /**
+   * out[n, OC] = inp[n, IC]·W + b. One row with the weights in WebAssembly memory goes through the SIMD gemv
+   * kernel (a decode step); anything else through matmulForward.
+   */
+  private linear(
+    out: Float32Array,
+    inp: Float32Array,
+    weight: Float32Array,
+    bias: Float32Array,
+    weightPtr: number | undefined,
+    biasPtr: number | undefined,
+    n: number,
+    IC: number,
+    OC: number,
+  ): void {
+    const head = this.weights.packedHead;
+    if (n === 1 && head && weightPtr !== undefined && biasPtr !== undefined && this.gemvIn && this.gemvOut) {
+      // Element loops rather than subarray views: a decode step allocates nothing.
+      const src = this.gemvIn.view;
+      for (let i = 0; i < IC; i++) src[i] = inp[i];
+      head.arena.kernels.gemv(this.gemvOut.ptr, this.gemvIn.ptr, weightPtr, biasPtr, IC, OC);
+      const dst = this.gemvOut.view;
+      for (let o = 0; o < OC; o++) out[o] = dst[o];
+      return;
+    }
+    matmulForward(out, inp, weight, bias, n, IC, OC);
   }
 
   /** All V logits of the normalised last row in headInput. */

@@ -4,6 +4,7 @@ import { KERNELS_WASM_BASE64 } from './kernels-wasm.js';
 /** The kernels' exports; every pointer is a byte offset into the arena's memory. */
 export interface KernelExports {
   lmHead(out: number, x: number, w: number, blocks: number, C: number): void;
+  gemv(out: number, x: number, w: number, bias: number, IC: number, OC: number): void;
   topK(scores: number, V: number, k: number, ids: number, vals: number): void;
   argmax(scores: number, V: number): number;
   gemm(

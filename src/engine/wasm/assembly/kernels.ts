@@ -32,6 +32,56 @@ export function lmHead(out: usize, x: usize, w: usize, blocks: i32, C: i32): voi
   }
 }
 
+/**
+ * One row through an HF Conv1D: out[o] = bias[o] + Σ_c x[c]·W[c, o], W stored [IC][OC] (rows contiguous over
+ * o), bias 0 = none. Sixteen outputs at a time in four f32x4 accumulators, then groups of four, then scalars;
+ * each output adds its products in channel order. Decode runs every layer's products through this.
+ */
+export function gemv(out: usize, x: usize, w: usize, bias: usize, IC: i32, OC: i32): void {
+  const rowBytes = (<usize>OC) << 2;
+  let o = 0;
+  for (; o + 16 <= OC; o += 16) {
+    const off = (<usize>o) << 2;
+    let a0 = bias ? v128.load(bias + off) : f32x4.splat(0);
+    let a1 = bias ? v128.load(bias + off, 16) : f32x4.splat(0);
+    let a2 = bias ? v128.load(bias + off, 32) : f32x4.splat(0);
+    let a3 = bias ? v128.load(bias + off, 48) : f32x4.splat(0);
+    let p = w + off;
+    for (let c = 0; c < IC; c++) {
+      const xs = v128.load32_splat(x + ((<usize>c) << 2));
+      a0 = f32x4.add(a0, f32x4.mul(xs, v128.load(p)));
+      a1 = f32x4.add(a1, f32x4.mul(xs, v128.load(p, 16)));
+      a2 = f32x4.add(a2, f32x4.mul(xs, v128.load(p, 32)));
+      a3 = f32x4.add(a3, f32x4.mul(xs, v128.load(p, 48)));
+      p += rowBytes;
+    }
+    v128.store(out + off, a0);
+    v128.store(out + off, a1, 16);
+    v128.store(out + off, a2, 32);
+    v128.store(out + off, a3, 48);
+  }
+  for (; o + 4 <= OC; o += 4) {
+    const off = (<usize>o) << 2;
+    let a = bias ? v128.load(bias + off) : f32x4.splat(0);
+    let p = w + off;
+    for (let c = 0; c < IC; c++) {
+      a = f32x4.add(a, f32x4.mul(v128.load32_splat(x + ((<usize>c) << 2)), v128.load(p)));
+      p += rowBytes;
+    }
+    v128.store(out + off, a);
+  }
+  for (; o < OC; o++) {
+    const off = (<usize>o) << 2;
+    let a: f32 = bias ? load<f32>(bias + off) : 0;
+    let p = w + off;
+    for (let c = 0; c < IC; c++) {
+      a += load<f32>(x + ((<usize>c) << 2)) * load<f32>(p);
+      p += rowBytes;
+    }
+    store<f32>(out + off, a);
+  }
+}
+
 function weaker(ids: usize, vals: usize, a: i32, b: i32): bool {
   const va = load<f32>(vals + ((<usize>a) << 2));
   const vb = load<f32>(vals + ((<usize>b) << 2));
