@@ -1,8 +1,10 @@
 // `npm run bench`: our engine against its peers in one process (medians of interleaved rounds), table + JSON.
+import './lib/relaxed-simd.js';
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { wasmArena, wasmKernelVariant } from '../src/engine/wasm/runtime.js';
 import { type DecodeRunner, engineRunner } from './engine.js';
 import { type BenchModel, loadBenchModel, locateModels } from './lib/models.js';
 import { median } from './lib/stats.js';
@@ -26,6 +28,7 @@ const results: Record<string, unknown> = {
     cores: cpus().length,
     memGiB: totalmem() / 2 ** 30,
     node: process.version,
+    kernels: wasmKernelVariant() ?? (wasmArena() ? wasmKernelVariant() : 'none (pure JS)'),
   },
   rounds,
 };
@@ -149,6 +152,10 @@ async function benchDecode(): Promise<void> {
   );
 }
 
+const machine = results.machine as Record<string, unknown>;
+console.log(
+  `${machine.cpu}, ${machine.cores} cores, Node ${machine.node}, kernels: ${machine.kernels}, ${rounds} rounds`,
+);
 if (sections.has('decode')) await benchDecode();
 if (sections.has('matmul')) {
   const { benchMatmul } = await import('./matmul.js');

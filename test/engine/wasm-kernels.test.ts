@@ -11,7 +11,7 @@ import {
   matmulTransposedForward,
 } from '../../src/engine/matmul.js';
 import { Rng } from '../../src/engine/rng.js';
-import { KERNELS_WASM_BASE64 } from '../../src/engine/wasm/kernels-wasm.js';
+import { KERNELS_RELAXED_WASM_BASE64, KERNELS_WASM_BASE64 } from '../../src/engine/wasm/kernels-wasm.js';
 import { setWasmKernelsEnabled, wasmArena } from '../../src/engine/wasm/runtime.js';
 import { argmax, SamplerScratch, sampleToken } from '../../src/generate/sampler.js';
 import { maxAbsDiff } from '../helpers/fixtures.js';
@@ -42,6 +42,9 @@ describe('WebAssembly kernels', () => {
   it('the committed kernels-wasm.ts holds exactly what the AssemblyScript source compiles to', async () => {
     const fresh = Buffer.from(await compileKernels()).toString('base64');
     assert.equal(KERNELS_WASM_BASE64, fresh, 'stale kernels-wasm.ts: run `npm run build:wasm`');
+    const relaxed = Buffer.from(await compileKernels(true)).toString('base64');
+    assert.equal(KERNELS_RELAXED_WASM_BASE64, relaxed, 'stale relaxed build: run `npm run build:wasm`');
+    assert.notEqual(relaxed, fresh, 'the relaxed build differs (fused multiply-adds)');
   });
 
   it('lmHead equals matmulTransposedForward for vocabularies that do and do not fill the last block', () => {

@@ -1,5 +1,5 @@
 // Loads the embedded WebAssembly SIMD kernels once and hands out 64-byte-aligned pieces of their shared memory.
-import { KERNELS_WASM_BASE64 } from './kernels-wasm.js';
+import { KERNELS_RELAXED_WASM_BASE64, KERNELS_WASM_BASE64 } from './kernels-wasm.js';
 
 /** The kernels' exports; every pointer is a byte offset into the arena's memory. */
 export interface KernelExports {
@@ -174,13 +174,36 @@ function decodeBase64(text: string): Uint8Array<ArrayBuffer> {
   return bytes;
 }
 
+let variant: 'relaxed-simd' | 'simd' | null = null;
+
+/** The relaxed-SIMD build where this engine accepts it (fused multiply-adds), else the plain SIMD build. */
+function compileKernelModule(): WebAssembly.Module | null {
+  const relaxed = decodeBase64(KERNELS_RELAXED_WASM_BASE64);
+  if (WebAssembly.validate(relaxed)) {
+    variant = 'relaxed-simd';
+    return new WebAssembly.Module(relaxed);
+  }
+  const plain = decodeBase64(KERNELS_WASM_BASE64);
+  if (!WebAssembly.validate(plain)) return null;
+  variant = 'simd';
+  return new WebAssembly.Module(plain);
+}
+
+/**
+ * Which kernel build this thread compiled: 'relaxed-simd' (Node 22+, or Node 20 run with
+ * --experimental-wasm-relaxed-simd), 'simd', or null before the first wasmArena() call / without kernels.
+ */
+export function wasmKernelVariant(): 'relaxed-simd' | 'simd' | null {
+  return variant;
+}
+
 /** This thread's arena, or null where WebAssembly SIMD/shared memory is unavailable or kernels are disabled. */
 export function wasmArena(): WasmArena | null {
   if (!enabled) return null;
   if (arena === undefined) {
     try {
-      const bytes = decodeBase64(KERNELS_WASM_BASE64);
-      arena = WebAssembly.validate(bytes) ? new WasmArena(new WebAssembly.Module(bytes)) : null;
+      const module = compileKernelModule();
+      arena = module ? new WasmArena(module) : null;
     } catch {
       arena = null;
     }

@@ -5,6 +5,16 @@
 const BLOCK: i32 = 16;
 
 /**
+ * acc + a·b per lane. Built twice (scripts/build-wasm.ts): with relaxed SIMD this is one fused multiply-add
+ * (f32x4.relaxed_madd), without it a multiply then an add. The runtime loads the relaxed build where the engine
+ * validates it (Node 22+; Node 20 with --experimental-wasm-relaxed-simd).
+ */
+function madd(a: v128, b: v128, acc: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, acc);
+  return f32x4.add(acc, f32x4.mul(a, b));
+}
+
+/**
  * out[v] = Σ_c x[c]·W[v, c] for a head packed as [V/16][C][16] (rows grouped by 16, channel-major inside).
  * Four accumulators of four lanes hold the 16 logits of one block; the channel loop runs sequentially.
  */
@@ -18,10 +28,10 @@ export function lmHead(out: usize, x: usize, w: usize, blocks: i32, C: i32): voi
     let a3 = f32x4.splat(0);
     for (let c = 0; c < C; c++) {
       const xs = v128.load32_splat(x + ((<usize>c) << 2));
-      a0 = f32x4.add(a0, f32x4.mul(xs, v128.load(p)));
-      a1 = f32x4.add(a1, f32x4.mul(xs, v128.load(p, 16)));
-      a2 = f32x4.add(a2, f32x4.mul(xs, v128.load(p, 32)));
-      a3 = f32x4.add(a3, f32x4.mul(xs, v128.load(p, 48)));
+      a0 = madd(xs, v128.load(p), a0);
+      a1 = madd(xs, v128.load(p, 16), a1);
+      a2 = madd(xs, v128.load(p, 32), a2);
+      a3 = madd(xs, v128.load(p, 48), a3);
       p += BLOCK << 2;
     }
     v128.store(o, a0);
@@ -49,10 +59,10 @@ export function gemv(out: usize, x: usize, w: usize, bias: usize, IC: i32, OC: i
     let p = w + off;
     for (let c = 0; c < IC; c++) {
       const xs = v128.load32_splat(x + ((<usize>c) << 2));
-      a0 = f32x4.add(a0, f32x4.mul(xs, v128.load(p)));
-      a1 = f32x4.add(a1, f32x4.mul(xs, v128.load(p, 16)));
-      a2 = f32x4.add(a2, f32x4.mul(xs, v128.load(p, 32)));
-      a3 = f32x4.add(a3, f32x4.mul(xs, v128.load(p, 48)));
+      a0 = madd(xs, v128.load(p), a0);
+      a1 = madd(xs, v128.load(p, 16), a1);
+      a2 = madd(xs, v128.load(p, 32), a2);
+      a3 = madd(xs, v128.load(p, 48), a3);
       p += rowBytes;
     }
     v128.store(out + off, a0);
@@ -65,7 +75,7 @@ export function gemv(out: usize, x: usize, w: usize, bias: usize, IC: i32, OC: i
     let a = bias ? v128.load(bias + off) : f32x4.splat(0);
     let p = w + off;
     for (let c = 0; c < IC; c++) {
-      a = f32x4.add(a, f32x4.mul(v128.load32_splat(x + ((<usize>c) << 2)), v128.load(p)));
+      a = madd(v128.load32_splat(x + ((<usize>c) << 2)), v128.load(p), a);
       p += rowBytes;
     }
     v128.store(out + off, a);
@@ -317,17 +327,17 @@ function micro(
     const b0 = v128.load(pb);
     const b1 = v128.load(pb, 16);
     const a0 = v128.load32_splat(pa);
-    x0 = f32x4.add(x0, f32x4.mul(a0, b0));
-    y0 = f32x4.add(y0, f32x4.mul(a0, b1));
+    x0 = madd(a0, b0, x0);
+    y0 = madd(a0, b1, y0);
     const a1 = v128.load32_splat(pa, 4);
-    x1 = f32x4.add(x1, f32x4.mul(a1, b0));
-    y1 = f32x4.add(y1, f32x4.mul(a1, b1));
+    x1 = madd(a1, b0, x1);
+    y1 = madd(a1, b1, y1);
     const a2 = v128.load32_splat(pa, 8);
-    x2 = f32x4.add(x2, f32x4.mul(a2, b0));
-    y2 = f32x4.add(y2, f32x4.mul(a2, b1));
+    x2 = madd(a2, b0, x2);
+    y2 = madd(a2, b1, y2);
     const a3 = v128.load32_splat(pa, 12);
-    x3 = f32x4.add(x3, f32x4.mul(a3, b0));
-    y3 = f32x4.add(y3, f32x4.mul(a3, b1));
+    x3 = madd(a3, b0, x3);
+    y3 = madd(a3, b1, y3);
     pa += MR << 2;
     pb += NR << 2;
   }
