@@ -21,6 +21,8 @@ export interface SharedHead {
   memory: WebAssembly.Memory;
   ptr: number;
   blocks: number;
+  /** The hot rows packed in the same memory, found once by the thread that shared the head (see HotHead). */
+  hot?: HotHead | null;
 }
 
 /**
@@ -28,7 +30,7 @@ export interface SharedHead {
  * leaves every other row near its small initialisation), packed like the full head, with the largest norm
  * among the other rows: ||h||·coldMaxNorm bounds every logit the hot rows leave out (Cauchy–Schwarz).
  */
-interface HotHead {
+export interface HotHead {
   /** Vocabulary ids of the hot rows, ascending (so ties still go to the lower id). */
   ids: Int32Array;
   ptr: number;
@@ -94,7 +96,8 @@ export interface InferenceWeightsOptions {
   /**
    * 'share': pack the LM head for other threads too (see sharedHead); it is then never freed, as other
    * threads may read it for as long as the memory lives. A SharedHead: use that packed head (this thread's
-   * arena must be over its memory, see adoptWasmMemory) instead of packing one.
+   * arena must be over its memory, see adoptWasmMemory) instead of packing one, and its hot rows when it
+   * carries them (instead of scanning the head's norms again).
    */
   head?: 'share' | SharedHead;
 }
@@ -123,7 +126,8 @@ export class InferenceWeights {
     const { vocabSize: V, nEmbd: C } = this.config;
     const blocks = Math.ceil(V / HEAD_BLOCK);
     const given = typeof options.head === 'object' ? options.head : null;
-    if (arena && given && arena.memory === given.memory && given.blocks === blocks) {
+    const adopted = !!arena && !!given && arena.memory === given.memory && given.blocks === blocks;
+    if (arena && given && adopted) {
       this.packedHead = { arena, ptr: given.ptr, blocks };
     } else if (arena) {
       const bytes = blocks * HEAD_BLOCK * C * 4;
@@ -154,12 +158,17 @@ export class InferenceWeights {
       }));
     }
     this.hotHead = null;
+    if (adopted && given.hot !== undefined) {
+      // The sharing thread already found and packed the hot rows in this memory.
+      this.hotHead = given.hot;
+      return;
+    }
     const hot = this.packedHead ? findHotRows(this.views.lmHead, V, C) : null;
     if (arena && hot) {
       const hotBlocks = Math.ceil(hot.ids.length / HEAD_BLOCK);
       const bytes = hotBlocks * HEAD_BLOCK * C * 4;
       const ptr = arena.alloc(bytes);
-      arena.freeWith(this, ptr, bytes);
+      if (options.head !== 'share') arena.freeWith(this, ptr, bytes);
       this.hotHead = { ids: hot.ids, ptr, blocks: hotBlocks, coldMaxNorm: hot.coldMaxNorm };
       this.packRows(hot.ids, ptr, hotBlocks);
     }
@@ -193,7 +202,13 @@ export class InferenceWeights {
   get sharedHead(): SharedHead | null {
     const head = this.packedHead;
     if (!head) return null;
-    return { module: head.arena.module, memory: head.arena.memory, ptr: head.ptr, blocks: head.blocks };
+    return {
+      module: head.arena.module,
+      memory: head.arena.memory,
+      ptr: head.ptr,
+      blocks: head.blocks,
+      hot: this.hotHead,
+    };
   }
 
   /**

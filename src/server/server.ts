@@ -9,6 +9,11 @@ export interface ServerOptions extends AppOptions {
   drainTimeoutMs?: number;
   /** Install SIGTERM/SIGINT handlers (the CLI does; tests that start several servers may not). */
   handleSignals?: boolean;
+  /**
+   * Listen only once this settles: the app is built meanwhile (so a model can load while the HTTP stack
+   * starts), and a rejection closes it and rejects startServer with that error instead of listening.
+   */
+  listenAfter?: Promise<unknown>;
 }
 
 export interface RunningServer {
@@ -25,6 +30,14 @@ export const DRAIN_TIMEOUT_MS = 8000;
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const app = await buildApp(options);
+  if (options.listenAfter) {
+    try {
+      await options.listenAfter;
+    } catch (err) {
+      await app.close().catch(() => {});
+      throw err;
+    }
+  }
   const drainTimeoutMs = options.drainTimeoutMs ?? DRAIN_TIMEOUT_MS;
   let resolveClosed!: (code: number) => void;
   const closed = new Promise<number>((resolve) => {

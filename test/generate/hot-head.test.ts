@@ -55,6 +55,31 @@ describe('hot-row LM head', { skip: available ? false : 'needs the WebAssembly k
     assert.equal(findHotRows(new Float32Array(4 * 2).fill(1), 4, 2), null, 'equal rows: no hot set');
   });
 
+  it('weights on a shared head adopt its hot rows as packed (no new scan) and give the same hot logits', async () => {
+    const { config, params, hot } = await partlyTrained(0.05);
+    const owner = new InferenceWeights(config, params, { head: 'share' });
+    const shared = owner.sharedHead;
+    assert.ok(shared?.hot, 'the shared head carries the hot rows');
+    assert.deepEqual(Array.from(shared.hot.ids), hot);
+    const adopted = new InferenceWeights(config, params, { head: shared });
+    assert.equal(adopted.hotHead, shared.hot, 'the hot rows were found or packed again');
+    const own = new InferenceWeights(config, params);
+    const a = new InferenceSession(own);
+    const b = new InferenceSession(adopted);
+    assert.ok(b.hasHotHead, 'the adopted hot head is usable');
+    let worst = 0;
+    let la = Float32Array.from(a.prefillHot([5, 6, 7]));
+    let lb = b.prefillHot([5, 6, 7]);
+    for (let step = 0; step < 10; step++) {
+      for (let i = 0; i < la.length; i++) worst = Math.max(worst, Math.abs(la[i] - lb[i]));
+      worst = Math.max(worst, Math.abs(a.coldBound() - b.coldBound()));
+      la = Float32Array.from(a.stepHot(step * 7));
+      lb = b.stepHot(step * 7);
+    }
+    console.log(`own vs adopted hot head: largest abs diff of hot logits and cold bounds ${worst}`);
+    assert.equal(worst, 0);
+  });
+
   it('hot logits are bit-identical to the full head, and the cold bound holds at every step', async () => {
     const { config, params, hot } = await partlyTrained(0.05);
     const { hot: session } = pair(config, params);

@@ -82,17 +82,17 @@ export const command: Command = {
     const prompt = await systemPrompt(promptFile);
     logger.info(`system prompt from ${prompt.source}`);
 
-    // Load and check the model before listening: a broken directory exits 1 instead of serving half a service.
-    let model: ServedModel;
-    try {
-      model = await loading;
-    } catch (err) {
+    // The app is built while the model loads, but listens only once the model is loaded and checked: a broken
+    // directory exits 1 instead of serving half a service. The workers start as soon as the model is there.
+    const model: Promise<ServedModel> = loading.catch((err: unknown) => {
       throw new Error(`cannot serve the model: ${err instanceof Error ? err.message : String(err)}`);
-    }
+    });
+    model.catch(() => {});
     const server = await startServer({
       port,
       host,
       model,
+      listenAfter: model,
       systemPrompt: prompt.text,
       workers,
       queueLimit,
