@@ -32,6 +32,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const app = await buildApp(options);
   if (options.listenAfter) {
     try {
+      // Finish the app (route schemas compile on ready) while the model is still loading.
+      await app.ready();
       await options.listenAfter;
     } catch (err) {
       await app.close().catch(() => {});

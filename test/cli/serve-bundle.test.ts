@@ -1,0 +1,120 @@
+// Proves the bundled HTTP stack (scripts/build-server.mjs → dist/server/http-stack.js) serves like the modules:
+// it keeps our own modules (the worker pool) separate, and the compiled `tiny-llm serve` on it answers, drains and fails as before.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { repoRoot } from '../helpers/fixtures.js';
+import { createTinyModel, type TinyModel } from '../helpers/tiny-model.js';
+
+const built = existsSync(join(repoRoot, 'dist', 'server', 'server.js'));
+const bundlePath = join(repoRoot, 'dist', 'server', 'http-stack.js');
+let tiny: TinyModel;
+
+/** Runs the compiled CLI; resolves with its exit code and output, and the port it listened on (if any). */
+function runCompiled(
+  args: string[],
+  whileListening?: (port: number) => Promise<void>,
+): Promise<{ code: number | null; out: string }> {
+  const child = spawn(process.execPath, [join(repoRoot, 'bin', 'tiny-llm.js'), ...args], {
+    cwd: repoRoot,
+    env: { ...process.env, LOG_LEVEL: 'info', PORT: '' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let started = false;
+  let failure: unknown = null;
+  const onData = (d: Buffer) => {
+    out += d.toString();
+    const m = /listening at http:\/\/127\.0\.0\.1:(\d+)/.exec(out);
+    if (m && !started && whileListening) {
+      started = true;
+      whileListening(Number(m[1])).then(
+        () => child.kill('SIGTERM'),
+        (err) => {
+          failure = err;
+          child.kill('SIGKILL');
+        },
+      );
+    }
+  };
+  child.stdout.on('data', onData);
+  child.stderr.on('data', onData);
+  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+  return new Promise((resolve, reject) => {
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      if (failure) reject(failure);
+      else resolve({ code, out });
+    });
+  });
+}
+
+describe('the bundled HTTP stack', { skip: built ? false : 'needs `npm run build` (dist/)' }, () => {
+  before(async () => {
+    tiny = await createTinyModel({ seed: 5 });
+    const build = spawn(process.execPath, [join(repoRoot, 'scripts', 'build-server.mjs')], { cwd: repoRoot });
+    const code = await new Promise((resolve) => build.on('exit', resolve));
+    assert.equal(code, 0, 'scripts/build-server.mjs failed');
+  });
+  after(() => tiny?.remove());
+
+  it('bundles the packages but imports our own modules (pool, engine, io) from their files', async () => {
+    const text = readFileSync(bundlePath, 'utf8');
+    assert.match(text, /from"\.\/workers\/pool\.js"/, 'the worker pool is not imported from its module');
+    assert.match(text, /from"\.\.\/engine\/inference\.js"/, 'the engine is not imported from its module');
+    assert.doesNotMatch(text, /from"fastify"|from"pino"|from"prom-client"/, 'a package was left unbundled');
+    const stack = await import(bundlePath);
+    assert.equal(typeof stack.createLogger, 'function');
+    assert.equal(typeof stack.startServer, 'function');
+    const serve = await import(join(repoRoot, 'dist', 'cli', 'commands', 'serve.js'));
+    assert.equal(serve.httpStackBundleIsCurrent(), true, 'serve would not load the fresh bundle');
+  });
+
+  it('compiled `tiny-llm serve` on the bundle: /ready, /generate, then SIGTERM exits 0', async () => {
+    const { code, out } = await runCompiled(
+      ['serve', '--model-dir', tiny.dir, '--port', '0', '--host', '127.0.0.1', '--workers', '2'],
+      async (port) => {
+        let ready = 0;
+        for (let i = 0; i < 500 && ready !== 200; i++) {
+          ready = (await fetch(`http://127.0.0.1:${port}/ready`)).status;
+          if (ready !== 200) await new Promise((r) => setTimeout(r, 20));
+        }
+        assert.equal(ready, 200);
+        const reply = await fetch(`http://127.0.0.1:${port}/generate`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ prompt: 'Hello', max_new_tokens: 4, seed: 1 }),
+        });
+        assert.equal(reply.status, 200);
+        assert.equal(typeof (await reply.json()).response, 'string');
+        const bad = await fetch(`http://127.0.0.1:${port}/generate`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ prompt: 5 }),
+        });
+        assert.equal(bad.status, 400);
+        assert.equal((await bad.json()).error.param, 'prompt');
+      },
+    );
+    assert.equal(code, 0, out);
+    assert.match(out, /model ready: .* 2 workers/);
+    assert.match(out, /shutting down \(received SIGTERM\)/);
+  });
+
+  it('compiled `tiny-llm serve` on a missing model directory exits 1 without listening', async () => {
+    const { code, out } = await runCompiled([
+      'serve',
+      '--model-dir',
+      join(tiny.dir, 'nope'),
+      '--port',
+      '0',
+      '--host',
+      '127.0.0.1',
+    ]);
+    assert.equal(code, 1, out);
+    assert.match(out, /cannot serve the model: .*nope/);
+    assert.doesNotMatch(out, /listening at/);
+  });
+});
