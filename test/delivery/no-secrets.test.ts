@@ -78,7 +78,9 @@ describe('no real project ids, buckets or keys in the repository', () => {
       const path = join(root, file);
       let size: number;
       try {
-        size = statSync(path).size;
+        const stat = statSync(path);
+        if (!stat.isFile()) continue; // e.g. an untracked symlink to a folder
+        size = stat.size;
       } catch {
         continue; // deleted in the working tree
       }
