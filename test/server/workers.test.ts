@@ -69,6 +69,35 @@ describe('bounded queue', () => {
   });
 });
 
+describe('worker messages', () => {
+  it('a non-streamed job posts one token message (for time to first token); a streamed one posts each token', async () => {
+    const pool = t.app.generation.pool!;
+    const job = { ...longJob, maxNewTokens: 40, stop: [] };
+    const before = pool.tokenMessages;
+    const quiet = await t.app.generation.submit(job).result;
+    const quietMessages = pool.tokenMessages - before;
+    let streamedTexts = 0;
+    const mid = pool.tokenMessages;
+    const streamed = await t.app.generation.submit(job, {
+      onToken: () => {
+        streamedTexts++;
+      },
+    }).result;
+    const streamMessages = pool.tokenMessages - mid;
+    console.log(
+      `${quiet.completionTokens} tokens: ${quietMessages} message(s) unstreamed, ${streamMessages} streamed`,
+    );
+    assert.equal(quiet.completionTokens, 40);
+    assert.equal(quietMessages, 1);
+    assert.equal(streamed.text, quiet.text, 'same seed, same text either way');
+    assert.ok(
+      streamMessages >= streamed.completionTokens,
+      `${streamMessages} < ${streamed.completionTokens}`,
+    );
+    assert.ok(streamedTexts > 0);
+  });
+});
+
 describe('event loop stays free', () => {
   it('/health answers in milliseconds while every worker is generating', async () => {
     const job = t.app.generation.submit(longJob);

@@ -36,7 +36,7 @@ function cancelled(jobId: number): boolean {
   return Atomics.load(init.cancel, 0) === jobId;
 }
 
-function run({ jobId, request }: Extract<ToWorker, { type: 'job' }>): void {
+function run({ jobId, request, stream }: Extract<ToWorker, { type: 'job' }>): void {
   const ids = tokenizer.encode(request.prompt);
   const maxNewTokens = request.maxNewTokens ?? context - ids.length;
   if (ids.length === 0 || maxNewTokens < 1 || ids.length + maxNewTokens > context) {
@@ -89,7 +89,8 @@ function run({ jobId, request }: Extract<ToWorker, { type: 'job' }>): void {
     }
     // The final flush of held-back text has id -1 and is not a new token.
     if (next.value.id >= 0) tokens++;
-    post({ type: 'token', jobId, text: next.value.text });
+    if (stream || (tokens === 1 && next.value.id >= 0))
+      post({ type: 'token', jobId, text: stream ? next.value.text : '', tokens });
   }
 }
 

@@ -174,6 +174,8 @@ export class WorkerPool {
   private readonly cancelGraceMs: number;
   /** Workers replaced after dying; for tests and logs. */
   replacements = 0;
+  /** Token messages received from workers (a non-streamed job sends one, a streamed one one per token). */
+  tokenMessages = 0;
 
   constructor(
     private readonly init: Omit<WorkerInit, 'cancel'>,
@@ -387,7 +389,12 @@ export class WorkerPool {
       job.startedAt = performance.now();
       slot.job = job;
       this.running.set(job.id, job);
-      const message: ToWorker = { type: 'job', jobId: job.id, request: job.request };
+      const message: ToWorker = {
+        type: 'job',
+        jobId: job.id,
+        request: job.request,
+        stream: job.handlers.onToken !== undefined,
+      };
       slot.worker.postMessage(message);
     }
   }
@@ -402,9 +409,10 @@ export class WorkerPool {
         job.handlers.onStart?.(message.promptTokens, message.maxNewTokens);
         return;
       case 'token':
+        this.tokenMessages++;
         if (job.tokens === 0)
           this.options.observer?.firstToken?.((performance.now() - job.submittedAt) / 1000);
-        job.tokens++;
+        job.tokens = message.tokens;
         job.text += message.text;
         if (message.text) job.handlers.onToken?.(message.text);
         return;
@@ -418,6 +426,7 @@ export class WorkerPool {
         return;
       case 'cancelled':
         this.release(slot);
+        job.tokens = message.completionTokens;
         this.finishCancelled(job);
         return;
       case 'rejected':

@@ -31,7 +31,12 @@ export interface JobRequest {
 
 export type ToWorker =
   /** First message: the model to serve (a worker may be started before the model is loaded). */
-  { type: 'init'; init: WorkerInit } | { type: 'job'; jobId: number; request: JobRequest };
+  | { type: 'init'; init: WorkerInit }
+  /**
+   * `stream`: post every token's text. Otherwise only the first token is posted (time to first token) and
+   * the text comes with the outcome: a non-streamed reply costs the main thread two messages, not one a token.
+   */
+  | { type: 'job'; jobId: number; request: JobRequest; stream: boolean };
 
 export interface JobOutcome {
   text: string;
@@ -45,7 +50,7 @@ export type FromWorker =
   /** The prompt fits: tokens are about to flow. */
   | { type: 'start'; jobId: number; promptTokens: number; maxNewTokens: number }
   /** One generated token and the text it released (often empty while a stop sequence may be forming). */
-  | { type: 'token'; jobId: number; text: string }
+  | { type: 'token'; jobId: number; text: string; tokens: number }
   | { type: 'done'; jobId: number; outcome: JobOutcome }
   | { type: 'cancelled'; jobId: number; completionTokens: number }
   /** The prompt does not fit in the context (or is empty after tokenization). */
