@@ -2,9 +2,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
+import { freePort } from '../scripts/lib/free-port.js';
 import { ChatStreamTimer } from './lib/chat-stream.js';
 import { locateModels, repoRoot } from './lib/models.js';
 import { median, nowMs, quantile } from './lib/stats.js';
@@ -54,17 +54,6 @@ interface Served {
   child: ChildProcess;
   url: string;
   stop(): Promise<void>;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
 }
 
 /** VmRSS of a process in MiB (all threads: the generation workers included), NaN when unreadable. */

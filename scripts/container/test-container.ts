@@ -2,9 +2,9 @@
 // stand-ins of its base images, then runs the image's own command and checks the live service over loopback.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '../lib/free-port.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 const cacheDir = process.env.STANDIN_CACHE ?? '/var/tmp/tiny-llm-standins';
@@ -63,18 +63,6 @@ function requireTool(name: string): void {
   } catch {
     fail(`'${name}' is not installed (apt-get install ${name}); .ci/run installs it`);
   }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 // Every process whose parent chain leads to rootPid (the buildah run we started).

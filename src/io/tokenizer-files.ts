@@ -9,7 +9,11 @@ import {
   type TokenizerData,
   type TokenizerTables,
 } from '../tokenizer/gpt2-bpe.js';
-import { tablesFromTokenizerJson, tablesFromVocabAndMerges } from '../tokenizer/tokenizer-json.js';
+import {
+  isGpt2PreTokenizer,
+  tablesFromTokenizerJson,
+  tablesFromVocabAndMerges,
+} from '../tokenizer/tokenizer-json.js';
 
 export type { TokenizerData, TokenizerTables } from '../tokenizer/gpt2-bpe.js';
 
@@ -180,12 +184,7 @@ export function parseTokenizerJson(text: string, file: string): TokenizerData {
     throw new Error(`${file}: model.type is ${JSON.stringify(model.type)}; only "BPE" is supported`);
   }
   const pre = root.pre_tokenizer;
-  if (
-    !isObject(pre) ||
-    pre.type !== 'ByteLevel' ||
-    pre.add_prefix_space === true ||
-    pre.use_regex === false
-  ) {
+  if (!isGpt2PreTokenizer(pre)) {
     throw new Error(
       `${file}: pre_tokenizer must be GPT-2's ByteLevel (add_prefix_space false, use_regex true), got ${JSON.stringify(pre)}`,
     );

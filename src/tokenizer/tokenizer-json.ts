@@ -132,14 +132,7 @@ class Scanner {
     const model = root.model as Record<string, unknown> | undefined;
     if (!isObject(model) || !this.sawVocab || !this.sawMerges) unusual();
     if (model.type !== undefined && model.type !== 'BPE') unusual();
-    const pre = root.pre_tokenizer;
-    if (
-      !isObject(pre) ||
-      pre.type !== 'ByteLevel' ||
-      pre.add_prefix_space === true ||
-      pre.use_regex === false
-    )
-      unusual();
+    if (!isGpt2PreTokenizer(root.pre_tokenizer)) unusual();
     if (root.normalizer !== null && root.normalizer !== undefined) unusual();
     if (this.keyId.length === 0) unusual();
     const added = root.added_tokens ?? [];
@@ -704,4 +697,11 @@ function decodeUtf8(b: Uint8Array, i: number, end: number, out: Units): number {
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** tokenizer.json's pre_tokenizer is GPT-2's: ByteLevel, no prefix space, the split regex on. */
+export function isGpt2PreTokenizer(pre: unknown): boolean {
+  return (
+    isObject(pre) && pre.type === 'ByteLevel' && pre.add_prefix_space !== true && pre.use_regex !== false
+  );
 }
