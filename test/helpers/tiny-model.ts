@@ -16,11 +16,11 @@ export interface TinyModel {
 }
 
 /** n_embd 16, 1 layer, 1 head, 128 positions, GPT-2's 50 257 tokens: about 0.8 M parameters, ~1 ms a token. */
-export function tinyConfig(nPositions = 128): GPTConfig {
+export function tinyConfig(nPositions = 128, nEmbd = 16): GPTConfig {
   return {
     vocabSize: 50257,
     nPositions,
-    nEmbd: 16,
+    nEmbd,
     nLayer: 1,
     nHead: 1,
     layerNormEpsilon: 1e-5,
@@ -32,9 +32,9 @@ export function tinyConfig(nPositions = 128): GPTConfig {
 
 /** Every parameter drawn from N(0, 0.02²) with a seeded RNG, so the same seed writes the same model. */
 export async function createTinyModel(
-  options: { seed?: number; nPositions?: number; extraFiles?: Record<string, string> } = {},
+  options: { seed?: number; nPositions?: number; nEmbd?: number; extraFiles?: Record<string, string> } = {},
 ): Promise<TinyModel> {
-  const config = tinyConfig(options.nPositions);
+  const config = tinyConfig(options.nPositions, options.nEmbd);
   const rng = new Rng(options.seed ?? 1234);
   const params = new Float32Array(parameterLayout(config).total);
   for (let i = 0; i < params.length; i++) params[i] = rng.normal() * 0.02;

@@ -90,7 +90,12 @@ describe('clients that leave mid-stream', () => {
   let port: number;
   before(async () => {
     // A long cancel grace: a worker that ignored the cancel flag would keep generating, not be replaced.
-    t = await startTestApp({ workers: 2, queueLimit: 128, cancelGraceMs: 30_000 }, { nPositions: 1024 });
+    // n_embd 64: 900 tokens take several times longer than a loaded CI machine needs to notice a disconnect, so a
+    // generation that reaches its end did ignore the cancel (with n_embd 16 one could finish first under load).
+    t = await startTestApp(
+      { workers: 2, queueLimit: 128, cancelGraceMs: 30_000 },
+      { nPositions: 1024, nEmbd: 64 },
+    );
     await t.app.listen({ host: '127.0.0.1', port: 0 });
     port = (t.app.server.address() as AddressInfo).port;
   });
