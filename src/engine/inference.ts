@@ -38,6 +38,49 @@ export interface HotHead {
   coldMaxNorm: number;
 }
 
+/** Rows per group of logits whose maximum the head kernel records (GROUP in the kernels). */
+const TOP_GROUP = 64;
+
+/** A session's buffers for topLogits in WebAssembly memory (byte offsets and views). */
+interface TopScratch {
+  groups: number;
+  gmaxPtr: number;
+  gmax: Float32Array;
+  candPtr: number;
+  cand: Int32Array;
+  candValsPtr: number;
+  topIdsPtr: number;
+  topIds: Int32Array;
+  topValsPtr: number;
+  topVals: Float32Array;
+}
+
+function topScratch(arena: WasmArena, groups: number, owner: object): TopScratch {
+  const rows = groups * TOP_GROUP;
+  const alloc = (bytes: number): number => {
+    const ptr = arena.alloc(bytes);
+    arena.freeWith(owner, ptr, bytes);
+    return ptr;
+  };
+  const gmaxPtr = alloc(groups * 4);
+  const candPtr = alloc(rows * 4);
+  const candValsPtr = alloc(rows * 4);
+  const topIdsPtr = alloc(groups * 4);
+  const topValsPtr = alloc(groups * 4);
+  return {
+    groups,
+    gmaxPtr,
+    gmax: arena.f32(gmaxPtr, groups),
+    candPtr,
+    cand: arena.i32(candPtr, rows),
+    candValsPtr,
+    topIdsPtr,
+    topIds: arena.i32(topIdsPtr, groups),
+    topValsPtr,
+    topVals: arena.f32(topValsPtr, groups),
+  };
+}
+
 /** One layer's Conv1D weights and biases copied into WebAssembly memory for decode (byte offsets). */
 interface DecodeLayer {
   qkvw: number;
@@ -174,6 +217,19 @@ export class InferenceWeights {
     }
   }
 
+  private finiteHead: boolean | null = null;
+
+  /** Whether every LM-head weight is finite (then finite inputs give logits without NaN); checked once. */
+  get headIsFinite(): boolean {
+    if (this.finiteHead === null) {
+      const w = this.views.lmHead;
+      let ok = true;
+      for (let i = 0; i < w.length && ok; i++) ok = Number.isFinite(w[i]);
+      this.finiteHead = ok;
+    }
+    return this.finiteHead;
+  }
+
   /** Number of hot LM-head rows (0 when the model has none or the pure-JS path runs). */
   get hotVocabSize(): number {
     return this.hotHead ? this.hotHead.ids.length : 0;
@@ -233,6 +289,7 @@ export class InferenceWeights {
     });
     // The hot rows were chosen from the old weights: after a change in place, use the full head only.
     this.hotHead = null;
+    this.finiteHead = null;
   }
 }
 
@@ -261,6 +318,10 @@ export class InferenceSession {
   private readonly hotLogits: Float32Array | null;
   private readonly hotLogitsPtr: number;
   private readonly hotHeadAtStart: HotHead | null;
+  /** Each 64-row group's largest logit from the last full head (see topLogits); null on the pure-JS path. */
+  private readonly top: TopScratch | null;
+  /** Whether the group maxima in `top` belong to the logits of the last position run. */
+  private topValid = false;
   /** WebAssembly scratch for one-token products: input row and output row, 4C floats each. */
   private readonly gemvIn: { ptr: number; view: Float32Array } | null;
   private readonly gemvOut: { ptr: number; view: Float32Array } | null;
@@ -285,7 +346,8 @@ export class InferenceSession {
     this.lastRow = new Float32Array(C);
     const head = weights.packedHead;
     if (head) {
-      const logitsBytes = head.blocks * HEAD_BLOCK * 4;
+      // Padded to whole 64-row groups: collectAtLeast reads groups whole (the padding is never written).
+      const logitsBytes = Math.ceil(head.blocks / 4) * 4 * HEAD_BLOCK * 4;
       const bytes = logitsBytes + Math.ceil(C / 16) * 64;
       const ptr = head.arena.alloc(bytes);
       head.arena.freeWith(this, ptr, bytes);
@@ -309,6 +371,7 @@ export class InferenceSession {
       this.gemvIn = null;
       this.gemvOut = null;
     }
+    this.top = head ? topScratch(head.arena, Math.ceil(head.blocks / 4), this) : null;
     const hot = weights.hotHead;
     this.hotHeadAtStart = hot;
     if (head && hot) {
@@ -346,6 +409,52 @@ export class InferenceSession {
     this.forwardRows(this.oneId, 1, 'hot');
     return this.hotLogits as Float32Array;
   }
+
+  /**
+   * The k largest logits of the last full head run (prefill, step or completeLogits), sorted descending with
+   * ties to the lower id, into ids/values — what a top-k over all V logits gives, without scanning them all:
+   * the head kernel recorded each 64-row group's maximum; with T the k-th largest of those maxima, k groups
+   * hold a logit ≥ T, so the logits ≥ T (found in the groups whose maximum reaches T) number at least k and
+   * hold the k largest, ties included. False when this cannot run (the pure-JS path, no full head since the last
+   * position, k outside [1, groups], non-finite weights or inputs): then a scan of all logits gives the answer.
+   */
+  topLogits(k: number, ids: Int32Array, values: Float64Array): boolean {
+    const top = this.top;
+    const packed = this.weights.packedHead;
+    if (!top || !packed || !this.headPtrs || !this.topValid || k < 1 || k > top.groups) return false;
+    const { vocabSize: V, nEmbd: C } = this.weights.config;
+    const G = top.groups;
+    // NaN logits would be passed over by the group maxima but not by a full scan: run only on finite ones.
+    for (let c = 0; c < C; c++) if (!Number.isFinite(this.headInput[c])) return false;
+    if (!this.weights.headIsFinite) return false;
+    const kernels = packed.arena.kernels;
+    const cut = kernels.kthLargest(top.gmaxPtr, G, k, top.candValsPtr);
+    const n = kernels.collectAtLeast(
+      this.headPtrs.logits,
+      top.gmaxPtr,
+      G,
+      V,
+      cut,
+      top.candPtr,
+      top.candValsPtr,
+    );
+    if (n < k) return false;
+    kernels.topK(top.candValsPtr, n, k, top.topIdsPtr, top.topValsPtr);
+    for (let i = 0; i < k; i++) {
+      ids[i] = top.cand[top.topIds[i]];
+      values[i] = top.topVals[i];
+    }
+    this.lastTopCandidates = n;
+    return true;
+  }
+
+  /** Largest k topLogits serves (the number of 64-row groups); 0 on the pure-JS path. */
+  get topLimit(): number {
+    return this.top ? this.top.groups : 0;
+  }
+
+  /** Logits compared by the last topLogits (for tests and benchmarks). */
+  lastTopCandidates = 0;
 
   /**
    * An upper bound on every logit outside the hot rows at the last position run: ||h||·(largest cold row
@@ -429,6 +538,7 @@ export class InferenceSession {
       layerNormEpsilon: eps,
     } = this.weights.config;
     const start = this.position;
+    this.topValid = false;
     if (start + n > maxT) {
       throw new RangeError(`context full: ${start} + ${n} positions exceed the context of ${maxT}`);
     }
@@ -549,7 +659,21 @@ export class InferenceSession {
     const { vocabSize: V, nEmbd: C } = this.weights.config;
     const head = this.weights.packedHead;
     if (head && this.headPtrs) {
-      head.arena.kernels.lmHead(this.headPtrs.logits, this.headPtrs.input, head.ptr, head.blocks, C);
+      const top = this.top;
+      if (top) {
+        const { logits, input } = this.headPtrs;
+        head.arena.kernels.lmHeadMax(logits, top.gmaxPtr, input, head.ptr, head.blocks, C);
+        // The last group's padding rows (ids ≥ V) score 0: its maximum must come from real rows only.
+        const last = (top.groups - 1) * TOP_GROUP;
+        if (last + TOP_GROUP > V) {
+          let m = Number.NEGATIVE_INFINITY;
+          for (let v = last; v < V; v++) if (this.logits[v] > m) m = this.logits[v];
+          top.gmax[top.groups - 1] = m;
+        }
+        this.topValid = true;
+      } else {
+        head.arena.kernels.lmHead(this.headPtrs.logits, this.headPtrs.input, head.ptr, head.blocks, C);
+      }
     } else {
       matmulTransposedForward(this.logits, this.headInput, this.weights.views.lmHead, 1, C, V);
     }

@@ -5,8 +5,10 @@ import {
   hotSamplingApplies,
   SamplerScratch,
   type SamplingParams,
+  sampleFromTop,
   sampleHotToken,
   sampleToken,
+  topCountNeeded,
 } from './sampler.js';
 import { StopMatcher } from './stop.js';
 import { type TokenBytes, TokenTextStream } from './text-stream.js';
@@ -81,6 +83,10 @@ export function* generate(
   // bound on them cannot rule them out (same tokens as scoring everything; see sampleHotToken).
   const hotIds = session.hasHotHead ? session.weights.hotHead?.ids : undefined;
   const useHot = hotIds !== undefined && hotSamplingApplies(options, hotIds.length);
+  // Top-k and greedy sampling need only the k largest logits: the session finds them from the head's
+  // group maxima without scanning all V (same ids and values; see InferenceSession.topLogits).
+  const topCount = topCountNeeded(options);
+  const useTop = topCount > 0 && topCount <= session.topLimit;
   let logits = useHot ? session.prefillHot(promptIds) : session.prefill(promptIds);
   let generated = 0;
   while (generated < options.maxNewTokens) {
@@ -91,6 +97,8 @@ export function* generate(
       id = sampleHotToken(logits, hotIds, session.coldBound(), options, coin, scratch);
       if (id < 0) logits = session.completeLogits();
     }
+    if (id < 0 && useTop && session.topLogits(topCount, scratch.ids, scratch.values))
+      id = sampleFromTop(options, coin, scratch);
     if (id < 0) id = sampleToken(logits, options, coin, scratch, seen);
     generated++;
     if (options.eosTokenId !== null && id === options.eosTokenId) {

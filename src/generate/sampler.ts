@@ -115,6 +115,26 @@ export function hotSamplingApplies(params: SamplingParams, hotCount: number): bo
   return params.temperature === 0 || (params.topK > 0 && params.topK < hotCount);
 }
 
+/**
+ * How many of the largest logits sampleFromTop needs for these parameters (1 for greedy, top-k otherwise),
+ * or 0 when the full logits are needed (no top-k, or a repetition penalty that changes them first).
+ */
+export function topCountNeeded(params: SamplingParams): number {
+  if (params.repetitionPenalty !== 1) return 0;
+  if (params.temperature === 0) return 1;
+  return Math.max(params.topK, 0);
+}
+
+/**
+ * sampleToken when only the k = topCountNeeded(params) largest logits are known: scratch.ids/values hold
+ * them sorted descending (ties to the lower id), as InferenceSession.screenedTop writes them. Returns the
+ * token sampleToken returns on the full logits with the same coin.
+ */
+export function sampleFromTop(params: SamplingParams, coin: number, scratch: SamplerScratch): number {
+  if (params.temperature === 0) return scratch.ids[0];
+  return drawCandidate(params.topK, params, coin, scratch);
+}
+
 /** Temperature softmax, nucleus cut and the draw over `count` candidates sorted descending in scratch. */
 function drawCandidate(count: number, params: SamplingParams, coin: number, scratch: SamplerScratch): number {
   const { ids, values } = scratch;

@@ -86,6 +86,79 @@ describe('WebAssembly kernels', () => {
     console.log(`lmHead vs JS: largest abs diff ${worst.toExponential(2)}`);
   });
 
+  it("lmHeadMax writes lmHead's logits bit for bit plus each 64-row group's maximum; collectAtLeast finds every logit ≥ a cut", () => {
+    assert.ok(arena);
+    const rng = new Rng(13);
+    let checked = 0;
+    for (const blocks of [1, 2, 3, 4, 5, 6, 7, 8, 9, 13]) {
+      const C = 1 + (blocks % 5) * 3;
+      const packed = randomArray(rng, blocks * 16 * C);
+      const wPtr = arena.alloc(packed.length * 4);
+      arena.f32(wPtr, packed.length).set(packed);
+      const x = randomArray(rng, C);
+      const xPtr = arena.alloc(C * 4);
+      arena.f32(xPtr, C).set(x);
+      const groups = Math.ceil(blocks / 4);
+      const rows = groups * 64;
+      const plain = arena.alloc(rows * 4);
+      const withMax = arena.alloc(rows * 4);
+      const gmax = arena.alloc(groups * 4);
+      arena.kernels.lmHead(plain, xPtr, wPtr, blocks, C);
+      arena.kernels.lmHeadMax(withMax, gmax, xPtr, wPtr, blocks, C);
+      const a = arena.f32(plain, blocks * 16);
+      const b = arena.f32(withMax, blocks * 16);
+      assert.deepEqual(Array.from(b), Array.from(a), `blocks ${blocks}: logits differ`);
+      for (let g = 0; g < groups; g++) {
+        const want = Math.max(...a.subarray(g * 64, Math.min(blocks * 16, g * 64 + 64)));
+        assert.equal(arena.f32(gmax, groups)[g], want, `blocks ${blocks} group ${g}`);
+      }
+      // Pad the unwritten tail with values above every cut: collectAtLeast must still stop at V.
+      arena.f32(withMax, rows).fill(1e9, blocks * 16);
+      const V = blocks * 16 - (blocks % 3);
+      const sorted = Array.from(a.subarray(0, V)).sort((p, q) => q - p);
+      for (const cut of [sorted[0], sorted[Math.floor(V / 2)], sorted[V - 1], sorted[0] + 1]) {
+        const ids = arena.alloc(rows * 4);
+        const vals = arena.alloc(rows * 4);
+        const n = arena.kernels.collectAtLeast(withMax, gmax, groups, V, cut, ids, vals);
+        const want = Array.from(a.subarray(0, V).keys()).filter((v) => a[v] >= cut);
+        assert.deepEqual(Array.from(arena.i32(ids, n)), want, `blocks ${blocks} cut ${cut}: ids`);
+        assert.deepEqual(
+          Array.from(arena.f32(vals, n)),
+          want.map((v) => a[v]),
+          `blocks ${blocks} cut ${cut}: values`,
+        );
+        checked += n;
+      }
+    }
+    console.log(
+      `lmHeadMax: logits identical to lmHead; collectAtLeast returned ${checked} logits, all as a scan`,
+    );
+  });
+
+  it('kthLargest returns the k-th largest score for every k, with many ties and without, leaving its input alone', () => {
+    assert.ok(arena);
+    const rng = new Rng(17);
+    let cases = 0;
+    for (const n of [1, 2, 3, 7, 64, 100, 786]) {
+      for (const distinct of [2, 1000]) {
+        const scores = Float32Array.from(
+          { length: n },
+          () => Math.floor(rng.random() * distinct) - distinct / 2,
+        );
+        const ptr = arena.alloc(n * 4);
+        const work = arena.alloc(n * 4);
+        arena.f32(ptr, n).set(scores);
+        const sorted = Array.from(scores).sort((a, b) => b - a);
+        for (let k = 1; k <= n; k += Math.max(1, Math.floor(n / 17))) {
+          assert.equal(arena.kernels.kthLargest(ptr, n, k, work), sorted[k - 1], `n ${n} k ${k}`);
+          cases++;
+        }
+        assert.deepEqual(Array.from(arena.f32(ptr, n)), Array.from(scores), 'the input was reordered');
+      }
+    }
+    console.log(`kthLargest: ${cases} selections equal a sort`);
+  });
+
   it('gemv (one Conv1D row) matches matmulForward for every OC mod 16, with and without bias', () => {
     assert.ok(arena);
     const rng = new Rng(9);
@@ -165,7 +238,7 @@ describe('WebAssembly kernels', () => {
     assert.ok(worst <= 1e-4, `diff ${worst}`);
   });
 
-  it('argmax matches the JS scan, including ties, NaN and -Infinity, at every length mod 4', () => {
+  it('argmax matches the JS scan, including ties, NaN and -Infinity, at every length mod 16', () => {
     assert.ok(arena);
     const rng = new Rng(5);
     const cases: Float32Array[] = [
@@ -175,8 +248,8 @@ describe('WebAssembly kernels', () => {
       new Float32Array(9).fill(Number.NEGATIVE_INFINITY),
       Float32Array.from([3, 3, 3, 3, 3, 3, 3]),
     ];
-    for (let n = 1; n < 40; n++) {
-      // Few distinct values so ties across lanes are common.
+    for (let n = 1; n < 72; n++) {
+      // Few distinct values so ties across lanes and lane groups are common.
       cases.push(Float32Array.from({ length: n }, () => Math.floor(rng.random() * 4)));
     }
     for (const c of cases) assert.equal(arena.argmax(c), argmax(c), `scores ${Array.from(c)}`);

@@ -32,7 +32,7 @@ describe('relaxed-SIMD kernels', () => {
     assert.ok(WebAssembly.validate(Buffer.from(KERNELS_WASM_BASE64, 'base64')));
   });
 
-  it('gemm, gemv and lmHead equal the JS loops on odd shapes', () => {
+  it('gemm, gemv and lmHead equal the JS loops on odd shapes; lmHeadMax equals lmHead', () => {
     const arena = new WasmArena(new WebAssembly.Module(relaxedBytes));
     const rng = new Rng(21);
     const work = arena.alloc(arena.kernels.gemmWorkBytes());
@@ -91,5 +91,16 @@ describe('relaxed-SIMD kernels', () => {
         `lmHead ${headDiff.toExponential(2)}`,
     );
     assert.ok(headDiff < 1e-5, `lmHead diff ${headDiff}`);
+    // lmHeadMax runs the same multiply-add chains: its logits equal lmHead's bit for bit, its maxima are theirs.
+    const withMax = arena.alloc(Math.ceil(blocks / 4) * 64 * 4);
+    const gmax = arena.alloc(Math.ceil(blocks / 4) * 4);
+    arena.kernels.lmHeadMax(withMax, gmax, place(arena, x), place(arena, packed), blocks, C);
+    assert.deepEqual(Array.from(arena.f32(withMax, blocks * 16)), Array.from(arena.f32(logits, blocks * 16)));
+    const a = arena.f32(logits, blocks * 16);
+    for (let g = 0; g < Math.ceil(blocks / 4); g++)
+      assert.equal(
+        arena.f32(gmax, 2)[g],
+        Math.max(...a.subarray(g * 64, Math.min(blocks * 16, g * 64 + 64))),
+      );
   });
 });

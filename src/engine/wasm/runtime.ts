@@ -7,6 +7,17 @@ export interface KernelExports {
   gemv(out: number, x: number, w: number, bias: number, IC: number, OC: number): void;
   topK(scores: number, V: number, k: number, ids: number, vals: number): void;
   argmax(scores: number, V: number): number;
+  lmHeadMax(out: number, gmax: number, x: number, w: number, blocks: number, C: number): void;
+  kthLargest(scores: number, n: number, k: number, work: number): number;
+  collectAtLeast(
+    scores: number,
+    gmax: number,
+    groups: number,
+    V: number,
+    cut: number,
+    ids: number,
+    vals: number,
+  ): number;
   gemm(
     c: number,
     a: number,

@@ -14,13 +14,23 @@ function madd(a: v128, b: v128, acc: v128): v128 {
   return f32x4.add(acc, f32x4.mul(a, b));
 }
 
+/** The largest of a vector's four lanes (NaN lanes are passed over, as pmax does). */
+function laneMax(m: v128): f32 {
+  const p = f32x4.pmax(m, v128.shuffle<f32>(m, m, 2, 3, 0, 1));
+  return max(f32x4.extract_lane(p, 0), f32x4.extract_lane(p, 1));
+}
+
 /**
  * out[v] = Σ_c x[c]·W[v, c] for a head packed as [V/16][C][16] (rows grouped by 16, channel-major inside).
  * Four accumulators of four lanes hold the 16 logits of one block; the channel loop runs sequentially.
+ * (Two blocks side by side, for more independent chains, measured slower: V8 then spills accumulators.)
+ * With gmax ≠ 0, gmax[g] also gets the largest logit of each group of four blocks (64 rows; the last group
+ * may be partial).
  */
-export function lmHead(out: usize, x: usize, w: usize, blocks: i32, C: i32): void {
+function headBlocks(out: usize, gmax: usize, x: usize, w: usize, blocks: i32, C: i32): void {
   let p = w;
   let o = out;
+  let m = f32x4.splat(-Infinity);
   for (let b = 0; b < blocks; b++) {
     let a0 = f32x4.splat(0);
     let a1 = f32x4.splat(0);
@@ -39,7 +49,24 @@ export function lmHead(out: usize, x: usize, w: usize, blocks: i32, C: i32): voi
     v128.store(o, a2, 32);
     v128.store(o, a3, 48);
     o += BLOCK << 2;
+    if (gmax) {
+      m = f32x4.pmax(m, f32x4.pmax(f32x4.pmax(a0, a1), f32x4.pmax(a2, a3)));
+      if ((b & 3) === 3 || b === blocks - 1) {
+        store<f32>(gmax + ((<usize>(b >> 2)) << 2), laneMax(m));
+        m = f32x4.splat(-Infinity);
+      }
+    }
   }
+}
+
+/** The LM head's logits (see headBlocks). */
+export function lmHead(out: usize, x: usize, w: usize, blocks: i32, C: i32): void {
+  headBlocks(out, 0, x, w, blocks, C);
+}
+
+/** The LM head's logits and each 64-row group's largest logit in gmax[ceil(blocks/4)] (see headBlocks). */
+export function lmHeadMax(out: usize, gmax: usize, x: usize, w: usize, blocks: i32, C: i32): void {
+  headBlocks(out, gmax, x, w, blocks, C);
 }
 
 /**
@@ -92,6 +119,80 @@ export function gemv(out: usize, x: usize, w: usize, bias: usize, IC: i32, OC: i
   }
 }
 
+/** Rows per group of the LM head's logits whose maximum lmHeadMax records (four blocks). */
+const GROUP: i32 = 64;
+
+/**
+ * The k-th largest of n scores (1 ≤ k ≤ n, no NaN), found by quickselect on a copy at `work` (n floats):
+ * Hoare partitions around a median of three, keeping the side that holds position k − 1 in descending order.
+ */
+export function kthLargest(scores: usize, n: i32, k: i32, work: usize): f32 {
+  memory.copy(work, scores, (<usize>n) << 2);
+  const target = k - 1;
+  let lo = 0;
+  let hi = n - 1;
+  while (lo < hi) {
+    const a = load<f32>(work + ((<usize>lo) << 2));
+    const b = load<f32>(work + ((<usize>(lo + ((hi - lo) >> 1))) << 2));
+    const c = load<f32>(work + ((<usize>hi) << 2));
+    const pivot = max(min(a, b), min(max(a, b), c));
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (load<f32>(work + ((<usize>i) << 2)) > pivot) i++;
+      while (load<f32>(work + ((<usize>j) << 2)) < pivot) j--;
+      if (i <= j) {
+        const pi = work + ((<usize>i) << 2);
+        const pj = work + ((<usize>j) << 2);
+        const t = load<f32>(pi);
+        store<f32>(pi, load<f32>(pj));
+        store<f32>(pj, t);
+        i++;
+        j--;
+      }
+    }
+    if (target <= j) hi = j;
+    else if (target >= i) lo = i;
+    else break;
+  }
+  return load<f32>(work + ((<usize>target) << 2));
+}
+
+/**
+ * Writes every v < V with scores[v] ≥ cut to ids (ascending) and its score to vals, visiting only the
+ * 64-row groups whose maximum (gmax, from lmHeadMax) reaches the cut; returns how many. Both hold V entries.
+ */
+export function collectAtLeast(
+  scores: usize,
+  gmax: usize,
+  groups: i32,
+  V: i32,
+  cut: f32,
+  ids: usize,
+  vals: usize,
+): i32 {
+  let n = 0;
+  const cv = f32x4.splat(cut);
+  for (let g = 0; g < groups; g++) {
+    if (!(load<f32>(gmax + ((<usize>g) << 2)) >= cut)) continue;
+    const v0 = g * GROUP;
+    for (let v = v0; v < v0 + GROUP; v += 4) {
+      const chunk = v128.load(scores + ((<usize>v) << 2));
+      if (!v128.any_true(f32x4.ge(chunk, cv))) continue;
+      for (let j = 0; j < 4; j++) {
+        const id = v + j;
+        const s = load<f32>(scores + ((<usize>id) << 2));
+        if (id < V && s >= cut) {
+          store<i32>(ids + ((<usize>n) << 2), id);
+          store<f32>(vals + ((<usize>n) << 2), s);
+          n++;
+        }
+      }
+    }
+  }
+  return n;
+}
+
 function weaker(ids: usize, vals: usize, a: i32, b: i32): bool {
   const va = load<f32>(vals + ((<usize>a) << 2));
   const vb = load<f32>(vals + ((<usize>b) << 2));
@@ -134,8 +235,8 @@ function offer(scores: usize, ids: usize, vals: usize, v: i32, k: i32): void {
 
 /**
  * The k (< V) highest scores, ties to the lower id, sorted descending into ids[k] (i32) and vals[k] (f32).
- * A bounded min-heap as in the JS sampler; four scores at a time are compared against the heap's
- * weakest entry with SIMD, so the heap is only touched when a lane beats it.
+ * A bounded min-heap as in the JS sampler; sixteen scores at a time are compared against the heap's
+ * weakest entry with SIMD, so the heap is only touched when one of them beats it.
  */
 export function topK(scores: usize, V: i32, k: i32, ids: usize, vals: usize): void {
   for (let size = 0; size < k; size++) {
@@ -151,6 +252,19 @@ export function topK(scores: usize, V: i32, k: i32, ids: usize, vals: usize): vo
   }
   let v = k;
   for (; v < V && (v & 3) !== 0; v++) offer(scores, ids, vals, v, k);
+  // Sixteen scores per test against the weakest kept value, held in a register until the heap changes.
+  let weakest = v128.load32_splat(vals);
+  for (; v + 16 <= V; v += 16) {
+    const p = scores + ((<usize>v) << 2);
+    const hit = v128.or(
+      v128.or(f32x4.gt(v128.load(p), weakest), f32x4.gt(v128.load(p, 16), weakest)),
+      v128.or(f32x4.gt(v128.load(p, 32), weakest), f32x4.gt(v128.load(p, 48), weakest)),
+    );
+    if (v128.any_true(hit)) {
+      for (let j = 0; j < 16; j++) offer(scores, ids, vals, v + j, k);
+      weakest = v128.load32_splat(vals);
+    }
+  }
   for (; v + 4 <= V; v += 4) {
     const chunk = v128.load(scores + ((<usize>v) << 2));
     if (v128.any_true(f32x4.gt(chunk, v128.load32_splat(vals)))) {
@@ -169,39 +283,65 @@ export function topK(scores: usize, V: i32, k: i32, ids: usize, vals: usize): vo
 
 /**
  * Index of the largest score, the lowest index on ties; NaN never wins and a NaN at index 0 wins outright
- * (exactly the JS `>` scan that starts from index 0). Each lane tracks its own best, then lanes are merged.
+ * (exactly the JS `>` scan that starts from index 0). Four groups of four lanes track their own best over
+ * sixteen scores per step (independent compare-select chains), then the sixteen lanes are merged.
  */
 export function argmax(scores: usize, V: i32): i32 {
   const first = load<f32>(scores);
   if (Number.isNaN(<f64>first)) return 0;
-  let bestV = f32x4.splat(-Infinity);
-  let bestI = i32x4.splat(-1);
+  let v0 = f32x4.splat(-Infinity);
+  let v1 = v0;
+  let v2 = v0;
+  let v3 = v0;
+  let i0 = i32x4.splat(-1);
+  let i1 = i0;
+  let i2 = i0;
+  let i3 = i0;
   let idx = i32x4(0, 1, 2, 3);
   const four = i32x4.splat(4);
+  const sixteen = i32x4.splat(16);
   let v = 0;
-  for (; v + 4 <= V; v += 4) {
-    const chunk = v128.load(scores + ((<usize>v) << 2));
-    const gt = f32x4.gt(chunk, bestV);
-    bestV = v128.bitselect(chunk, bestV, gt);
-    bestI = v128.bitselect(idx, bestI, gt);
-    idx = i32x4.add(idx, four);
+  for (; v + 16 <= V; v += 16) {
+    const p = scores + ((<usize>v) << 2);
+    const c0 = v128.load(p);
+    const c1 = v128.load(p, 16);
+    const c2 = v128.load(p, 32);
+    const c3 = v128.load(p, 48);
+    const g0 = f32x4.gt(c0, v0);
+    const g1 = f32x4.gt(c1, v1);
+    const g2 = f32x4.gt(c2, v2);
+    const g3 = f32x4.gt(c3, v3);
+    v0 = v128.bitselect(c0, v0, g0);
+    v1 = v128.bitselect(c1, v1, g1);
+    v2 = v128.bitselect(c2, v2, g2);
+    v3 = v128.bitselect(c3, v3, g3);
+    i0 = v128.bitselect(idx, i0, g0);
+    const idx1 = i32x4.add(idx, four);
+    i1 = v128.bitselect(idx1, i1, g1);
+    const idx2 = i32x4.add(idx1, four);
+    i2 = v128.bitselect(idx2, i2, g2);
+    i3 = v128.bitselect(i32x4.add(idx2, four), i3, g3);
+    idx = i32x4.add(idx, sixteen);
   }
   let best = 0;
   let bestValue = first;
-  for (let lane = 0; lane < 4; lane++) {
-    const i =
-      lane === 0
-        ? i32x4.extract_lane(bestI, 0)
-        : lane === 1
-          ? i32x4.extract_lane(bestI, 1)
-          : lane === 2
-            ? i32x4.extract_lane(bestI, 2)
-            : i32x4.extract_lane(bestI, 3);
-    if (i < 0) continue;
-    const s = load<f32>(scores + ((<usize>i) << 2));
-    if (s > bestValue || (s === bestValue && i < best)) {
-      bestValue = s;
-      best = i;
+  for (let g = 0; g < 4; g++) {
+    const is = g === 0 ? i0 : g === 1 ? i1 : g === 2 ? i2 : i3;
+    for (let lane = 0; lane < 4; lane++) {
+      const i =
+        lane === 0
+          ? i32x4.extract_lane(is, 0)
+          : lane === 1
+            ? i32x4.extract_lane(is, 1)
+            : lane === 2
+              ? i32x4.extract_lane(is, 2)
+              : i32x4.extract_lane(is, 3);
+      if (i < 0) continue;
+      const s = load<f32>(scores + ((<usize>i) << 2));
+      if (s > bestValue || (s === bestValue && i < best)) {
+        bestValue = s;
+        best = i;
+      }
     }
   }
   for (; v < V; v++) {
