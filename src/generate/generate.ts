@@ -67,7 +67,7 @@ export function* generate(
     throw new RangeError(`prompt has ${promptIds.length} tokens, the context holds ${context}`);
   }
   const rng = new Rng(options.seed);
-  const scratch = new SamplerScratch(session.weights.config.vocabSize);
+  const scratch = scratchFor(session);
   // Without a tokenizer only ids are produced (text stays empty and stop sequences cannot apply).
   if (!tokenizer && options.stop && options.stop.length > 0)
     throw new Error('stop sequences need a tokenizer');
@@ -126,6 +126,19 @@ export function* generate(
     }
   }
   return { ids, text, finishReason, endedByEos, promptTokens: promptIds.length, completionTokens: generated };
+}
+
+/** Each session's sampler scratch (two vocabulary-sized arrays), made once rather than per generation. */
+const scratches = new WeakMap<InferenceSession, SamplerScratch>();
+
+function scratchFor(session: InferenceSession): SamplerScratch {
+  const V = session.weights.config.vocabSize;
+  let scratch = scratches.get(session);
+  if (!scratch || scratch.vocabSize !== V) {
+    scratch = new SamplerScratch(V);
+    scratches.set(session, scratch);
+  }
+  return scratch;
 }
 
 /** Runs generate() to the end and returns its result. */

@@ -70,12 +70,15 @@ describe('bounded queue', () => {
 });
 
 describe('worker messages', () => {
-  it('a non-streamed job posts one token message (for time to first token); a streamed one posts each token', async () => {
+  it('a non-streamed job posts no token message (its time to first token rides on the outcome); a streamed one posts each token', async () => {
     const pool = t.app.generation.pool!;
     const job = { ...longJob, maxNewTokens: 40, stop: [] };
     const before = pool.tokenMessages;
+    const ttftBefore = metricValue(await scrape(t.app), 'tiny_llm_time_to_first_token_seconds_count');
     const quiet = await t.app.generation.submit(job).result;
     const quietMessages = pool.tokenMessages - before;
+    const ttftAfter = metricValue(await scrape(t.app), 'tiny_llm_time_to_first_token_seconds_count');
+    assert.equal(ttftAfter - ttftBefore, 1, 'the unstreamed job still records its time to first token');
     let streamedTexts = 0;
     const mid = pool.tokenMessages;
     const streamed = await t.app.generation.submit(job, {
@@ -88,7 +91,7 @@ describe('worker messages', () => {
       `${quiet.completionTokens} tokens: ${quietMessages} message(s) unstreamed, ${streamMessages} streamed`,
     );
     assert.equal(quiet.completionTokens, 40);
-    assert.equal(quietMessages, 1);
+    assert.equal(quietMessages, 0);
     assert.equal(streamed.text, quiet.text, 'same seed, same text either way');
     assert.ok(
       streamMessages >= streamed.completionTokens,

@@ -50,10 +50,13 @@ function run({ jobId, request, stream }: Extract<ToWorker, { type: 'job' }>): vo
     return;
   }
   if (cancelled(jobId)) {
-    post({ type: 'cancelled', jobId, completionTokens: 0 });
+    post({ type: 'cancelled', jobId, promptTokens: ids.length, completionTokens: 0 });
     return;
   }
-  post({ type: 'start', jobId, promptTokens: ids.length, maxNewTokens });
+  // A streamed job tells the main thread at once (headers go out then); an unstreamed one posts only its end.
+  if (stream) post({ type: 'start', jobId, promptTokens: ids.length, maxNewTokens });
+  const received = performance.now();
+  let firstTokenMs = -1;
   const it = generate(session, tokenizer, ids, {
     temperature: request.temperature,
     topK: request.topK,
@@ -69,7 +72,7 @@ function run({ jobId, request, stream }: Extract<ToWorker, { type: 'job' }>): vo
     // The loop is synchronous, so a cancel cannot arrive as a message: read the shared flag between tokens.
     if (cancelled(jobId)) {
       it.return(undefined as never);
-      post({ type: 'cancelled', jobId, completionTokens: tokens });
+      post({ type: 'cancelled', jobId, promptTokens: ids.length, completionTokens: tokens });
       return;
     }
     const next = it.next();
@@ -78,6 +81,7 @@ function run({ jobId, request, stream }: Extract<ToWorker, { type: 'job' }>): vo
       post({
         type: 'done',
         jobId,
+        firstTokenMs,
         outcome: {
           text: r.text,
           finishReason: r.finishReason,
@@ -88,9 +92,8 @@ function run({ jobId, request, stream }: Extract<ToWorker, { type: 'job' }>): vo
       return;
     }
     // The final flush of held-back text has id -1 and is not a new token.
-    if (next.value.id >= 0) tokens++;
-    if (stream || (tokens === 1 && next.value.id >= 0))
-      post({ type: 'token', jobId, text: stream ? next.value.text : '', tokens });
+    if (next.value.id >= 0 && ++tokens === 1) firstTokenMs = performance.now() - received;
+    if (stream) post({ type: 'token', jobId, text: next.value.text, tokens });
   }
 }
 

@@ -417,6 +417,12 @@ export class WorkerPool {
         if (message.text) job.handlers.onToken?.(message.text);
         return;
       case 'done':
+        job.promptTokens = message.outcome.promptTokens;
+        // An unstreamed job posted no token: its time to first token is the queue wait plus the worker's.
+        if (job.tokens === 0 && message.firstTokenMs >= 0)
+          this.options.observer?.firstToken?.(
+            (job.startedAt - job.submittedAt + message.firstTokenMs) / 1000,
+          );
         this.release(slot);
         this.options.observer?.finished?.(
           message.outcome.completionTokens,
@@ -426,6 +432,7 @@ export class WorkerPool {
         return;
       case 'cancelled':
         this.release(slot);
+        job.promptTokens = message.promptTokens;
         job.tokens = message.completionTokens;
         this.finishCancelled(job);
         return;

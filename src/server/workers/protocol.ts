@@ -33,8 +33,8 @@ export type ToWorker =
   /** First message: the model to serve (a worker may be started before the model is loaded). */
   | { type: 'init'; init: WorkerInit }
   /**
-   * `stream`: post every token's text. Otherwise only the first token is posted (time to first token) and
-   * the text comes with the outcome: a non-streamed reply costs the main thread two messages, not one a token.
+   * `stream`: post `start`, then every token's text. Otherwise only the end is posted, with the text and the
+   * time to the first token: a non-streamed reply costs the main thread one message, not one a token.
    */
   | { type: 'job'; jobId: number; request: JobRequest; stream: boolean };
 
@@ -47,12 +47,13 @@ export interface JobOutcome {
 
 export type FromWorker =
   | { type: 'ready' }
-  /** The prompt fits: tokens are about to flow. */
+  /** The prompt of a streamed job fits: tokens are about to flow. */
   | { type: 'start'; jobId: number; promptTokens: number; maxNewTokens: number }
   /** One generated token and the text it released (often empty while a stop sequence may be forming). */
   | { type: 'token'; jobId: number; text: string; tokens: number }
-  | { type: 'done'; jobId: number; outcome: JobOutcome }
-  | { type: 'cancelled'; jobId: number; completionTokens: number }
+  /** firstTokenMs: from the worker receiving the job to its first token (-1: none was generated). */
+  | { type: 'done'; jobId: number; outcome: JobOutcome; firstTokenMs: number }
+  | { type: 'cancelled'; jobId: number; promptTokens: number; completionTokens: number }
   /** The prompt does not fit in the context (or is empty after tokenization). */
   | { type: 'rejected'; jobId: number; promptTokens: number; maxNewTokens: number; context: number }
   | { type: 'failed'; jobId: number; message: string };
