@@ -23,6 +23,8 @@ export interface SharedHead {
   blocks: number;
   /** The hot rows packed in the same memory, found once by the thread that shared the head (see HotHead). */
   hot?: HotHead | null;
+  /** The int8 screening copy of the head in the same memory (see ScreenHead). */
+  screen?: ScreenHead | null;
 }
 
 /**
@@ -40,6 +42,78 @@ export interface HotHead {
 
 /** Rows per group of logits whose maximum the head kernel records (GROUP in the kernels). */
 const TOP_GROUP = 64;
+/** Vocabularies from this size get an int8 screening head (below it the f32 head is cheap anyway). */
+const SCREEN_MIN_VOCAB = 4096;
+/** Widest model the screening head takes: int32 sums of 127·|m|·C stay exact with |m| up to 32767. */
+const SCREEN_MAX_EMBD = 512;
+
+/**
+ * An int8 copy of the LM head (one scale per row) in WebAssembly memory, for decode with top-k or greedy
+ * sampling: every row is scored from it with exact integer sums and a bounded error, and only rows that can
+ * still be among the k largest get their f32 logit (see InferenceSession.screenedTop). Byte offsets; rows
+ * padded to whole 64-row groups, channels to C2 = C rounded up to even (zeros).
+ */
+export interface ScreenHead {
+  /** int8 [rows/4][C2/2][4 rows][2 channels]. */
+  q: number;
+  /** f32 [rows]: w[v, c] ≈ scale[v]·q[v, c] with |error| ≤ scale[v]/2. */
+  scale: number;
+  groups: number;
+  C2: number;
+  /** Largest row scale. */
+  maxScale: number;
+  /** Largest Σ_c |scale[v]·q[v, c]| over the rows. */
+  maxL1: number;
+  /** Largest |w[v, c]|. */
+  maxAbs: number;
+}
+
+/** Quantises the head [V, C] row by row into `arena` (see ScreenHead); `owner` frees it when collected. */
+function packScreenHead(
+  arena: WasmArena,
+  w: Float32Array,
+  V: number,
+  C: number,
+  owner: object | null,
+): ScreenHead {
+  const groups = Math.ceil(V / TOP_GROUP);
+  const rows = groups * TOP_GROUP;
+  const C2 = C + (C & 1);
+  const alloc = (bytes: number): number => {
+    const ptr = arena.alloc(bytes);
+    if (owner) arena.freeWith(owner, ptr, bytes);
+    return ptr;
+  };
+  const qPtr = alloc(rows * C2);
+  const scalePtr = alloc(rows * 4);
+  const q = arena.i8(qPtr, rows * C2);
+  const scale = arena.f32(scalePtr, rows);
+  q.fill(0);
+  scale.fill(0);
+  let maxScale = 0;
+  let maxL1 = 0;
+  let maxAbs = 0;
+  for (let v = 0; v < V; v++) {
+    const row = v * C;
+    let amax = 0;
+    for (let c = 0; c < C; c++) amax = Math.max(amax, Math.abs(w[row + c]));
+    if (amax === 0) continue;
+    const s = amax / 127;
+    let l1 = 0;
+    const base = (v >> 2) * 4 * C2 + (v & 3) * 2;
+    for (let c = 0; c < C; c++) {
+      const qc = Math.max(-127, Math.min(127, Math.round(w[row + c] / s)));
+      q[base + (c >> 1) * 8 + (c & 1)] = qc;
+      l1 += Math.abs(qc);
+    }
+    scale[v] = s;
+    // The kernel multiplies by the float32 scale: bound with what it uses.
+    maxScale = Math.max(maxScale, scale[v], s);
+    maxL1 = Math.max(maxL1, scale[v] * l1);
+    maxAbs = Math.max(maxAbs, amax);
+  }
+  return { q: qPtr, scale: scalePtr, groups, C2, maxScale, maxL1, maxAbs };
+}
 
 /** A session's buffers for topLogits in WebAssembly memory (byte offsets and views). */
 interface TopScratch {
@@ -79,6 +153,33 @@ function topScratch(arena: WasmArena, groups: number, owner: object): TopScratch
     topValsPtr,
     topVals: arena.f32(topValsPtr, groups),
   };
+}
+
+/** A session's buffers for screenedTop in WebAssembly memory (byte offsets and views). */
+interface ScreenScratch {
+  head: ScreenHead;
+  approxPtr: number;
+  approx: Float32Array;
+  hPtr: number;
+  h: Int16Array;
+  exactPtr: number;
+  tilePtr: number;
+}
+
+function screenScratch(arena: WasmArena, head: ScreenHead, owner: object): ScreenScratch {
+  const rows = head.groups * TOP_GROUP;
+  const alloc = (bytes: number): number => {
+    const ptr = arena.alloc(bytes);
+    arena.freeWith(owner, ptr, bytes);
+    return ptr;
+  };
+  const approxPtr = alloc(rows * 4);
+  const hPtr = alloc(head.C2 * 2);
+  const exactPtr = alloc(rows * 4);
+  const tilePtr = alloc(64);
+  const h = arena.i16(hPtr, head.C2);
+  h.fill(0);
+  return { head, approxPtr, approx: arena.f32(approxPtr, rows), hPtr, h, exactPtr, tilePtr };
 }
 
 /** One layer's Conv1D weights and biases copied into WebAssembly memory for decode (byte offsets). */
@@ -202,8 +303,9 @@ export class InferenceWeights {
     }
     this.hotHead = null;
     if (adopted && given.hot !== undefined) {
-      // The sharing thread already found and packed the hot rows in this memory.
+      // The sharing thread already found and packed the hot rows (and the screening head) in this memory.
       this.hotHead = given.hot;
+      this.screenHead = given.screen ?? null;
       return;
     }
     const hot = this.packedHead ? findHotRows(this.views.lmHead, V, C) : null;
@@ -214,8 +316,14 @@ export class InferenceWeights {
       if (options.head !== 'share') arena.freeWith(this, ptr, bytes);
       this.hotHead = { ids: hot.ids, ptr, blocks: hotBlocks, coldMaxNorm: hot.coldMaxNorm };
       this.packRows(hot.ids, ptr, hotBlocks);
+    } else if (arena && this.packedHead && V >= SCREEN_MIN_VOCAB && C <= SCREEN_MAX_EMBD) {
+      const owner = options.head === 'share' ? null : this;
+      this.screenHead = packScreenHead(arena, this.views.lmHead, V, C, owner);
     }
   }
+
+  /** The int8 screening head (large vocabularies without hot rows, WebAssembly path only), see ScreenHead. */
+  screenHead: ScreenHead | null = null;
 
   private finiteHead: boolean | null = null;
 
@@ -264,6 +372,7 @@ export class InferenceWeights {
       ptr: head.ptr,
       blocks: head.blocks,
       hot: this.hotHead,
+      screen: this.screenHead,
     };
   }
 
@@ -287,8 +396,9 @@ export class InferenceWeights {
       arena.f32(d.fcprojw, l.fcprojw.length).set(l.fcprojw);
       arena.f32(d.fcprojb, l.fcprojb.length).set(l.fcprojb);
     });
-    // The hot rows were chosen from the old weights: after a change in place, use the full head only.
+    // The hot rows and the int8 copy came from the old weights: after a change in place, use the full head.
     this.hotHead = null;
+    this.screenHead = null;
     this.finiteHead = null;
   }
 }
@@ -322,6 +432,8 @@ export class InferenceSession {
   private readonly top: TopScratch | null;
   /** Whether the group maxima in `top` belong to the logits of the last position run. */
   private topValid = false;
+  /** Screening buffers (see screenedTop); null without a screening head. */
+  private readonly screen: ScreenScratch | null;
   /** WebAssembly scratch for one-token products: input row and output row, 4C floats each. */
   private readonly gemvIn: { ptr: number; view: Float32Array } | null;
   private readonly gemvOut: { ptr: number; view: Float32Array } | null;
@@ -372,6 +484,8 @@ export class InferenceSession {
       this.gemvOut = null;
     }
     this.top = head ? topScratch(head.arena, Math.ceil(head.blocks / 4), this) : null;
+    const screenHead = weights.screenHead;
+    this.screen = head && screenHead ? screenScratch(head.arena, screenHead, this) : null;
     const hot = weights.hotHead;
     this.hotHeadAtStart = hot;
     if (head && hot) {
@@ -453,8 +567,84 @@ export class InferenceSession {
     return this.top ? this.top.groups : 0;
   }
 
-  /** Logits compared by the last topLogits (for tests and benchmarks). */
+  /** Logits compared by the last topLogits or screenedTop (for tests and benchmarks). */
   lastTopCandidates = 0;
+
+  /** Largest k screenedTop serves (the number of 64-row groups); 0 without a usable screening head. */
+  get screenLimit(): number {
+    const sc = this.screen;
+    return sc && this.top && this.weights.screenHead === sc.head ? sc.head.groups : 0;
+  }
+
+  /** Like prefill, but leaves the LM head to screenedTop (or completeLogits). */
+  prefillScreened(ids: ArrayLike<number>): void {
+    const n = ids.length;
+    if (n === 0) throw new RangeError('prefill needs at least one token');
+    this.forwardRows(ids, n, 'last-norm');
+  }
+
+  /** Like step, but leaves the LM head to screenedTop (or completeLogits). */
+  stepScreened(id: number): void {
+    this.oneId[0] = id;
+    if (this.oneId[0] !== id)
+      throw new RangeError(`token id ${id} is outside [0, ${this.weights.config.vocabSize})`);
+    this.forwardRows(this.oneId, 1, 'last-norm');
+  }
+
+  /**
+   * The k largest logits of the position run by prefillScreened/stepScreened, as topLogits gives them after a
+   * full head (same ids, bit-identical values), from the int8 head: every row's score a[v] is within E of its
+   * logit (E bounds the weights' and the input's rounding and the float slack), so with T the k-th largest
+   * group maximum of the scores, k rows have logits ≥ T − E and no row scoring below T − 2E can be among the
+   * top k. The rows left get their f32 logit through the full head's own kernel chain. False when this
+   * cannot run (k outside [1, screenLimit], non-finite or zero input or weights): completeLogits() then.
+   */
+  screenedTop(k: number, ids: Int32Array, values: Float64Array): boolean {
+    const sc = this.screen;
+    const top = this.top;
+    const packed = this.weights.packedHead;
+    if (!sc || !top || !packed || !this.headPtrs || k < 1 || k > this.screenLimit) return false;
+    if (!this.weights.headIsFinite) return false;
+    const { vocabSize: V, nEmbd: C } = this.weights.config;
+    const sh = sc.head;
+    const h = this.headInput;
+    let hmax = 0;
+    let l1 = 0;
+    for (let c = 0; c < C; c++) {
+      const a = Math.abs(h[c]);
+      if (!(a <= Number.MAX_VALUE)) return false;
+      if (a > hmax) hmax = a;
+      l1 += a;
+    }
+    if (hmax === 0) return false;
+    const hScale = hmax / 32767;
+    for (let c = 0; c < C; c++) sc.h[c] = Math.round(h[c] / hScale);
+    const err =
+      0.5 * sh.maxScale * l1 +
+      0.5 * hScale * sh.maxL1 +
+      2 ** -20 * (C + 8) * (sh.maxAbs * l1 + sh.maxL1 * hmax);
+    const kernels = packed.arena.kernels;
+    const G = sh.groups;
+    kernels.screenHead(sc.approxPtr, top.gmaxPtr, sh.q, sh.scale, sc.hPtr, hScale, G, sh.C2);
+    // The last group's padding rows score 0: its maximum must come from real rows (or the cut rises).
+    const last = (G - 1) * TOP_GROUP;
+    if (last + TOP_GROUP > V) {
+      let m = Number.NEGATIVE_INFINITY;
+      for (let v = last; v < V; v++) if (sc.approx[v] > m) m = sc.approx[v];
+      top.gmax[G - 1] = m;
+    }
+    const cut = kernels.kthLargest(top.gmaxPtr, G, k, top.candValsPtr) - 2 * err;
+    const n = kernels.collectAtLeast(sc.approxPtr, top.gmaxPtr, G, V, cut, top.candPtr, top.candValsPtr);
+    if (n < k) return false;
+    kernels.headRows(sc.exactPtr, this.headPtrs.input, packed.ptr, top.candPtr, n, C, sc.tilePtr);
+    kernels.topK(sc.exactPtr, n, k, top.topIdsPtr, top.topValsPtr);
+    for (let i = 0; i < k; i++) {
+      ids[i] = top.cand[top.topIds[i]];
+      values[i] = top.topVals[i];
+    }
+    this.lastTopCandidates = n;
+    return true;
+  }
 
   /**
    * An upper bound on every logit outside the hot rows at the last position run: ||h||·(largest cold row
@@ -526,9 +716,9 @@ export class InferenceSession {
 
   /**
    * Transformer body over n new rows, then the LM head on the last row: all logits ('full'), the hot rows'
-   * ('hot') or none.
+   * ('hot'), only the final layer norm of the last row ('last-norm', for screenedTop) or nothing ('none').
    */
-  private forwardRows(ids: ArrayLike<number>, n: number, head: 'full' | 'hot' | 'none'): void {
+  private forwardRows(ids: ArrayLike<number>, n: number, head: 'full' | 'hot' | 'last-norm' | 'none'): void {
     const {
       vocabSize: V,
       nPositions: maxT,
@@ -614,6 +804,7 @@ export class InferenceSession {
     const lastRow = this.lastRow;
     for (let c = 0; c < C; c++) lastRow[c] = x[last + c];
     layernormForward(this.headInput, mean, rstd, lastRow, w.lnfw, w.lnfb, 1, C, eps);
+    if (head === 'last-norm') return;
     const hot = this.hotHeadAtStart;
     const packed = this.weights.packedHead;
     if (head === 'hot') {

@@ -87,19 +87,29 @@ export function* generate(
   // group maxima without scanning all V (same ids and values; see InferenceSession.topLogits).
   const topCount = topCountNeeded(options);
   const useTop = topCount > 0 && topCount <= session.topLimit;
-  let logits = useHot ? session.prefillHot(promptIds) : session.prefill(promptIds);
+  // A large vocabulary without hot rows: score the head in int8 first and compute only the rows that can be
+  // among the k largest in f32 (same ids and values again; see InferenceSession.screenedTop).
+  const useScreen = !useHot && topCount > 0 && topCount <= session.screenLimit;
+  let logits: Float32Array | null = null;
+  if (useHot) logits = session.prefillHot(promptIds);
+  else if (useScreen) session.prefillScreened(promptIds);
+  else logits = session.prefill(promptIds);
   let generated = 0;
   while (generated < options.maxNewTokens) {
     // Draw the coin even for greedy decoding so a seed means the same thing at every temperature.
     const coin = rng.random();
     let id = -1;
-    if (useHot) {
+    if (useHot && logits) {
       id = sampleHotToken(logits, hotIds, session.coldBound(), options, coin, scratch);
       if (id < 0) logits = session.completeLogits();
+    } else if (useScreen) {
+      if (session.screenedTop(topCount, scratch.ids, scratch.values))
+        id = sampleFromTop(options, coin, scratch);
+      else logits = session.completeLogits();
     }
     if (id < 0 && useTop && session.topLogits(topCount, scratch.ids, scratch.values))
       id = sampleFromTop(options, coin, scratch);
-    if (id < 0) id = sampleToken(logits, options, coin, scratch, seen);
+    if (id < 0) id = sampleToken(logits ?? session.completeLogits(), options, coin, scratch, seen);
     generated++;
     if (options.eosTokenId !== null && id === options.eosTokenId) {
       finishReason = 'stop';
@@ -116,7 +126,9 @@ export function* generate(
       break;
     }
     if (generated >= options.maxNewTokens || session.remaining === 0) break;
-    logits = useHot ? session.stepHot(id) : session.step(id);
+    if (useHot) logits = session.stepHot(id);
+    else if (useScreen) session.stepScreened(id);
+    else logits = session.step(id);
   }
   if (stream && !stops.done) {
     const tail = stops.push(stream.flush()) + stops.flush();

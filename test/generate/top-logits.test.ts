@@ -16,7 +16,7 @@ function randomModel(V: number, C: number, seed: number): { config: GPTConfig; p
     nPositions: 64,
     nEmbd: C,
     nLayer: 1,
-    nHead: 2,
+    nHead: C % 2 === 0 ? 2 : 1,
     layerNormEpsilon: 1e-5,
     tieWordEmbeddings: true,
     bosTokenId: 0,
@@ -160,8 +160,129 @@ describe('top-k from group maxima', { skip: available ? false : 'needs the WebAs
     assert.ok(good.topLogits(5, ids, values));
   });
 
-  it('generation draws the tokens a full scan draws (sampled and greedy, seeded)', () => {
-    const { config, params } = randomModel(3001, 16, 11);
+  it('generation draws the tokens a full scan draws (sampled and greedy, seeded), screened or not', () => {
+    for (const V of [3001, 5003]) generationMatches(V);
+  });
+});
+
+describe('int8 screening head', { skip: available ? false : 'needs the WebAssembly kernels' }, () => {
+  it('gives the ids and values of a full scan for every k up to the group count (n_embd 16, 12 and odd 15)', () => {
+    let compared = 0;
+    let candidates = 0;
+    let steps = 0;
+    for (const [V, C] of [
+      [5003, 16],
+      [4096, 12],
+      [4500, 15],
+    ]) {
+      const { config, params } = randomModel(V, C, V + C);
+      const weights = new InferenceWeights(config, params);
+      assert.ok(weights.screenHead, `V ${V}: no screening head`);
+      const screened = new InferenceSession(weights);
+      const full = new InferenceSession(weights);
+      const groups = Math.ceil(V / 64);
+      assert.equal(screened.screenLimit, groups);
+      const ids = new Int32Array(groups);
+      const values = new Float64Array(groups);
+      const want = new Int32Array(groups);
+      const wantValues = new Float64Array(groups);
+      screened.prefillScreened([1, 2, 3]);
+      full.prefill([1, 2, 3]);
+      for (let step = 0; step < 15; step++) {
+        for (const k of [1, 3, 50, groups]) {
+          assert.ok(screened.screenedTop(k, ids, values), `V ${V} k ${k}: screening declined`);
+          assert.ok(full.topLogits(k, want, wantValues));
+          assert.deepEqual(
+            Array.from(ids.subarray(0, k)),
+            Array.from(want.subarray(0, k)),
+            `V ${V} k ${k} ids`,
+          );
+          assert.deepEqual(
+            Array.from(values.subarray(0, k)),
+            Array.from(wantValues.subarray(0, k)),
+            `V ${V} k ${k}`,
+          );
+          compared += k;
+          if (k === 50) {
+            candidates += screened.lastTopCandidates;
+            steps++;
+          }
+        }
+        assert.equal(screened.screenedTop(groups + 1, ids, values), false, 'k above the group count');
+        const next = (step * 101) % V;
+        screened.stepScreened(next);
+        full.step(next);
+      }
+    }
+    console.log(
+      `${compared} screened top logits equal a full scan; ${(candidates / steps).toFixed(1)} rows in f32 for k = 50`,
+    );
+  });
+
+  it('stays exact when thousands of logits lie within the int8 error of each other', () => {
+    // Every row is one shared row plus a perturbation far below an int8 step: the scores cannot separate
+    // them, so the cut keeps nearly all rows, and the f32 logits must still decide (ties to the lower id).
+    const V = 4096;
+    const C = 16;
+    const { config, params } = randomModel(V, C, 21);
+    const rng = new Rng(4);
+    const base = Array.from({ length: C }, () => rng.random() - 0.5);
+    for (const t of headTensors(config))
+      for (let v = 0; v < V; v++)
+        for (let c = 0; c < C; c++)
+          params[t.offset + v * C + c] = base[c] + (v % 7 === 0 ? 0 : 1e-5 * (rng.random() - 0.5));
+    const weights = new InferenceWeights(config, params);
+    const screened = new InferenceSession(weights);
+    const full = new InferenceSession(weights);
+    const ids = new Int32Array(64);
+    const values = new Float64Array(64);
+    const want = new Int32Array(64);
+    const wantValues = new Float64Array(64);
+    screened.prefillScreened([7]);
+    full.prefill([7]);
+    for (const k of [1, 10, 64]) {
+      assert.ok(screened.screenedTop(k, ids, values));
+      assert.ok(full.topLogits(k, want, wantValues));
+      assert.deepEqual(Array.from(ids.subarray(0, k)), Array.from(want.subarray(0, k)), `k ${k}`);
+      assert.deepEqual(Array.from(values.subarray(0, k)), Array.from(wantValues.subarray(0, k)), `k ${k}`);
+    }
+    console.log(`near-ties: ${screened.lastTopCandidates} of ${V} rows computed in f32, same top 64`);
+    assert.ok(screened.lastTopCandidates > 1000, 'the cut should have kept the indistinguishable rows');
+  });
+
+  it('is shared with workers (adopted, not quantised again), and declined for non-finite weights', () => {
+    const { config, params } = randomModel(4096, 16, 31);
+    const owner = new InferenceWeights(config, params, { head: 'share' });
+    const shared = owner.sharedHead;
+    assert.ok(shared?.screen, 'the shared head carries the screening head');
+    const adopted = new InferenceWeights(config, params, { head: shared });
+    assert.equal(adopted.screenHead, shared.screen);
+    const a = new InferenceSession(owner);
+    const b = new InferenceSession(adopted);
+    const ia = new Int32Array(8);
+    const va = new Float64Array(8);
+    const ib = new Int32Array(8);
+    const vb = new Float64Array(8);
+    a.prefillScreened([3, 4]);
+    b.prefillScreened([3, 4]);
+    assert.ok(a.screenedTop(8, ia, va) && b.screenedTop(8, ib, vb));
+    assert.deepEqual(Array.from(ib), Array.from(ia));
+    assert.deepEqual(Array.from(vb), Array.from(va));
+    const bad = Float32Array.from(params);
+    for (const t of headTensors(config)) bad[t.offset + 1000 * 16 + 5] = Number.POSITIVE_INFINITY;
+    const s = new InferenceSession(new InferenceWeights(config, bad));
+    s.prefillScreened([3]);
+    assert.equal(
+      s.screenedTop(5, ia, va),
+      false,
+      'an infinite head weight must send sampling to the full head',
+    );
+  });
+});
+
+function generationMatches(V: number): void {
+  {
+    const { config, params } = randomModel(V, 16, 11);
     const session = new InferenceSession(new InferenceWeights(config, params));
     const reference = new InferenceSession(new InferenceWeights(config, params));
     const scratch = new SamplerScratch(config.vocabSize);
@@ -188,7 +309,7 @@ describe('top-k from group maxima', { skip: available ? false : 'needs the WebAs
         want.push(id);
         if (i < 39) logits = reference.step(id);
       }
-      assert.deepEqual(got, want, `temperature ${sampling.temperature} top-k ${sampling.topK}`);
+      assert.deepEqual(got, want, `V ${V} temperature ${sampling.temperature} top-k ${sampling.topK}`);
     }
-  });
-});
+  }
+}

@@ -9,6 +9,17 @@ export interface KernelExports {
   argmax(scores: number, V: number): number;
   lmHeadMax(out: number, gmax: number, x: number, w: number, blocks: number, C: number): void;
   kthLargest(scores: number, n: number, k: number, work: number): number;
+  screenHead(
+    out: number,
+    gmax: number,
+    q: number,
+    scale: number,
+    h: number,
+    hScale: number,
+    groups: number,
+    C2: number,
+  ): void;
+  headRows(vals: number, x: number, w: number, ids: number, count: number, C: number, tile: number): void;
   collectAtLeast(
     scores: number,
     gmax: number,
@@ -119,6 +130,14 @@ export class WasmArena {
 
   i32(ptr: number, length: number): Int32Array {
     return new Int32Array(this.currentBuffer(), ptr, length);
+  }
+
+  i16(ptr: number, length: number): Int16Array {
+    return new Int16Array(this.currentBuffer(), ptr, length);
+  }
+
+  i8(ptr: number, length: number): Int8Array {
+    return new Int8Array(this.currentBuffer(), ptr, length);
   }
 
   /** The memory's buffer as this thread sees it now (a new object after any thread grew it), remembered for owns(). */

@@ -123,6 +123,102 @@ export function gemv(out: usize, x: usize, w: usize, bias: usize, IC: i32, OC: i
 const GROUP: i32 = 64;
 
 /**
+ * Approximate logits from an int8 copy of the LM head, for screening (see InferenceSession.screenedTop):
+ * out[v] = scale[v]·hScale·Σ_c q[v, c]·m[c] with exact integer sums, q packed as [rows/4][C2/2][4 rows][2 ch]
+ * int8 (C2 = C rounded up to even, zero-padded) and m the int16 input at h (C2 values). Each int16 dot product
+ * adds two channels of four rows. gmax[g] gets each 64-row group's largest score. Rows come in whole groups.
+ */
+export function screenHead(out: usize, gmax: usize, q: usize, scale: usize, h: usize, hScale: f32, groups: i32, C2: i32): void {
+  const hs = f32x4.splat(hScale);
+  let pq = q;
+  let po = out;
+  let ps = scale;
+  const pairs = C2 >> 1;
+  if (pairs === 8) {
+    // n_embd 16 (the seed model): the eight input pairs stay in registers, no channel loop.
+    const h0 = v128.load32_splat(h);
+    const h1 = v128.load32_splat(h, 4);
+    const h2 = v128.load32_splat(h, 8);
+    const h3 = v128.load32_splat(h, 12);
+    const h4 = v128.load32_splat(h, 16);
+    const h5 = v128.load32_splat(h, 20);
+    const h6 = v128.load32_splat(h, 24);
+    const h7 = v128.load32_splat(h, 28);
+    for (let g = 0; g < groups; g++) {
+      let m = f32x4.splat(-Infinity);
+      for (let quad = 0; quad < GROUP >> 2; quad++) {
+        let acc = i32x4.dot_i16x8_s(v128.load8x8_s(pq), h0);
+        acc = i32x4.add(acc, i32x4.dot_i16x8_s(v128.load8x8_s(pq, 8), h1));
+        acc = i32x4.add(acc, i32x4.dot_i16x8_s(v128.load8x8_s(pq, 16), h2));
+        acc = i32x4.add(acc, i32x4.dot_i16x8_s(v128.load8x8_s(pq, 24), h3));
+        acc = i32x4.add(acc, i32x4.dot_i16x8_s(v128.load8x8_s(pq, 32), h4));
+        acc = i32x4.add(acc, i32x4.dot_i16x8_s(v128.load8x8_s(pq, 40), h5));
+        acc = i32x4.add(acc, i32x4.dot_i16x8_s(v128.load8x8_s(pq, 48), h6));
+        acc = i32x4.add(acc, i32x4.dot_i16x8_s(v128.load8x8_s(pq, 56), h7));
+        pq += 64;
+        const a = f32x4.mul(f32x4.mul(f32x4.convert_i32x4_s(acc), v128.load(ps)), hs);
+        v128.store(po, a);
+        m = f32x4.pmax(m, a);
+        po += 16;
+        ps += 16;
+      }
+      store<f32>(gmax + ((<usize>g) << 2), laneMax(m));
+    }
+    return;
+  }
+  for (let g = 0; g < groups; g++) {
+    let m = f32x4.splat(-Infinity);
+    for (let quad = 0; quad < GROUP >> 2; quad++) {
+      let acc = i32x4.splat(0);
+      for (let j = 0; j < pairs; j++) {
+        acc = i32x4.add(acc, i32x4.dot_i16x8_s(v128.load8x8_s(pq), v128.load32_splat(h + ((<usize>j) << 2))));
+        pq += 8;
+      }
+      const a = f32x4.mul(f32x4.mul(f32x4.convert_i32x4_s(acc), v128.load(ps)), hs);
+      v128.store(po, a);
+      m = f32x4.pmax(m, a);
+      po += 16;
+      ps += 16;
+    }
+    store<f32>(gmax + ((<usize>g) << 2), laneMax(m));
+  }
+}
+
+/**
+ * vals[i] = the logit of row ids[i] (ascending) bit-identical to lmHead's: each distinct 16-row block of the
+ * packed f32 head runs through the same multiply-add chain as headBlocks, once, into `tile` (64 bytes).
+ */
+export function headRows(vals: usize, x: usize, w: usize, ids: usize, count: i32, C: i32, tile: usize): void {
+  const blockBytes = (<usize>(C * BLOCK)) << 2;
+  let last = -1;
+  for (let i = 0; i < count; i++) {
+    const id = load<i32>(ids + ((<usize>i) << 2));
+    const block = id >> 4;
+    if (block !== last) {
+      last = block;
+      let p = w + <usize>block * blockBytes;
+      let a0 = f32x4.splat(0);
+      let a1 = f32x4.splat(0);
+      let a2 = f32x4.splat(0);
+      let a3 = f32x4.splat(0);
+      for (let c = 0; c < C; c++) {
+        const xs = v128.load32_splat(x + ((<usize>c) << 2));
+        a0 = madd(xs, v128.load(p), a0);
+        a1 = madd(xs, v128.load(p, 16), a1);
+        a2 = madd(xs, v128.load(p, 32), a2);
+        a3 = madd(xs, v128.load(p, 48), a3);
+        p += BLOCK << 2;
+      }
+      v128.store(tile, a0);
+      v128.store(tile, a1, 16);
+      v128.store(tile, a2, 32);
+      v128.store(tile, a3, 48);
+    }
+    store<f32>(vals + ((<usize>i) << 2), load<f32>(tile + ((<usize>(id & 15)) << 2)));
+  }
+}
+
+/**
  * The k-th largest of n scores (1 ≤ k ≤ n, no NaN), found by quickselect on a copy at `work` (n floats):
  * Hoare partitions around a median of three, keeping the side that holds position k − 1 in descending order.
  */
