@@ -466,28 +466,74 @@ export function gemmWorkBytes(): i32 {
 }
 
 /**
+ * Stores the 4×4 block whose rows are r0..r3 transposed: column c of the block goes to q + c·step.
+ */
+function store4x4T(q: usize, step: usize, r0: v128, r1: v128, r2: v128, r3: v128): void {
+  const t0 = f32x4.shuffle(r0, r1, 0, 4, 1, 5);
+  const t1 = f32x4.shuffle(r0, r1, 2, 6, 3, 7);
+  const t2 = f32x4.shuffle(r2, r3, 0, 4, 1, 5);
+  const t3 = f32x4.shuffle(r2, r3, 2, 6, 3, 7);
+  v128.store(q, f32x4.shuffle(t0, t2, 0, 1, 4, 5));
+  v128.store(q + step, f32x4.shuffle(t0, t2, 2, 3, 6, 7));
+  v128.store(q + 2 * step, f32x4.shuffle(t1, t3, 0, 1, 4, 5));
+  v128.store(q + 3 * step, f32x4.shuffle(t1, t3, 2, 3, 6, 7));
+}
+
+/**
  * Packs rows [i0, i0+mc) × depth [k0, k0+kc) of A into MR-row panels, k-major inside ([mc/MR][kc][MR]),
- * zero-filling rows past mc so the micro-kernel never branches.
+ * zero-filling rows past mc so the micro-kernel never branches. Full panels move four floats at a time: a
+ * transposed A (sAi = 1) is copied along its rows, a row-major one (sAk = 1) through 4×4 transposes.
  */
 function packA(dst: usize, a: usize, sAi: i32, sAk: i32, i0: i32, mc: i32, k0: i32, kc: i32): void {
   let p = dst;
+  const strideK = (<usize>sAk) << 2;
+  const strideI = (<usize>sAi) << 2;
   for (let ir = 0; ir < mc; ir += MR) {
     const rows = min(MR, mc - ir);
-    for (let r = 0; r < MR; r++) {
-      let q = p + ((<usize>r) << 2);
-      if (r >= rows) {
-        for (let k = 0; k < kc; k++) {
-          store<f32>(q, 0);
-          q += MR << 2;
-        }
-        continue;
-      }
-      let s = a + ((<usize>(i0 + ir + r) * <usize>sAi + <usize>k0 * <usize>sAk) << 2);
-      const step = (<usize>sAk) << 2;
+    const base = a + ((<usize>(i0 + ir) * <usize>sAi + <usize>k0 * <usize>sAk) << 2);
+    if (rows === MR && sAi === 1) {
+      let s = base;
+      let q = p;
       for (let k = 0; k < kc; k++) {
-        store<f32>(q, load<f32>(s));
+        v128.store(q, v128.load(s));
         q += MR << 2;
-        s += step;
+        s += strideK;
+      }
+    } else if (rows === MR && sAk === 1) {
+      let k = 0;
+      for (; k + 4 <= kc; k += 4) {
+        const s = base + ((<usize>k) << 2);
+        store4x4T(
+          p + ((<usize>(k * MR)) << 2),
+          MR << 2,
+          v128.load(s),
+          v128.load(s + strideI),
+          v128.load(s + 2 * strideI),
+          v128.load(s + 3 * strideI),
+        );
+      }
+      for (; k < kc; k++)
+        for (let r = 0; r < MR; r++)
+          store<f32>(
+            p + ((<usize>(k * MR + r)) << 2),
+            load<f32>(base + <usize>r * strideI + ((<usize>k) << 2)),
+          );
+    } else {
+      for (let r = 0; r < MR; r++) {
+        let q = p + ((<usize>r) << 2);
+        if (r >= rows) {
+          for (let k = 0; k < kc; k++) {
+            store<f32>(q, 0);
+            q += MR << 2;
+          }
+          continue;
+        }
+        let s = base + <usize>r * strideI;
+        for (let k = 0; k < kc; k++) {
+          store<f32>(q, load<f32>(s));
+          q += MR << 2;
+          s += strideK;
+        }
       }
     }
     p += (<usize>(MR * kc)) << 2;
@@ -497,22 +543,53 @@ function packA(dst: usize, a: usize, sAi: i32, sAk: i32, i0: i32, mc: i32, k0: i
 /**
  * Packs depth [k0, k0+kc) × columns [j0, j0+nc) of B (element (k, j) at B + 4·(k·sBk + j·sBj)) into NR-column
  * panels, k-major inside ([nc/NR][kc][NR]), zero-filling columns past nc. Row-major B copies four floats
- * at a time; a transposed B (sBk = 1) is read along its rows.
+ * at a time; a transposed B (sBk = 1) goes through 4×4 transposes.
  */
 function packB(dst: usize, b: usize, sBk: i32, sBj: i32, k0: i32, kc: i32, j0: i32, nc: i32): void {
   let p = dst;
+  const strideK = (<usize>sBk) << 2;
+  const strideJ = (<usize>sBj) << 2;
   for (let jr = 0; jr < nc; jr += NR) {
     const cols = min(NR, nc - jr);
+    const base = b + ((<usize>k0 * <usize>sBk + <usize>(j0 + jr) * <usize>sBj) << 2);
     if (cols === NR && sBj === 1) {
-      let s = b + ((<usize>k0 * <usize>sBk + <usize>(j0 + jr)) << 2);
-      const step = (<usize>sBk) << 2;
+      let s = base;
       let q = p;
       for (let k = 0; k < kc; k++) {
         v128.store(q, v128.load(s));
         v128.store(q, v128.load(s, 16), 16);
         q += NR << 2;
-        s += step;
+        s += strideK;
       }
+    } else if (cols === NR && sBk === 1) {
+      let k = 0;
+      for (; k + 4 <= kc; k += 4) {
+        const s = base + ((<usize>k) << 2);
+        const q = p + ((<usize>(k * NR)) << 2);
+        store4x4T(
+          q,
+          NR << 2,
+          v128.load(s),
+          v128.load(s + strideJ),
+          v128.load(s + 2 * strideJ),
+          v128.load(s + 3 * strideJ),
+        );
+        const s4 = s + 4 * strideJ;
+        store4x4T(
+          q + 16,
+          NR << 2,
+          v128.load(s4),
+          v128.load(s4 + strideJ),
+          v128.load(s4 + 2 * strideJ),
+          v128.load(s4 + 3 * strideJ),
+        );
+      }
+      for (; k < kc; k++)
+        for (let c = 0; c < NR; c++)
+          store<f32>(
+            p + ((<usize>(k * NR + c)) << 2),
+            load<f32>(base + <usize>c * strideJ + ((<usize>k) << 2)),
+          );
     } else {
       for (let c = 0; c < NR; c++) {
         let q = p + ((<usize>c) << 2);
@@ -523,12 +600,11 @@ function packB(dst: usize, b: usize, sBk: i32, sBj: i32, k0: i32, kc: i32, j0: i
           }
           continue;
         }
-        let s = b + ((<usize>k0 * <usize>sBk + <usize>(j0 + jr + c) * <usize>sBj) << 2);
-        const step = (<usize>sBk) << 2;
+        let s = base + <usize>c * strideJ;
         for (let k = 0; k < kc; k++) {
           store<f32>(q, load<f32>(s));
           q += NR << 2;
-          s += step;
+          s += strideK;
         }
       }
     }
