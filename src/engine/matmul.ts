@@ -192,7 +192,8 @@ function gemmWasm(
         if (d0 > 0) copyOut(d0 - chunk, d0);
         return performance.now() - t0;
       });
-      if (measured) copyRatio = measured;
+      // Smoothed: one chunk's copy can be slowed by page faults or a busy machine.
+      if (measured) copyRatio = (copyRatio + measured) / 2;
     }
     copyOut(extent - ((extent - 1) % chunk) - 1, extent);
     if (!along(C) && C.copied) out.set(C.view);
@@ -247,8 +248,8 @@ function gemmArgs(r: Region, i0: number, i1: number, j0: number, j1: number, wor
 /**
  * Computes region r on `parts` threads: its rows in multiples of 4 (columns in multiples of 8 when it is wider
  * than tall) cut so this thread takes `share` and the helpers the rest, while `meanwhile` (copies for other
- * chunks) runs here first. Returns when all are done, with the copy cost seen here as a share of this
- * thread's multiply-add rate (for the next chunk's split), or 0 when this thread computed nothing.
+ * chunks) runs here first. Returns when all are done, with the copy time as a share of the time one thread
+ * takes for the whole region (for the next chunk's split), or 0 when there was nothing to measure.
  */
 function runSplit(r: Region, parts: number, share: number, meanwhile: () => number): number {
   const rows = r.i1 - r.i0;
@@ -263,6 +264,7 @@ function runSplit(r: Region, parts: number, share: number, meanwhile: () => numb
   const started: GemmHelper[] = [];
   let failure: unknown = null;
   let ratio = 0;
+  let copyMs = 0;
   try {
     let from = 0;
     for (let p = 0; p < parts - 1 && from < extent - own; p++) {
@@ -272,7 +274,7 @@ function runSplit(r: Region, parts: number, share: number, meanwhile: () => numb
       started.push(h);
       from = to;
     }
-    const copyMs = meanwhile();
+    copyMs = meanwhile();
     if (own > 0) {
       const t0 = performance.now();
       const g = gemmArgs(r, ...range(extent - own, extent), workFor(r.arena));
@@ -298,6 +300,7 @@ function runSplit(r: Region, parts: number, share: number, meanwhile: () => numb
   } catch (e) {
     failure = e;
   }
+  const waitFrom = performance.now();
   // Every started piece is waited for before any failure is reported: none may still write into C.
   for (const h of started) {
     try {
@@ -307,6 +310,9 @@ function runSplit(r: Region, parts: number, share: number, meanwhile: () => numb
     }
   }
   if (failure) throw failure;
+  // This thread computed nothing: the helpers took about copy + wait time each for the whole chunk.
+  const waited = performance.now() - waitFrom;
+  if (ratio === 0 && started.length > 0 && copyMs > 0) ratio = copyMs / ((copyMs + waited) * started.length);
   return ratio;
 }
 
