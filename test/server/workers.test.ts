@@ -274,3 +274,44 @@ describe('worker death', () => {
     assert.equal(JSON.parse(last.slice(6)).error.code, 'worker_crashed');
   });
 });
+
+describe('jobs posted behind a running one', () => {
+  it('a busy worker holds the next job (counted as queued), starts it unprompted, skips it when cancelled, and hands it on if it dies', async () => {
+    const p = await startTestApp({ workers: 1, queueLimit: 4, cancelGraceMs: 2000 }, { nPositions: 1024 });
+    try {
+      const pool = p.app.generation.pool!;
+      const first = p.app.generation.submit(longJob);
+      await waitFor('the first job to run', () => pool.busyWorkers === 1);
+      const second = p.app.generation.submit({ ...longJob, maxNewTokens: 5, seed: 2 });
+      const third = p.app.generation.submit({ ...longJob, maxNewTokens: 5, seed: 3 });
+      // The second went to the busy worker, the third waits in the pool: both count as queued.
+      assert.equal(pool.postedBehind, 1, 'the second job was not posted to the busy worker');
+      assert.equal(pool.queueDepth, 2);
+      assert.equal(pool.inFlight, 1);
+      assert.equal(second.state, 'queued');
+      // Cancelling a posted job answers at once; the worker skips it when it gets there.
+      second.cancel();
+      const skipped = await second.result;
+      assert.equal(skipped.cancelled, true);
+      assert.equal(pool.queueDepth, 1);
+      first.cancel();
+      assert.equal((await first.result).cancelled, true);
+      const ran = await third.result;
+      assert.equal(ran.cancelled, false);
+      assert.equal(ran.completionTokens, 5);
+      await pool.idle();
+      // A worker that dies with a posted job: the job goes back to the queue and a replacement runs it.
+      const holder = p.app.generation.submit(longJob);
+      await waitFor('the holder to run', () => pool.busyWorkers === 1);
+      const posted = p.app.generation.submit({ ...longJob, maxNewTokens: 5, seed: 4 });
+      assert.equal(pool.queueDepth, 1);
+      await pool.terminateWorker(0);
+      await assert.rejects(holder.result, /stopped unexpectedly/);
+      const served = await posted.result;
+      assert.equal(served.completionTokens, 5, 'the posted job was lost with the worker');
+      assert.equal(pool.replacements, 1);
+    } finally {
+      await p.close();
+    }
+  });
+});

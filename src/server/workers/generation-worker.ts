@@ -32,8 +32,9 @@ function post(message: FromWorker): void {
   port!.postMessage(message);
 }
 
+/** The pool flags the running job in cancel[0] and a job posted behind it in cancel[1]. */
 function cancelled(jobId: number): boolean {
-  return Atomics.load(init.cancel, 0) === jobId;
+  return Atomics.load(init.cancel, 0) === jobId || Atomics.load(init.cancel, 1) === jobId;
 }
 
 function run({ jobId, request, stream }: Extract<ToWorker, { type: 'job' }>): void {

@@ -157,10 +157,15 @@ interface Slot {
   worker: Worker;
   ready: boolean;
   job: Job | null;
+  /**
+   * A job already posted to this busy worker, which starts it as soon as `job` ends (no round trip through a
+   * busy main thread in between). It still counts as queued until then.
+   */
+  next: Job | null;
   /** Set when the pool itself terminated this worker (close or replacement). */
   retiring: boolean;
   watchdog: NodeJS.Timeout | null;
-  /** This worker's cancel flag: the id of the job to stop. */
+  /** This worker's cancel flags: [0] the id of the running job to stop, [1] of the posted next one. */
   cancel: Int32Array;
 }
 
@@ -196,8 +201,15 @@ export class WorkerPool {
   get size(): number {
     return this.slots.length;
   }
+  /** Jobs waiting: in the queue, or posted to a busy worker as its next (and not cancelled since). */
   get queueDepth(): number {
-    return this.queue.length;
+    return this.queue.length + this.postedBehind;
+  }
+  /** Waiting jobs already posted to a busy worker, which starts each without waiting for this thread. */
+  get postedBehind(): number {
+    let posted = 0;
+    for (const s of this.slots) if (s?.next && s.next.state !== 'ended') posted++;
+    return posted;
   }
   get inFlight(): number {
     return this.running.size;
@@ -215,9 +227,9 @@ export class WorkerPool {
     if (this.closing)
       throw unavailable('The server is shutting down; retry on another instance.', 'shutting_down');
     const idle = this.slots.find((s) => s.ready && s.job === null);
-    if (!idle && this.queue.length >= this.options.queueLimit) {
+    if (!idle && this.queueDepth >= this.options.queueLimit) {
       throw unavailable(
-        `The server is busy (${this.queue.length} requests waiting); retry shortly.`,
+        `The server is busy (${this.queueDepth} requests waiting); retry shortly.`,
         'queue_full',
         2,
       );
@@ -233,8 +245,23 @@ export class WorkerPool {
     if (job.state === 'ended' || job.cancelRequested) return;
     job.cancelRequested = true;
     this.options.observer?.aborted?.();
+    const holder = this.slots.find((s) => s?.next === job);
+    if (holder) {
+      // Already posted to a busy worker: flag it so the worker skips it, and answer now. The slot keeps it
+      // until the worker reports the skip.
+      Atomics.store(holder.cancel, 1, job.id);
+      this.finish(job, {
+        text: '',
+        finishReason: 'length',
+        promptTokens: 0,
+        completionTokens: 0,
+        cancelled: true,
+      });
+      return;
+    }
     if (job.state === 'queued') {
-      this.queue.splice(this.queue.indexOf(job), 1);
+      const at = this.queue.indexOf(job);
+      if (at >= 0) this.queue.splice(at, 1);
       this.finish(job, {
         text: '',
         finishReason: 'length',
@@ -264,12 +291,13 @@ export class WorkerPool {
 
   /** Cancels every queued and running job (used when a drain runs out of time). */
   cancelAll(): void {
-    for (const job of [...this.queue, ...this.running.values()]) job.cancel();
+    const posted = this.slots.flatMap((s) => (s?.next ? [s.next] : []));
+    for (const job of [...this.queue, ...posted, ...this.running.values()]) job.cancel();
   }
 
   /** Resolves when no job is queued or running. */
   idle(): Promise<void> {
-    if (this.queue.length === 0 && this.running.size === 0) return Promise.resolve();
+    if (this.queueDepth === 0 && this.running.size === 0) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
@@ -297,6 +325,7 @@ export class WorkerPool {
       this.slots.map((slot) => {
         slot.retiring = true;
         if (slot.job) this.fail(slot.job, err);
+        if (slot.next) this.fail(slot.next, err);
         return slot.worker.terminate();
       }),
     );
@@ -307,12 +336,21 @@ export class WorkerPool {
   }
 
   private spawn(index: number): Promise<void> {
-    const cancel = new Int32Array(new SharedArrayBuffer(4));
+    const cancel = new Int32Array(new SharedArrayBuffer(8));
     const init: WorkerInit = { ...this.init, cancel };
     const worker = takeWorker();
     const message: ToWorker = { type: 'init', init };
     worker.postMessage(message);
-    const slot: Slot = { index, worker, ready: false, job: null, retiring: false, watchdog: null, cancel };
+    const slot: Slot = {
+      index,
+      worker,
+      ready: false,
+      job: null,
+      next: null,
+      retiring: false,
+      watchdog: null,
+      cancel,
+    };
     this.slots[index] = slot;
     return new Promise<void>((resolve, reject) => {
       let lastError: Error | null = null;
@@ -347,6 +385,16 @@ export class WorkerPool {
               job,
               unavailable('The generation worker stopped unexpectedly; retry the request.', 'worker_crashed'),
             );
+        }
+        if (slot.next) {
+          // Posted but not started as far as the client can tell (nothing of it was reported): it goes back
+          // to the head of the queue for another worker.
+          const next = slot.next;
+          slot.next = null;
+          if (next.state !== 'ended') {
+            this.queue.unshift(next);
+            queueMicrotask(() => this.dispatch());
+          }
         }
         const wasReady = slot.ready;
         slot.ready = false;
@@ -383,20 +431,37 @@ export class WorkerPool {
   private dispatch(): void {
     while (this.queue.length > 0) {
       const slot = this.slots.find((s) => s?.ready && s.job === null);
+      if (!slot) break;
+      const job = this.queue.shift()!;
+      this.begin(slot, job);
+      this.post(slot, job);
+    }
+    // Work still waiting: hand each busy worker its next job now, so it starts the moment it is free.
+    while (this.queue.length > 0) {
+      const slot = this.slots.find((s) => s?.ready && s.job !== null && s.next === null);
       if (!slot) return;
       const job = this.queue.shift()!;
-      job.state = 'running';
-      job.startedAt = performance.now();
-      slot.job = job;
-      this.running.set(job.id, job);
-      const message: ToWorker = {
-        type: 'job',
-        jobId: job.id,
-        request: job.request,
-        stream: job.handlers.onToken !== undefined,
-      };
-      slot.worker.postMessage(message);
+      slot.next = job;
+      this.post(slot, job);
     }
+  }
+
+  /** Marks `job` as running on `slot`. */
+  private begin(slot: Slot, job: Job): void {
+    job.state = 'running';
+    job.startedAt = performance.now();
+    slot.job = job;
+    this.running.set(job.id, job);
+  }
+
+  private post(slot: Slot, job: Job): void {
+    const message: ToWorker = {
+      type: 'job',
+      jobId: job.id,
+      request: job.request,
+      stream: job.handlers.onToken !== undefined,
+    };
+    slot.worker.postMessage(message);
   }
 
   private onMessage(slot: Slot, message: FromWorker): void {
@@ -463,9 +528,23 @@ export class WorkerPool {
       clearTimeout(slot.watchdog);
       slot.watchdog = null;
     }
-    // Clear a cancel aimed at the finished job so the id can never match a later one by accident.
-    Atomics.store(slot.cancel, 0, 0);
+    // The worker moves on to its posted next job: it becomes the running one, its cancel flag moving along
+    // (set before the old one is cleared, so the worker never misses it). A cancel aimed at the finished
+    // job is cleared so the id can never match a later one by accident.
+    const next = slot.next;
+    Atomics.store(slot.cancel, 0, Atomics.load(slot.cancel, 1));
+    Atomics.store(slot.cancel, 1, 0);
+    if (next) {
+      slot.next = null;
+      if (next.state === 'ended') {
+        // Cancelled while posted: the worker skips it and reports that; keep the slot until it does.
+        slot.job = next;
+      } else {
+        this.begin(slot, next);
+      }
+    }
     queueMicrotask(() => this.dispatch());
+    this.checkIdle();
   }
 
   private finishCancelled(job: Job): void {
@@ -495,7 +574,7 @@ export class WorkerPool {
   }
 
   private checkIdle(): void {
-    if (this.queue.length > 0 || this.running.size > 0) return;
+    if (this.queueDepth > 0 || this.running.size > 0) return;
     const waiters = this.idleWaiters;
     this.idleWaiters = [];
     for (const w of waiters) w();

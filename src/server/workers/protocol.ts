@@ -12,7 +12,10 @@ export interface WorkerInit {
   tokenizer: TokenizerTables;
   /** The LM head packed once in a shared WebAssembly memory (and the compiled kernels): workers compute in it. */
   head: SharedHead | null;
-  /** Int32Array[1] over a SharedArrayBuffer: the id of the job to cancel, checked between tokens. */
+  /**
+   * Int32Array[2] over a SharedArrayBuffer, checked between tokens: the id of the running job to cancel, and
+   * of the job posted behind it (a busy worker may hold one more, see WorkerPool's pipelining).
+   */
   cancel: Int32Array;
 }
 
