@@ -163,7 +163,6 @@ interface ScreenScratch {
   hPtr: number;
   h: Int16Array;
   exactPtr: number;
-  tilePtr: number;
 }
 
 function screenScratch(arena: WasmArena, head: ScreenHead, owner: object): ScreenScratch {
@@ -176,10 +175,9 @@ function screenScratch(arena: WasmArena, head: ScreenHead, owner: object): Scree
   const approxPtr = alloc(rows * 4);
   const hPtr = alloc(head.C2 * 2);
   const exactPtr = alloc(rows * 4);
-  const tilePtr = alloc(64);
   const h = arena.i16(hPtr, head.C2);
   h.fill(0);
-  return { head, approxPtr, approx: arena.f32(approxPtr, rows), hPtr, h, exactPtr, tilePtr };
+  return { head, approxPtr, approx: arena.f32(approxPtr, rows), hPtr, h, exactPtr };
 }
 
 /** One layer's Conv1D weights and biases copied into WebAssembly memory for decode (byte offsets). */
@@ -636,7 +634,7 @@ export class InferenceSession {
     const cut = kernels.kthLargest(top.gmaxPtr, G, k, top.candValsPtr) - 2 * err;
     const n = kernels.collectAtLeast(sc.approxPtr, top.gmaxPtr, G, V, cut, top.candPtr, top.candValsPtr);
     if (n < k) return false;
-    kernels.headRows(sc.exactPtr, this.headPtrs.input, packed.ptr, top.candPtr, n, C, sc.tilePtr);
+    kernels.headRows(sc.exactPtr, this.headPtrs.input, packed.ptr, top.candPtr, n, C);
     kernels.topK(sc.exactPtr, n, k, top.topIdsPtr, top.topValsPtr);
     for (let i = 0; i < k; i++) {
       ids[i] = top.cand[top.topIds[i]];

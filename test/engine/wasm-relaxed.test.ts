@@ -32,7 +32,7 @@ describe('relaxed-SIMD kernels', () => {
     assert.ok(WebAssembly.validate(Buffer.from(KERNELS_WASM_BASE64, 'base64')));
   });
 
-  it('gemm, gemv and lmHead equal the JS loops on odd shapes; lmHeadMax equals lmHead', () => {
+  it('gemm, gemv and lmHead equal the JS loops on odd shapes; lmHeadMax and headRows equal lmHead', () => {
     const arena = new WasmArena(new WebAssembly.Module(relaxedBytes));
     const rng = new Rng(21);
     const work = arena.alloc(arena.kernels.gemmWorkBytes());
@@ -97,6 +97,16 @@ describe('relaxed-SIMD kernels', () => {
     arena.kernels.lmHeadMax(withMax, gmax, place(arena, x), place(arena, packed), blocks, C);
     assert.deepEqual(Array.from(arena.f32(withMax, blocks * 16)), Array.from(arena.f32(logits, blocks * 16)));
     const a = arena.f32(logits, blocks * 16);
+    // headRows gathers rows into lanes and runs the same fused chain: bit-identical to lmHead's logits.
+    const rows = Int32Array.from([0, 5, 17, 18, 19, 63, 99]);
+    const idsPtr = arena.alloc(rows.length * 4);
+    arena.i32(idsPtr, rows.length).set(rows);
+    const picked = arena.alloc(8 * 4);
+    arena.kernels.headRows(picked, place(arena, x), place(arena, packed), idsPtr, rows.length, C);
+    assert.deepEqual(
+      Array.from(arena.f32(picked, rows.length)),
+      Array.from(rows, (r) => arena.f32(logits, blocks * 16)[r]),
+    );
     for (let g = 0; g < Math.ceil(blocks / 4); g++)
       assert.equal(
         arena.f32(gmax, 2)[g],

@@ -19,7 +19,7 @@ export interface KernelExports {
     groups: number,
     C2: number,
   ): void;
-  headRows(vals: number, x: number, w: number, ids: number, count: number, C: number, tile: number): void;
+  headRows(vals: number, x: number, w: number, ids: number, count: number, C: number): void;
   collectAtLeast(
     scores: number,
     gmax: number,

@@ -185,36 +185,35 @@ export function screenHead(out: usize, gmax: usize, q: usize, scale: usize, h: u
 }
 
 /**
- * vals[i] = the logit of row ids[i] (ascending) bit-identical to lmHead's: each distinct 16-row block of the
- * packed f32 head runs through the same multiply-add chain as headBlocks, once, into `tile` (64 bytes).
+ * vals[i] = the logit of row ids[i], bit-identical to lmHead's: four rows at a time, each lane gathering its
+ * row's weights from the packed f32 head ([V/16][C][16]) and running the same lane-wise multiply-add chain
+ * over the channels in order as headBlocks does. vals holds count rounded up to 4 entries.
  */
-export function headRows(vals: usize, x: usize, w: usize, ids: usize, count: i32, C: i32, tile: usize): void {
-  const blockBytes = (<usize>(C * BLOCK)) << 2;
-  let last = -1;
-  for (let i = 0; i < count; i++) {
-    const id = load<i32>(ids + ((<usize>i) << 2));
-    const block = id >> 4;
-    if (block !== last) {
-      last = block;
-      let p = w + <usize>block * blockBytes;
-      let a0 = f32x4.splat(0);
-      let a1 = f32x4.splat(0);
-      let a2 = f32x4.splat(0);
-      let a3 = f32x4.splat(0);
-      for (let c = 0; c < C; c++) {
-        const xs = v128.load32_splat(x + ((<usize>c) << 2));
-        a0 = madd(xs, v128.load(p), a0);
-        a1 = madd(xs, v128.load(p, 16), a1);
-        a2 = madd(xs, v128.load(p, 32), a2);
-        a3 = madd(xs, v128.load(p, 48), a3);
-        p += BLOCK << 2;
-      }
-      v128.store(tile, a0);
-      v128.store(tile, a1, 16);
-      v128.store(tile, a2, 32);
-      v128.store(tile, a3, 48);
+export function headRows(vals: usize, x: usize, w: usize, ids: usize, count: i32, C: i32): void {
+  const rowStride = (<usize>(C * BLOCK)) << 2;
+  for (let i = 0; i < count; i += 4) {
+    const last = count - 1;
+    const r0 = load<i32>(ids + ((<usize>i) << 2));
+    const r1 = load<i32>(ids + ((<usize>min(i + 1, last)) << 2));
+    const r2 = load<i32>(ids + ((<usize>min(i + 2, last)) << 2));
+    const r3 = load<i32>(ids + ((<usize>min(i + 3, last)) << 2));
+    let p0 = w + <usize>(r0 >> 4) * rowStride + ((<usize>(r0 & 15)) << 2);
+    let p1 = w + <usize>(r1 >> 4) * rowStride + ((<usize>(r1 & 15)) << 2);
+    let p2 = w + <usize>(r2 >> 4) * rowStride + ((<usize>(r2 & 15)) << 2);
+    let p3 = w + <usize>(r3 >> 4) * rowStride + ((<usize>(r3 & 15)) << 2);
+    let acc = f32x4.splat(0);
+    for (let c = 0; c < C; c++) {
+      let wv = f32x4.splat(load<f32>(p0));
+      wv = f32x4.replace_lane(wv, 1, load<f32>(p1));
+      wv = f32x4.replace_lane(wv, 2, load<f32>(p2));
+      wv = f32x4.replace_lane(wv, 3, load<f32>(p3));
+      acc = madd(v128.load32_splat(x + ((<usize>c) << 2)), wv, acc);
+      p0 += BLOCK << 2;
+      p1 += BLOCK << 2;
+      p2 += BLOCK << 2;
+      p3 += BLOCK << 2;
     }
-    store<f32>(vals + ((<usize>i) << 2), load<f32>(tile + ((<usize>(id & 15)) << 2)));
+    v128.store(vals + ((<usize>i) << 2), acc);
   }
 }
 
