@@ -128,7 +128,16 @@ const GROUP: i32 = 64;
  * int8 (C2 = C rounded up to even, zero-padded) and m the int16 input at h (C2 values). Each int16 dot product
  * adds two channels of four rows. gmax[g] gets each 64-row group's largest score. Rows come in whole groups.
  */
-export function screenHead(out: usize, gmax: usize, q: usize, scale: usize, h: usize, hScale: f32, groups: i32, C2: i32): void {
+export function screenHead(
+  out: usize,
+  gmax: usize,
+  q: usize,
+  scale: usize,
+  h: usize,
+  hScale: f32,
+  groups: i32,
+  C2: i32,
+): void {
   const hs = f32x4.splat(hScale);
   let pq = q;
   let po = out;
