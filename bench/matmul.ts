@@ -7,7 +7,7 @@ import {
   matmulTransposedForward,
 } from '../src/engine/matmul.js';
 import { Rng } from '../src/engine/rng.js';
-import { setWasmKernelsEnabled } from '../src/engine/wasm/runtime.js';
+import { setWasmKernelsEnabled, wasmArena } from '../src/engine/wasm/runtime.js';
 import { enableGemmThreads, stopGemmThreads } from '../src/runtime/gemm-threads.js';
 import { median, nowMs } from './lib/stats.js';
 import { printTable } from './lib/table.js';
@@ -51,16 +51,44 @@ export async function benchMatmul(rounds: number, skip: (what: string, why: unkn
   const logits = new Float32Array(N * V);
   const dx = new Float32Array(N * C);
   const dw = new Float32Array(V * C);
-  const run: Record<Product, () => void> = {
-    forward: () => matmulTransposedForward(logits, x, w, N, C, V),
-    backwardInput: () => matmulTransposedBackwardInput(dx, d, w, N, C, V),
-    backwardWeight: () => matmulTransposedBackwardWeight(dw, d, x, N, C, V),
+  type Operands = {
+    x: Float32Array;
+    w: Float32Array;
+    d: Float32Array;
+    logits: Float32Array;
+    dx: Float32Array;
+    dw: Float32Array;
   };
-  const ours = (kernels: 'wasm' | 'js', p: Product) => {
+  const runOn = (o: Operands): Record<Product, () => void> => ({
+    forward: () => matmulTransposedForward(o.logits, o.x, o.w, N, C, V),
+    backwardInput: () => matmulTransposedBackwardInput(o.dx, o.d, o.w, N, C, V),
+    backwardWeight: () => matmulTransposedBackwardWeight(o.dw, o.d, o.x, N, C, V),
+  });
+  const run = runOn({ x, w, d, logits, dx, dw });
+  // The same operands placed in WebAssembly memory, as a caller that keeps its tensors there would hold them:
+  // the products then run without copying anything in or out (numpy's operands are likewise its own).
+  const arena = wasmArena();
+  const inArena = (a: Float32Array): Float32Array => {
+    if (!arena) return a;
+    const view = arena.f32(arena.alloc(a.length * 4), a.length);
+    view.set(a);
+    return view;
+  };
+  const resident = arena
+    ? runOn({
+        x: inArena(x),
+        w: inArena(w),
+        d: inArena(d),
+        logits: inArena(logits),
+        dx: inArena(dx),
+        dw: inArena(dw),
+      })
+    : null;
+  const ours = (kernels: 'wasm' | 'js', p: Product, on = run) => {
     setWasmKernelsEnabled(kernels === 'wasm');
     try {
       const t0 = nowMs();
-      run[p]();
+      on[p]();
       return FLOP / ((nowMs() - t0) / 1000) / 1e9;
     } finally {
       setWasmKernelsEnabled(true);
@@ -69,10 +97,18 @@ export async function benchMatmul(rounds: number, skip: (what: string, why: unkn
   const rows: Record<string, Record<Product, number>> = {};
   const OURS_1 = 'tiny-llm (WASM SIMD gemm, 1 thread)';
   const OURS_2 = 'tiny-llm (WASM SIMD gemm, 2 threads)';
+  const RESIDENT_1 = 'tiny-llm (WASM SIMD gemm, operands in its memory, 1 thread)';
+  const RESIDENT_2 = 'tiny-llm (WASM SIMD gemm, operands in its memory, 2 threads)';
   // [name, threads for the WebAssembly gemm, product → GFLOP/s]
   const columns: [string, number, (p: Product) => number][] = [
     [OURS_1, 1, (p) => ours('wasm', p)],
     [OURS_2, 2, (p) => ours('wasm', p)],
+    ...(resident
+      ? ([
+          [RESIDENT_1, 1, (p: Product) => ours('wasm', p, resident)],
+          [RESIDENT_2, 2, (p: Product) => ours('wasm', p, resident)],
+        ] as [string, number, (p: Product) => number][])
+      : []),
     ['tiny-llm (pure JS fallback)', 1, (p) => ours('js', p)],
   ];
   const samples = new Map<string, Record<Product, number[]>>();
@@ -119,14 +155,16 @@ export async function benchMatmul(rounds: number, skip: (what: string, why: unkn
   );
   // Ours on n threads against OpenBLAS on n threads.
   const ratios: Record<string, number> = {};
-  for (const [threads, ourName] of [
-    [1, OURS_1],
-    [2, OURS_2],
+  for (const [threads, ourName, how] of [
+    [1, OURS_1, 'operands copied in and out'],
+    [2, OURS_2, 'operands copied in and out'],
+    [1, RESIDENT_1, 'operands in its memory'],
+    [2, RESIDENT_2, 'operands in its memory'],
   ] as const) {
     const theirs = rows[`numpy/OpenBLAS, ${threads} thread${threads > 1 ? 's' : ''}`];
-    if (!theirs) continue;
+    if (!theirs || !rows[ourName]) continue;
     for (const p of PRODUCTS)
-      ratios[`${p}, ${threads} thread${threads > 1 ? 's' : ''}: ours ÷ OpenBLAS`] =
+      ratios[`${p}, ${threads} thread${threads > 1 ? 's' : ''}, ${how}: ours ÷ OpenBLAS`] =
         rows[ourName][p] / theirs[p];
   }
   printTable(
