@@ -86,8 +86,9 @@ async function measureOnce(
   const args = [bin, 'serve', '--model-dir', options.modelDir, '--port', String(port)];
   args.push('--host', '127.0.0.1', '--workers', String(options.workers));
   const started = performance.now();
-  const child = spawn(process.execPath, args, {
-    env: { ...process.env, PORT: '', WORKERS: '', LOG_LEVEL: 'warn' },
+  // With the memory settings the image runs with (docker/Dockerfile, and `npm start`).
+  const child = spawn(process.execPath, ['--max-semi-space-size=1', ...args], {
+    env: { ...process.env, PORT: '', WORKERS: '', LOG_LEVEL: 'warn', MALLOC_ARENA_MAX: '2' },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let stderr = '';
