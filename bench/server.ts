@@ -80,9 +80,8 @@ async function serve(modelDir: string, workers: number): Promise<Served> {
   const args = [join(repoRoot, 'bin', 'tiny-llm.js'), 'serve', '--model-dir', modelDir];
   args.push('--port', String(port), '--host', '127.0.0.1', '--workers', String(workers));
   args.push('--queue-limit', '10000', '--rate-limit', '0');
-  // The memory settings the image runs with (docker/Dockerfile, and `npm start`): two malloc arenas, 1 MiB
-  // V8 semi-spaces on the main thread.
-  const child = spawn(process.execPath, ['--max-semi-space-size=1', ...args], {
+  // The memory setting the image runs with (docker/Dockerfile, and `npm start`): two malloc arenas.
+  const child = spawn(process.execPath, args, {
     env: { ...process.env, PORT: '', WORKERS: '', RATE_LIMIT: '', LOG_LEVEL: 'warn', MALLOC_ARENA_MAX: '2' },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
