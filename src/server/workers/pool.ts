@@ -245,30 +245,25 @@ export class WorkerPool {
     if (job.state === 'ended' || job.cancelRequested) return;
     job.cancelRequested = true;
     this.options.observer?.aborted?.();
+    const unstarted: JobResult = {
+      text: '',
+      finishReason: 'length',
+      promptTokens: 0,
+      completionTokens: 0,
+      cancelled: true,
+    };
     const holder = this.slots.find((s) => s?.next === job);
     if (holder) {
       // Already posted to a busy worker: flag it so the worker skips it, and answer now. The slot keeps it
       // until the worker reports the skip.
       Atomics.store(holder.cancel, 1, job.id);
-      this.finish(job, {
-        text: '',
-        finishReason: 'length',
-        promptTokens: 0,
-        completionTokens: 0,
-        cancelled: true,
-      });
+      this.finish(job, unstarted);
       return;
     }
     if (job.state === 'queued') {
       const at = this.queue.indexOf(job);
       if (at >= 0) this.queue.splice(at, 1);
-      this.finish(job, {
-        text: '',
-        finishReason: 'length',
-        promptTokens: 0,
-        completionTokens: 0,
-        cancelled: true,
-      });
+      this.finish(job, unstarted);
       return;
     }
     const slot = this.slots.find((s) => s.job === job);
