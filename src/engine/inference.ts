@@ -129,6 +129,18 @@ interface TopScratch {
   topVals: Float32Array;
 }
 
+/**
+ * The padding rows of the last 64-row group (ids ≥ V) score 0 in the kernels: that group's maximum is set from
+ * its real rows, so padding never raises the cut (it would only cost a fallback, never a wrong token).
+ */
+function realLastGroupMax(top: TopScratch, scores: Float32Array, V: number): void {
+  const last = (top.groups - 1) * TOP_GROUP;
+  if (last + TOP_GROUP <= V) return;
+  let m = Number.NEGATIVE_INFINITY;
+  for (let v = last; v < V; v++) if (scores[v] > m) m = scores[v];
+  top.gmax[top.groups - 1] = m;
+}
+
 function topScratch(arena: WasmArena, groups: number, owner: object): TopScratch {
   const rows = groups * TOP_GROUP;
   const alloc = (bytes: number): number => {
@@ -551,13 +563,25 @@ export class InferenceSession {
       top.candValsPtr,
     );
     if (n < k) return false;
-    kernels.topK(top.candValsPtr, n, k, top.topIdsPtr, top.topValsPtr);
+    this.takeTop(top, top.candValsPtr, n, k, ids, values);
+    return true;
+  }
+
+  /** The k largest of the n candidates' values at valsPtr (ids in top.cand), sorted, into ids/values. */
+  private takeTop(
+    top: TopScratch,
+    valsPtr: number,
+    n: number,
+    k: number,
+    ids: Int32Array,
+    values: Float64Array,
+  ) {
+    (this.weights.packedHead as PackedHead).arena.kernels.topK(valsPtr, n, k, top.topIdsPtr, top.topValsPtr);
     for (let i = 0; i < k; i++) {
       ids[i] = top.cand[top.topIds[i]];
       values[i] = top.topVals[i];
     }
     this.lastTopCandidates = n;
-    return true;
   }
 
   /** Largest k topLogits serves (the number of 64-row groups); 0 on the pure-JS path. */
@@ -624,23 +648,12 @@ export class InferenceSession {
     const kernels = packed.arena.kernels;
     const G = sh.groups;
     kernels.screenHead(sc.approxPtr, top.gmaxPtr, sh.q, sh.scale, sc.hPtr, hScale, G, sh.C2);
-    // The last group's padding rows score 0: its maximum must come from real rows (or the cut rises).
-    const last = (G - 1) * TOP_GROUP;
-    if (last + TOP_GROUP > V) {
-      let m = Number.NEGATIVE_INFINITY;
-      for (let v = last; v < V; v++) if (sc.approx[v] > m) m = sc.approx[v];
-      top.gmax[G - 1] = m;
-    }
+    realLastGroupMax(top, sc.approx, V);
     const cut = kernels.kthLargest(top.gmaxPtr, G, k, top.candValsPtr) - 2 * err;
     const n = kernels.collectAtLeast(sc.approxPtr, top.gmaxPtr, G, V, cut, top.candPtr, top.candValsPtr);
     if (n < k) return false;
     kernels.headRows(sc.exactPtr, this.headPtrs.input, packed.ptr, top.candPtr, n, C);
-    kernels.topK(sc.exactPtr, n, k, top.topIdsPtr, top.topValsPtr);
-    for (let i = 0; i < k; i++) {
-      ids[i] = top.cand[top.topIds[i]];
-      values[i] = top.topVals[i];
-    }
-    this.lastTopCandidates = n;
+    this.takeTop(top, sc.exactPtr, n, k, ids, values);
     return true;
   }
 
@@ -852,13 +865,7 @@ export class InferenceSession {
       if (top) {
         const { logits, input } = this.headPtrs;
         head.arena.kernels.lmHeadMax(logits, top.gmaxPtr, input, head.ptr, head.blocks, C);
-        // The last group's padding rows (ids ≥ V) score 0: its maximum must come from real rows only.
-        const last = (top.groups - 1) * TOP_GROUP;
-        if (last + TOP_GROUP > V) {
-          let m = Number.NEGATIVE_INFINITY;
-          for (let v = last; v < V; v++) if (this.logits[v] > m) m = this.logits[v];
-          top.gmax[top.groups - 1] = m;
-        }
+        realLastGroupMax(top, this.logits, V);
         this.topValid = true;
       } else {
         head.arena.kernels.lmHead(this.headPtrs.logits, this.headPtrs.input, head.ptr, head.blocks, C);
