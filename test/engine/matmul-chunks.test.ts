@@ -13,12 +13,7 @@ import {
 import { Rng } from '../../src/engine/rng.js';
 import { wasmArena } from '../../src/engine/wasm/runtime.js';
 import { enableGemmThreads, stopGemmThreads } from '../../src/runtime/gemm-threads.js';
-
-function randomArray(rng: Rng, n: number): Float32Array {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = rng.random() * 2 - 1;
-  return a;
-}
+import { randomArray } from '../helpers/random.js';
 
 /** A copy of `a` in WebAssembly memory (the products then run on it in place). */
 function inArena(a: Float32Array): Float32Array {

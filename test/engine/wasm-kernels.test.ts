@@ -15,14 +15,9 @@ import { KERNELS_RELAXED_WASM_BASE64, KERNELS_WASM_BASE64 } from '../../src/engi
 import { setWasmKernelsEnabled, wasmArena } from '../../src/engine/wasm/runtime.js';
 import { argmax, SamplerScratch, sampleToken } from '../../src/generate/sampler.js';
 import { maxAbsDiff } from '../helpers/fixtures.js';
+import { randomArray } from '../helpers/random.js';
 
 const arena = wasmArena();
-
-function randomArray(rng: Rng, n: number, scale = 1): Float32Array {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = (rng.random() * 2 - 1) * scale;
-  return a;
-}
 
 /** Runs `fn` on the pure-JS paths (kernels off), then switches them back on. */
 function withoutKernels<T>(fn: () => T): T {

@@ -8,16 +8,11 @@ import { Rng } from '../../src/engine/rng.js';
 import { KERNELS_RELAXED_WASM_BASE64, KERNELS_WASM_BASE64 } from '../../src/engine/wasm/kernels-wasm.js';
 import { WasmArena } from '../../src/engine/wasm/runtime.js';
 import { maxAbsDiff } from '../helpers/fixtures.js';
+import { randomArray } from '../helpers/random.js';
 
 if (Number(process.versions.node.split('.')[0]) < 22) setFlagsFromString('--experimental-wasm-relaxed-simd');
 
 const relaxedBytes = Buffer.from(KERNELS_RELAXED_WASM_BASE64, 'base64');
-
-function randomArray(rng: Rng, n: number, scale = 1): Float32Array {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = (rng.random() * 2 - 1) * scale;
-  return a;
-}
 
 /** Copies `a` into the arena and returns its byte offset. */
 function place(arena: WasmArena, a: Float32Array): number {

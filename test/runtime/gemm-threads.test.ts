@@ -13,12 +13,7 @@ import { Rng } from '../../src/engine/rng.js';
 import { setWasmKernelsEnabled } from '../../src/engine/wasm/runtime.js';
 import { enableGemmThreads, stopGemmThreads } from '../../src/runtime/gemm-threads.js';
 import { maxAbsDiff } from '../helpers/fixtures.js';
-
-function randomArray(rng: Rng, n: number): Float32Array {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = rng.random() * 2 - 1;
-  return a;
-}
+import { randomArray } from '../helpers/random.js';
 
 /** Every product of matmul.ts on fixed random operands of shape (N, IC, OC). */
 function products(N: number, IC: number, OC: number) {
