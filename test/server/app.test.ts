@@ -383,3 +383,38 @@ describe('metrics', () => {
     assert.match(text, /# TYPE tiny_llm_aborted_generations_total counter/);
   });
 });
+
+describe('route schemas', () => {
+  /** Builds the app without a model (its load fails at once) and makes it ready; resolves with the error, if any. */
+  async function readyError(checkSchemas: boolean, extraRoute: boolean): Promise<Error | null> {
+    const { buildApp } = await import('../../src/server/app.js');
+    const noModel = Promise.reject(new Error('no model in this test'));
+    noModel.catch(() => {});
+    const app = await buildApp({
+      model: noModel,
+      systemPrompt: 'x',
+      workers: 1,
+      logger: false,
+      checkSchemas,
+    });
+    if (extraRoute) app.post('/broken', { schema: { body: { type: 'object', title: 5 } } }, async () => ({}));
+    try {
+      await app.ready();
+      return null;
+    } catch (err) {
+      return err as Error;
+    } finally {
+      await app.close().catch(() => {});
+    }
+  }
+
+  it('are valid JSON Schema: checked here, so a served app may skip the check at start', async () => {
+    assert.equal(await readyError(true, false), null);
+    // The check is real: an invalid schema fails it, and passes unnoticed without it.
+    assert.match(
+      String(await readyError(true, true)),
+      /schema is invalid|must be equal to one of the allowed values/,
+    );
+    assert.equal(await readyError(false, true), null);
+  });
+});
