@@ -1,5 +1,6 @@
-// Proves the bundled HTTP stack (scripts/build-server.mjs → dist/server/http-stack.js) serves like the modules:
-// it keeps our own modules (the worker pool) separate, and the compiled `tiny-llm serve` on it answers, drains and fails as before.
+// Proves the bundled HTTP stack (scripts/build-server.mjs → dist/server/http-stack.cjs) serves like the modules:
+// it keeps our own modules (the worker pool) separate, starts from its code cache, and the compiled `tiny-llm serve`
+// on it answers, drains and fails as before.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -9,7 +10,8 @@ import { repoRoot } from '../helpers/fixtures.js';
 import { createTinyModel, type TinyModel } from '../helpers/tiny-model.js';
 
 const built = existsSync(join(repoRoot, 'dist', 'server', 'server.js'));
-const bundlePath = join(repoRoot, 'dist', 'server', 'http-stack.js');
+const bundlePath = join(repoRoot, 'dist', 'server', 'http-stack.cjs');
+const entryPath = join(repoRoot, 'dist', 'server', 'http-stack.js');
 let tiny: TinyModel;
 
 /** Runs the compiled CLI; resolves with its exit code and output, and the port it listened on (if any). */
@@ -60,14 +62,34 @@ describe('the bundled HTTP stack', { skip: built ? false : 'needs `npm run build
   });
   after(() => tiny?.remove());
 
-  it('bundles the packages but imports our own modules (pool, engine, io) from their files', async () => {
+  it('bundles the packages but takes our own modules (pool, engine, io) from their files', async () => {
     const text = readFileSync(bundlePath, 'utf8');
-    assert.match(text, /from"\.\/workers\/pool\.js"/, 'the worker pool is not imported from its module');
-    assert.match(text, /from"\.\.\/engine\/inference\.js"/, 'the engine is not imported from its module');
-    assert.doesNotMatch(text, /from"fastify"|from"pino"|from"prom-client"/, 'a package was left unbundled');
-    const stack = await import(bundlePath);
+    assert.match(
+      text,
+      /require\("\.\/workers\/pool\.js"\)/,
+      'the worker pool is not required from its module',
+    );
+    assert.match(
+      text,
+      /require\("\.\.\/engine\/inference\.js"\)/,
+      'the engine is not required from its module',
+    );
+    assert.doesNotMatch(
+      text,
+      /require\("(fastify|pino|prom-client|helmet)"\)/,
+      'a package was left unbundled',
+    );
+    const entry = readFileSync(entryPath, 'utf8');
+    assert.match(
+      entry,
+      /import \* as m\d+ from "\.\/workers\/pool\.js"/,
+      'the entry does not hand over the pool',
+    );
+    const stack = await import(entryPath);
     assert.equal(typeof stack.createLogger, 'function');
     assert.equal(typeof stack.startServer, 'function');
+    // The build ran the start-up once and saved the code cache: this start used it.
+    assert.equal(stack.codeCache, 'used');
     const serve = await import(join(repoRoot, 'dist', 'cli', 'commands', 'serve.js'));
     assert.equal(serve.httpStackBundleIsCurrent(), true, 'serve would not load the fresh bundle');
   });
@@ -100,6 +122,7 @@ describe('the bundled HTTP stack', { skip: built ? false : 'needs `npm run build
     );
     assert.equal(code, 0, out);
     assert.match(out, /model ready: .* 2 workers/);
+    assert.match(out, /HTTP stack: code cache used/);
     assert.match(out, /shutting down \(received SIGTERM\)/);
   });
 

@@ -1,5 +1,5 @@
-// A generation worker thread: loads its code, takes the shared model in an init message, then runs one job at a time.
-import { parentPort } from 'node:worker_threads';
+// A generation worker thread: loads its code (the first one also the model), takes the shared model in an init message, then runs one job at a time.
+import { parentPort, workerData } from 'node:worker_threads';
 import { InferenceSession, InferenceWeights } from '../../engine/inference.js';
 import { adoptWasmMemory } from '../../engine/wasm/runtime.js';
 import { generate } from '../../generate/generate.js';
@@ -96,6 +96,19 @@ function run({ jobId, request, stream }: Extract<ToWorker, { type: 'job' }>): vo
     if (next.value.id >= 0 && ++tokens === 1) firstTokenMs = performance.now() - received;
     if (stream) post({ type: 'token', jobId, text: next.value.text, tokens });
   }
+}
+
+// The worker started with { loadModel: dir } loads the served model for everyone (see loadServedModelInThread),
+// while the main thread loads its own code; its tables and weights are in shared memory, so posting shares them.
+const loadModel = (workerData as { loadModel?: string } | undefined)?.loadModel;
+if (loadModel !== undefined) {
+  import('../model.js')
+    .then(({ loadServedModel }) => loadServedModel(loadModel))
+    .then(
+      (model) => post({ type: 'model', ok: true, model }),
+      (err: unknown) =>
+        post({ type: 'model', ok: false, message: err instanceof Error ? err.message : String(err) }),
+    );
 }
 
 port.on('message', (message: ToWorker) => {

@@ -8,32 +8,58 @@ import type { FromWorker, JobOutcome, JobRequest, ToWorker, WorkerInit } from '.
 const fromSource = import.meta.url.endsWith('.ts');
 const workerUrl = new URL(`./generation-worker${fromSource ? '.ts' : '.js'}`, import.meta.url);
 
-const loaderUrl = new URL(`./model-loader${fromSource ? '.ts' : '.js'}`, import.meta.url);
-
 /**
  * Node 20 does not apply the parent's `--import tsx` loader hooks inside worker threads, so from source
  * the worker first registers tsx itself; compiled JS loads directly. The model follows in an init message.
  */
-function newWorker(url = workerUrl, workerData?: unknown): Worker {
-  if (!fromSource) return new Worker(url, { workerData });
-  const bootstrap = `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(url.href)}); });`;
+function newWorker(workerData?: unknown): Worker {
+  if (!fromSource) return new Worker(workerUrl, { workerData });
+  const bootstrap = `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(workerUrl.href)}); });`;
   return new Worker(bootstrap, { eval: true, workerData });
 }
 
+/** Workers started ahead of the model, in the order pools take them; one that exits meanwhile leaves. */
+const prestarted: Worker[] = [];
+
+/** Puts a started worker in line for the next pool (first or last); it leaves the line if it exits. */
+function keepPrestarted(worker: Worker, first: boolean): void {
+  // Until a pool adopts it, a failure only removes it from the list (the pool then starts a fresh one).
+  worker.on('error', () => {});
+  worker.once('exit', () => {
+    const at = prestarted.indexOf(worker);
+    if (at >= 0) prestarted.splice(at, 1);
+  });
+  if (first) prestarted.unshift(worker);
+  else prestarted.push(worker);
+}
+
 /**
- * Loads the served model (loadServedModel) in a thread of its own, so the main thread can load other code
- * meanwhile; resolves with the model in shared memory, or rejects with loadServedModel's message.
+ * Loads the served model (loadServedModel) in a generation worker started for it, so the main thread can
+ * load other code meanwhile and no thread starts only to load; resolves with the model in shared memory,
+ * or rejects with loadServedModel's message. The worker then waits first in line for the next pool.
  */
 export function loadServedModelInThread(dir: string): Promise<ServedModel> {
+  const worker = newWorker({ loadModel: dir });
+  keepPrestarted(worker, true);
   return new Promise((resolve, reject) => {
-    const worker = newWorker(loaderUrl, dir);
     let settled = false;
-    worker.once('message', (m: { ok: true; model: ServedModel } | { ok: false; message: string }) => {
+    const onMessage = (m: FromWorker) => {
+      if (m.type !== 'model') return;
+      worker.off('message', onMessage);
       settled = true;
-      if (m.ok) resolve(m.model);
-      else reject(new Error(m.message));
-      void worker.terminate();
-    });
+      if (m.ok) {
+        // Loaded: like any prestarted worker, it keeps the process alive only once a pool takes it.
+        if (prestarted.includes(worker)) worker.unref();
+        resolve(m.model);
+      } else {
+        reject(new Error(m.message));
+        // Out of line at once: a pool started before it has exited must not take it.
+        const at = prestarted.indexOf(worker);
+        if (at >= 0) prestarted.splice(at, 1);
+        void worker.terminate();
+      }
+    };
+    worker.on('message', onMessage);
     worker.once('error', (err) => {
       if (!settled) reject(err);
       settled = true;
@@ -45,9 +71,6 @@ export function loadServedModelInThread(dir: string): Promise<ServedModel> {
   });
 }
 
-/** Workers started ahead of the model (see prestartWorkers), oldest first; one that exits meanwhile leaves. */
-const prestarted: Worker[] = [];
-
 /**
  * Starts `count` worker threads now, before the model is loaded: they load their code while the main thread
  * loads the model and the HTTP stack, and the next pools take them instead of starting their own. They do
@@ -57,13 +80,7 @@ export function prestartWorkers(count: number): void {
   for (let i = 0; i < count; i++) {
     const worker = newWorker();
     worker.unref();
-    // Until a pool adopts it, a failure only removes it from the list (the pool then starts a fresh one).
-    worker.on('error', () => {});
-    worker.once('exit', () => {
-      const at = prestarted.indexOf(worker);
-      if (at >= 0) prestarted.splice(at, 1);
-    });
-    prestarted.push(worker);
+    keepPrestarted(worker, false);
   }
 }
 
@@ -460,7 +477,7 @@ export class WorkerPool {
   }
 
   private onMessage(slot: Slot, message: FromWorker): void {
-    if (message.type === 'ready') return;
+    if (message.type === 'ready' || message.type === 'model') return;
     const job = slot.job;
     if (!job || job.id !== message.jobId) return;
     switch (message.type) {

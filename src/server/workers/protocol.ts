@@ -2,6 +2,7 @@
 import type { GPTConfig } from '../../engine/config.js';
 import type { SharedHead } from '../../engine/inference.js';
 import type { TokenizerTables } from '../../tokenizer/gpt2-bpe.js';
+import type { ServedModel } from '../model.js';
 
 /** Sent to every worker once (the init message): the weights live in one SharedArrayBuffer that all workers read. */
 export interface WorkerInit {
@@ -49,6 +50,9 @@ export interface JobOutcome {
 }
 
 export type FromWorker =
+  /** The worker started to load the model (workerData.loadModel) has it, in shared memory, or says why not. */
+  | { type: 'model'; ok: true; model: ServedModel }
+  | { type: 'model'; ok: false; message: string }
   | { type: 'ready' }
   /** The prompt of a streamed job fits: tokens are about to flow. */
   | { type: 'start'; jobId: number; promptTokens: number; maxNewTokens: number }
