@@ -94,6 +94,18 @@ describe('the bundled HTTP stack', { skip: built ? false : 'needs `npm run build
     assert.equal(serve.httpStackBundleIsCurrent(), true, 'serve would not load the fresh bundle');
   });
 
+  it('bundles the generation worker with the engine into one CommonJS file, which the compiled pool runs', async () => {
+    const worker = readFileSync(join(repoRoot, 'dist', 'server', 'workers', 'generation-worker.cjs'), 'utf8');
+    assert.doesNotMatch(
+      worker,
+      /require\("\.\.?\//,
+      'the worker bundle requires one of our modules from its file',
+    );
+    assert.doesNotMatch(worker, /\bimport\.meta\b/, 'import.meta left in a CommonJS file');
+    const pool = await import(join(repoRoot, 'dist', 'server', 'workers', 'pool.js'));
+    assert.match(pool.generationWorkerFile, /\/generation-worker\.cjs$/);
+  });
+
   it('compiled `tiny-llm serve` on the bundle: /ready, /generate, then SIGTERM exits 0', async () => {
     const { code, out } = await runCompiled(
       ['serve', '--model-dir', tiny.dir, '--port', '0', '--host', '127.0.0.1', '--workers', '2'],

@@ -1,4 +1,5 @@
 // A fixed pool of generation worker threads with a bounded FIFO queue, cancellation and crash recovery.
+import { statSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { ApiError, unavailable } from '../errors.js';
 import type { ServedModel } from '../model.js';
@@ -6,7 +7,23 @@ import type { FromWorker, JobOutcome, JobRequest, ToWorker, WorkerInit } from '.
 
 /** Compiled (dist/*.js) or run from source under tsx (*.ts): the worker file has the same extension as this one. */
 const fromSource = import.meta.url.endsWith('.ts');
-const workerUrl = new URL(`./generation-worker${fromSource ? '.ts' : '.js'}`, import.meta.url);
+const workerUrl = fromSource ? new URL('./generation-worker.ts', import.meta.url) : compiledWorker();
+/** The file generation workers run (exported for tests). */
+export const generationWorkerFile = workerUrl.href;
+
+/**
+ * The worker bundled by `npm run build` (generation-worker.cjs: one CommonJS file, loaded without the ES
+ * module loader) when it is not older than the compiled module, else the module itself (a tsc-only rebuild).
+ */
+function compiledWorker(): URL {
+  const module = new URL('./generation-worker.js', import.meta.url);
+  const bundle = new URL('./generation-worker.cjs', import.meta.url);
+  try {
+    return statSync(bundle).mtimeMs >= statSync(module).mtimeMs ? bundle : module;
+  } catch {
+    return module;
+  }
+}
 
 /**
  * Node 20 does not apply the parent's `--import tsx` loader hooks inside worker threads, so from source
