@@ -461,16 +461,22 @@ export function argmax(scores: usize, V: i32): i32 {
 /** Rows of A and columns of B per micro-tile: a 4×8 tile of C lives in eight f32x4 registers. */
 const MR: i32 = 4;
 const NR: i32 = 8;
-/** Depth of one k-block: an MR×KC panel of A (4 KiB) and a KC×NR panel of B (8 KiB) stay in L1. */
+/** Depth of one k-block: an MR×KC panel of packed A (16 KiB) and a KC×NR panel of B (8 KiB) stay in L1. */
 const KC: i32 = 256;
-/** Rows of A packed per block (MC×KC floats = 128 KiB, L2-resident). */
-const MC: i32 = 128;
+/** Rows of A packed per block (MC×KC floats, each stored as a splatted vector: 256 KiB, L2-resident). */
+const MC: i32 = 64;
 /** Columns of B packed per block (KC×NC floats = 1 MiB). */
 const NC: i32 = 1024;
+/**
+ * A row-major A is read in place (no packing) when C has at most this many columns: each packed element
+ * would serve only N multiply-adds, so packing cost as much as a fifth of the product on the LM head's
+ * [512×50257]·[50257×64].
+ */
+const IN_PLACE_MAX_N: i32 = 256;
 
 /** Bytes of scratch gemm needs at `work`: one packed block of A and one of B. */
 export function gemmWorkBytes(): i32 {
-  return (MC * KC + KC * NC) << 2;
+  return (MC * KC * 4 + KC * NC) << 2;
 }
 
 /**
@@ -487,64 +493,62 @@ function store4x4T(q: usize, step: usize, r0: v128, r1: v128, r2: v128, r3: v128
   v128.store(q + 3 * step, f32x4.shuffle(t1, t3, 2, 3, 6, 7));
 }
 
+/** Stores each lane of v as a splatted vector: lane l to q + l·step. */
+function storeSplats(q: usize, step: usize, v: v128): void {
+  v128.store(q, f32x4.shuffle(v, v, 0, 0, 0, 0));
+  v128.store(q + step, f32x4.shuffle(v, v, 1, 1, 1, 1));
+  v128.store(q + 2 * step, f32x4.shuffle(v, v, 2, 2, 2, 2));
+  v128.store(q + 3 * step, f32x4.shuffle(v, v, 3, 3, 3, 3));
+}
+
 /**
- * Packs rows [i0, i0+mc) × depth [k0, k0+kc) of A into MR-row panels, k-major inside ([mc/MR][kc][MR]),
- * zero-filling rows past mc so the micro-kernel never branches. Full panels move four floats at a time: a
- * transposed A (sAi = 1) is copied along its rows, a row-major one (sAk = 1) through 4×4 transposes.
+ * Packs rows [i0, i0+mc) × depth [k0, k0+kc) of A into MR-row panels, k-major inside, each element stored
+ * as a splatted vector ([mc/MR][kc][MR][4 lanes]) so the micro-kernel loads it with one plain v128.load;
+ * rows past mc are zero. A transposed A (sAi = 1) is read one k at a time along its rows, four floats per
+ * load (long contiguous runs of a [K×M] operand); a row-major one (sAk = 1) four k at a time along each row.
  */
 function packA(dst: usize, a: usize, sAi: i32, sAk: i32, i0: i32, mc: i32, k0: i32, kc: i32): void {
-  let p = dst;
   const strideK = (<usize>sAk) << 2;
   const strideI = (<usize>sAi) << 2;
-  for (let ir = 0; ir < mc; ir += MR) {
-    const rows = min(MR, mc - ir);
-    const base = a + ((<usize>(i0 + ir) * <usize>sAi + <usize>k0 * <usize>sAk) << 2);
-    if (rows === MR && sAi === 1) {
-      let s = base;
-      let q = p;
-      for (let k = 0; k < kc; k++) {
-        v128.store(q, v128.load(s));
-        q += MR << 2;
-        s += strideK;
-      }
-    } else if (rows === MR && sAk === 1) {
-      let k = 0;
-      for (; k + 4 <= kc; k += 4) {
-        const s = base + ((<usize>k) << 2);
-        store4x4T(
-          p + ((<usize>(k * MR)) << 2),
-          MR << 2,
-          v128.load(s),
-          v128.load(s + strideI),
-          v128.load(s + 2 * strideI),
-          v128.load(s + 3 * strideI),
-        );
-      }
-      for (; k < kc; k++)
-        for (let r = 0; r < MR; r++)
-          store<f32>(
-            p + ((<usize>(k * MR + r)) << 2),
-            load<f32>(base + <usize>r * strideI + ((<usize>k) << 2)),
-          );
-    } else {
-      for (let r = 0; r < MR; r++) {
-        let q = p + ((<usize>r) << 2);
-        if (r >= rows) {
-          for (let k = 0; k < kc; k++) {
-            store<f32>(q, 0);
-            q += MR << 2;
-          }
-          continue;
-        }
-        let s = base + <usize>r * strideI;
-        for (let k = 0; k < kc; k++) {
-          store<f32>(q, load<f32>(s));
-          q += MR << 2;
-          s += strideK;
-        }
+  const kStep: usize = MR << 4;
+  const panel = (<usize>(MR * kc)) << 4;
+  let ir = 0;
+  if (sAi === 1) {
+    const full = mc & ~(MR - 1);
+    for (let k = 0; k < kc; k++) {
+      const s = a + ((<usize>i0 + <usize>(k0 + k) * <usize>sAk) << 2);
+      let q = dst + <usize>k * kStep;
+      for (let i = 0; i < full; i += MR) {
+        storeSplats(q, 16, v128.load(s + ((<usize>i) << 2)));
+        q += panel;
       }
     }
-    p += (<usize>(MR * kc)) << 2;
+    ir = full;
+  }
+  for (; ir < mc; ir += MR) {
+    const rows = min(MR, mc - ir);
+    const p = dst + <usize>(ir >> 2) * panel;
+    const base = a + ((<usize>(i0 + ir) * <usize>sAi + <usize>k0 * <usize>sAk) << 2);
+    if (rows === MR && sAk === 1) {
+      for (let r = 0; r < MR; r++) {
+        const s = base + <usize>r * strideI;
+        const q = p + ((<usize>r) << 4);
+        let k = 0;
+        for (; k + 4 <= kc; k += 4)
+          storeSplats(q + <usize>k * kStep, kStep, v128.load(s + ((<usize>k) << 2)));
+        for (; k < kc; k++) v128.store(q + <usize>k * kStep, f32x4.splat(load<f32>(s + ((<usize>k) << 2))));
+      }
+      continue;
+    }
+    for (let r = 0; r < MR; r++) {
+      let q = p + ((<usize>r) << 4);
+      let s = base + <usize>r * strideI;
+      for (let k = 0; k < kc; k++) {
+        v128.store(q, r < rows ? f32x4.splat(load<f32>(s)) : f32x4.splat(0));
+        q += kStep;
+        s += strideK;
+      }
+    }
   }
 }
 
@@ -621,46 +625,25 @@ function packB(dst: usize, b: usize, sBk: i32, sBj: i32, k0: i32, kc: i32, j0: i
 }
 
 /**
- * One MR×NR tile: acc = Σ_k A-panel[k]·B-panel[k]; then C (rows × cols valid, row stride ldc) gets acc added,
- * or set to it when `add` is false. Full tiles go straight to C; edge tiles through `tile` (128 bytes).
+ * Adds (or, with `add` false, writes) a 4×8 tile, rows x_r | y_r, to C (rows × cols valid, row stride ldc).
+ * Full tiles go straight to C; edge tiles through `tile` (128 bytes).
  */
-function micro(
-  pa: usize,
-  pb: usize,
-  kc: i32,
+function storeTile(
   c: usize,
   ldc: i32,
   rows: i32,
   cols: i32,
   add: bool,
   tile: usize,
+  x0: v128,
+  y0: v128,
+  x1: v128,
+  y1: v128,
+  x2: v128,
+  y2: v128,
+  x3: v128,
+  y3: v128,
 ): void {
-  let x0 = f32x4.splat(0);
-  let y0 = f32x4.splat(0);
-  let x1 = f32x4.splat(0);
-  let y1 = f32x4.splat(0);
-  let x2 = f32x4.splat(0);
-  let y2 = f32x4.splat(0);
-  let x3 = f32x4.splat(0);
-  let y3 = f32x4.splat(0);
-  for (let k = 0; k < kc; k++) {
-    const b0 = v128.load(pb);
-    const b1 = v128.load(pb, 16);
-    const a0 = v128.load32_splat(pa);
-    x0 = madd(a0, b0, x0);
-    y0 = madd(a0, b1, y0);
-    const a1 = v128.load32_splat(pa, 4);
-    x1 = madd(a1, b0, x1);
-    y1 = madd(a1, b1, y1);
-    const a2 = v128.load32_splat(pa, 8);
-    x2 = madd(a2, b0, x2);
-    y2 = madd(a2, b1, y2);
-    const a3 = v128.load32_splat(pa, 12);
-    x3 = madd(a3, b0, x3);
-    y3 = madd(a3, b1, y3);
-    pa += MR << 2;
-    pb += NR << 2;
-  }
   const stride = (<usize>ldc) << 2;
   if (rows === MR && cols === NR) {
     const c1 = c + stride;
@@ -704,12 +687,104 @@ function micro(
 }
 
 /**
+ * One MR×NR tile from a packed A panel (splatted vectors, see packA) and a packed B panel:
+ * acc = Σ_k A-panel[k]·B-panel[k], then stored by storeTile.
+ */
+function microPacked(
+  pa: usize,
+  pb: usize,
+  kc: i32,
+  c: usize,
+  ldc: i32,
+  rows: i32,
+  cols: i32,
+  add: bool,
+  tile: usize,
+): void {
+  let x0 = f32x4.splat(0);
+  let y0 = f32x4.splat(0);
+  let x1 = f32x4.splat(0);
+  let y1 = f32x4.splat(0);
+  let x2 = f32x4.splat(0);
+  let y2 = f32x4.splat(0);
+  let x3 = f32x4.splat(0);
+  let y3 = f32x4.splat(0);
+  for (let k = 0; k < kc; k++) {
+    const b0 = v128.load(pb);
+    const b1 = v128.load(pb, 16);
+    const a0 = v128.load(pa);
+    x0 = madd(a0, b0, x0);
+    y0 = madd(a0, b1, y0);
+    const a1 = v128.load(pa, 16);
+    x1 = madd(a1, b0, x1);
+    y1 = madd(a1, b1, y1);
+    const a2 = v128.load(pa, 32);
+    x2 = madd(a2, b0, x2);
+    y2 = madd(a2, b1, y2);
+    const a3 = v128.load(pa, 48);
+    x3 = madd(a3, b0, x3);
+    y3 = madd(a3, b1, y3);
+    pa += MR << 4;
+    pb += NR << 2;
+  }
+  storeTile(c, ldc, rows, cols, add, tile, x0, y0, x1, y1, x2, y2, x3, y3);
+}
+
+/**
+ * One full MR×NR tile reading four rows of a row-major A in place (row r at pa + r·lda bytes, k along the
+ * row) against a packed B panel; the same sums in the same order as microPacked.
+ */
+function microInPlace(
+  pa: usize,
+  lda: usize,
+  pb: usize,
+  kc: i32,
+  c: usize,
+  ldc: i32,
+  cols: i32,
+  add: bool,
+  tile: usize,
+): void {
+  let x0 = f32x4.splat(0);
+  let y0 = f32x4.splat(0);
+  let x1 = f32x4.splat(0);
+  let y1 = f32x4.splat(0);
+  let x2 = f32x4.splat(0);
+  let y2 = f32x4.splat(0);
+  let x3 = f32x4.splat(0);
+  let y3 = f32x4.splat(0);
+  const end = pb + ((<usize>(kc * NR)) << 2);
+  const lda2 = lda << 1;
+  const lda3 = lda * 3;
+  while (pb < end) {
+    const b0 = v128.load(pb);
+    const b1 = v128.load(pb, 16);
+    let a = v128.load32_splat(pa);
+    x0 = madd(a, b0, x0);
+    y0 = madd(a, b1, y0);
+    a = v128.load32_splat(pa + lda);
+    x1 = madd(a, b0, x1);
+    y1 = madd(a, b1, y1);
+    a = v128.load32_splat(pa + lda2);
+    x2 = madd(a, b0, x2);
+    y2 = madd(a, b1, y2);
+    a = v128.load32_splat(pa + lda3);
+    x3 = madd(a, b0, x3);
+    y3 = madd(a, b1, y3);
+    pa += 4;
+    pb += NR << 2;
+  }
+  storeTile(c, ldc, MR, cols, add, tile, x0, y0, x1, y1, x2, y2, x3, y3);
+}
+
+/**
  * C[M×N] (+)= A·B. A's element (i, k) is at A + 4·(i·sAi + k·sAk) and B's (k, j) at B + 4·(k·sBk + j·sBj), so
  * either may be row-major or transposed; C is row-major with row stride ldc. Blocked as in BLIS: k-blocks
  * of KC, B packed NC columns at a time, A packed MC rows at a time into `work` (gemmWorkBytes() bytes,
- * plus 128 for edge tiles), then 4×8 register tiles. With `accumulate` false C is overwritten. Each
- * product of C's sums runs k in ascending order in blocks of KC, whatever the shape, so results do not
- * depend on how callers split M or N.
+ * plus 128 for edge tiles), then 4×8 register tiles. A row-major A is read in place instead when N is at
+ * most IN_PLACE_MAX_N (a last partial panel of rows is still packed). With `accumulate` false C is
+ * overwritten. Each product of C's sums runs k in ascending order in blocks of KC, whatever the shape and
+ * path, so results do not depend on how callers split M or N.
  */
 export function gemm(
   c: usize,
@@ -732,8 +807,10 @@ export function gemm(
     return;
   }
   const packedA = work;
-  const packedB = work + ((<usize>(MC * KC)) << 2);
-  const tile = work + ((<usize>(MC * KC + KC * NC)) << 2);
+  const packedB = work + ((<usize>(MC * KC * 4)) << 2);
+  const tile = work + ((<usize>(MC * KC * 4 + KC * NC)) << 2);
+  const inPlace = sAk === 1 && N <= IN_PLACE_MAX_N;
+  const lda = (<usize>sAi) << 2;
   for (let j0 = 0; j0 < N; j0 += NC) {
     const nc = min(NC, N - j0);
     for (let k0 = 0; k0 < K; k0 += KC) {
@@ -742,13 +819,21 @@ export function gemm(
       packB(packedB, b, sBk, sBj, k0, kc, j0, nc);
       for (let i0 = 0; i0 < M; i0 += MC) {
         const mc = min(MC, M - i0);
-        packA(packedA, a, sAi, sAk, i0, mc, k0, kc);
+        // Rows [i0, i0 + full) are read in place; the rest are packed.
+        const full = inPlace ? mc & ~(MR - 1) : 0;
+        if (full < mc) packA(packedA, a, sAi, sAk, i0 + full, mc - full, k0, kc);
         for (let jr = 0; jr < nc; jr += NR) {
           const cols = min(NR, nc - jr);
           const pb = packedB + ((<usize>(jr * kc)) << 2);
           for (let ir = 0; ir < mc; ir += MR) {
             const pc = c + ((<usize>(i0 + ir) * <usize>ldc + <usize>(j0 + jr)) << 2);
-            micro(packedA + ((<usize>(ir * kc)) << 2), pb, kc, pc, ldc, min(MR, mc - ir), cols, add, tile);
+            if (ir < full) {
+              const pa = a + ((<usize>(i0 + ir) * <usize>sAi + <usize>k0) << 2);
+              microInPlace(pa, lda, pb, kc, pc, ldc, cols, add, tile);
+            } else {
+              const pa = packedA + ((<usize>((ir - full) * kc)) << 4);
+              microPacked(pa, pb, kc, pc, ldc, min(MR, mc - ir), cols, add, tile);
+            }
           }
         }
       }
