@@ -1,5 +1,5 @@
 // Loads the served model once: weights, tokenizer tables and the packed LM head into shared memory, sizes validated.
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { GPTConfig } from '../engine/config.js';
 import { InferenceWeights, type SharedHead } from '../engine/inference.js';
 import { loadModelDir } from '../io/checkpoint.js';
@@ -16,6 +16,8 @@ export interface ServedModel {
   head: SharedHead | null;
   /** Short hash of the config and weights size, reported as `system_fingerprint`. */
   fingerprint: string;
+  /** Unique to this load: the worker that loaded it knows its own copy by this id (see WorkerInit.modelId). */
+  id: string;
 }
 
 /** Reads a model directory and checks its sizes; a broken directory fails here with a message naming the problem. */
@@ -38,5 +40,5 @@ export async function loadServedModel(dir: string): Promise<ServedModel> {
     .update(String(params.length))
     .digest('hex')
     .slice(0, 10)}`;
-  return { dir, config, params, tokenizer, head: weights.sharedHead, fingerprint };
+  return { dir, config, params, tokenizer, head: weights.sharedHead, fingerprint, id: randomUUID() };
 }

@@ -7,7 +7,7 @@ import { InferenceSession, InferenceWeights } from '../../src/engine/inference.j
 import { wasmArena } from '../../src/engine/wasm/runtime.js';
 import { buildApp } from '../../src/server/app.js';
 import { loadServedModel, type ServedModel } from '../../src/server/model.js';
-import { loadServedModelInThread, prestartWorkers } from '../../src/server/workers/pool.js';
+import { loadServedModelInThread, prestartWorkers, WorkerPool } from '../../src/server/workers/pool.js';
 import { createTinyModel, type TinyModel } from '../helpers/tiny-model.js';
 
 let tiny: TinyModel;
@@ -55,6 +55,34 @@ describe('the served model in shared memory', () => {
     }
     console.log(`largest logit difference, own head vs shared head: ${worst}`);
     assert.equal(worst, 0);
+  });
+
+  // Runs before the tests below leave prestarted workers with memories of their own in line.
+  it('every worker computes in the one shared head, the worker that loaded the model included', async () => {
+    if (!wasmArena()) return;
+    const warnings: string[] = [];
+    for (const prestart of [false, true]) {
+      if (prestart) prestartWorkers(1);
+      const served = prestart ? await loadServedModelInThread(tiny.dir) : model;
+      const pool = new WorkerPool(
+        {
+          config: served.config,
+          params: served.params,
+          tokenizer: served.tokenizer,
+          head: served.head,
+          modelId: served.id,
+        },
+        { size: 2, queueLimit: 4, log: (level, message) => level === 'warn' && warnings.push(message) },
+      );
+      try {
+        await pool.start();
+        assert.equal(pool.readyWorkers, 2);
+        assert.equal(pool.workersWithOwnHead, 0, warnings.join('; '));
+      } finally {
+        await pool.close();
+      }
+    }
+    assert.deepEqual(warnings, []);
   });
 
   it('loading in a thread of its own gives the same model, and a broken directory the same message', async () => {

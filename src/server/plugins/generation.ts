@@ -38,7 +38,13 @@ export class GenerationService {
       this.model = model;
       const metrics = this.app.metrics;
       const pool = new WorkerPool(
-        { config: model.config, params: model.params, tokenizer: model.tokenizer, head: model.head },
+        {
+          config: model.config,
+          params: model.params,
+          tokenizer: model.tokenizer,
+          head: model.head,
+          modelId: model.id,
+        },
         {
           size: this.options.workers,
           queueLimit: this.options.queueLimit,

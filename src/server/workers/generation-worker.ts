@@ -1,9 +1,10 @@
 // A generation worker thread: loads its code (the first one also the model), takes the shared model in an init message, then runs one job at a time.
 import { parentPort, workerData } from 'node:worker_threads';
-import { InferenceSession, InferenceWeights } from '../../engine/inference.js';
+import { InferenceSession, InferenceWeights, type SharedHead } from '../../engine/inference.js';
 import { adoptWasmMemory } from '../../engine/wasm/runtime.js';
 import { generate } from '../../generate/generate.js';
 import { Gpt2Tokenizer } from '../../tokenizer/gpt2-bpe.js';
+import type { ServedModel } from '../model.js';
 import type { FromWorker, ToWorker, WorkerInit } from './protocol.js';
 
 const port = parentPort;
@@ -15,13 +16,18 @@ let weights!: InferenceWeights;
 let tokenizer!: Gpt2Tokenizer;
 let session!: InferenceSession;
 let context = 0;
+/** The shared LM head this worker was given (null: pure JS, or none shared). */
+let sharedHead: SharedHead | null = null;
 
 /** Builds the model views from shared weights, head and tokenizer tables (nothing is parsed, packed or copied). */
 function setUp(data: WorkerInit): void {
   init = data;
+  // The worker that loaded this model takes its own head: already in its memory, hot rows and all.
+  const head = loaded && data.modelId === loaded.id ? loaded.head : data.head;
+  sharedHead = head;
   // Compute in the memory that holds the shared packed LM head (and reuse its compiled kernels).
-  if (data.head) adoptWasmMemory(data.head.module, data.head.memory);
-  weights = new InferenceWeights(data.config, data.params, data.head ? { head: data.head } : {});
+  if (head) adoptWasmMemory(head.module, head.memory);
+  weights = new InferenceWeights(data.config, data.params, head ? { head } : {});
   tokenizer = new Gpt2Tokenizer(data.tokenizer);
   // One session per worker: its KV cache is allocated once and reused by every job.
   session = new InferenceSession(weights);
@@ -101,11 +107,16 @@ function run({ jobId, request, stream }: Extract<ToWorker, { type: 'job' }>): vo
 // The worker started with { loadModel: dir } loads the served model for everyone (see loadServedModelInThread),
 // while the main thread loads its own code; its tables and weights are in shared memory, so posting shares them.
 const loadModel = (workerData as { loadModel?: string } | undefined)?.loadModel;
+/** The model this worker loaded (its id and head), if it was the one started to load. */
+let loaded: Pick<ServedModel, 'id' | 'head'> | null = null;
 if (loadModel !== undefined) {
   import('../model.js')
     .then(({ loadServedModel }) => loadServedModel(loadModel))
     .then(
-      (model) => post({ type: 'model', ok: true, model }),
+      (model) => {
+        loaded = model;
+        post({ type: 'model', ok: true, model });
+      },
       (err: unknown) =>
         post({ type: 'model', ok: false, message: err instanceof Error ? err.message : String(err) }),
     );
@@ -115,7 +126,11 @@ port.on('message', (message: ToWorker) => {
   if (message.type === 'init') {
     // A model that cannot be built here ends the worker: the pool reports why it exited before it was ready.
     setUp(message.init);
-    post({ type: 'ready' });
+    const own = weights.packedHead;
+    post({
+      type: 'ready',
+      ownHead: !!sharedHead && (own?.arena.memory !== sharedHead.memory || own.ptr !== sharedHead.ptr),
+    });
     return;
   }
   if (message.type !== 'job') return;

@@ -190,6 +190,8 @@ interface Slot {
   index: number;
   worker: Worker;
   ready: boolean;
+  /** The worker packed its own copy of the LM head (the shared one could not be adopted). */
+  ownHead: boolean;
   job: Job | null;
   /**
    * A job already posted to this busy worker, which starts it as soon as `job` ends (no round trip through a
@@ -249,6 +251,11 @@ export class WorkerPool {
     return this.running.size;
   }
   /** Workers that have built the model and can take a job. */
+  /** Ready workers that compute in their own copy of the LM head instead of the shared one (0 when all share it). */
+  get workersWithOwnHead(): number {
+    return this.slots.filter((s) => s.ready && s.ownHead).length;
+  }
+
   get readyWorkers(): number {
     return this.slots.filter((s) => s.ready).length;
   }
@@ -374,6 +381,7 @@ export class WorkerPool {
       index,
       worker,
       ready: false,
+      ownHead: false,
       job: null,
       next: null,
       retiring: false,
@@ -386,6 +394,9 @@ export class WorkerPool {
       worker.on('message', (message: FromWorker) => {
         if (message.type === 'ready') {
           slot.ready = true;
+          slot.ownHead = message.ownHead;
+          if (message.ownHead)
+            this.log('warn', `generation worker ${index} packed its own copy of the LM head (more memory)`);
           resolve();
           this.dispatch();
           return;

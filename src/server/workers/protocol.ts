@@ -18,6 +18,11 @@ export interface WorkerInit {
    * of the job posted behind it (a busy worker may hold one more, see WorkerPool's pipelining).
    */
   cancel: Int32Array;
+  /**
+   * ServedModel.id: the worker that loaded this model then uses its own head object instead of the posted
+   * copy (a WebAssembly.Memory posted away and back is a new object, which would not be taken as its own).
+   */
+  modelId?: string;
 }
 
 /** What a job asks for; the prompt is text, tokenized in the worker so long prompts never block the event loop. */
@@ -53,7 +58,8 @@ export type FromWorker =
   /** The worker started to load the model (workerData.loadModel) has it, in shared memory, or says why not. */
   | { type: 'model'; ok: true; model: ServedModel }
   | { type: 'model'; ok: false; message: string }
-  | { type: 'ready' }
+  /** ownHead: the worker had to pack its own copy of the LM head instead of computing in the shared one. */
+  | { type: 'ready'; ownHead: boolean }
   /** The prompt of a streamed job fits: tokens are about to flow. */
   | { type: 'start'; jobId: number; promptTokens: number; maxNewTokens: number }
   /** One generated token and the text it released (often empty while a stop sequence may be forming). */
