@@ -73,6 +73,18 @@ export class CloudLogController extends LogController {
   override requestCompleted(error: Error | null, request: FastifyRequest, reply: FastifyReply): void {
     const status = reply.statusCode;
     const quiet = request.url === '/health' || request.url === '/ready' || request.url === '/metrics';
+    // Probes and scrapes stay at debug (a /ready 503 while loading or draining is expected); 503s are warnings.
+    const level: 'debug' | 'error' | 'warn' | 'info' =
+      quiet && !error
+        ? 'debug'
+        : error || (status >= 500 && status !== 503)
+          ? 'error'
+          : status === 503 || status === 429
+            ? 'warn'
+            : 'info';
+    // The line is built only when it will be written (a pino logger says; Fastify's no-op logger has no level).
+    const log = request.log as FastifyBaseLogger & { isLevelEnabled?(level: string): boolean };
+    if (log.isLevelEnabled && !log.isLevelEnabled(level)) return;
     const httpRequest = {
       requestMethod: request.method,
       requestUrl: request.url,
@@ -81,12 +93,6 @@ export class CloudLogController extends LogController {
       userAgent: request.headers['user-agent'],
       remoteIp: request.ip,
     };
-    const line = { httpRequest };
-    const message = `${request.method} ${request.url} ${status}`;
-    // Probes and scrapes stay at debug (a /ready 503 while loading or draining is expected); 503s are warnings.
-    if (quiet && !error) request.log.debug(line, message);
-    else if (error || (status >= 500 && status !== 503)) request.log.error(line, message);
-    else if (status === 503 || status === 429) request.log.warn(line, message);
-    else request.log.info(line, message);
+    log[level]({ httpRequest }, `${request.method} ${request.url} ${status}`);
   }
 }

@@ -120,6 +120,36 @@ describe('logging', () => {
     );
   });
 
+  it('gives each request line the level of its outcome and writes none below the logger level', async () => {
+    const requestLines = async (level: string) => {
+      const lines: Json[] = [];
+      const sink = new Writable({
+        write(chunk, _enc, done) {
+          for (const line of String(chunk).split('\n')) if (line) lines.push(JSON.parse(line));
+          done();
+        },
+      });
+      const a = await app({
+        logger: createLogger({ level, destination: sink }),
+        rateLimit: { max: 1, windowMs: 60_000 },
+      });
+      try {
+        for (const url of ['/nowhere', '/v1/models', '/v1/models', '/health'])
+          await a.inject({ url, headers: { 'user-agent': 'probe/1' } });
+      } finally {
+        await a.close();
+      }
+      return lines.filter((l) => l.httpRequest).map((l) => `${l.severity} ${l.message}`);
+    };
+    assert.deepEqual(await requestLines('debug'), [
+      'INFO GET /nowhere 404',
+      'INFO GET /v1/models 200',
+      'WARNING GET /v1/models 429',
+      'DEBUG GET /health 200',
+    ]);
+    assert.deepEqual(await requestLines('warn'), ['WARNING GET /v1/models 429']);
+  });
+
   it('builds the trace field only from a well-formed header and a known project', () => {
     assert.equal(traceField('abc/1;o=1', 'p'), 'projects/p/traces/abc');
     assert.equal(traceField('abc', undefined), null);
