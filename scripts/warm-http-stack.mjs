@@ -1,21 +1,51 @@
-// Runs the bundled HTTP stack's start-up once (the app built and its schemas compiled; no model, no port) and saves V8's code cache of it, so `serve` starts without compiling that code.
-import { codeCache, createLogger, saveCodeCache, startServer } from '../dist/server/http-stack.js';
+// Runs the bundled HTTP stack's start-up (the app built and its schemas compiled; no model, no port): `validators` records the request validators ajv generates into dist/server/validators.cjs, `cache` starts on them and saves V8's code caches, so `serve` neither generates nor compiles that code.
+import { rename, writeFile } from 'node:fs/promises';
+import {
+  codeCache,
+  createLogger,
+  saveCodeCache,
+  startServer,
+  validators,
+  validatorsModule,
+} from '../dist/server/http-stack.js';
 
-const noModel = Promise.reject(new Error('warm-up without a model'));
-noModel.catch(() => {});
-await startServer({
-  port: 0,
-  host: '127.0.0.1',
-  model: noModel,
-  listenAfter: noModel,
-  systemPrompt: 'warm-up',
-  workers: 1,
-  logger: createLogger({ level: 'silent' }),
-  handleSignals: false,
-}).then(
-  () => {
-    throw new Error('the warm-up server started without a model');
-  },
-  () => {},
-);
-console.log(codeCache === 'used' ? 'current' : await saveCodeCache());
+const mode = process.argv[2];
+if (mode !== 'validators' && mode !== 'cache') throw new Error('usage: warm-http-stack.mjs validators|cache');
+
+/** Builds the app and makes it ready, then closes it (its model never loads). */
+async function startUp(options) {
+  const noModel = Promise.reject(new Error('warm-up without a model'));
+  noModel.catch(() => {});
+  await startServer({
+    port: 0,
+    host: '127.0.0.1',
+    model: noModel,
+    listenAfter: noModel,
+    systemPrompt: 'warm-up',
+    workers: 1,
+    logger: createLogger({ level: 'silent' }),
+    handleSignals: false,
+    ...options,
+  }).then(
+    () => {
+      throw new Error('the warm-up server started without a model');
+    },
+    (err) => {
+      if (err.message !== 'warm-up without a model') throw err;
+    },
+  );
+}
+
+if (mode === 'validators') {
+  const recorded = new Map();
+  await startUp({ validators: { record: (key, code) => recorded.set(key, code) } });
+  const file = new URL('../dist/server/validators.cjs', import.meta.url);
+  const temp = new URL(`validators.cjs.tmp-${process.pid}`, file);
+  await writeFile(temp, validatorsModule(recorded));
+  await rename(temp, file);
+  console.log(`${recorded.size} validators`);
+} else {
+  if (!validators) throw new Error('dist/server/validators.cjs is missing or does not load');
+  await startUp({ validators: { use: validators.exports } });
+  console.log(codeCache === 'used' ? 'current' : await saveCodeCache());
+}

@@ -15,6 +15,11 @@ import { healthRoutes } from './routes/health.js';
 import { modelInfoRoutes } from './routes/model-info.js';
 import { openaiRoutes } from './routes/openai.js';
 import { webRoutes } from './routes/web.js';
+import {
+  type PrecompiledValidators,
+  precompiledValidatorFactory,
+  recordingValidatorFactory,
+} from './validators.js';
 
 /** Request bodies above this are refused with 413 (a chat history of this size is far beyond the context). */
 export const BODY_LIMIT = 256 * 1024;
@@ -44,6 +49,12 @@ export interface AppOptions {
   cancelGraceMs?: number;
   /** Check the route schemas against JSON Schema's meta-schema when the app is made ready (tests do). */
   checkSchemas?: boolean;
+  /**
+   * Request validators: `use` takes them from validators compiled at build time (validators.cjs; a route
+   * whose schema changed since is compiled as usual), `record` hands each compiled one's code to the build.
+   * Without this, ajv compiles every validator when the app is made ready.
+   */
+  validators?: { use: PrecompiledValidators } | { record: (key: string, code: string) => void };
 }
 
 export interface AppSettings {
@@ -102,6 +113,18 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     },
     return503OnClosing: true,
     forceCloseConnections: 'idle',
+    ...(options.validators
+      ? {
+          schemaController: {
+            compilersFactory: {
+              buildValidator:
+                'use' in options.validators
+                  ? precompiledValidatorFactory(options.validators.use)
+                  : recordingValidatorFactory(options.validators.record),
+            },
+          },
+        }
+      : {}),
   }) as unknown as FastifyInstance;
   app.decorate('settings', { systemPrompt: options.systemPrompt });
   // JSON only: a text/plain body is refused with 415 instead of reaching the schemas as a string.

@@ -7,6 +7,7 @@ import path from 'node:path';
 // stack (fastify, pino, prom-client: the slow part of a cold start) loads in the main thread.
 import { DEFAULT_QUEUE_LIMIT, DEFAULT_RATE_LIMIT, PACKAGE_ROOT } from '../../server/defaults.js';
 import type { ServedModel } from '../../server/model.js';
+import type { PrecompiledValidators } from '../../server/validators.js';
 import { loadServedModelInThread, prestartWorkers } from '../../server/workers/pool.js';
 import { type Command, numberArg, parseCommandArgs } from '../command.js';
 
@@ -41,6 +42,8 @@ type HttpStack = Pick<typeof import('../../server/logging.js'), 'createLogger'> 
     /** Whether V8 took the bundle's code cache, or why not (absent when running the modules). */
     codeCache?: string;
     saveCodeCache?: () => Promise<string>;
+    /** The request validators compiled at build time (validators.cjs), when the build made them. */
+    validators?: { exports: PrecompiledValidators } | null;
   };
 
 /** True when dist/server/http-stack.cjs exists and is not older than the modules it bundles (a tsc-only rebuild). */
@@ -110,7 +113,7 @@ export const command: Command = {
     const loading = loadServedModelInThread(modelDir);
     loading.catch(() => {});
     prestartWorkers(workers - 1);
-    const { createLogger, startServer, codeCache, saveCodeCache } = await loadHttpStack();
+    const { createLogger, startServer, codeCache, saveCodeCache, validators } = await loadHttpStack();
     const logger = createLogger({ level: process.env.LOG_LEVEL ?? 'info' });
     const promptFile = process.env.SYSTEM_PROMPT_FILE ?? path.join(PACKAGE_ROOT, 'data', 'system_prompt.txt');
     const prompt = await systemPrompt(promptFile);
@@ -134,6 +137,8 @@ export const command: Command = {
       logger,
       trustProxy: trustHops,
       traceProject: process.env.GOOGLE_CLOUD_PROJECT || undefined,
+      // Validators generated at build time: ajv does not generate and compile them again at every start.
+      validators: validators ? { use: validators.exports } : undefined,
     });
     logger.info(`serving ${modelDir} on ${server.url} with ${workers} workers`);
     if (codeCache !== undefined && saveCodeCache) {
