@@ -34,15 +34,19 @@ const CHAT_BODY = JSON.stringify({
 type Skip = (what: string, why: unknown) => void;
 
 interface Cell {
+  /** 2xx replies completed in the cell's time. */
+  replies: number;
   requestsPerS: number;
   p50Ms: number;
   p99Ms: number;
   ttftP50Ms?: number;
   ttftP99Ms?: number;
   non200: number;
+  /** CPU per 2xx reply (µs): the server's main thread, the whole server process, the load client. */
+  cpuUs?: { main: number; server: number; client: number };
 }
 
-export interface ServerRow extends Cell {
+export interface ServerRow extends Omit<Cell, 'replies'> {
   model: string;
   endpoint: 'generate' | 'chat-stream';
   workers: number;
@@ -70,6 +74,42 @@ function rssMiB(pid: number): number {
   } catch {
     return Number.NaN;
   }
+}
+
+/** CPU seconds (user + system) of a process, or of one of its threads, from /proc; NaN when unreadable. */
+function cpuSeconds(pid: number, tid?: number): number {
+  try {
+    const stat = readFileSync(
+      tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`,
+      'utf8',
+    );
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime and stime, fields 14 and 15 of stat(5), in clock ticks (100 per second on Linux).
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/**
+ * Runs one load cell and adds the CPU each 2xx reply cost: the server's main thread (HTTP, routing, posting
+ * to workers), the whole server, and this process (the load client). CPU per request varies less than
+ * req/s on a shared 2-core machine, and shows what the main thread and the client take from the workers.
+ */
+async function withCpu(pid: number, load: () => Promise<Cell>): Promise<Cell> {
+  const main0 = cpuSeconds(pid, pid);
+  const server0 = cpuSeconds(pid);
+  const client0 = process.cpuUsage();
+  const cell = await load();
+  const client = process.cpuUsage(client0);
+  const replies = cell.replies;
+  if (replies > 0)
+    cell.cpuUs = {
+      main: ((cpuSeconds(pid, pid) - main0) / replies) * 1e6,
+      server: ((cpuSeconds(pid) - server0) / replies) * 1e6,
+      client: (client.user + client.system) / replies,
+    };
+  return cell;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -146,6 +186,7 @@ async function loadGenerate(url: string, connections: number): Promise<Cell> {
   });
   const q = (p: number) => (r.latenciesMs.length ? quantile(r.latenciesMs, p) : Number.NaN);
   return {
+    replies: r.ok,
     requestsPerS: r.ok / r.elapsedS,
     p50Ms: q(0.5),
     p99Ms: q(0.99),
@@ -210,6 +251,7 @@ async function loadChat(url: string, clients: number): Promise<Cell> {
   agent.destroy();
   const q = (xs: number[], p: number) => (xs.length ? quantile(xs, p) : Number.NaN);
   return {
+    replies: latencies.length,
     requestsPerS: latencies.length / elapsed,
     p50Ms: q(latencies, 0.5),
     p99Ms: q(latencies, 0.99),
@@ -260,8 +302,9 @@ async function benchModel(name: string, dir: string, rounds: number, out: Server
         if (!s?.child.pid) continue;
         for (const c of CONCURRENCY) {
           const samples = rss.get(w) ?? [];
-          const gen = await sampled(s.child.pid, samples, () => loadGenerate(s.url, c));
-          const chat = await sampled(s.child.pid, samples, () => loadChat(s.url, c));
+          const pid = s.child.pid;
+          const gen = await sampled(pid, samples, () => withCpu(pid, () => loadGenerate(s.url, c)));
+          const chat = await sampled(pid, samples, () => withCpu(pid, () => loadChat(s.url, c)));
           if (round === 0) {
             samples.length = 0;
             continue;
@@ -291,6 +334,13 @@ async function benchModel(name: string, dir: string, rounds: number, out: Server
             p99Ms: medianOf(cs.map((x) => x.p99Ms)),
             non200: cs.reduce((a, x) => a + x.non200, 0),
           };
+          const cpu = cs.flatMap((x) => (x.cpuUs ? [x.cpuUs] : []));
+          if (cpu.length)
+            row.cpuUs = {
+              main: medianOf(cpu.map((x) => x.main)),
+              server: medianOf(cpu.map((x) => x.server)),
+              client: medianOf(cpu.map((x) => x.client)),
+            };
           if (endpoint === 'chat-stream') {
             row.ttftP50Ms = medianOf(cs.map((x) => x.ttftP50Ms ?? Number.NaN));
             row.ttftP99Ms = medianOf(cs.map((x) => x.ttftP99Ms ?? Number.NaN));
@@ -374,6 +424,9 @@ export async function benchServer(rounds: number, skip: Skip): Promise<ServerRes
       'TTFT p50',
       'TTFT p99',
       'non-200',
+      'CPU µs/req: main',
+      'server',
+      'client',
     ],
     out.load.map((r) => [
       r.model,
@@ -386,6 +439,9 @@ export async function benchServer(rounds: number, skip: Skip): Promise<ServerRes
       fmt(r.ttftP50Ms),
       fmt(r.ttftP99Ms),
       String(r.non200),
+      fmt(r.cpuUs?.main, 0),
+      fmt(r.cpuUs?.server, 0),
+      fmt(r.cpuUs?.client, 0),
     ]),
   );
   printTable(
