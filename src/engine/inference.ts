@@ -204,6 +204,18 @@ interface DecodeLayer {
   fcprojb: number;
 }
 
+/** The Euclidean norm of each of the V rows of [V, C] `lmHead`. */
+function headRowNorms(lmHead: Float32Array, V: number, C: number): Float64Array {
+  const norms = new Float64Array(V);
+  for (let v = 0; v < V; v++) {
+    let sum = 0;
+    const row = v * C;
+    for (let c = 0; c < C; c++) sum += lmHead[row + c] * lmHead[row + c];
+    norms[v] = Math.sqrt(sum);
+  }
+  return norms;
+}
+
 /** A hot set must be this much larger in norm than every row it leaves out. */
 const HOT_NORM_RATIO = 3;
 
@@ -215,14 +227,9 @@ export function findHotRows(
   lmHead: Float32Array,
   V: number,
   C: number,
+  rowNorms?: Float64Array,
 ): { ids: Int32Array; coldMaxNorm: number } | null {
-  const norms = new Float64Array(V);
-  for (let v = 0; v < V; v++) {
-    let sum = 0;
-    const row = v * C;
-    for (let c = 0; c < C; c++) sum += lmHead[row + c] * lmHead[row + c];
-    norms[v] = Math.sqrt(sum);
-  }
+  const norms = rowNorms ?? headRowNorms(lmHead, V, C);
   const sorted = Float64Array.from(norms).sort().reverse();
   let best = -1;
   let bestRatio = HOT_NORM_RATIO;
@@ -279,6 +286,8 @@ export class InferenceWeights {
     const arena = wasmArena();
     const { vocabSize: V, nEmbd: C } = this.config;
     const blocks = Math.ceil(V / HEAD_BLOCK);
+    /** Row norms, when this constructor packed the head (its pass computes them for findHotRows). */
+    let norms: Float64Array | undefined;
     const given = typeof options.head === 'object' ? options.head : null;
     const adopted = !!arena && !!given && arena.memory === given.memory && given.blocks === blocks;
     if (arena && given && adopted) {
@@ -288,7 +297,7 @@ export class InferenceWeights {
       const ptr = arena.alloc(bytes);
       if (options.head !== 'share') arena.freeWith(this, ptr, bytes);
       this.packedHead = { arena, ptr, blocks };
-      this.repackHead();
+      norms = this.packFullHead(ptr, blocks);
     } else {
       this.packedHead = null;
     }
@@ -318,7 +327,7 @@ export class InferenceWeights {
       this.screenHead = given.screen ?? null;
       return;
     }
-    const hot = this.packedHead ? findHotRows(this.views.lmHead, V, C) : null;
+    const hot = this.packedHead ? findHotRows(this.views.lmHead, V, C, norms) : null;
     if (arena && hot) {
       const hotBlocks = Math.ceil(hot.ids.length / HEAD_BLOCK);
       const bytes = hotBlocks * HEAD_BLOCK * C * 4;
@@ -361,6 +370,10 @@ export class InferenceWeights {
     const count = rows ? rows.length : V;
     const w = this.views.lmHead;
     const packed = arena.f32(ptr, blocks * HEAD_BLOCK * C);
+    if (!rows) {
+      this.packFullHead(ptr, blocks);
+      return;
+    }
     for (let b = 0; b < blocks; b++) {
       for (let j = 0; j < HEAD_BLOCK; j++) {
         const r = b * HEAD_BLOCK + j;
@@ -370,6 +383,35 @@ export class InferenceWeights {
         else for (let c = 0; c < C; c++) packed[dst + c * HEAD_BLOCK] = 0;
       }
     }
+  }
+
+  /**
+   * Packs the whole head into [blocks][C][16] at ptr, row by row (reads in order), and returns each row's
+   * norm computed on the way (what findHotRows needs): one pass over the head instead of two.
+   */
+  private packFullHead(ptr: number, blocks: number): Float64Array {
+    const { vocabSize: V, nEmbd: C } = this.config;
+    const norms = new Float64Array(V);
+    const arena = this.packedHead?.arena;
+    if (!arena) return norms;
+    const w = this.views.lmHead;
+    const packed = arena.f32(ptr, blocks * HEAD_BLOCK * C);
+    for (let v = 0; v < V; v++) {
+      const dst = ((v / HEAD_BLOCK) | 0) * HEAD_BLOCK * C + (v % HEAD_BLOCK);
+      const src = v * C;
+      let sum = 0;
+      for (let c = 0; c < C; c++) {
+        const x = w[src + c];
+        packed[dst + c * HEAD_BLOCK] = x;
+        sum += x * x;
+      }
+      norms[v] = Math.sqrt(sum);
+    }
+    for (let v = V; v < blocks * HEAD_BLOCK; v++) {
+      const dst = ((v / HEAD_BLOCK) | 0) * HEAD_BLOCK * C + (v % HEAD_BLOCK);
+      for (let c = 0; c < C; c++) packed[dst + c * HEAD_BLOCK] = 0;
+    }
+    return norms;
   }
 
   /** The packed head as another thread can adopt it (null on the pure-JS path). */
