@@ -3,11 +3,13 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import perfHooks from 'node:perf_hooks';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { buildApp } from '../../src/server/app.js';
 import { createLogger, traceField } from '../../src/server/logging.js';
 import { loadServedModel, type ServedModel } from '../../src/server/model.js';
+import { EVENT_LOOP_SAMPLE_MS } from '../../src/server/plugins/metrics.js';
 import { createTinyModel, type TinyModel } from '../helpers/tiny-model.js';
 import type { Json } from './harness.js';
 
@@ -155,6 +157,34 @@ describe('logging', () => {
     assert.equal(traceField('abc', undefined), null);
     assert.equal(traceField('not hex!/1', 'p'), null);
     assert.equal(traceField(undefined, 'p'), null);
+  });
+});
+
+describe('process metrics', () => {
+  it('sample the event-loop delay every EVENT_LOOP_SAMPLE_MS, not every 10 ms, and still report it', async () => {
+    // prom-client starts Node's delay monitor through the perf_hooks module object: record what it asks for.
+    const original = perfHooks.monitorEventLoopDelay;
+    const resolutions: (number | undefined)[] = [];
+    perfHooks.monitorEventLoopDelay = (options) => {
+      resolutions.push(options?.resolution);
+      return original(options);
+    };
+    let text: string;
+    try {
+      const a = await app({ processMetrics: true, rateLimit: false });
+      try {
+        await new Promise((resolve) => setTimeout(resolve, 3 * EVENT_LOOP_SAMPLE_MS));
+        text = (await a.inject('/metrics')).body;
+      } finally {
+        await a.close();
+      }
+    } finally {
+      perfHooks.monitorEventLoopDelay = original;
+    }
+    assert.ok(EVENT_LOOP_SAMPLE_MS > 10, "coarser than prom-client's 10 ms default");
+    assert.deepEqual(resolutions, [EVENT_LOOP_SAMPLE_MS]);
+    const p99 = /^nodejs_eventloop_lag_p99_seconds (\S+)$/m.exec(text)?.[1];
+    assert.ok(p99 !== undefined && Number(p99) > 0, `no event-loop delay figure in:\n${text.slice(0, 500)}`);
   });
 });
 
