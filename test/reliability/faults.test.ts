@@ -172,7 +172,8 @@ describe('SIGTERM with 10 streams in flight', () => {
       );
       const signalled = performance.now();
       server.child.kill('SIGTERM');
-      await new Promise((r) => setTimeout(r, 100));
+      // Once the server has taken the signal (its /ready says so; on a busy machine that can take a while):
+      await waitFor('draining', async () => (await fetch(`${server.url}/ready`)).status === 503, 5_000);
       const [late, ready, health] = await Promise.all([
         fetch(`${server.url}/generate`, {
           method: 'POST',
