@@ -250,7 +250,8 @@ function paramsFromSafetensors(
   };
   let tensors: ReturnType<typeof parseSafetensors>;
   try {
-    tensors = parseSafetensors(bytes, file);
+    // Views, not copies: every tensor is copied into `params` below (the tied head is only compared).
+    tensors = parseSafetensors(bytes, file, { views: true });
   } catch (err) {
     throw new CheckpointError(file, (err as Error).message.replace(`${file}: `, ''));
   }

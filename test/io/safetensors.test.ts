@@ -53,6 +53,29 @@ describe('safetensors round trip', () => {
     });
   }
 
+  it('views: aligned float32 tensors are views into the file bytes, unaligned ones copies, values equal', () => {
+    const bytes = new Uint8Array(readFileSync(fixture('multi-v512', 'model.safetensors')));
+    const copied = parseSafetensors(bytes, FILE);
+    const viewed = parseSafetensors(bytes, FILE, { views: true });
+    // The same file one byte further into a buffer: no float32 tensor is aligned there.
+    const shifted = new Uint8Array(bytes.length + 1).subarray(1);
+    shifted.set(bytes);
+    const unaligned = parseSafetensors(shifted, FILE, { views: true });
+    let views = 0;
+    for (const [name, tensor] of copied) {
+      const view = viewed.get(name)!;
+      assert.deepEqual(Array.from(view.data as Float32Array), Array.from(tensor.data as Float32Array), name);
+      assert.notEqual(tensor.data.buffer, bytes.buffer, `${name}: a copy by default`);
+      if (view.data.buffer === bytes.buffer) views++;
+      assert.notEqual(unaligned.get(name)!.data.buffer, shifted.buffer, `${name}: unaligned must be copied`);
+      assert.deepEqual(
+        Array.from(unaligned.get(name)!.data as Float32Array),
+        Array.from(tensor.data as Float32Array),
+      );
+    }
+    assert.equal(views, copied.size, 'every tensor of an aligned float32 file is a view');
+  });
+
   it('reads int64 tensors as BigInt64Array and float32 with exact values', () => {
     const tensors = new Map<string, TensorToWrite>([
       ['ids', { shape: [3], data: BigInt64Array.from([1n, -2n, 50256n]) }],
