@@ -13,6 +13,7 @@ import { printTable } from './lib/table.js';
 const { values: args } = parseArgs({
   options: {
     rounds: { type: 'string', default: '5' },
+    'warmup-ms': { type: 'string', default: '1500' },
     only: { type: 'string', default: 'decode,matmul,server,train' },
   },
 });
@@ -20,6 +21,14 @@ const rounds = Number(args.rounds);
 if (!Number.isInteger(rounds) || rounds < 1)
   throw new Error(`--rounds must be a positive integer, got ${args.rounds}`);
 const sections = new Set(args.only.split(','));
+/**
+ * Each decode engine runs for at least this long before it is measured: V8 tiers our JavaScript and
+ * WebAssembly up while they run (the first 253-token decodes of the seed model ran at ~3 100, 3 900, 7 700,
+ * 8 000, 9 100 tok/s, then ~10 500), the peers' native code needs no warm-up but gets the same.
+ */
+const warmupMs = Number(args['warmup-ms']);
+if (!Number.isFinite(warmupMs) || warmupMs < 0)
+  throw new Error(`--warmup-ms must be a number >= 0, got ${args['warmup-ms']}`);
 
 const results: Record<string, unknown> = {
   date: new Date().toISOString(),
@@ -31,6 +40,7 @@ const results: Record<string, unknown> = {
     kernels: wasmKernelVariant() ?? (wasmArena() ? wasmKernelVariant() : 'none (pure JS)'),
   },
   rounds,
+  warmupMs,
 };
 const skipped: string[] = [];
 const skip = (what: string, why: unknown) => {
@@ -90,14 +100,24 @@ async function benchDecode(): Promise<void> {
       greedy: [] as number[],
       extras: [] as Record<string, number>[],
     }));
-    // Round 0 warms every engine up; later rounds alternate engines so machine noise hits all of them alike.
+    // Round 0 warms every engine up (for warmupMs each, at least one pass); later rounds alternate engines so
+    // machine noise hits all of them alike.
     for (let round = 0; round <= rounds; round++) {
-      process.stdout.write(`  round ${round}/${rounds}${round === 0 ? ' (warm-up)' : ''}\n`);
+      process.stdout.write(
+        `  round ${round}/${rounds}${round === 0 ? ` (warm-up, ${warmupMs} ms each)` : ''}\n`,
+      );
       for (const [i, r] of runners.entries()) {
-        const sampled = await r.sampled();
-        const greedy = await r.greedy();
+        const started = performance.now();
+        let sampled = await r.sampled();
+        let greedy = await r.greedy();
         const extras = r.extras?.();
-        if (round === 0) continue;
+        if (round === 0) {
+          while (performance.now() - started < warmupMs) {
+            sampled = await r.sampled();
+            greedy = await r.greedy();
+          }
+          continue;
+        }
         samples[i].sampled.push(sampled);
         samples[i].greedy.push(greedy);
         if (extras) samples[i].extras.push(extras);
