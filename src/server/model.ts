@@ -18,6 +18,8 @@ export interface ServedModel {
   fingerprint: string;
   /** Unique to this load: the worker that loaded it knows its own copy by this id (see WorkerInit.modelId). */
   id: string;
+  /** Where the tokenizer tables came from (tokenizer-tables.bin, or which files were scanned and why), for the log. */
+  tokenizerSource: string;
 }
 
 /** Reads a model directory and checks its sizes; a broken directory fails here with a message naming the problem. */
@@ -40,5 +42,14 @@ export async function loadServedModel(dir: string): Promise<ServedModel> {
     .update(String(params.length))
     .digest('hex')
     .slice(0, 10)}`;
-  return { dir, config, params, tokenizer, head: weights.sharedHead, fingerprint, id: randomUUID() };
+  return {
+    dir,
+    config,
+    params,
+    tokenizer,
+    head: weights.sharedHead,
+    fingerprint,
+    id: randomUUID(),
+    tokenizerSource: loaded.tokenizerSource ?? 'tokenizer files',
+  };
 }

@@ -133,7 +133,7 @@ describe('the bundled HTTP stack', { skip: built ? false : 'needs `npm run build
       },
     );
     assert.equal(code, 0, out);
-    assert.match(out, /model ready: .* 2 workers/);
+    assert.match(out, /model ready: .* 2 workers, tokenizer from tokenizer-tables\.bin/);
     assert.match(out, /HTTP stack: code cache used/);
     assert.match(out, /shutting down \(received SIGTERM\)/);
   });

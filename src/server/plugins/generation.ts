@@ -71,7 +71,7 @@ export class GenerationService {
       await pool.start();
       if (this.state === 'loading') this.state = 'ready';
       this.app.log.info(
-        `model ready: ${model.params.length} parameters, context ${model.config.nPositions}, ${pool.size} workers`,
+        `model ready: ${model.params.length} parameters, context ${model.config.nPositions}, ${pool.size} workers, tokenizer from ${model.tokenizerSource}`,
       );
     } catch (err) {
       this.state = 'failed';
