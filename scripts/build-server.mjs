@@ -41,7 +41,20 @@ async function writeAtomic(path, contents) {
   await rename(temp, path);
 }
 
+/** What both bundles are: one minified CommonJS file (smaller to parse), names kept for the packages' error messages and plugin names. */
+const commonJsBundle = {
+  bundle: true,
+  minify: true,
+  keepNames: true,
+  format: 'cjs',
+  platform: 'node',
+  target: ['node20'],
+  write: false,
+  logLevel: 'warning',
+};
+
 const result = await build({
+  ...commonJsBundle,
   stdin: {
     contents:
       "export { createLogger } from './logging.js';\nexport { startServer } from './server.js';\nexport { validatorsModule } from './validators.js';\n",
@@ -50,18 +63,9 @@ const result = await build({
     loader: 'js',
   },
   outfile: bundleFile,
-  bundle: true,
-  // Smaller to parse; names kept for the packages' error messages and plugin names.
-  minify: true,
-  keepNames: true,
-  format: 'cjs',
-  platform: 'node',
-  target: ['node20'],
   // The wrapper in code-cache.ts passes the bundle's own URL (defaults.ts finds the package root from it).
   define: { 'import.meta.url': '__bundleUrl' },
   plugins: [keepOwnModulesSeparate],
-  write: false,
-  logLevel: 'warning',
 });
 for (const file of result.outputFiles) await writeAtomic(file.path, file.contents);
 
@@ -100,18 +104,11 @@ await writeAtomic(entryFile, entry);
 // a worker thread then loads one file without starting the ES module loader (~25 ms less CPU a worker).
 const workerFile = join(serverDir, 'workers', 'generation-worker.cjs');
 const worker = await build({
+  ...commonJsBundle,
   entryPoints: [join(serverDir, 'workers', 'generation-worker.js')],
   outfile: workerFile,
-  bundle: true,
-  minify: true,
-  keepNames: true,
-  format: 'cjs',
-  platform: 'node',
-  target: ['node20'],
   banner: { js: "const __importMetaUrl = require('node:url').pathToFileURL(__filename).href;" },
   define: { 'import.meta.url': '__importMetaUrl' },
-  write: false,
-  logLevel: 'warning',
 });
 for (const file of worker.outputFiles) await writeAtomic(file.path, file.contents);
 
