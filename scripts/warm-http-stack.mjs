@@ -1,5 +1,6 @@
 // Runs the bundled HTTP stack's start-up (the app built and its schemas compiled; no model, no port): `validators` records the request validators ajv generates into dist/server/validators.cjs, `cache` starts on them and saves V8's code caches, so `serve` neither generates nor compiles that code.
-import { rename, writeFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { writeFileAtomic } from '../dist/io/atomic.js';
 import {
   codeCache,
   createLogger,
@@ -39,10 +40,10 @@ async function startUp(options) {
 if (mode === 'validators') {
   const recorded = new Map();
   await startUp({ validators: { record: (key, code) => recorded.set(key, code) } });
-  const file = new URL('../dist/server/validators.cjs', import.meta.url);
-  const temp = new URL(`validators.cjs.tmp-${process.pid}`, file);
-  await writeFile(temp, validatorsModule(recorded));
-  await rename(temp, file);
+  await writeFileAtomic(
+    fileURLToPath(new URL('../dist/server/validators.cjs', import.meta.url)),
+    validatorsModule(recorded),
+  );
   console.log(`${recorded.size} validators`);
 } else {
   if (!validators) throw new Error('dist/server/validators.cjs is missing or does not load');

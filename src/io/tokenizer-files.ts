@@ -1,6 +1,5 @@
 // Reads and writes GPT-2 tokenizer files in Hugging Face's layout (tokenizer.json, vocab.json, merges.txt, configs).
-import { randomBytes } from 'node:crypto';
-import { access, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { access, readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import {
@@ -157,7 +156,7 @@ export async function defaultTokenizerData(): Promise<TokenizerData> {
 }
 
 /**
- * Writes the five tokenizer files `save_pretrained` writes for GPT-2, each atomically (temp file + rename).
+ * Writes the five tokenizer files `save_pretrained` writes for GPT-2, each atomically (writeFileAtomic).
  * The directory must exist. `modelMaxLength` goes into tokenizer_config.json (GPT-2's 1024 by default).
  */
 export async function writeTokenizerFiles(
@@ -402,13 +401,11 @@ async function exists(file: string): Promise<boolean> {
   }
 }
 
+/** writeFileAtomic (temp file, fsync, rename), its failure named as this module names file problems. */
 async function writeAtomic(file: string, text: string): Promise<void> {
-  const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
   try {
-    await writeFile(tmp, text, 'utf8');
-    await rename(tmp, file);
+    await writeFileAtomic(file, text);
   } catch (e) {
-    await rm(tmp, { force: true });
     throw new Error(`${file}: cannot write (${(e as Error).message})`);
   }
 }
