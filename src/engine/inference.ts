@@ -7,6 +7,8 @@ import { type WasmArena, wasmArena } from './wasm/runtime.js';
 
 /** LM-head rows packed per WebAssembly block (see lmHead in wasm/assembly/kernels.ts). */
 const HEAD_BLOCK = 16;
+/** Bytes of LM-head rows packHeadRows takes per call (see packFullHead). */
+const PACK_CHUNK_BYTES = 256 * 1024;
 
 /** The LM head copied into WebAssembly memory as [V/16][C][16] blocks (zero rows pad the last block). */
 interface PackedHead {
@@ -297,7 +299,7 @@ export class InferenceWeights {
       const ptr = arena.alloc(bytes);
       if (options.head !== 'share') arena.freeWith(this, ptr, bytes);
       this.packedHead = { arena, ptr, blocks };
-      norms = this.packFullHead(ptr, blocks);
+      norms = this.packFullHead(ptr);
     } else {
       this.packedHead = null;
     }
@@ -371,7 +373,7 @@ export class InferenceWeights {
     const w = this.views.lmHead;
     const packed = arena.f32(ptr, blocks * HEAD_BLOCK * C);
     if (!rows) {
-      this.packFullHead(ptr, blocks);
+      this.packFullHead(ptr);
       return;
     }
     for (let b = 0; b < blocks; b++) {
@@ -386,30 +388,36 @@ export class InferenceWeights {
   }
 
   /**
-   * Packs the whole head into [blocks][C][16] at ptr, row by row (reads in order), and returns each row's
-   * norm computed on the way (what findHotRows needs): one pass over the head instead of two.
+   * Packs the whole head into [blocks][C][16] at ptr and returns each row's norm (what findHotRows needs),
+   * in the packHeadRows kernel: a chunk of rows at a time is copied into WebAssembly memory (unless the head
+   * is there already), transposed by 4×4 vector tiles and its norms summed in f64, the same bits as a JS scan.
    */
-  private packFullHead(ptr: number, blocks: number): Float64Array {
+  private packFullHead(ptr: number): Float64Array {
     const { vocabSize: V, nEmbd: C } = this.config;
     const norms = new Float64Array(V);
     const arena = this.packedHead?.arena;
     if (!arena) return norms;
     const w = this.views.lmHead;
-    const packed = arena.f32(ptr, blocks * HEAD_BLOCK * C);
-    for (let v = 0; v < V; v++) {
-      const dst = ((v / HEAD_BLOCK) | 0) * HEAD_BLOCK * C + (v % HEAD_BLOCK);
-      const src = v * C;
-      let sum = 0;
-      for (let c = 0; c < C; c++) {
-        const x = w[src + c];
-        packed[dst + c * HEAD_BLOCK] = x;
-        sum += x * x;
+    const inPlace = arena.owns(w);
+    // ~256 KiB of rows per chunk (whole blocks), so a chunk is still in cache when its norms are summed.
+    const chunk = Math.max(1, Math.floor(PACK_CHUNK_BYTES / (HEAD_BLOCK * C * 4))) * HEAD_BLOCK;
+    const srcBytes = inPlace ? 0 : chunk * C * 4;
+    const work = arena.alloc(srcBytes + chunk * 8);
+    const normsPtr = work + srcBytes;
+    try {
+      for (let r0 = 0; r0 < V; r0 += chunk) {
+        const rows = Math.min(chunk, V - r0);
+        let src = w.byteOffset + r0 * C * 4;
+        if (!inPlace) {
+          arena.f32(work, rows * C).set(w.subarray(r0 * C, (r0 + rows) * C));
+          src = work;
+        }
+        // Block r0 / 16 starts r0 · C floats into the packed head; the last chunk zero-fills its partial block.
+        arena.kernels.packHeadRows(ptr + r0 * C * 4, src, rows, C, normsPtr);
+        norms.set(arena.f64(normsPtr, rows), r0);
       }
-      norms[v] = Math.sqrt(sum);
-    }
-    for (let v = V; v < blocks * HEAD_BLOCK; v++) {
-      const dst = ((v / HEAD_BLOCK) | 0) * HEAD_BLOCK * C + (v % HEAD_BLOCK);
-      for (let c = 0; c < C; c++) packed[dst + c * HEAD_BLOCK] = 0;
+    } finally {
+      arena.free(work, srcBytes + chunk * 8);
     }
     return norms;
   }

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { compileKernels } from '../../scripts/build-wasm.js';
-import { InferenceSession, InferenceWeights } from '../../src/engine/inference.js';
+import { findHotRows, InferenceSession, InferenceWeights } from '../../src/engine/inference.js';
 import { parameterLayout } from '../../src/engine/layout.js';
 import {
   matmulBackward,
@@ -79,6 +79,75 @@ describe('WebAssembly kernels', () => {
       assert.ok(diff <= 1e-5, `V ${V} C ${C}: diff ${diff}`);
     }
     console.log(`lmHead vs JS: largest abs diff ${worst.toExponential(2)}`);
+  });
+
+  it('packHeadRows packs the head exactly as [blocks][C][16] with zero padding, row norms bit for bit as a JS f64 scan', () => {
+    assert.ok(arena);
+    const rng = new Rng(29);
+    let worstNorm = 0;
+    let rowsChecked = 0;
+    // C multiples of 4 take the 4×4 tile path, the others the scalar one; V = 50257 spans many 256 KiB chunks.
+    for (const [V, C, inArena] of [
+      [16, 4, false],
+      [37, 16, false],
+      [1000, 6, false],
+      [4099, 64, false],
+      [50257, 16, false],
+      [5003, 12, true],
+    ] as const) {
+      const config = {
+        vocabSize: V,
+        nPositions: 4,
+        nEmbd: C,
+        nLayer: 1,
+        nHead: 1,
+        layerNormEpsilon: 1e-5,
+        tieWordEmbeddings: true,
+        bosTokenId: 0,
+        eosTokenId: 0,
+      };
+      const total = parameterLayout(config).total;
+      // inArena: the parameters themselves live in WebAssembly memory, so rows are packed without a copy.
+      const params: Float32Array = inArena
+        ? arena.f32(arena.alloc(total * 4), total)
+        : new Float32Array(total);
+      params.set(randomArray(rng, total, 0.5));
+      const weights = new InferenceWeights(config, params, { head: 'share' });
+      const head = weights.packedHead;
+      assert.ok(head);
+      const packed: Float32Array = arena.f32(head.ptr, head.blocks * 16 * C);
+      const w = weights.views.lmHead;
+      for (let r = 0; r < head.blocks * 16; r++) {
+        for (let c = 0; c < C; c++) {
+          const want = r < V ? w[r * C + c] : 0;
+          const got: number = packed[Math.floor(r / 16) * 16 * C + c * 16 + (r % 16)];
+          if (got !== want) assert.fail(`V ${V} C ${C}: row ${r} channel ${c} packed ${got}, want ${want}`);
+        }
+      }
+      rowsChecked += head.blocks * 16;
+      // The hot rows come from these norms: with a planted gap they must be exactly the rows above it.
+      const scaled = new Float32Array(params);
+      for (let r = 0; r < V; r += 7) for (let c = 0; c < C; c++) scaled[r * C + c] *= 64;
+      const hot = new InferenceWeights(config, scaled).hotHead;
+      assert.ok(hot, `V ${V} C ${C}: the planted gap gives hot rows`);
+      const jsNorms = Array.from({ length: V }, (_, r) => {
+        let sum = 0;
+        for (let c = 0; c < C; c++) sum += scaled[r * C + c] * scaled[r * C + c];
+        return Math.sqrt(sum);
+      });
+      const want = findHotRows(
+        weights.views.lmHead.map((_, i) => scaled[i]),
+        V,
+        C,
+      );
+      assert.deepEqual(Array.from(hot.ids), Array.from(want?.ids ?? []), `V ${V} C ${C}: hot rows`);
+      assert.equal(hot.coldMaxNorm, want?.coldMaxNorm, `V ${V} C ${C}: largest cold norm`);
+      const cold = jsNorms.filter((_, r) => r % 7 !== 0);
+      worstNorm = Math.max(worstNorm, Math.abs(hot.coldMaxNorm - Math.max(...cold)));
+    }
+    console.log(
+      `packHeadRows: ${rowsChecked} packed rows identical to the layout; largest cold-norm difference ${worstNorm}`,
+    );
   });
 
   it("lmHeadMax writes lmHead's logits bit for bit plus each 64-row group's maximum; collectAtLeast finds every logit ≥ a cut", () => {

@@ -46,6 +46,7 @@ export interface KernelExports {
   ): void;
   gemmWorkBytes(): number;
   transpose(dst: number, src: number, rows: number, cols: number): void;
+  packHeadRows(dst: number, src: number, rows: number, C: number, norms: number): void;
 }
 
 const PAGE = 65536;
@@ -126,6 +127,10 @@ export class WasmArena {
   /** A Float32Array view of `length` floats at `ptr` (valid for the arena's lifetime). */
   f32(ptr: number, length: number): Float32Array {
     return new Float32Array(this.currentBuffer(), ptr, length);
+  }
+
+  f64(ptr: number, length: number): Float64Array {
+    return new Float64Array(this.currentBuffer(), ptr, length);
   }
 
   i32(ptr: number, length: number): Int32Array {

@@ -858,3 +858,80 @@ export function transpose(dst: usize, src: usize, rows: i32, cols: i32): void {
     }
   }
 }
+
+/**
+ * Packs `rows` row-major LM-head rows of C floats at src into the head layout [blocks][C][16] at dst (what
+ * headBlocks reads), zero-filling the rows a partial last block lacks, and writes each row's Euclidean norm as
+ * an f64 at norms: squares summed in f64 in channel order, as a JS scan does, so the same bits.
+ * Full blocks with C a multiple of 4 move as 4×4 tiles of vectors, two rows' norms per f64x2; the rest one
+ * float at a time.
+ */
+export function packHeadRows(dst: usize, src: usize, rows: i32, C: i32, norms: usize): void {
+  const rowBytes = (<usize>C) << 2;
+  const blockBytes = rowBytes * BLOCK;
+  const blocks = (rows + BLOCK - 1) / BLOCK;
+  for (let b = 0; b < blocks; b++) {
+    const r0 = b * BLOCK;
+    const out = dst + <usize>b * blockBytes;
+    if (rows - r0 >= BLOCK && (C & 3) === 0) {
+      for (let j = 0; j < BLOCK; j += 4) {
+        const s0 = src + <usize>(r0 + j) * rowBytes;
+        const s1 = s0 + rowBytes;
+        const s2 = s1 + rowBytes;
+        const s3 = s2 + rowBytes;
+        let n01 = f64x2.splat(0);
+        let n23 = f64x2.splat(0);
+        for (let c = 0; c < C; c += 4) {
+          const off = (<usize>c) << 2;
+          const a = v128.load(s0 + off);
+          const e = v128.load(s1 + off);
+          const g = v128.load(s2 + off);
+          const h = v128.load(s3 + off);
+          const lo0 = v128.shuffle<f32>(a, e, 0, 4, 1, 5);
+          const hi0 = v128.shuffle<f32>(a, e, 2, 6, 3, 7);
+          const lo1 = v128.shuffle<f32>(g, h, 0, 4, 1, 5);
+          const hi1 = v128.shuffle<f32>(g, h, 2, 6, 3, 7);
+          // Channel c + k of rows j..j+3 (one vector each) lands at [c + k][j..j+3] of the block.
+          const k0 = v128.shuffle<f32>(lo0, lo1, 0, 1, 4, 5);
+          const k1 = v128.shuffle<f32>(lo0, lo1, 2, 3, 6, 7);
+          const k2 = v128.shuffle<f32>(hi0, hi1, 0, 1, 4, 5);
+          const k3 = v128.shuffle<f32>(hi0, hi1, 2, 3, 6, 7);
+          const at = out + ((<usize>(c * BLOCK + j)) << 2);
+          v128.store(at, k0);
+          v128.store(at, k1, BLOCK << 2);
+          v128.store(at, k2, BLOCK << 3);
+          v128.store(at, k3, (BLOCK << 3) + (BLOCK << 2));
+          n01 = addSquares(n01, k0);
+          n23 = addSquares(n23, v128.shuffle<f32>(k0, k0, 2, 3, 0, 1));
+          n01 = addSquares(n01, k1);
+          n23 = addSquares(n23, v128.shuffle<f32>(k1, k1, 2, 3, 0, 1));
+          n01 = addSquares(n01, k2);
+          n23 = addSquares(n23, v128.shuffle<f32>(k2, k2, 2, 3, 0, 1));
+          n01 = addSquares(n01, k3);
+          n23 = addSquares(n23, v128.shuffle<f32>(k3, k3, 2, 3, 0, 1));
+        }
+        const at = norms + ((<usize>(r0 + j)) << 3);
+        v128.store(at, f64x2.sqrt(n01));
+        v128.store(at, f64x2.sqrt(n23), 16);
+      }
+    } else {
+      for (let j = 0; j < BLOCK; j++) {
+        const r = r0 + j;
+        const s = src + <usize>r * rowBytes;
+        let sum: f64 = 0;
+        for (let c = 0; c < C; c++) {
+          const x: f32 = r < rows ? load<f32>(s + ((<usize>c) << 2)) : 0;
+          store<f32>(out + ((<usize>(c * BLOCK + j)) << 2), x);
+          sum += <f64>x * <f64>x;
+        }
+        if (r < rows) store<f64>(norms + ((<usize>r) << 3), Math.sqrt(sum));
+      }
+    }
+  }
+}
+
+/** acc + x² per lane for the low two f32 lanes of v, in f64 (exact squares, one rounding per add). */
+function addSquares(acc: v128, v: v128): v128 {
+  const x = f64x2.promote_low_f32x4(v);
+  return f64x2.add(acc, f64x2.mul(x, x));
+}
