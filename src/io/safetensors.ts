@@ -75,44 +75,74 @@ export function parseSafetensors(
   return parseSafetensorsWithMetadata(buf, file, options).tensors;
 }
 
-/** Like parseSafetensors, and also returns the `__metadata__` map. */
-export function parseSafetensorsWithMetadata(
-  buf: Uint8Array,
-  file: string,
-  options: ParseOptions = {},
-): ParsedSafetensors {
+/** One tensor of a validated header and where its bytes lie in the file. */
+export interface SafetensorsEntry {
+  name: string;
+  dtype: SafetensorsDtype;
+  shape: number[];
+  /** Byte offset of the tensor's first byte from the start of the file. */
+  start: number;
+  /** Byte length of the tensor's data. */
+  bytes: number;
+}
+
+/** A header checked against the file's size: the tensors tile the data section exactly. */
+export interface SafetensorsHeader {
+  entries: SafetensorsEntry[];
+  metadata: Record<string, string> | null;
+}
+
+/**
+ * The header's byte length from the file's first 8 bytes (`first` may hold more), checked against the size
+ * of the whole file; the header occupies bytes [8, 8 + length).
+ */
+export function safetensorsHeaderLength(first: Uint8Array, fileSize: number, file: string): number {
   const fail = (msg: string): never => {
     throw new SafetensorsError(`${file}: ${msg}`);
   };
   if (!HOST_IS_LITTLE_ENDIAN) fail('reading safetensors needs a little-endian host');
-  if (buf.byteLength < 8)
-    fail(`truncated: ${buf.byteLength} bytes, a safetensors file starts with an 8-byte header length`);
-  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  const headerLen = view.getBigUint64(0, true);
-  if (headerLen > BigInt(buf.byteLength - 8)) {
+  if (fileSize < 8 || first.byteLength < 8)
+    fail(`truncated: ${fileSize} bytes, a safetensors file starts with an 8-byte header length`);
+  const headerLen = new DataView(first.buffer, first.byteOffset, 8).getBigUint64(0, true);
+  if (headerLen > BigInt(fileSize - 8)) {
     fail(
-      `header length ${headerLen} runs past the end of the file (${buf.byteLength} bytes): truncated or not safetensors`,
+      `header length ${headerLen} runs past the end of the file (${fileSize} bytes): truncated or not safetensors`,
     );
   }
   const n = Number(headerLen);
   if (n > MAX_HEADER_BYTES) fail(`header length ${n} exceeds the 100 MB limit`);
+  return n;
+}
+
+/**
+ * Parses and validates the JSON header (`header`: the file's bytes [8, 8 + length)) of a file of `fileSize`
+ * bytes, without its data: every entry's dtype, shape and offsets are checked and the tensors must tile
+ * the data section with no overlap, gap or trailing bytes. Throws SafetensorsError naming `file`.
+ */
+export function parseSafetensorsHeader(
+  header: Uint8Array,
+  fileSize: number,
+  file: string,
+): SafetensorsHeader {
+  const fail = (msg: string): never => {
+    throw new SafetensorsError(`${file}: ${msg}`);
+  };
   let headerText: string;
   try {
-    headerText = new TextDecoder('utf-8', { fatal: true }).decode(buf.subarray(8, 8 + n));
+    headerText = new TextDecoder('utf-8', { fatal: true }).decode(header);
   } catch {
     return fail('header is not valid UTF-8');
   }
-  let header: unknown;
+  let json: unknown;
   try {
-    header = JSON.parse(headerText);
+    json = JSON.parse(headerText);
   } catch (err) {
     return fail(`header is not valid JSON (${(err as Error).message})`);
   }
-  if (header === null || typeof header !== 'object' || Array.isArray(header))
-    fail('header is not a JSON object');
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) fail('header is not a JSON object');
 
-  const dataStart = 8 + n;
-  const dataLen = buf.byteLength - dataStart;
+  const dataStart = 8 + header.byteLength;
+  const dataLen = fileSize - dataStart;
   let metadata: Record<string, string> | null = null;
   const entries: Array<{
     name: string;
@@ -121,7 +151,7 @@ export function parseSafetensorsWithMetadata(
     begin: number;
     end: number;
   }> = [];
-  for (const [name, raw] of Object.entries(header as Record<string, unknown>)) {
+  for (const [name, raw] of Object.entries(json as Record<string, unknown>)) {
     if (name === '__metadata__') {
       metadata = parseMetadata(raw, fail);
       continue;
@@ -190,14 +220,33 @@ export function parseSafetensorsWithMetadata(
       `${dataLen - cursor} trailing bytes after the last tensor (data section ${dataLen} bytes, tensors cover ${cursor})`,
     );
   }
+  return {
+    entries: entries.map((e) => ({
+      name: e.name,
+      dtype: e.dtype,
+      shape: e.shape,
+      start: dataStart + e.begin,
+      bytes: e.end - e.begin,
+    })),
+    metadata,
+  };
+}
 
+/** Like parseSafetensors, and also returns the `__metadata__` map. */
+export function parseSafetensorsWithMetadata(
+  buf: Uint8Array,
+  file: string,
+  options: ParseOptions = {},
+): ParsedSafetensors {
+  const n = safetensorsHeaderLength(buf, buf.byteLength, file);
+  const { entries, metadata } = parseSafetensorsHeader(buf.subarray(8, 8 + n), buf.byteLength, file);
   const tensors = new Map<string, SafeTensor>();
   for (const e of entries) {
-    const bytes = buf.subarray(dataStart + e.begin, dataStart + e.end);
+    const bytes = buf.subarray(e.start, e.start + e.bytes);
     const view = options.views && e.dtype === 'F32' && bytes.byteOffset % 4 === 0;
     const data = view
       ? new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4)
-      : decode(e.dtype, bytes);
+      : decodeTensor(e.dtype, bytes);
     tensors.set(e.name, { dtype: e.dtype, shape: e.shape, data });
   }
   return { tensors, metadata };
@@ -214,7 +263,7 @@ function parseMetadata(raw: unknown, fail: (msg: string) => never): Record<strin
 }
 
 /** Copies the little-endian bytes into a fresh, aligned typed array (widening half precision to float32). */
-function decode(dtype: SafetensorsDtype, bytes: Uint8Array): TensorData {
+export function decodeTensor(dtype: SafetensorsDtype, bytes: Uint8Array): TensorData {
   const copy = () => {
     const out = new Uint8Array(bytes.byteLength);
     out.set(bytes);

@@ -330,6 +330,86 @@ describe('loadModelDir rejects broken directories, naming the file and the probl
   });
 });
 
+/** float32 → IEEE half bits for values a half holds exactly (normal range), as a test writer needs. */
+function exactHalf(v: number): number {
+  if (v === 0) return Object.is(v, -0) ? 0x8000 : 0;
+  const sign = v < 0 ? 0x8000 : 0;
+  const a = Math.abs(v);
+  const exp = Math.floor(Math.log2(a));
+  const frac = (a / 2 ** exp - 1) * 1024;
+  assert.ok(Number.isInteger(frac) && exp >= -14 && exp <= 15, `${v} is not an exact half`);
+  return sign | ((exp + 15) << 10) | frac;
+}
+
+/** A safetensors file written by hand: tensors laid out in the given order, with F32, F16 or BF16 data. */
+function rawSafetensors(
+  tensors: Array<{ name: string; dtype: 'F32' | 'F16' | 'BF16'; shape: number[]; data: Float32Array }>,
+): Uint8Array {
+  const header: Record<string, unknown> = {};
+  const chunks: Uint8Array[] = [];
+  let offset = 0;
+  for (const t of tensors) {
+    let bytes: Uint8Array;
+    if (t.dtype === 'F32') bytes = new Uint8Array(Float32Array.from(t.data).buffer);
+    else if (t.dtype === 'BF16') {
+      const words = new Uint32Array(Float32Array.from(t.data).buffer);
+      bytes = new Uint8Array(Uint16Array.from(words, (w) => w >>> 16).buffer);
+    } else bytes = new Uint8Array(Uint16Array.from(t.data, exactHalf).buffer);
+    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes.byteLength] };
+    chunks.push(bytes);
+    offset += bytes.byteLength;
+  }
+  const json = new TextEncoder().encode(JSON.stringify(header));
+  const out = new Uint8Array(8 + json.byteLength + offset);
+  new DataView(out.buffer).setBigUint64(0, BigInt(json.byteLength), true);
+  out.set(json, 8);
+  let pos = 8 + json.byteLength;
+  for (const c of chunks) {
+    out.set(c, pos);
+    pos += c.byteLength;
+  }
+  return out;
+}
+
+describe('loadModelDir reads each tensor from its place in the file', () => {
+  it('F32 tensors at unaligned offsets in reverse order, F16 and BF16 ones widened, a tied lm_head compared, a causal-mask buffer skipped', async () => {
+    const layout = parameterLayout(config);
+    const want = Float32Array.from(params);
+    const bf16 = layout.byName.get('transformer.h.0.mlp.c_fc.weight')!;
+    const half = layout.byName.get('transformer.ln_f.weight')!;
+    // BF16 keeps the top 16 bits; the F16 tensor holds values a half stores exactly.
+    const bits = new Uint32Array(want.buffer);
+    for (let i = bf16.offset; i < bf16.offset + bf16.size; i++) bits[i] &= 0xffff0000;
+    for (let i = 0; i < half.size; i++) want[half.offset + i] = (i - half.size / 2) / 64;
+    const wte = layout.byName.get('transformer.wte.weight')!;
+    const list = layout.tensors.map((t) => ({
+      name: t.hfName,
+      dtype: t === bf16 ? ('BF16' as const) : t === half ? ('F16' as const) : ('F32' as const),
+      shape: t.shape,
+      data: want.subarray(t.offset, t.offset + t.size),
+    }));
+    list.push({
+      name: 'lm_head.weight',
+      dtype: 'F32',
+      shape: wte.shape,
+      data: want.subarray(wte.offset, wte.offset + wte.size),
+    });
+    // An odd-sized header puts every tensor at an offset that is not a multiple of 4.
+    list.push({ name: 'h.0.attn.bias', dtype: 'F16', shape: [1, 1, 1, 3], data: Float32Array.of(1, 0, 1) });
+    list.reverse();
+    const dir = copyModel();
+    const file = rawSafetensors(list);
+    writeFileSync(join(dir, 'model.safetensors'), file);
+    const loaded = await loadModelDir(dir, { sharedParams: true });
+    const diff = maxAbsDiff(loaded.params, want);
+    console.log(
+      `${list.length} tensors read in place (header ${new DataView(file.buffer).getBigUint64(0, true)} bytes): largest difference ${diff}`,
+    );
+    assert.equal(diff, 0);
+    assert.deepEqual(Array.from(loaded.params), Array.from(want));
+  });
+});
+
 describe('loadModelDir finds every non-finite weight and loads into shared memory on request', () => {
   it('NaN, +Infinity and -Infinity near the start, middle and end of tensors are each named with their index', async () => {
     const layout = parameterLayout(config);
