@@ -43,13 +43,7 @@ export interface GenerateResult {
   completionTokens: number;
 }
 
-/** Default sampling of the original project's /generate route (HF generate with these settings). */
-export const ORIGINAL_SAMPLING: SamplingParams = {
-  temperature: 1,
-  topK: 50,
-  topP: 0.95,
-  repetitionPenalty: 1,
-};
+export { ORIGINAL_SAMPLING } from './original-sampling.js';
 
 /**
  * Generates from `promptIds` on a fresh session. Yields deltas as tokens arrive; the return value is the

@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { DEFAULT_QUEUE_LIMIT, DEFAULT_RATE_LIMIT, PACKAGE_ROOT, type RateLimitOptions } from './defaults.js';
 import { ApiError } from './errors.js';
 import { CloudLogController, traceChildLoggerFactory } from './logging.js';
-import { loadServedModel, type ServedModel } from './model.js';
+import type { ServedModel } from './model.js';
 import { errorHandlerPlugin } from './plugins/error-handler.js';
 import { generationPlugin } from './plugins/generation.js';
 import { metricsPlugin } from './plugins/metrics.js';
@@ -20,6 +20,7 @@ import {
   precompiledValidatorFactory,
   recordingValidatorFactory,
 } from './validators.js';
+import { loadServedModelInThread } from './workers/pool.js';
 
 /** Request bodies above this are refused with 413 (a chat history of this size is far beyond the context). */
 export const BODY_LIMIT = 256 * 1024;
@@ -96,7 +97,9 @@ function forbiddenKey(): ApiError {
 }
 
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
-  const model = options.model ?? (options.modelDir ? loadServedModel(options.modelDir) : null);
+  // Loaded in a generation worker (which then serves with it), as `serve` does: the engine and the file
+  // readers stay out of this thread.
+  const model = options.model ?? (options.modelDir ? loadServedModelInThread(options.modelDir) : null);
   if (!model) throw new Error('buildApp needs modelDir or model');
   const app = Fastify({
     ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),

@@ -62,17 +62,19 @@ describe('the bundled HTTP stack', { skip: built ? false : 'needs `npm run build
   });
   after(() => tiny?.remove());
 
-  it('bundles the packages but takes our own modules (pool, engine, io) from their files', async () => {
+  it('bundles the packages but takes our own modules (pool, chat template) from their files, and leaves the engine and model loader out', async () => {
     const text = readFileSync(bundlePath, 'utf8');
     assert.match(
       text,
       /require\("\.\/workers\/pool\.js"\)/,
       'the worker pool is not required from its module',
     );
-    assert.match(
+    // The HTTP thread never runs the engine or reads model files (a generation worker loads the model): neither
+    // is bundled nor imported there, so their modules cost the start-up nothing.
+    assert.doesNotMatch(
       text,
-      /require\("\.\.\/engine\/inference\.js"\)/,
-      'the engine is not required from its module',
+      /require\("\.\.\/(engine|io\/checkpoint|generate\/generate|generate\/sampler)[^"]*"\)|InferenceWeights|packFullHead/,
+      'the engine or the model loader is in the HTTP stack',
     );
     assert.doesNotMatch(
       text,
@@ -84,6 +86,11 @@ describe('the bundled HTTP stack', { skip: built ? false : 'needs `npm run build
       entry,
       /import \* as m\d+ from "\.\/workers\/pool\.js"/,
       'the entry does not hand over the pool',
+    );
+    assert.doesNotMatch(
+      entry,
+      /from "\.\.\/(engine|io\/checkpoint)/,
+      'the entry imports the engine or the loader',
     );
     const stack = await import(entryPath);
     assert.equal(typeof stack.createLogger, 'function');

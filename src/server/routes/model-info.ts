@@ -1,6 +1,6 @@
 // GET /api/model (config, size, training summary, defaults, system prompt) and the training loss curve image.
 import type { FastifyInstance } from 'fastify';
-import { ORIGINAL_SAMPLING } from '../../generate/generate.js';
+import { ORIGINAL_SAMPLING } from '../../generate/original-sampling.js';
 import { readLossCurveSvg, readTrainingSummary } from '../../io/model-report.js';
 import { ApiError } from '../errors.js';
 import { sendError } from '../plugins/error-handler.js';

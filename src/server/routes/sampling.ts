@@ -1,6 +1,6 @@
 // Builds a worker job from a request body: the original project's sampling defaults and a random seed when none is given.
 import { randomInt } from 'node:crypto';
-import { ORIGINAL_SAMPLING } from '../../generate/generate.js';
+import { ORIGINAL_SAMPLING } from '../../generate/original-sampling.js';
 import type { SamplingBody } from '../schemas/sampling.js';
 import type { JobRequest } from '../workers/protocol.js';
 
