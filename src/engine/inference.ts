@@ -288,8 +288,8 @@ export class InferenceWeights {
     const arena = wasmArena();
     const { vocabSize: V, nEmbd: C } = this.config;
     const blocks = Math.ceil(V / HEAD_BLOCK);
-    /** Row norms, when this constructor packed the head (its pass computes them for findHotRows). */
-    let norms: Float64Array | undefined;
+    /** The hot rows, when this constructor packed the head (its pass finds them from the norms it computes). */
+    let hot: { ids: Int32Array; coldMaxNorm: number } | null | undefined;
     const given = typeof options.head === 'object' ? options.head : null;
     const adopted = !!arena && !!given && arena.memory === given.memory && given.blocks === blocks;
     if (arena && given && adopted) {
@@ -299,7 +299,7 @@ export class InferenceWeights {
       const ptr = arena.alloc(bytes);
       if (options.head !== 'share') arena.freeWith(this, ptr, bytes);
       this.packedHead = { arena, ptr, blocks };
-      norms = this.packFullHead(ptr);
+      hot = this.packFullHead(ptr);
     } else {
       this.packedHead = null;
     }
@@ -329,7 +329,7 @@ export class InferenceWeights {
       this.screenHead = given.screen ?? null;
       return;
     }
-    const hot = this.packedHead ? findHotRows(this.views.lmHead, V, C, norms) : null;
+    if (hot === undefined) hot = this.packedHead ? findHotRows(this.views.lmHead, V, C) : null;
     if (arena && hot) {
       const hotBlocks = Math.ceil(hot.ids.length / HEAD_BLOCK);
       const bytes = hotBlocks * HEAD_BLOCK * C * 4;
@@ -388,38 +388,51 @@ export class InferenceWeights {
   }
 
   /**
-   * Packs the whole head into [blocks][C][16] at ptr and returns each row's norm (what findHotRows needs),
-   * in the packHeadRows kernel: a chunk of rows at a time is copied into WebAssembly memory (unless the head
-   * is there already), transposed by 4×4 vector tiles and its norms summed in f64, the same bits as a JS scan.
+   * Packs the whole head into [blocks][C][16] at ptr with the packHeadRows kernel, which also sums each row's
+   * norm (f64, the same bits as a JS scan), then finds the hot rows from those norms with the hotRows kernel
+   * (what findHotRows computes). A chunk of rows at a time is copied into WebAssembly memory unless the head
+   * is there already.
    */
-  private packFullHead(ptr: number): Float64Array {
+  private packFullHead(ptr: number): { ids: Int32Array; coldMaxNorm: number } | null {
     const { vocabSize: V, nEmbd: C } = this.config;
-    const norms = new Float64Array(V);
     const arena = this.packedHead?.arena;
-    if (!arena) return norms;
+    if (!arena) return null;
     const w = this.views.lmHead;
     const inPlace = arena.owns(w);
     // ~256 KiB of rows per chunk (whole blocks), so a chunk is still in cache when its norms are summed.
     const chunk = Math.max(1, Math.floor(PACK_CHUNK_BYTES / (HEAD_BLOCK * C * 4))) * HEAD_BLOCK;
     const srcBytes = inPlace ? 0 : chunk * C * 4;
-    const work = arena.alloc(srcBytes + chunk * 8);
-    const normsPtr = work + srcBytes;
+    // One piece of scratch: the chunk, V norms, hotRows' sort space, V ids and the largest cold norm.
+    const normsAt = Math.ceil(srcBytes / 8) * 8;
+    const workAt = normsAt + V * 8;
+    const idsAt = workAt + 16 * V + 8192;
+    const coldAt = idsAt + Math.ceil(V / 2) * 8;
+    const bytes = coldAt + 8;
+    const scratch = arena.alloc(bytes);
     try {
       for (let r0 = 0; r0 < V; r0 += chunk) {
         const rows = Math.min(chunk, V - r0);
         let src = w.byteOffset + r0 * C * 4;
         if (!inPlace) {
-          arena.f32(work, rows * C).set(w.subarray(r0 * C, (r0 + rows) * C));
-          src = work;
+          arena.f32(scratch, rows * C).set(w.subarray(r0 * C, (r0 + rows) * C));
+          src = scratch;
         }
         // Block r0 / 16 starts r0 · C floats into the packed head; the last chunk zero-fills its partial block.
-        arena.kernels.packHeadRows(ptr + r0 * C * 4, src, rows, C, normsPtr);
-        norms.set(arena.f64(normsPtr, rows), r0);
+        arena.kernels.packHeadRows(ptr + r0 * C * 4, src, rows, C, scratch + normsAt + r0 * 8);
       }
+      const count = arena.kernels.hotRows(
+        scratch + normsAt,
+        V,
+        HOT_NORM_RATIO,
+        scratch + idsAt,
+        scratch + coldAt,
+        scratch + workAt,
+      );
+      if (count < 0) return null;
+      return { ids: arena.i32(scratch + idsAt, count).slice(), coldMaxNorm: arena.f64(scratch + coldAt, 1)[0] };
     } finally {
-      arena.free(work, srcBytes + chunk * 8);
+      arena.free(scratch, bytes);
     }
-    return norms;
   }
 
   /** The packed head as another thread can adopt it (null on the pure-JS path). */

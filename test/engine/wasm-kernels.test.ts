@@ -150,6 +150,53 @@ describe('WebAssembly kernels', () => {
     );
   });
 
+  it('hotRows finds the same hot rows and largest cold norm as findHotRows, gaps, ties, zeros, Infinity and NaN included', () => {
+    assert.ok(arena);
+    const rng = new Rng(31);
+    const cases: Array<[string, Float64Array]> = [];
+    const make = (n: number, fill: (i: number) => number) =>
+      Float64Array.from({ length: n }, (_, i) => fill(i));
+    for (const n of [1, 2, 3, 4, 5, 17, 1000, 50257]) {
+      cases.push([`uniform ${n}`, make(n, () => rng.random())]);
+      cases.push([`gap ${n}`, make(n, (i) => (i % 9 === 0 ? 10 + rng.random() : rng.random()))]);
+      cases.push([`tied top ${n}`, make(n, (i) => (i % 5 === 0 ? 7 : rng.random()))]);
+    }
+    cases.push(['zeros below', make(100, (i) => (i < 10 ? 1 + i : 0))]);
+    cases.push(['all zero', make(64, () => 0)]);
+    cases.push(['Infinity rows', make(300, (i) => (i === 4 || i === 77 ? Infinity : rng.random()))]);
+    cases.push([
+      'NaN rows',
+      make(300, (i) => (i % 50 === 3 ? Number.NaN : i % 10 === 0 ? 5 : rng.random() * 0.1)),
+    ]);
+    cases.push(['two gaps', make(999, (i) => (i < 3 ? 1000 : i < 30 ? 50 : rng.random()))]);
+    cases.push(['ratio exactly 3', make(12, (i) => (i < 2 ? 3 : 1))]);
+    cases.push(['a subnormal floor', make(40, (i) => (i < 5 ? 1e-300 : 5e-324))]);
+    let hotTotal = 0;
+    for (const [name, norms] of cases) {
+      const n = norms.length;
+      const normsPtr = arena.alloc(n * 8);
+      const idsPtr = arena.alloc(n * 4);
+      const coldPtr = arena.alloc(8);
+      const work = arena.alloc(16 * n + 8192);
+      arena.f64(normsPtr, n).set(norms);
+      const count = arena.kernels.hotRows(normsPtr, n, 3, idsPtr, coldPtr, work);
+      const want = findHotRows(new Float32Array(n), n, 1, norms);
+      assert.deepEqual(arena.f64(normsPtr, n), norms, `${name}: the norms were changed`);
+      if (!want) {
+        assert.equal(count, -1, `${name}: no gap, but the kernel found ${count} hot rows`);
+        continue;
+      }
+      assert.deepEqual(
+        Array.from(arena.i32(idsPtr, Math.max(0, count))),
+        Array.from(want.ids),
+        `${name}: ids`,
+      );
+      assert.equal(arena.f64(coldPtr, 1)[0], want.coldMaxNorm, `${name}: largest cold norm`);
+      hotTotal += count;
+    }
+    console.log(`hotRows: ${cases.length} norm sets, ${hotTotal} hot rows, all as findHotRows`);
+  });
+
   it("lmHeadMax writes lmHead's logits bit for bit plus each 64-row group's maximum; collectAtLeast finds every logit ≥ a cut", () => {
     assert.ok(arena);
     const rng = new Rng(13);

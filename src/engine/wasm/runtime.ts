@@ -47,6 +47,7 @@ export interface KernelExports {
   gemmWorkBytes(): number;
   transpose(dst: number, src: number, rows: number, cols: number): void;
   packHeadRows(dst: number, src: number, rows: number, C: number, norms: number): void;
+  hotRows(norms: number, n: number, minRatio: number, ids: number, coldMax: number, work: number): number;
 }
 
 const PAGE = 65536;

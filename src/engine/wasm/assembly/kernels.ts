@@ -935,3 +935,79 @@ function addSquares(acc: v128, v: v128): v128 {
   const x = f64x2.promote_low_f32x4(v);
   return f64x2.add(acc, f64x2.mul(x, x));
 }
+
+/** Digits of the radix sort in hotRows: 6 passes of 11 bits cover the 64 bits of an f64. */
+const RADIX_BITS: u64 = 11;
+const RADIX_BUCKETS: i32 = 1 << 11;
+
+/**
+ * Sorts n f64 at a ascending by their bit patterns (numeric order for values ≥ +0, NaN last) through b,
+ * counting in `counts` (RADIX_BUCKETS i32); an even number of passes leaves the result in a.
+ */
+function radixSortBits(a: usize, b: usize, n: i32, counts: usize): void {
+  let src = a;
+  let dst = b;
+  for (let shift: u64 = 0; shift < 64; shift += RADIX_BITS) {
+    memory.fill(counts, 0, <usize>RADIX_BUCKETS << 2);
+    for (let i = 0; i < n; i++) {
+      const d = (<usize>((load<u64>(src + ((<usize>i) << 3)) >> shift) & <u64>(RADIX_BUCKETS - 1))) << 2;
+      store<i32>(counts + d, load<i32>(counts + d) + 1);
+    }
+    let sum = 0;
+    for (let d = 0; d < RADIX_BUCKETS; d++) {
+      const at = counts + ((<usize>d) << 2);
+      const c = load<i32>(at);
+      store<i32>(at, sum);
+      sum += c;
+    }
+    for (let i = 0; i < n; i++) {
+      const x = load<u64>(src + ((<usize>i) << 3));
+      const d = counts + ((<usize>((x >> shift) & <u64>(RADIX_BUCKETS - 1))) << 2);
+      const pos = load<i32>(d);
+      store<i32>(d, pos + 1);
+      store<u64>(dst + ((<usize>pos) << 3), x);
+    }
+    const t = src;
+    src = dst;
+    dst = t;
+  }
+}
+
+/**
+ * The hot rows of an LM head from its n row norms (each ≥ +0 or NaN) at norms: sorted descending, the widest
+ * gap sorted[i] / sorted[i + 1] ≥ minRatio with i < n / 2 (the last of equal ratios), then every row whose norm
+ * is ≥ sorted[i], in order, into ids (room for n i32). Returns how many, or -1 when there is no such gap;
+ * stores the largest norm below the gap as an f64 at coldMax. work: 16·n + 8192 bytes. Same result as
+ * findHotRows' JS scan.
+ */
+export function hotRows(norms: usize, n: i32, minRatio: f64, ids: usize, coldMax: usize, work: usize): i32 {
+  const sorted = work;
+  const tmp = work + ((<usize>n) << 3);
+  const counts = tmp + ((<usize>n) << 3);
+  memory.copy(sorted, norms, (<usize>n) << 3);
+  radixSortBits(sorted, tmp, n, counts);
+  let best = -1;
+  let bestRatio = minRatio;
+  for (let i = 0; i + 1 < n && i < n >> 1; i++) {
+    const hi = load<f64>(sorted + ((<usize>(n - 1 - i)) << 3));
+    const lo = load<f64>(sorted + ((<usize>(n - 2 - i)) << 3));
+    const ratio: f64 = lo > 0 ? hi / lo : hi > 0 ? Infinity : 0;
+    if (ratio >= bestRatio) {
+      bestRatio = ratio;
+      best = i;
+    }
+  }
+  if (best < 0) return -1;
+  const threshold = load<f64>(sorted + ((<usize>(n - 1 - best)) << 3));
+  let count = 0;
+  let cold: f64 = 0;
+  for (let v = 0; v < n; v++) {
+    const x = load<f64>(norms + ((<usize>v) << 3));
+    if (x >= threshold) {
+      store<i32>(ids + ((<usize>count) << 2), v);
+      count++;
+    } else if (x > cold) cold = x;
+  }
+  store<f64>(coldMax, cold);
+  return count;
+}
