@@ -429,7 +429,10 @@ export class InferenceWeights {
         scratch + workAt,
       );
       if (count < 0) return null;
-      return { ids: arena.i32(scratch + idsAt, count).slice(), coldMaxNorm: arena.f64(scratch + coldAt, 1)[0] };
+      return {
+        ids: arena.i32(scratch + idsAt, count).slice(),
+        coldMaxNorm: arena.f64(scratch + coldAt, 1)[0],
+      };
     } finally {
       arena.free(scratch, bytes);
     }

@@ -948,7 +948,7 @@ function radixSortBits(a: usize, b: usize, n: i32, counts: usize): void {
   let src = a;
   let dst = b;
   for (let shift: u64 = 0; shift < 64; shift += RADIX_BITS) {
-    memory.fill(counts, 0, <usize>RADIX_BUCKETS << 2);
+    memory.fill(counts, 0, (<usize>RADIX_BUCKETS) << 2);
     for (let i = 0; i < n; i++) {
       const d = (<usize>((load<u64>(src + ((<usize>i) << 3)) >> shift) & <u64>(RADIX_BUCKETS - 1))) << 2;
       store<i32>(counts + d, load<i32>(counts + d) + 1);
