@@ -373,7 +373,7 @@ export class InferenceWeights {
     const w = this.views.lmHead;
     const packed = arena.f32(ptr, blocks * HEAD_BLOCK * C);
     if (!rows) {
-      this.packFullHead(ptr);
+      this.packFullHead(ptr, false);
       return;
     }
     for (let b = 0; b < blocks; b++) {
@@ -390,10 +390,10 @@ export class InferenceWeights {
   /**
    * Packs the whole head into [blocks][C][16] at ptr with the packHeadRows kernel, which also sums each row's
    * norm (f64, the same bits as a JS scan), then finds the hot rows from those norms with the hotRows kernel
-   * (what findHotRows computes). A chunk of rows at a time is copied into WebAssembly memory unless the head
-   * is there already.
+   * (what findHotRows computes) unless `findHot` is false. A chunk of rows at a time is copied into
+   * WebAssembly memory unless the head is there already.
    */
-  private packFullHead(ptr: number): { ids: Int32Array; coldMaxNorm: number } | null {
+  private packFullHead(ptr: number, findHot = true): { ids: Int32Array; coldMaxNorm: number } | null {
     const { vocabSize: V, nEmbd: C } = this.config;
     const arena = this.packedHead?.arena;
     if (!arena) return null;
@@ -420,6 +420,7 @@ export class InferenceWeights {
         // Block r0 / 16 starts r0 · C floats into the packed head; the last chunk zero-fills its partial block.
         arena.kernels.packHeadRows(ptr + r0 * C * 4, src, rows, C, scratch + normsAt + r0 * 8);
       }
+      if (!findHot) return null;
       const count = arena.kernels.hotRows(
         scratch + normsAt,
         V,

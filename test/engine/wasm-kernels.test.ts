@@ -29,6 +29,21 @@ function withoutKernels<T>(fn: () => T): T {
   }
 }
 
+/** A one-layer, one-head config of vocabulary V and width C: models whose cost is their LM head. */
+function headOnlyConfig(V: number, C: number) {
+  return {
+    vocabSize: V,
+    nPositions: 8,
+    nEmbd: C,
+    nLayer: 1,
+    nHead: 1,
+    layerNormEpsilon: 1e-5,
+    tieWordEmbeddings: true,
+    bosTokenId: 0,
+    eosTokenId: 0,
+  };
+}
+
 describe('WebAssembly kernels', () => {
   it('are available on this Node (SIMD + shared memory)', () => {
     assert.ok(arena, 'wasmArena() returned null: the engine would fall back to pure JS');
@@ -52,17 +67,7 @@ describe('WebAssembly kernels', () => {
       [1000, 48],
       [50257, 16],
     ]) {
-      const config = {
-        vocabSize: V,
-        nPositions: 8,
-        nEmbd: C,
-        nLayer: 1,
-        nHead: 1,
-        layerNormEpsilon: 1e-5,
-        tieWordEmbeddings: true,
-        bosTokenId: 0,
-        eosTokenId: 0,
-      };
+      const config = headOnlyConfig(V, C);
       const params = randomArray(rng, parameterLayout(config).total, 0.5);
       const weights = new InferenceWeights(config, params);
       const head = weights.packedHead;
@@ -95,17 +100,7 @@ describe('WebAssembly kernels', () => {
       [50257, 16, false],
       [5003, 12, true],
     ] as const) {
-      const config = {
-        vocabSize: V,
-        nPositions: 4,
-        nEmbd: C,
-        nLayer: 1,
-        nHead: 1,
-        layerNormEpsilon: 1e-5,
-        tieWordEmbeddings: true,
-        bosTokenId: 0,
-        eosTokenId: 0,
-      };
+      const config = headOnlyConfig(V, C);
       const total = parameterLayout(config).total;
       // inArena: the parameters themselves live in WebAssembly memory, so rows are packed without a copy.
       const params: Float32Array = inArena
