@@ -78,6 +78,25 @@ export async function streamText(
   format: StreamFormat,
 ): Promise<FastifyReply> {
   const out = new PassThrough();
+  // Events are written once per turn of the event loop: what one wake-up brings from the worker (the start
+  // and first text, or the last text and the end) leaves in one write, so one packet wakes the client.
+  let buffered = '';
+  let scheduled = false;
+  const write = (text: string) => {
+    buffered += text;
+    if (scheduled) return;
+    scheduled = true;
+    setImmediate(() => {
+      scheduled = false;
+      if (buffered !== '' && !out.writableEnded && !out.destroyed) out.write(buffered);
+      buffered = '';
+    });
+  };
+  const end = (text: string) => {
+    const all = buffered + text;
+    buffered = '';
+    out.end(all);
+  };
   let resolveStart!: () => void;
   let didStart = false;
   const started = new Promise<void>((resolve) => {
@@ -87,12 +106,12 @@ export async function streamText(
     onStart() {
       didStart = true;
       const first = format.first();
-      if (first !== null) out.write(event(first));
+      if (first !== null) write(event(first));
       resolveStart();
     },
     onToken(text) {
       const chunk = format.delta(text);
-      if (chunk !== null) out.write(event(chunk));
+      if (chunk !== null) write(event(chunk));
     },
   });
   cancelOnDisconnect(reply, job);
@@ -111,22 +130,21 @@ export async function streamText(
   job.result.then(
     (result) => {
       if (result.cancelled) {
-        out.end(
+        end(
           event(
             unavailable('The server is shutting down; the generation was stopped.', 'shutting_down').toBody(),
           ),
         );
         return;
       }
-      for (const chunk of format.last(result)) out.write(event(chunk));
-      out.end('data: [DONE]\n\n');
+      end(`${format.last(result).map(event).join('')}data: [DONE]\n\n`);
     },
     (err) => {
       const apiError =
         err instanceof ApiError
           ? err
           : new ApiError(500, 'Generation failed.', 'server_error', null, 'generation_failed');
-      out.end(event(apiError.toBody()));
+      end(event(apiError.toBody()));
     },
   );
   reply

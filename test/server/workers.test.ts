@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { STREAM_FLUSH_MS } from '../../src/server/workers/protocol.js';
 import { metricValue, scrape, startTestApp, type TestApp } from './harness.js';
 
 let t: TestApp;
@@ -70,7 +71,7 @@ describe('bounded queue', () => {
 });
 
 describe('worker messages', () => {
-  it('a non-streamed job posts no token message (its time to first token rides on the outcome); a streamed one posts each token', async () => {
+  it('a non-streamed job posts no token message (its time to first token rides on the outcome); a streamed one posts its text coalesced, at most one message per STREAM_FLUSH_MS after the first', async () => {
     const pool = t.app.generation.pool!;
     const job = { ...longJob, maxNewTokens: 40, stop: [] };
     const before = pool.tokenMessages;
@@ -79,25 +80,23 @@ describe('worker messages', () => {
     const quietMessages = pool.tokenMessages - before;
     const ttftAfter = metricValue(await scrape(t.app), 'tiny_llm_time_to_first_token_seconds_count');
     assert.equal(ttftAfter - ttftBefore, 1, 'the unstreamed job still records its time to first token');
-    let streamedTexts = 0;
+    const texts: string[] = [];
     const mid = pool.tokenMessages;
-    const streamed = await t.app.generation.submit(job, {
-      onToken: () => {
-        streamedTexts++;
-      },
-    }).result;
+    const submitted = performance.now();
+    const streamed = await t.app.generation.submit(job, { onToken: (text) => texts.push(text) }).result;
+    const elapsedMs = performance.now() - submitted;
     const streamMessages = pool.tokenMessages - mid;
+    // The first text at once, then one message per flush interval that passed, and the rest at the end.
+    const bound = 2 + Math.ceil(elapsedMs / STREAM_FLUSH_MS);
     console.log(
-      `${quiet.completionTokens} tokens: ${quietMessages} message(s) unstreamed, ${streamMessages} streamed`,
+      `${quiet.completionTokens} tokens: ${quietMessages} message(s) unstreamed, ${streamMessages} streamed in ${elapsedMs.toFixed(0)} ms (bound ${bound})`,
     );
     assert.equal(quiet.completionTokens, 40);
     assert.equal(quietMessages, 0);
     assert.equal(streamed.text, quiet.text, 'same seed, same text either way');
-    assert.ok(
-      streamMessages >= streamed.completionTokens,
-      `${streamMessages} < ${streamed.completionTokens}`,
-    );
-    assert.ok(streamedTexts > 0);
+    assert.equal(texts.join(''), streamed.text, 'the streamed pieces add up to the text');
+    assert.ok(streamMessages >= 1);
+    assert.ok(streamMessages <= bound, `${streamMessages} messages > ${bound}`);
   });
 });
 

@@ -6,6 +6,7 @@ import { generate } from '../../generate/generate.js';
 import { Gpt2Tokenizer } from '../../tokenizer/gpt2-bpe.js';
 import type { ServedModel } from '../model.js';
 import type { FromWorker, ToWorker, WorkerInit } from './protocol.js';
+import { type TokenBatch, TokenBatcher } from './token-batcher.js';
 
 const port = parentPort;
 if (!port) throw new Error('generation-worker.ts runs only as a worker thread');
@@ -60,8 +61,12 @@ function run({ jobId, request, stream }: Extract<ToWorker, { type: 'job' }>): vo
     post({ type: 'cancelled', jobId, promptTokens: ids.length, completionTokens: 0 });
     return;
   }
-  // A streamed job tells the main thread at once (headers go out then); an unstreamed one posts only its end.
-  if (stream) post({ type: 'start', jobId, promptTokens: ids.length, maxNewTokens });
+  // A streamed job posts its text in token messages, the first saying that the prompt fit (the stream starts
+  // then); an unstreamed one posts only its end.
+  let start: { promptTokens: number; maxNewTokens: number } | undefined = {
+    promptTokens: ids.length,
+    maxNewTokens,
+  };
   const received = performance.now();
   let firstTokenMs = -1;
   const it = generate(session, tokenizer, ids, {
@@ -75,16 +80,26 @@ function run({ jobId, request, stream }: Extract<ToWorker, { type: 'job' }>): vo
     eosTokenId: weights.config.eosTokenId,
   });
   let tokens = 0;
+  // A streamed job's texts, coalesced into few messages (see TokenBatcher).
+  const batcher = new TokenBatcher();
+  const postBatch = (batch: TokenBatch | null) => {
+    if (!batch) return;
+    post({ type: 'token', jobId, ...batch, start });
+    start = undefined;
+  };
+  const flush = () => postBatch(batcher.flush(performance.now()));
   for (;;) {
     // The loop is synchronous, so a cancel cannot arrive as a message: read the shared flag between tokens.
     if (cancelled(jobId)) {
       it.return(undefined as never);
+      if (stream) flush();
       post({ type: 'cancelled', jobId, promptTokens: ids.length, completionTokens: tokens });
       return;
     }
     const next = it.next();
     if (next.done) {
       const r = next.value;
+      if (stream) flush();
       post({
         type: 'done',
         jobId,
@@ -100,7 +115,8 @@ function run({ jobId, request, stream }: Extract<ToWorker, { type: 'job' }>): vo
     }
     // The final flush of held-back text has id -1 and is not a new token.
     if (next.value.id >= 0 && ++tokens === 1) firstTokenMs = performance.now() - received;
-    if (stream) post({ type: 'token', jobId, text: next.value.text, tokens });
+    if (!stream) continue;
+    postBatch(batcher.add(next.value.text, tokens, performance.now()));
   }
 }
 

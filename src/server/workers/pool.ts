@@ -130,9 +130,9 @@ export interface PoolObserver {
 }
 
 export interface JobHandlers {
-  /** The prompt fit in the context; tokens follow. */
+  /** The prompt fit in the context: called with the first generated text, just before its onToken. */
   onStart?(promptTokens: number, maxNewTokens: number): void;
-  /** Text released by one token (may be empty). */
+  /** Text released since the last call (never empty; several tokens' worth when coalesced). */
   onToken?(text: string): void;
 }
 
@@ -509,12 +509,12 @@ export class WorkerPool {
     const job = slot.job;
     if (!job || job.id !== message.jobId) return;
     switch (message.type) {
-      case 'start':
-        job.promptTokens = message.promptTokens;
-        job.handlers.onStart?.(message.promptTokens, message.maxNewTokens);
-        return;
       case 'token':
         this.tokenMessages++;
+        if (message.start) {
+          job.promptTokens = message.start.promptTokens;
+          job.handlers.onStart?.(message.start.promptTokens, message.start.maxNewTokens);
+        }
         if (job.tokens === 0)
           this.options.observer?.firstToken?.((performance.now() - job.submittedAt) / 1000);
         job.tokens = message.tokens;

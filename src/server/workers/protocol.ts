@@ -38,12 +38,20 @@ export interface JobRequest {
   stop: string[];
 }
 
+/**
+ * After a streamed job's first text, its text reaches the main thread at most once per this many ms (and at
+ * its end). Generation runs at thousands of tokens a second; a message and an SSE event per token cost the
+ * main thread and the client more CPU than the tokens took, and no reader sees text arrive faster than a
+ * 60 Hz screen (16.7 ms) redraws it.
+ */
+export const STREAM_FLUSH_MS = 10;
+
 export type ToWorker =
   /** First message: the model to serve (a worker may be started before the model is loaded). */
   | { type: 'init'; init: WorkerInit }
   /**
-   * `stream`: post `start`, then every token's text. Otherwise only the end is posted, with the text and the
-   * time to the first token: a non-streamed reply costs the main thread one message, not one a token.
+   * `stream`: post the tokens' text in token messages. Otherwise only the end is posted, with the
+   * text and the time to the first token: a non-streamed reply costs the main thread one message.
    */
   | { type: 'job'; jobId: number; request: JobRequest; stream: boolean };
 
@@ -60,10 +68,19 @@ export type FromWorker =
   | { type: 'model'; ok: false; message: string }
   /** ownHead: the worker had to pack its own copy of the LM head instead of computing in the shared one. */
   | { type: 'ready'; ownHead: boolean }
-  /** The prompt of a streamed job fits: tokens are about to flow. */
-  | { type: 'start'; jobId: number; promptTokens: number; maxNewTokens: number }
-  /** One generated token and the text it released (often empty while a stop sequence may be forming). */
-  | { type: 'token'; jobId: number; text: string; tokens: number }
+  /**
+   * Text the job's tokens released since the last token message (empty while a stop sequence may be forming),
+   * and how many tokens it has generated. Sent at once until the first text is out, then at most once per
+   * STREAM_FLUSH_MS, and before the job's end. The first one carries `start`: the prompt fit (the stream's
+   * headers go out with its first text, in one wake-up of the main thread).
+   */
+  | {
+      type: 'token';
+      jobId: number;
+      text: string;
+      tokens: number;
+      start?: { promptTokens: number; maxNewTokens: number };
+    }
   /** firstTokenMs: from the worker receiving the job to its first token (-1: none was generated). */
   | { type: 'done'; jobId: number; outcome: JobOutcome; firstTokenMs: number }
   | { type: 'cancelled'; jobId: number; promptTokens: number; completionTokens: number }
