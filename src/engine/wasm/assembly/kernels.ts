@@ -709,7 +709,8 @@ function microPacked(
   let y2 = f32x4.splat(0);
   let x3 = f32x4.splat(0);
   let y3 = f32x4.splat(0);
-  for (let k = 0; k < kc; k++) {
+  const end = pb + ((<usize>(kc * NR)) << 2);
+  while (pb < end) {
     const b0 = v128.load(pb);
     const b1 = v128.load(pb, 16);
     const a0 = v128.load(pa);
