@@ -463,7 +463,7 @@ const MR: i32 = 4;
 const NR: i32 = 8;
 /** Depth of one k-block: an MR×KC panel of packed A (16 KiB) and a KC×NR panel of B (8 KiB) stay in L1. */
 const KC: i32 = 256;
-/** Rows of A packed per block (MC×KC floats, each stored as a splatted vector: 256 KiB, L2-resident). */
+/** Rows of A packed per block (MC×KC floats = 64 KiB, L2-resident). */
 const MC: i32 = 64;
 /** Columns of B packed per block (KC×NC floats = 1 MiB). */
 const NC: i32 = 1024;
@@ -474,9 +474,9 @@ const NC: i32 = 1024;
  */
 const IN_PLACE_MAX_N: i32 = 256;
 
-/** Bytes of scratch gemm needs at `work`: one packed block of A and one of B. */
+/** Bytes of scratch gemm needs at `work`: one packed block of A, one of B, and an edge tile. */
 export function gemmWorkBytes(): i32 {
-  return (MC * KC * 4 + KC * NC) << 2;
+  return (MC * KC + KC * NC + MR * NR) << 2;
 }
 
 /**
@@ -493,62 +493,55 @@ function store4x4T(q: usize, step: usize, r0: v128, r1: v128, r2: v128, r3: v128
   v128.store(q + 3 * step, f32x4.shuffle(t1, t3, 2, 3, 6, 7));
 }
 
-/** Stores each lane of v as a splatted vector: lane l to q + l·step. */
-function storeSplats(q: usize, step: usize, v: v128): void {
-  v128.store(q, f32x4.shuffle(v, v, 0, 0, 0, 0));
-  v128.store(q + step, f32x4.shuffle(v, v, 1, 1, 1, 1));
-  v128.store(q + 2 * step, f32x4.shuffle(v, v, 2, 2, 2, 2));
-  v128.store(q + 3 * step, f32x4.shuffle(v, v, 3, 3, 3, 3));
-}
-
 /**
- * Packs rows [i0, i0+mc) × depth [k0, k0+kc) of A into MR-row panels, k-major inside, each element stored
- * as a splatted vector ([mc/MR][kc][MR][4 lanes]) so the micro-kernel loads it with one plain v128.load;
- * rows past mc are zero. A transposed A (sAi = 1) is read one k at a time along its rows, four floats per
- * load (long contiguous runs of a [K×M] operand); a row-major one (sAk = 1) four k at a time along each row.
+ * Packs rows [i0, i0+mc) × depth [k0, k0+kc) of A into MR-row panels, k-major inside ([mc/MR][kc][MR]: the
+ * MR rows' values at one k side by side, which the micro-kernel broadcasts one at a time); rows past mc are
+ * zero. A transposed A (sAi = 1) has them side by side already (one vector copy per panel and k); a
+ * row-major one (sAk = 1) goes through 4×4 transposes, four k at a time.
  */
 function packA(dst: usize, a: usize, sAi: i32, sAk: i32, i0: i32, mc: i32, k0: i32, kc: i32): void {
   const strideK = (<usize>sAk) << 2;
   const strideI = (<usize>sAi) << 2;
-  const kStep: usize = MR << 4;
-  const panel = (<usize>(MR * kc)) << 4;
+  const panel = (<usize>(MR * kc)) << 2;
   let ir = 0;
   if (sAi === 1) {
+    // k by k: the block's values at one k are adjacent (each page of A is visited once per block).
     const full = mc & ~(MR - 1);
+    let s = a + ((<usize>i0 + <usize>k0 * <usize>sAk) << 2);
     for (let k = 0; k < kc; k++) {
-      const s = a + ((<usize>i0 + <usize>(k0 + k) * <usize>sAk) << 2);
-      let q = dst + <usize>k * kStep;
+      let q = dst + ((<usize>k) << 4);
       for (let i = 0; i < full; i += MR) {
-        storeSplats(q, 16, v128.load(s + ((<usize>i) << 2)));
+        v128.store(q, v128.load(s + ((<usize>i) << 2)));
         q += panel;
       }
+      s += strideK;
     }
     ir = full;
   }
   for (; ir < mc; ir += MR) {
     const rows = min(MR, mc - ir);
-    const p = dst + <usize>(ir >> 2) * panel;
+    const p = dst + <usize>(ir / MR) * panel;
     const base = a + ((<usize>(i0 + ir) * <usize>sAi + <usize>k0 * <usize>sAk) << 2);
+    let k = 0;
     if (rows === MR && sAk === 1) {
-      for (let r = 0; r < MR; r++) {
-        const s = base + <usize>r * strideI;
-        const q = p + ((<usize>r) << 4);
-        let k = 0;
-        for (; k + 4 <= kc; k += 4)
-          storeSplats(q + <usize>k * kStep, kStep, v128.load(s + ((<usize>k) << 2)));
-        for (; k < kc; k++) v128.store(q + <usize>k * kStep, f32x4.splat(load<f32>(s + ((<usize>k) << 2))));
-      }
-      continue;
-    }
-    for (let r = 0; r < MR; r++) {
-      let q = p + ((<usize>r) << 4);
-      let s = base + <usize>r * strideI;
-      for (let k = 0; k < kc; k++) {
-        v128.store(q, r < rows ? f32x4.splat(load<f32>(s)) : f32x4.splat(0));
-        q += kStep;
-        s += strideK;
+      for (; k + 4 <= kc; k += 4) {
+        const s = base + ((<usize>k) << 2);
+        store4x4T(
+          p + ((<usize>k) << 4),
+          16,
+          v128.load(s),
+          v128.load(s + strideI),
+          v128.load(s + 2 * strideI),
+          v128.load(s + 3 * strideI),
+        );
       }
     }
+    for (; k < kc; k++)
+      for (let r = 0; r < MR; r++)
+        store<f32>(
+          p + ((<usize>(k * MR + r)) << 2),
+          r < rows ? load<f32>(base + <usize>r * strideI + <usize>k * strideK) : 0,
+        );
   }
 }
 
@@ -687,7 +680,7 @@ function storeTile(
 }
 
 /**
- * One MR×NR tile from a packed A panel (splatted vectors, see packA) and a packed B panel:
+ * One MR×NR tile from a packed A panel (its values broadcast as they are loaded, see packA) and a packed B panel:
  * acc = Σ_k A-panel[k]·B-panel[k], then stored by storeTile.
  */
 function microPacked(
@@ -713,19 +706,19 @@ function microPacked(
   while (pb < end) {
     const b0 = v128.load(pb);
     const b1 = v128.load(pb, 16);
-    const a0 = v128.load(pa);
+    const a0 = v128.load32_splat(pa);
     x0 = madd(a0, b0, x0);
     y0 = madd(a0, b1, y0);
-    const a1 = v128.load(pa, 16);
+    const a1 = v128.load32_splat(pa, 4);
     x1 = madd(a1, b0, x1);
     y1 = madd(a1, b1, y1);
-    const a2 = v128.load(pa, 32);
+    const a2 = v128.load32_splat(pa, 8);
     x2 = madd(a2, b0, x2);
     y2 = madd(a2, b1, y2);
-    const a3 = v128.load(pa, 48);
+    const a3 = v128.load32_splat(pa, 12);
     x3 = madd(a3, b0, x3);
     y3 = madd(a3, b1, y3);
-    pa += MR << 4;
+    pa += MR << 2;
     pb += NR << 2;
   }
   storeTile(c, ldc, rows, cols, add, tile, x0, y0, x1, y1, x2, y2, x3, y3);
@@ -808,8 +801,8 @@ export function gemm(
     return;
   }
   const packedA = work;
-  const packedB = work + ((<usize>(MC * KC * 4)) << 2);
-  const tile = work + ((<usize>(MC * KC * 4 + KC * NC)) << 2);
+  const packedB = work + ((<usize>(MC * KC)) << 2);
+  const tile = work + ((<usize>(MC * KC + KC * NC)) << 2);
   const inPlace = sAk === 1 && N <= IN_PLACE_MAX_N;
   const lda = (<usize>sAi) << 2;
   for (let j0 = 0; j0 < N; j0 += NC) {
@@ -834,7 +827,7 @@ export function gemm(
               const pa = a + ((<usize>(i0 + ir) * <usize>sAi + <usize>k0) << 2);
               microInPlace(pa, lda, pb, kc, pc, ldc, cols, add, tile);
             } else {
-              const pa = packedA + ((<usize>((ir - full) * kc)) << 4);
+              const pa = packedA + ((<usize>((ir - full) * kc)) << 2);
               microPacked(pa, pb, kc, pc, ldc, min(MR, mc - ir), cols, add, tile);
             }
           }
