@@ -95,7 +95,10 @@ async function generate(url: string, seed: number): Promise<void> {
   if (res.status !== 200) throw new Error(`/generate answered ${res.status}: ${body.slice(0, 200)}`);
 }
 
-/** One spawn: times to ready and to the first reply, then RSS after more requests; always stops the child. */
+/**
+ * One spawn: times to ready (a worker can generate) and to the first reply, then RSS with every worker up and
+ * after more requests; always stops the child.
+ */
 async function measureOnce(
   options: ColdStartOptions,
 ): Promise<{ readyMs: number; firstReplyMs: number; rssMiB: number; readyCpuMs: number }> {
@@ -138,6 +141,18 @@ async function measureOnce(
     }
     await generate(url, 1);
     const firstReplyMs = performance.now() - started;
+    // /ready is 200 once one worker can generate; memory is read with every worker up.
+    for (;;) {
+      const workers = (
+        (await (await fetch(`${url}/ready`)).json()) as { workers?: { ready: number; total: number } }
+      ).workers;
+      if (!workers || workers.ready >= workers.total) break;
+      if (performance.now() - started > timeoutMs)
+        throw new Error(
+          `only ${workers.ready} of ${workers.total} workers were up within ${timeoutMs} ms:\n${stderr}`,
+        );
+      await sleep(5);
+    }
     const requests = options.requests ?? 8;
     const half = Math.ceil(requests / 2);
     for (let i = 0; i < half; i++) await generate(url, 2 + i);

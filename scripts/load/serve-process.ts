@@ -112,14 +112,19 @@ export function residentBytes(pid: number): { rss: number; peak: number } | null
   }
 }
 
-/** Polls /ready until it answers 200. */
+/**
+ * Polls /ready until it answers 200 with every worker up (the server is ready once one can generate; a load
+ * is measured on the whole pool).
+ */
 export async function waitReady(url: string, timeoutMs = 60_000): Promise<void> {
   const start = performance.now();
   while (performance.now() - start < timeoutMs) {
     const res = await fetch(`${url}/ready`).catch(() => null);
-    if (res?.status === 200) return;
-    await res?.body?.cancel();
-    await new Promise((r) => setTimeout(r, 100));
+    if (res?.status === 200) {
+      const { workers } = (await res.json()) as { workers?: { ready: number; total: number } };
+      if (!workers || workers.ready >= workers.total) return;
+    } else await res?.body?.cancel();
+    await new Promise((r) => setTimeout(r, 20));
   }
-  throw new Error(`${url} was not ready within ${timeoutMs} ms`);
+  throw new Error(`${url} was not ready with every worker within ${timeoutMs} ms`);
 }

@@ -123,6 +123,13 @@ describe('the bundled HTTP stack', { skip: built ? false : 'needs `npm run build
           if (ready !== 200) await new Promise((r) => setTimeout(r, 20));
         }
         assert.equal(ready, 200);
+        // Ready once the worker that loaded the model can generate; the second joins soon after.
+        let workers = { ready: 0, total: 0 };
+        for (let i = 0; i < 500 && (workers.total === 0 || workers.ready < workers.total); i++) {
+          workers = (await (await fetch(`http://127.0.0.1:${port}/ready`)).json()).workers;
+          if (workers.ready < workers.total) await new Promise((r) => setTimeout(r, 10));
+        }
+        assert.deepEqual(workers, { ready: 2, total: 2 });
         const reply = await fetch(`http://127.0.0.1:${port}/generate`, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
@@ -140,7 +147,8 @@ describe('the bundled HTTP stack', { skip: built ? false : 'needs `npm run build
       },
     );
     assert.equal(code, 0, out);
-    assert.match(out, /model ready: .* 2 workers, tokenizer from tokenizer-tables\.bin/);
+    assert.match(out, /model ready: .* of 2 workers ready, tokenizer from tokenizer-tables\.bin/);
+    assert.match(out, /all 2 workers ready \(\d+ ms after the first\)|2 of 2 workers ready/);
     assert.match(out, /HTTP stack: code cache used/);
     assert.match(out, /shutting down \(received SIGTERM\)/);
   });

@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { REPO_ROOT, startServeProcess } from '../../scripts/load/serve-process.js';
+import { REPO_ROOT, startServeProcess, waitReady } from '../../scripts/load/serve-process.js';
 import { parameterLayout } from '../../src/engine/layout.js';
 import { Rng } from '../../src/engine/rng.js';
 import { writeDirAtomic } from '../../src/io/atomic.js';
@@ -156,7 +156,7 @@ describe('SIGTERM with 10 streams in flight', () => {
   it('every stream finishes or ends with an error event within 8 s, new requests get 503, the process exits 0', async () => {
     const server = await startServeProcess({ modelDir: tiny.dir, workers: 2, rateLimit: 0 });
     try {
-      await waitFor('ready', async () => (await fetch(`${server.url}/ready`)).status === 200, 60_000);
+      await waitReady(server.url);
       const streams = Array.from({ length: 10 }, () => chatStream(server.port, 900));
       // All ten accepted: two generating, eight queued behind them.
       await waitFor(

@@ -43,7 +43,7 @@ describe('probes, models and security headers', () => {
     assert.deepEqual((await t.app.inject('/health')).json(), { status: 'ok' });
     const ready = await t.app.inject('/ready');
     assert.equal(ready.statusCode, 200);
-    assert.deepEqual(ready.json(), { status: 'ready' });
+    assert.deepEqual(ready.json(), { status: 'ready', workers: { ready: 2, total: 2 } });
   });
 
   it('GET /v1/models lists tiny-llm in the OpenAI shape', async () => {

@@ -26,7 +26,8 @@ export async function startTestApp(
     processMetrics: false,
     ...options,
   });
-  await app.generation.ready;
+  // Tests get the whole pool (the app is ready once the first worker is).
+  await app.generation.allWorkersReady();
   return {
     app,
     model,

@@ -46,7 +46,10 @@ describe('readiness', () => {
       assert.equal((await app.inject('/api/model')).statusCode, 503);
       resolveModel(await loadServedModel(tiny.dir));
       await app.generation.ready;
-      assert.deepEqual((await app.inject('/ready')).json(), { status: 'ready' });
+      assert.deepEqual((await app.inject('/ready')).json(), {
+        status: 'ready',
+        workers: { ready: 1, total: 1 },
+      });
       assert.equal((await app.inject(generate)).statusCode, 200);
     } finally {
       await app.close();

@@ -7,7 +7,7 @@ import { InferenceSession, InferenceWeights } from '../../src/engine/inference.j
 import { wasmArena } from '../../src/engine/wasm/runtime.js';
 import { buildApp } from '../../src/server/app.js';
 import { loadServedModel, type ServedModel } from '../../src/server/model.js';
-import { loadServedModelInThread, prestartWorkers, WorkerPool } from '../../src/server/workers/pool.js';
+import { loadServedModelInThread, WorkerPool } from '../../src/server/workers/pool.js';
 import { createTinyModel, type TinyModel } from '../helpers/tiny-model.js';
 
 let tiny: TinyModel;
@@ -57,13 +57,11 @@ describe('the served model in shared memory', () => {
     assert.equal(worst, 0);
   });
 
-  // Runs before the tests below leave prestarted workers with memories of their own in line.
   it('every worker computes in the one shared head, the worker that loaded the model included', async () => {
     if (!wasmArena()) return;
     const warnings: string[] = [];
-    for (const prestart of [false, true]) {
-      if (prestart) prestartWorkers(1);
-      const served = prestart ? await loadServedModelInThread(tiny.dir) : model;
+    for (const inThread of [false, true]) {
+      const served = inThread ? await loadServedModelInThread(tiny.dir) : model;
       const pool = new WorkerPool(
         {
           config: served.config,
@@ -76,6 +74,7 @@ describe('the served model in shared memory', () => {
       );
       try {
         await pool.start();
+        await pool.allReady();
         assert.equal(pool.readyWorkers, 2);
         assert.equal(pool.workersWithOwnHead, 0, warnings.join('; '));
       } finally {
@@ -83,6 +82,55 @@ describe('the served model in shared memory', () => {
       }
     }
     assert.deepEqual(warnings, []);
+  });
+
+  it('the pool is ready once the worker that loaded the model is; the others join (allReady), a crashed one replaced', async () => {
+    for (const crash of [false, true]) {
+      const served = await loadServedModelInThread(tiny.dir);
+      const logs: string[] = [];
+      const pool = new WorkerPool(
+        {
+          config: served.config,
+          params: served.params,
+          tokenizer: served.tokenizer,
+          head: served.head,
+          modelId: served.id,
+        },
+        { size: 2, queueLimit: 4, log: (_level, message) => logs.push(message) },
+      );
+      try {
+        const starting = pool.start();
+        // The second worker dies while it boots: the first still serves, and a replacement takes its place.
+        if (crash) void pool.terminateWorker(1);
+        await starting;
+        const atStart = pool.readyWorkers;
+        const job = pool.submit({
+          prompt: 'Hello',
+          maxNewTokens: 4,
+          temperature: 1,
+          topK: 50,
+          topP: 0.95,
+          repetitionPenalty: 1,
+          seed: 3,
+          stop: [],
+        });
+        assert.equal((await job.result).completionTokens, 4);
+        await pool.allReady();
+        console.log(
+          `${crash ? 'second worker crashed while booting' : 'plain start'}: ${atStart} worker(s) ready when start resolved, then ${pool.readyWorkers}; ${logs.join('; ') || 'no log'}`,
+        );
+        assert.equal(atStart, 1, 'start waited for the second worker to boot');
+        assert.equal(pool.readyWorkers, 2);
+        assert.equal(pool.replacements, crash ? 1 : 0);
+        if (crash)
+          assert.match(
+            logs.join('\n'),
+            /generation worker 1 exited .*before it was ready; starting a replacement/,
+          );
+      } finally {
+        await pool.close();
+      }
+    }
   });
 
   it('loading in a thread of its own gives the same model, and a broken directory the same message', async () => {
@@ -103,13 +151,12 @@ describe('the served model in shared memory', () => {
     }
   });
 
-  it('an app on prestarted workers and a model loaded in a thread answers like one that started its own', async () => {
+  it('an app serving a model loaded in a thread (which then generates) answers like one given the model', async () => {
     const body = { prompt: 'Hello there', max_new_tokens: 12, seed: 5 };
     const answers: string[] = [];
-    for (const prestart of [false, true]) {
-      if (prestart) prestartWorkers(2);
+    for (const inThread of [false, true]) {
       const app = await buildApp({
-        model: prestart ? loadServedModelInThread(tiny.dir) : model,
+        model: inThread ? loadServedModelInThread(tiny.dir) : model,
         systemPrompt: 'You are a test.',
         workers: 2,
         logger: false,
@@ -117,7 +164,7 @@ describe('the served model in shared memory', () => {
         processMetrics: false,
       });
       try {
-        await app.generation.ready;
+        await app.generation.allWorkersReady();
         assert.equal(app.generation.pool?.readyWorkers, 2);
         const res = await app.inject({ method: 'POST', url: '/generate', payload: body });
         assert.equal(res.statusCode, 200, res.body);

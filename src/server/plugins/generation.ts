@@ -20,7 +20,10 @@ export class GenerationService {
   state: ServiceState = 'loading';
   model: ServedModel | null = null;
   pool: WorkerPool | null = null;
-  /** Resolves when every worker is up; rejects with the reason the model or a worker failed. */
+  /**
+   * Resolves when the model is loaded and a worker can generate (the others join as they start: see
+   * allWorkersReady); rejects with the reason the model or every worker failed.
+   */
   readonly ready: Promise<void>;
   failure: Error | null = null;
 
@@ -70,15 +73,31 @@ export class GenerationService {
       metrics.source = pool;
       await pool.start();
       if (this.state === 'loading') this.state = 'ready';
+      const up = pool.readyWorkers;
       this.app.log.info(
-        `model ready: ${model.params.length} parameters, context ${model.config.nPositions}, ${pool.size} workers, tokenizer from ${model.tokenizerSource}`,
+        `model ready: ${model.params.length} parameters, context ${model.config.nPositions}, ${up} of ${pool.size} workers ready, tokenizer from ${model.tokenizerSource}`,
       );
+      if (up < pool.size) {
+        const since = performance.now();
+        void pool.allReady().then(() => {
+          if (pool.readyWorkers === pool.size)
+            this.app.log.info(
+              `all ${pool.size} workers ready (${(performance.now() - since).toFixed(0)} ms after the first)`,
+            );
+        });
+      }
     } catch (err) {
       this.state = 'failed';
       this.failure = err instanceof Error ? err : new Error(String(err));
       await this.pool?.close();
       throw this.failure;
     }
+  }
+
+  /** Resolves once every worker of the pool is ready (`ready` resolves when the first can generate). */
+  async allWorkersReady(): Promise<void> {
+    await this.ready;
+    await this.pool?.allReady();
   }
 
   /** Queues a generation; 503 (with Retry-After) while loading, draining, or when the queue is full. */

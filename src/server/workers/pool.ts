@@ -35,19 +35,18 @@ function newWorker(workerData?: unknown): Worker {
   return new Worker(bootstrap, { eval: true, workerData });
 }
 
-/** Workers started ahead of the model, in the order pools take them; one that exits meanwhile leaves. */
+/** Workers started ahead of a pool (the one loading the model), in the order pools take them; one that exits meanwhile leaves. */
 const prestarted: Worker[] = [];
 
-/** Puts a started worker in line for the next pool (first or last); it leaves the line if it exits. */
-function keepPrestarted(worker: Worker, first: boolean): void {
+/** Puts a started worker first in line for the next pool; it leaves the line if it exits. */
+function keepPrestarted(worker: Worker): void {
   // Until a pool adopts it, a failure only removes it from the list (the pool then starts a fresh one).
   worker.on('error', () => {});
   worker.once('exit', () => {
     const at = prestarted.indexOf(worker);
     if (at >= 0) prestarted.splice(at, 1);
   });
-  if (first) prestarted.unshift(worker);
-  else prestarted.push(worker);
+  prestarted.unshift(worker);
 }
 
 /**
@@ -57,7 +56,7 @@ function keepPrestarted(worker: Worker, first: boolean): void {
  */
 export function loadServedModelInThread(dir: string): Promise<ServedModel> {
   const worker = newWorker({ loadModel: dir });
-  keepPrestarted(worker, true);
+  keepPrestarted(worker);
   return new Promise((resolve, reject) => {
     let settled = false;
     const onMessage = (m: FromWorker) => {
@@ -86,19 +85,6 @@ export function loadServedModelInThread(dir: string): Promise<ServedModel> {
       settled = true;
     });
   });
-}
-
-/**
- * Starts `count` worker threads now, before the model is loaded: they load their code while the main thread
- * loads the model and the HTTP stack, and the next pools take them instead of starting their own. They do
- * not keep the process alive while unused.
- */
-export function prestartWorkers(count: number): void {
-  for (let i = 0; i < count; i++) {
-    const worker = newWorker();
-    worker.unref();
-    keepPrestarted(worker, false);
-  }
 }
 
 /** A prestarted worker (now keeping the process alive), or a new one. */
@@ -212,6 +198,7 @@ export class WorkerPool {
   private nextJobId = 1;
   private closing = false;
   private idleWaiters: Array<() => void> = [];
+  private allReadyWaiters: Array<() => void> = [];
   private readonly cancelGraceMs: number;
   /** Workers replaced after dying; for tests and logs. */
   replacements = 0;
@@ -228,10 +215,40 @@ export class WorkerPool {
     this.cancelGraceMs = options.cancelGraceMs ?? 2000;
   }
 
-  /** Starts every worker and resolves once all of them have built the model; rejects if one fails to. */
+  /**
+   * Starts every worker and resolves once one of them can generate (the worker that loaded the model, when it
+   * is in line, is ready at once); the others join as they come up (allReady). Rejects, with the first
+   * worker's reason, only when none starts. A worker that fails to start while another serves is replaced
+   * (with retries, as a crashed one is).
+   */
   async start(): Promise<void> {
     const started = Array.from({ length: this.options.size }, (_, i) => this.spawn(i));
-    await Promise.all(started);
+    const first = Promise.any(started);
+    started.forEach((spawned, index) => {
+      spawned.catch((err: Error) =>
+        first.then(
+          () => {
+            if (this.closing) return;
+            this.log('error', `${err.message}; starting a replacement`);
+            this.replacements++;
+            this.options.observer?.workerReplaced?.();
+            void this.replace(index, 1);
+          },
+          () => {},
+        ),
+      );
+    });
+    try {
+      await first;
+    } catch (err) {
+      throw err instanceof AggregateError ? (err.errors[0] as Error) : err;
+    }
+  }
+
+  /** Resolves once every worker is ready (start resolves at the first), or when the pool closes. */
+  allReady(): Promise<void> {
+    if (this.closing || this.readyWorkers === this.options.size) return Promise.resolve();
+    return new Promise((resolve) => this.allReadyWaiters.push(resolve));
   }
 
   get size(): number {
@@ -355,6 +372,7 @@ export class WorkerPool {
   /** Stops all workers; queued and running jobs fail with a 503. */
   async close(): Promise<void> {
     this.closing = true;
+    this.wakeAllReady();
     const err = unavailable('The server is shutting down; retry on another instance.', 'shutting_down');
     for (const job of this.queue.splice(0)) this.fail(job, err);
     await Promise.all(
@@ -399,6 +417,7 @@ export class WorkerPool {
             this.log('warn', `generation worker ${index} packed its own copy of the LM head (more memory)`);
           resolve();
           this.dispatch();
+          if (this.readyWorkers === this.options.size) this.wakeAllReady();
           return;
         }
         this.onMessage(slot, message);
@@ -611,6 +630,12 @@ export class WorkerPool {
     this.running.delete(job.id);
     job.reject(err);
     this.checkIdle();
+  }
+
+  private wakeAllReady(): void {
+    const waiters = this.allReadyWaiters;
+    this.allReadyWaiters = [];
+    for (const w of waiters) w();
   }
 
   private checkIdle(): void {
