@@ -132,7 +132,7 @@ process.once('exit', () => {
   for (const child of live) child.kill('SIGKILL');
 });
 
-/** Spawns `tiny-llm serve` (dist/) with the queue and rate limits out of the way; resolves once /ready is 200. */
+/** Spawns `tiny-llm serve` (dist/) with the queue and rate limits out of the way; resolves once every worker is up. */
 async function serve(modelDir: string, workers: number): Promise<Served> {
   const port = await freePort();
   const args = [join(repoRoot, 'bin', 'tiny-llm.js'), 'serve', '--model-dir', modelDir];
@@ -169,9 +169,12 @@ async function serve(modelDir: string, workers: number): Promise<Served> {
         throw new Error(`the server exited before it was ready: ${stderr.trim().slice(-500)}`);
       if (nowMs() - start > 60_000)
         throw new Error(`the server was not ready within 60 s: ${stderr.slice(-500)}`);
+      // Ready once one worker can generate; the load is measured on the whole pool.
       const res = await fetch(`${url}/ready`).catch(() => null);
-      await res?.body?.cancel();
-      if (res?.status === 200) return { child, url, stop };
+      const body =
+        res?.status === 200 ? ((await res.json()) as { workers?: { ready: number; total: number } }) : null;
+      if (!body) await res?.body?.cancel();
+      if (body && (!body.workers || body.workers.ready >= body.workers.total)) return { child, url, stop };
       await sleep(20);
     }
   } catch (e) {
