@@ -120,7 +120,15 @@ test('a load run against a real server counts its 2xx and other replies and a la
     assert.ok(counted <= served && counted >= served - 4, `counted ${counted} of ${served}`);
     assert.ok(result.non2xx >= refused - 4 && result.non2xx <= refused, `${result.non2xx} vs ${refused}`);
     assert.equal(result.latenciesMs.length, result.ok);
-    assert.ok(result.latenciesMs.every((ms) => ms >= 1.5 && ms < 400));
+    // Each reply waits ~2 ms in the server; its timer counts from the event loop's cached clock, which can lag
+    // the request's arrival on a busy machine, so single replies may take less: the median shows the wait.
+    const sorted = [...result.latenciesMs].sort((a, b) => a - b);
+    const median = sorted[sorted.length >> 1];
+    console.log(
+      `# latency min ${sorted[0].toFixed(2)} ms, median ${median.toFixed(2)}, max ${sorted.at(-1)?.toFixed(2)}`,
+    );
+    assert.ok(sorted[0] > 0 && (sorted.at(-1) ?? 0) < 400, 'a latency out of range');
+    assert.ok(median >= 1.5, `median latency ${median} ms, below the server's 2 ms wait`);
     assert.ok(result.elapsedS >= 0.39 && result.elapsedS < 1);
   } finally {
     server.closeAllConnections();
