@@ -7,7 +7,7 @@ import { InferenceSession, InferenceWeights } from '../../src/engine/inference.j
 import { wasmArena } from '../../src/engine/wasm/runtime.js';
 import { buildApp } from '../../src/server/app.js';
 import { loadServedModel, type ServedModel } from '../../src/server/model.js';
-import { loadServedModelInThread, WorkerPool } from '../../src/server/workers/pool.js';
+import { loadServedModelInThread, type PoolOptions, WorkerPool } from '../../src/server/workers/pool.js';
 import { createTinyModel, type TinyModel } from '../helpers/tiny-model.js';
 
 let tiny: TinyModel;
@@ -23,6 +23,12 @@ function plainTables(m: ServedModel): Record<string, unknown> {
   return Object.fromEntries(
     Object.entries(m.tokenizer).map(([k, v]) => [k, ArrayBuffer.isView(v) ? Array.from(v as Int32Array) : v]),
   );
+}
+
+/** A pool of two workers serving `served`, its log lines going to `log`. */
+function twoWorkerPool(served: ServedModel, log: PoolOptions['log']): WorkerPool {
+  const { config, params, tokenizer, head, id } = served;
+  return new WorkerPool({ config, params, tokenizer, head, modelId: id }, { size: 2, queueLimit: 4, log });
 }
 
 describe('the served model in shared memory', () => {
@@ -62,16 +68,7 @@ describe('the served model in shared memory', () => {
     const warnings: string[] = [];
     for (const inThread of [false, true]) {
       const served = inThread ? await loadServedModelInThread(tiny.dir) : model;
-      const pool = new WorkerPool(
-        {
-          config: served.config,
-          params: served.params,
-          tokenizer: served.tokenizer,
-          head: served.head,
-          modelId: served.id,
-        },
-        { size: 2, queueLimit: 4, log: (level, message) => level === 'warn' && warnings.push(message) },
-      );
+      const pool = twoWorkerPool(served, (level, message) => level === 'warn' && warnings.push(message));
       try {
         await pool.start();
         await pool.allReady();
@@ -88,16 +85,7 @@ describe('the served model in shared memory', () => {
     for (const crash of [false, true]) {
       const served = await loadServedModelInThread(tiny.dir);
       const logs: string[] = [];
-      const pool = new WorkerPool(
-        {
-          config: served.config,
-          params: served.params,
-          tokenizer: served.tokenizer,
-          head: served.head,
-          modelId: served.id,
-        },
-        { size: 2, queueLimit: 4, log: (_level, message) => logs.push(message) },
-      );
+      const pool = twoWorkerPool(served, (_level, message) => logs.push(message));
       try {
         const starting = pool.start();
         // The second worker dies while it boots: the first still serves, and a replacement takes its place.
