@@ -182,6 +182,43 @@ describe('POST /v1/chat/completions', () => {
     assert.ok(contentChunks.length > 1, 'text arrives in several chunks');
   });
 
+  it('stream writes: the finish chunk, the usage chunk and [DONE] leave in one write, and a stream takes a few writes, not one a token', async () => {
+    const own = await startTestApp({ workers: 1 });
+    try {
+      const writes: string[] = [];
+      own.app.addHook('onRequest', (_request, reply, done) => {
+        const raw = reply.raw;
+        const write = raw.write.bind(raw) as (...args: unknown[]) => boolean;
+        raw.write = ((chunk: unknown, ...rest: unknown[]) => {
+          writes.push(String(chunk));
+          return write(chunk, ...rest);
+        }) as typeof raw.write;
+        done();
+      });
+      const started = performance.now();
+      const res = await own.app.inject({
+        method: 'POST',
+        url: '/v1/chat/completions',
+        payload: chat({ max_tokens: 40, seed: 1234, stream: true, stream_options: { include_usage: true } }),
+      });
+      const elapsedMs = performance.now() - started;
+      assert.equal(res.statusCode, 200);
+      const { events, done } = parseSse(res.body);
+      assert.ok(done);
+      const last = writes.at(-1) ?? '';
+      console.log(
+        `${events.length} events in ${writes.length} writes over ${elapsedMs.toFixed(0)} ms; the last: ${JSON.stringify(last.slice(-60))}`,
+      );
+      assert.match(last, /"finish_reason":"(stop|length)"/, 'the finish chunk went out on its own');
+      assert.match(last, /"usage":\{/, 'the usage chunk went out on its own');
+      assert.ok(last.endsWith('data: [DONE]\n\n'));
+      // The first text at once, then one write per 10 ms flush at most, and the end.
+      assert.ok(writes.length <= 3 + Math.ceil(elapsedMs / 10), `${writes.length} writes in ${elapsedMs} ms`);
+    } finally {
+      await own.close();
+    }
+  });
+
   it('stop sequences end the reply before the stop text, in both modes, with finish_reason stop', async () => {
     const base = chat({ max_tokens: 40, seed: 99 });
     const full = (await post('/v1/chat/completions', base)).json().choices[0].message.content as string;
