@@ -364,26 +364,27 @@ export class InferenceWeights {
     return this.hotHead ? this.hotHead.ids.length : 0;
   }
 
-  /** Packs the given vocabulary rows into [blocks][C][16] at ptr (zero rows pad the last block). */
+  /**
+   * Packs the given vocabulary rows into [blocks][C][16] at ptr (zero rows pad the last block) by gathering
+   * them from the packed full head (packHeadSubset: the same floats), or the whole head when rows is null.
+   */
   private packRows(rows: Int32Array | null, ptr: number, blocks: number): void {
-    const arena = this.packedHead?.arena;
-    if (!arena) return;
-    const { vocabSize: V, nEmbd: C } = this.config;
-    const count = rows ? rows.length : V;
-    const w = this.views.lmHead;
-    const packed = arena.f32(ptr, blocks * HEAD_BLOCK * C);
+    const head = this.packedHead;
+    if (!head) return;
     if (!rows) {
       this.packFullHead(ptr, false);
       return;
     }
-    for (let b = 0; b < blocks; b++) {
-      for (let j = 0; j < HEAD_BLOCK; j++) {
-        const r = b * HEAD_BLOCK + j;
-        const v = rows && r < count ? rows[r] : r;
-        const dst = b * HEAD_BLOCK * C + j;
-        if (r < count) for (let c = 0; c < C; c++) packed[dst + c * HEAD_BLOCK] = w[v * C + c];
-        else for (let c = 0; c < C; c++) packed[dst + c * HEAD_BLOCK] = 0;
-      }
+    if (Math.ceil(rows.length / HEAD_BLOCK) !== blocks)
+      throw new RangeError('packRows: block count mismatch');
+    const { arena } = head;
+    const bytes = Math.max(4, rows.length * 4);
+    const idsPtr = arena.alloc(bytes);
+    try {
+      arena.i32(idsPtr, rows.length).set(rows);
+      arena.kernels.packHeadSubset(ptr, head.ptr, idsPtr, rows.length, this.config.nEmbd);
+    } finally {
+      arena.free(idsPtr, bytes);
     }
   }
 

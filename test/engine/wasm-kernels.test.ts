@@ -86,11 +86,12 @@ describe('WebAssembly kernels', () => {
     console.log(`lmHead vs JS: largest abs diff ${worst.toExponential(2)}`);
   });
 
-  it('packHeadRows packs the head exactly as [blocks][C][16] with zero padding, row norms bit for bit as a JS f64 scan', () => {
+  it('packHeadRows packs the head exactly as [blocks][C][16] with zero padding, row norms bit for bit as a JS f64 scan, and the hot rows packed alike', () => {
     assert.ok(arena);
     const rng = new Rng(29);
     let worstNorm = 0;
     let rowsChecked = 0;
+    let hotRowsChecked = 0;
     // C multiples of 4 take the 4×4 tile path, the others the scalar one; V = 50257 spans many 256 KiB chunks.
     for (const [V, C, inArena] of [
       [16, 4, false],
@@ -125,6 +126,18 @@ describe('WebAssembly kernels', () => {
       for (let r = 0; r < V; r += 7) for (let c = 0; c < C; c++) scaled[r * C + c] *= 64;
       const hot = new InferenceWeights(config, scaled).hotHead;
       assert.ok(hot, `V ${V} C ${C}: the planted gap gives hot rows`);
+      // The hot rows are packed as a head of their own (gathered from the packed head), zero-padded.
+      const hotPacked: Float32Array = arena.f32(hot.ptr, hot.blocks * 16 * C);
+      assert.equal(hot.blocks, Math.ceil(hot.ids.length / 16), `V ${V} C ${C}: hot blocks`);
+      for (let i = 0; i < hot.blocks * 16; i++) {
+        for (let c = 0; c < C; c++) {
+          const expected: number = i < hot.ids.length ? scaled[hot.ids[i] * C + c] : 0;
+          const got: number = hotPacked[Math.floor(i / 16) * 16 * C + c * 16 + (i % 16)];
+          if (got !== expected)
+            assert.fail(`V ${V} C ${C}: hot row ${i} channel ${c} packed ${got}, want ${expected}`);
+        }
+      }
+      hotRowsChecked += hot.blocks * 16;
       const jsNorms = Array.from({ length: V }, (_, r) => {
         let sum = 0;
         for (let c = 0; c < C; c++) sum += scaled[r * C + c] * scaled[r * C + c];
@@ -141,7 +154,7 @@ describe('WebAssembly kernels', () => {
       worstNorm = Math.max(worstNorm, Math.abs(hot.coldMaxNorm - Math.max(...cold)));
     }
     console.log(
-      `packHeadRows: ${rowsChecked} packed rows identical to the layout; largest cold-norm difference ${worstNorm}`,
+      `packHeadRows: ${rowsChecked} packed rows and ${hotRowsChecked} packed hot rows identical to the layout; largest cold-norm difference ${worstNorm}`,
     );
   });
 

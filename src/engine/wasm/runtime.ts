@@ -48,6 +48,7 @@ export interface KernelExports {
   transpose(dst: number, src: number, rows: number, cols: number): void;
   packHeadRows(dst: number, src: number, rows: number, C: number, norms: number): void;
   hotRows(norms: number, n: number, minRatio: number, ids: number, coldMax: number, work: number): number;
+  packHeadSubset(dst: number, head: number, ids: number, count: number, C: number): void;
 }
 
 const PAGE = 65536;

@@ -1007,3 +1007,32 @@ export function hotRows(norms: usize, n: i32, minRatio: f64, ids: usize, coldMax
   store<f64>(coldMax, cold);
   return count;
 }
+
+/**
+ * Packs rows ids[0..count) of a head packed as [V/16][C][16] at `head` into a head of their own at dst, in the
+ * same layout ([ceil(count/16)][C][16], row i of the subset in block i / 16, lane i % 16), zero-filling the
+ * last block's unused lanes: the same floats as packing those rows from the unpacked weights.
+ */
+export function packHeadSubset(dst: usize, head: usize, ids: usize, count: i32, C: i32): void {
+  const blockBytes = (<usize>(C * BLOCK)) << 2;
+  const blocks = (count + BLOCK - 1) / BLOCK;
+  for (let i = 0; i < blocks * BLOCK; i++) {
+    const out = dst + <usize>(i >> 4) * blockBytes + ((<usize>(i & 15)) << 2);
+    if (i < count) {
+      const v = load<i32>(ids + ((<usize>i) << 2));
+      let p = head + <usize>(v >> 4) * blockBytes + ((<usize>(v & 15)) << 2);
+      let o = out;
+      for (let c = 0; c < C; c++) {
+        store<f32>(o, load<f32>(p));
+        p += BLOCK << 2;
+        o += BLOCK << 2;
+      }
+    } else {
+      let o = out;
+      for (let c = 0; c < C; c++) {
+        store<f32>(o, 0);
+        o += BLOCK << 2;
+      }
+    }
+  }
+}
