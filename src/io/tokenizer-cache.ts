@@ -28,12 +28,17 @@ export type TokenizerSources = ReadonlyArray<readonly [string, Uint8Array]>;
 /** SHA-256 over the files' names and bytes: a cache is used only for the exact files it was made from. */
 export function tokenizerSourceHash(sources: TokenizerSources): Uint8Array {
   const hash = createHash('sha256');
-  for (const [name, bytes] of sources) {
-    const size = Buffer.alloc(8);
-    size.writeBigUInt64LE(BigInt(bytes.length));
-    hash.update(name).update('\0').update(size).update(bytes);
-  }
+  for (const [name, bytes] of sources) hash.update(sourceHashPrefix(name, bytes.length)).update(bytes);
   return new Uint8Array(hash.digest());
+}
+
+/** What precedes a file's bytes in the source hash's input: its name, a NUL and its size (u64, little-endian). */
+export function sourceHashPrefix(name: string, size: number): Uint8Array {
+  const encoded = Buffer.from(name, 'utf8');
+  const prefix = Buffer.alloc(encoded.length + 9);
+  encoded.copy(prefix);
+  prefix.writeBigUInt64LE(BigInt(size), encoded.length + 1);
+  return prefix;
 }
 
 const littleEndian = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
@@ -89,6 +94,16 @@ export function encodeTokenizerCache(tables: TokenizerTables, sourceHash: Uint8A
  * in range and the merge table finds each of its merges. Throws TokenizerCacheError saying which check failed.
  */
 export function decodeTokenizerCache(file: Uint8Array, sourceHash: Uint8Array): TokenizerTables {
+  const recorded = tokenizerCacheSourceHash(file);
+  if (!equalBytes(recorded, sourceHash)) throw new TokenizerCacheError('made from other tokenizer files');
+  return decodeTokenizerCacheBody(file);
+}
+
+/**
+ * The hash of the source files a cache file records, after checking its header (a cache file, of this format
+ * version, of the length it says). Throws TokenizerCacheError saying which check failed.
+ */
+export function tokenizerCacheSourceHash(file: Uint8Array): Uint8Array {
   const fail = (problem: string): never => {
     throw new TokenizerCacheError(problem);
   };
@@ -102,7 +117,19 @@ export function decodeTokenizerCache(file: Uint8Array, sourceHash: Uint8Array): 
   const bodyLength = header.getUint32(12, true);
   if (file.length !== HEADER_BYTES + bodyLength)
     fail(`${file.length} bytes, the header says ${HEADER_BYTES + bodyLength}`);
-  if (!equalBytes(file.subarray(16, 48), sourceHash)) fail('made from other tokenizer files');
+  return file.subarray(16, 48);
+}
+
+/**
+ * The tables of a cache file whose header checks (see tokenizerCacheSourceHash), whatever files it was made
+ * from: checksum, sections and entries checked as decodeTokenizerCache checks them. The caller compares the
+ * recorded source hash (a loader does so while the sources are still being hashed).
+ */
+export function decodeTokenizerCacheBody(file: Uint8Array): TokenizerTables {
+  const fail = (problem: string): never => {
+    throw new TokenizerCacheError(problem);
+  };
+  tokenizerCacheSourceHash(file);
   const body = file.subarray(HEADER_BYTES);
   if (!equalBytes(file.subarray(48, 80), createHash('sha256').update(body).digest()))
     fail('damaged (its checksum does not match)');
@@ -207,7 +234,7 @@ function bytesOf(a: Uint32Array | Int32Array): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
 
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;

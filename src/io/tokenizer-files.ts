@@ -1,5 +1,6 @@
 // Reads and writes GPT-2 tokenizer files in Hugging Face's layout (tokenizer.json, vocab.json, merges.txt, configs).
-import { access, readFile } from 'node:fs/promises';
+import { webcrypto } from 'node:crypto';
+import { access, type FileHandle, open, readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import {
@@ -15,12 +16,14 @@ import {
 } from '../tokenizer/tokenizer-json.js';
 import { writeFileAtomic } from './atomic.js';
 import {
-  decodeTokenizerCache,
+  decodeTokenizerCacheBody,
   encodeTokenizerCache,
+  equalBytes,
+  sourceHashPrefix,
   TOKENIZER_CACHE_FILE,
   TokenizerCacheError,
   type TokenizerSources,
-  tokenizerSourceHash,
+  tokenizerCacheSourceHash,
 } from './tokenizer-cache.js';
 
 export type { TokenizerData, TokenizerTables } from '../tokenizer/gpt2-bpe.js';
@@ -65,23 +68,37 @@ export async function loadTokenizerTables(dir: string): Promise<TokenizerTables 
   return (await loadTokenizerTablesFrom(dir))?.tables ?? null;
 }
 
-/** loadTokenizerTables, saying whether the cache file was used and why not. */
+/**
+ * loadTokenizerTables, saying whether the cache file was used and why not. The source files are read and
+ * hashed on libuv's thread pool while this thread checks and copies the cache's tables; the tables are
+ * used only once the hash has matched the one the cache records.
+ */
 export async function loadTokenizerTablesFrom(dir: string): Promise<LoadedTokenizerTables | null> {
-  const sources = await readTokenizerSources(dir);
-  if (!sources) return loadTokenizerData(dir).then((data) => data && scanned(data, dir, 'tokenizer files'));
   const cacheFile = path.join(dir, TOKENIZER_CACHE_FILE);
-  const cache = await readBytes(cacheFile);
+  const [read, cache] = await Promise.all([readHashedTokenizerSources(dir), readBytes(cacheFile)]);
+  if (!read) return loadTokenizerData(dir).then((data) => data && scanned(data, dir, 'tokenizer files'));
+  const { sources } = read;
+  // Avoids an unhandled rejection while the cache is checked; awaited below.
+  read.hash.catch(() => {});
   let why = `no ${TOKENIZER_CACHE_FILE}`;
+  let recorded: Uint8Array | null = null;
+  let tables: TokenizerTables | null = null;
+  let problem: string | null = null;
   if (cache) {
     try {
-      return {
-        tables: decodeTokenizerCache(cache, tokenizerSourceHash(sources)),
-        source: TOKENIZER_CACHE_FILE,
-      };
+      recorded = tokenizerCacheSourceHash(cache);
+      tables = decodeTokenizerCacheBody(cache);
     } catch (err) {
       if (!(err instanceof TokenizerCacheError)) throw err;
-      why = `${TOKENIZER_CACHE_FILE} not used: ${err.message}`;
+      problem = err.message;
     }
+  }
+  const hash = await read.hash;
+  // The checks' order and messages: the header, then whether the files are the same, then the body.
+  if (cache) {
+    if (recorded && !equalBytes(recorded, hash)) problem = 'made from other tokenizer files';
+    if (tables && problem === null) return { tables, source: TOKENIZER_CACHE_FILE };
+    why = `${TOKENIZER_CACHE_FILE} not used: ${problem}`;
   }
   const names = sources.map(([name]) => name).join(' + ');
   const fast =
@@ -108,22 +125,75 @@ function scanned(data: TokenizerData, where: string, source: string): LoadedToke
 }
 
 /**
- * The files the tables come from, as the loader reads them: tokenizer.json when present, else vocab.json
- * and merges.txt when both are; null otherwise (loadTokenizerData then says what is missing).
+ * The files the tables come from, as the loader reads them (tokenizer.json when present, else vocab.json and
+ * merges.txt when both are; null otherwise: loadTokenizerData then says what is missing), and their
+ * tokenizerSourceHash to come. The files are read into one buffer laid out as the hash's input, which Web
+ * Crypto hashes on libuv's thread pool while the caller goes on.
  */
-async function readTokenizerSources(dir: string): Promise<TokenizerSources | null> {
-  const json = await readBytes(path.join(dir, 'tokenizer.json'));
-  if (json) return [['tokenizer.json', json]];
-  const [vocab, merges] = await Promise.all([
-    readBytes(path.join(dir, 'vocab.json')),
-    readBytes(path.join(dir, 'merges.txt')),
-  ]);
-  return vocab && merges
-    ? [
-        ['vocab.json', vocab],
-        ['merges.txt', merges],
-      ]
-    : null;
+export async function readHashedTokenizerSources(
+  dir: string,
+): Promise<{ sources: TokenizerSources; hash: Promise<Uint8Array> } | null> {
+  const json = await openIfPresent(path.join(dir, 'tokenizer.json'));
+  let files: Array<[string, FileHandle]>;
+  if (json) files = [['tokenizer.json', json]];
+  else {
+    const [vocab, merges] = await Promise.all([
+      openIfPresent(path.join(dir, 'vocab.json')),
+      openIfPresent(path.join(dir, 'merges.txt')),
+    ]);
+    if (!vocab || !merges) {
+      await Promise.all([vocab?.close(), merges?.close()]);
+      return null;
+    }
+    files = [
+      ['vocab.json', vocab],
+      ['merges.txt', merges],
+    ];
+  }
+  try {
+    const sizes = await Promise.all(files.map(([, handle]) => handle.stat().then((s) => s.size)));
+    const prefixes = files.map(([name], i) => sourceHashPrefix(name, sizes[i]));
+    const input = new Uint8Array(sizes.reduce((sum, size, i) => sum + prefixes[i].length + size, 0));
+    const sources: Array<readonly [string, Uint8Array]> = [];
+    let at = 0;
+    for (const [i, [name, handle]] of files.entries()) {
+      input.set(prefixes[i], at);
+      at += prefixes[i].length;
+      sources.push([name, await readInto(handle, input.subarray(at, at + sizes[i]), path.join(dir, name))]);
+      at += sizes[i];
+    }
+    const hash = webcrypto.subtle.digest('SHA-256', input).then((digest) => new Uint8Array(digest));
+    return { sources, hash };
+  } finally {
+    await Promise.all(files.map(([, handle]) => handle.close()));
+  }
+}
+
+/** Fills `bytes` from the start of an open file that must be exactly that long; errors name `file`. */
+async function readInto(handle: FileHandle, bytes: Uint8Array, file: string): Promise<Uint8Array> {
+  let filled = 0;
+  try {
+    while (filled < bytes.length) {
+      const { bytesRead } = await handle.read(bytes, filled, bytes.length - filled, filled);
+      if (bytesRead === 0) break;
+      filled += bytesRead;
+    }
+  } catch (e) {
+    throw new Error(`${file}: cannot read (${(e as Error).message})`);
+  }
+  if (filled !== bytes.length)
+    throw new Error(`${file}: changed while being read (${filled} of ${bytes.length} bytes)`);
+  return bytes;
+}
+
+/** An open handle on `file`, or null when it does not exist. */
+async function openIfPresent(file: string): Promise<FileHandle | null> {
+  try {
+    return await open(file, 'r');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw new Error(`${file}: cannot read (${(e as Error).message})`);
+  }
 }
 
 /**
@@ -131,13 +201,13 @@ async function readTokenizerSources(dir: string): Promise<TokenizerSources | nul
  * instead of scanning the files. Returns false (and writes nothing) when the directory has no tokenizer files.
  */
 export async function writeTokenizerCache(dir: string): Promise<boolean> {
-  const sources = await readTokenizerSources(dir);
-  if (!sources) return false;
+  const hashed = await readHashedTokenizerSources(dir);
+  if (!hashed) return false;
   const loaded = await loadTokenizerTablesFrom(dir);
   if (!loaded) return false;
   await writeFileAtomic(
     path.join(dir, TOKENIZER_CACHE_FILE),
-    encodeTokenizerCache(loaded.tables, tokenizerSourceHash(sources)),
+    encodeTokenizerCache(loaded.tables, await hashed.hash),
   );
   return true;
 }
@@ -384,11 +454,16 @@ async function readText(file: string): Promise<string> {
 
 /** The file's bytes, or null when it does not exist. */
 async function readBytes(file: string): Promise<Uint8Array | null> {
+  const handle = await openIfPresent(file);
+  if (!handle) return null;
   try {
-    return await readFile(file);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw new Error(`${file}: cannot read (${(e as Error).message})`);
+    // One read of the whole file (readFile reads in 512 KiB pieces, a round trip to the thread pool each).
+    const { size } = await handle.stat().catch((e: Error) => {
+      throw new Error(`${file}: cannot read (${e.message})`);
+    });
+    return await readInto(handle, new Uint8Array(size), file);
+  } finally {
+    await handle.close();
   }
 }
 

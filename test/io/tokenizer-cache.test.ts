@@ -1,7 +1,7 @@
 // Proves tokenizer-tables.bin: saveModelDir writes it, a load uses it only for the exact files it was made from,
 // gives the same tables as a scan, and a stale, damaged, crafted or other-version file falls back to the scan.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -15,6 +15,7 @@ import {
 } from '../../src/io/tokenizer-cache.js';
 import {
   loadTokenizerTablesFrom,
+  readHashedTokenizerSources,
   writeTokenizerCache,
   writeTokenizerFiles,
 } from '../../src/io/tokenizer-files.js';
@@ -124,6 +125,52 @@ describe('tokenizer-tables.bin', () => {
     const loaded = await loadTokenizerTablesFrom(pair);
     assert.equal(loaded?.source, TOKENIZER_CACHE_FILE);
     assert.deepEqual(plain(loaded!.tables), plain(scan));
+  });
+
+  it('the files are read and hashed off the thread as tokenizerSourceHash hashes them, for both layouts', async () => {
+    const pair = await modelDir('hash-pair');
+    unlinkSync(join(pair, 'tokenizer.json'));
+    for (const [where, names] of [
+      [dir, ['tokenizer.json']],
+      [pair, ['vocab.json', 'merges.txt']],
+    ] as const) {
+      const read = await readHashedTokenizerSources(where);
+      assert.ok(read);
+      assert.deepEqual(
+        read.sources.map(([name]) => name),
+        names,
+      );
+      const fromFiles = names.map((name) => [name, readFileSync(join(where, name))] as const);
+      for (const [i, [, bytes]] of read.sources.entries())
+        assert.ok(Buffer.from(bytes).equals(fromFiles[i][1]), `${names[i]}: other bytes`);
+      assert.deepEqual(await read.hash, tokenizerSourceHash(fromFiles));
+    }
+    const empty = join(root, 'no-tokenizer');
+    mkdirSync(empty);
+    writeFileSync(join(empty, 'vocab.json'), '{}');
+    assert.equal(await readHashedTokenizerSources(empty), null, 'vocab.json alone is no tokenizer');
+  });
+
+  it('a load says why it scanned: stale before damaged, as the checks run in that order', async () => {
+    const damagedDir = await modelDir('damaged');
+    const file = join(damagedDir, TOKENIZER_CACHE_FILE);
+    const bytes = readFileSync(file);
+    bytes[bytes.length - 100] ^= 1;
+    writeFileSync(file, bytes);
+    const damaged = await loadTokenizerTablesFrom(damagedDir);
+    assert.equal(
+      damaged?.source,
+      `scanned tokenizer.json (${TOKENIZER_CACHE_FILE} not used: damaged (its checksum does not match))`,
+    );
+    const data = smallTokenizerData();
+    [data.merges[0], data.merges[1]] = [data.merges[1], data.merges[0]];
+    await writeTokenizerFiles(damagedDir, data, { modelMaxLength: 16 });
+    const both = await loadTokenizerTablesFrom(damagedDir);
+    assert.equal(
+      both?.source,
+      `scanned tokenizer.json (${TOKENIZER_CACHE_FILE} not used: made from other tokenizer files)`,
+    );
+    assert.deepEqual(plain(both!.tables), plain(await scanned(damagedDir)));
   });
 
   it('a damaged, truncated, foreign or other-version file is not used, and says why', async () => {
