@@ -47,6 +47,32 @@ if (mode === 'validators') {
   console.log(`${recorded.size} validators`);
 } else {
   if (!validators) throw new Error('dist/server/validators.cjs is missing or does not load');
-  await startUp({ validators: { use: validators.exports } });
-  console.log(codeCache === 'used' ? 'current' : await saveCodeCache());
+  // The probes and the APIs' request handling (routing, hooks, validation, errors, serialisation) run twice
+  // each, so the cache holds them compiled and a start's first requests do not compile them: the model never
+  // loads here, so the generation routes answer 503.
+  const answered = [];
+  const afterReady = async (app) => {
+    const json = { 'content-type': 'application/json' };
+    for (const request of [
+      { method: 'GET', url: '/health' },
+      { method: 'GET', url: '/ready' },
+      { method: 'GET', url: '/metrics' },
+      { method: 'GET', url: '/v1/models' },
+      { method: 'POST', url: '/generate', headers: json, payload: '{"prompt":"hi","max_new_tokens":4}' },
+      { method: 'POST', url: '/generate', headers: json, payload: '{"prompt":' },
+      {
+        method: 'POST',
+        url: '/v1/chat/completions',
+        headers: json,
+        payload: '{"messages":[{"role":"user","content":"hi"}],"stream":true}',
+      },
+    ]) {
+      let status = 0;
+      for (let i = 0; i < 2; i++) status = (await app.inject(request)).statusCode;
+      answered.push(`${request.method} ${request.url} ${status}`);
+    }
+  };
+  await startUp({ validators: { use: validators.exports }, afterReady });
+  const cache = codeCache === 'used' ? 'current' : await saveCodeCache();
+  console.log(`${cache} (warmed by ${answered.join(', ')})`);
 }

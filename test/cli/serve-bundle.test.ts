@@ -13,6 +13,7 @@ const built = existsSync(join(repoRoot, 'dist', 'server', 'server.js'));
 const bundlePath = join(repoRoot, 'dist', 'server', 'http-stack.cjs');
 const entryPath = join(repoRoot, 'dist', 'server', 'http-stack.js');
 let tiny: TinyModel;
+let buildOutput = '';
 
 /** Runs the compiled CLI; resolves with its exit code and output, and the port it listened on (if any). */
 function runCompiled(
@@ -57,6 +58,7 @@ describe('the bundled HTTP stack', { skip: built ? false : 'needs `npm run build
   before(async () => {
     tiny = await createTinyModel({ seed: 5 });
     const build = spawn(process.execPath, [join(repoRoot, 'scripts', 'build-server.mjs')], { cwd: repoRoot });
+    build.stdout.on('data', (d: Buffer) => (buildOutput += d.toString()));
     const code = await new Promise((resolve) => build.on('exit', resolve));
     assert.equal(code, 0, 'scripts/build-server.mjs failed');
   });
@@ -97,6 +99,22 @@ describe('the bundled HTTP stack', { skip: built ? false : 'needs `npm run build
     assert.equal(typeof stack.startServer, 'function');
     // The build ran the start-up once and saved the code cache: this start used it.
     assert.equal(stack.codeCache, 'used');
+    // Before saving it, the build's start-up answered requests through the app (so the cache holds the request
+    // path compiled): the probes, the APIs without a model (503) and a malformed body (400).
+    const warmed = /warmed by ([^)]*)\)/.exec(buildOutput)?.[1] ?? '';
+    console.log(`build's warm-up requests: ${warmed}`);
+    for (const answer of [
+      'GET /health 200',
+      'GET /ready 503',
+      'GET /metrics 200',
+      'POST /generate 503',
+      'POST /generate 400',
+      'POST /v1/chat/completions 503',
+    ])
+      assert.ok(
+        warmed.includes(answer),
+        `the build's warm-up did not answer ${answer}: ${warmed || buildOutput}`,
+      );
     const serve = await import(join(repoRoot, 'dist', 'cli', 'commands', 'serve.js'));
     assert.equal(serve.httpStackBundleIsCurrent(), true, 'serve would not load the fresh bundle');
   });
