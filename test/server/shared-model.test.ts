@@ -88,10 +88,16 @@ describe('the served model in shared memory', () => {
       const pool = twoWorkerPool(served, (_level, message) => logs.push(message));
       try {
         const starting = pool.start();
-        // The second worker dies while it boots: the first still serves, and a replacement takes its place.
-        if (crash) void pool.terminateWorker(1);
+        assert.equal(
+          pool.size,
+          1,
+          'the second worker started before the one that loaded the model was ready',
+        );
         await starting;
         const atStart = pool.readyWorkers;
+        // The second worker starts once the first is ready and dies while it boots: the first still serves,
+        // and a replacement takes its place.
+        if (crash) void pool.terminateWorker(1);
         const job = pool.submit({
           prompt: 'Hello',
           maxNewTokens: 4,

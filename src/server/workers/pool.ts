@@ -217,12 +217,17 @@ export class WorkerPool {
 
   /**
    * Starts every worker and resolves once one of them can generate (the worker that loaded the model, when it
-   * is in line, is ready at once); the others join as they come up (allReady). Rejects, with the first
+   * is in line, is ready at once, and the others start after it); the others join as they come up (allReady). Rejects, with the first
    * worker's reason, only when none starts. A worker that fails to start while another serves is replaced
    * (with retries, as a crashed one is).
    */
   async start(): Promise<void> {
-    const started = Array.from({ length: this.options.size }, (_, i) => this.spawn(i));
+    // The worker that loaded the model (in line when serve started it) answers at once; the others boot once
+    // it has, so their boots do not take the two cores from its start and the main thread's listen.
+    const lead = prestarted.length > 0 && this.options.size > 1 ? this.spawn(0) : null;
+    if (lead) await lead.catch(() => {});
+    const started = lead ? [lead] : [];
+    for (let i = started.length; i < this.options.size; i++) started.push(this.spawn(i));
     const first = Promise.any(started);
     started.forEach((spawned, index) => {
       spawned.catch((err: Error) =>
