@@ -20,7 +20,7 @@ const CELL_S = 1;
  */
 const SCALING_CELL_S = 3;
 const cellSeconds = (clients: number) => (clients >= 32 ? SCALING_CELL_S : CELL_S);
-const COLD_RUNS = 5;
+const COLD_RUNS = 9;
 /** Issue 6: spawn → /ready within this. */
 const TARGET_READY_MS = 300;
 /** Cold starts as the container image runs (no NODE_EXTRA_CA_CERTS) and with this machine's environment. */
