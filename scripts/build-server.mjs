@@ -111,6 +111,18 @@ const worker = await build({
   define: { 'import.meta.url': '__importMetaUrl' },
 });
 for (const file of worker.outputFiles) await writeAtomic(file.path, file.contents);
+// Its entry, which a worker thread starts from: runs generation-worker.cjs through V8's code cache (written
+// by the first worker once it has served, or by the image's build), so a worker does not parse and compile
+// again what an earlier start compiled.
+const workerEntryFile = join(serverDir, 'workers', 'generation-worker-entry.cjs');
+const workerEntry = await build({
+  ...commonJsBundle,
+  entryPoints: [join(serverDir, 'workers', 'worker-entry.js')],
+  outfile: workerEntryFile,
+  banner: { js: "const __importMetaUrl = require('node:url').pathToFileURL(__filename).href;" },
+  define: { 'import.meta.url': '__importMetaUrl' },
+});
+for (const file of workerEntry.outputFiles) await writeAtomic(file.path, file.contents);
 
 // Runs the start-up in fresh processes (the Node that serves must be the one that writes the caches): once to
 // record the request validators ajv generates (validators.cjs), once on them to save the code caches.
@@ -128,5 +140,5 @@ const recorded = warmUp('validators');
 const warm = { stdout: warmUp('cache') };
 const kib = async (file) => `${((await readFile(file)).length / 1024).toFixed(0)} KiB`;
 console.log(
-  `server: ${relative(root, bundleFile)} (${await kib(bundleFile)}), ${recorded}, code cache ${warm.stdout}; ${relative(root, workerFile)} (${await kib(workerFile)})`,
+  `server: ${relative(root, bundleFile)} (${await kib(bundleFile)}), ${recorded}, code cache ${warm.stdout}; ${relative(root, workerFile)} (${await kib(workerFile)}, started through ${relative(root, workerEntryFile)})`,
 );

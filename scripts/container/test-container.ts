@@ -309,6 +309,14 @@ async function runImage(command: string[]): Promise<number> {
     const metrics = await get(base, '/metrics');
     check(metrics.status === 200, `GET /metrics → ${metrics.status}`);
 
+    // The image's build wrote the generation worker's code cache with its own Node, on the served model: the
+    // first worker reports, after its first job, that it started from it.
+    const cacheLine = /generation worker code cache: ([^"\n]*)/;
+    for (let waited = 0; !cacheLine.test(output) && waited < 3000; waited += 100)
+      await new Promise((r) => setTimeout(r, 100));
+    const workerCache = cacheLine.exec(output)?.[1] ?? 'no log line';
+    check(workerCache.startsWith('used'), `generation worker code cache: ${workerCache}`);
+
     const stopAt = performance.now();
     process.kill(node.pid, 'SIGTERM');
     const code = await waitForExit(child, drainLimitMs);

@@ -19,10 +19,11 @@ export interface CachedScript {
   cache: string;
   /**
    * Writes the cache (atomically) from everything compiled so far, when the start did not use a current
-   * one; call it once the code has run its start-up. Resolves with what happened; never rejects (a
-   * read-only install just keeps compiling from source).
+   * one (or always, with `force`: a warm-up that ran more of the code than the cache's writer did); call it
+   * once the code has run its start-up. Resolves with what happened; never rejects (a read-only install just
+   * keeps compiling from source).
    */
-  save(): Promise<string>;
+  save(force?: boolean): Promise<string>;
 }
 
 /** The cache file of a bundle: next to it, `.cache` appended. */
@@ -74,16 +75,17 @@ export function runCachedCommonJs(bundleUrl: URL, modules: Record<string, unknow
   );
 
   let saved: Promise<string> | null = null;
-  const save = (): Promise<string> => {
-    saved ??= (async () => {
-      if (cache === 'used') return 'current';
-      try {
-        await writeFileAtomic(cacheFile, withHeader(script.createCachedData(), sourceHash));
-        return `written to ${cacheFile}`;
-      } catch (err) {
-        return `not written (${(err as Error).message})`;
-      }
-    })();
+  const write = async (): Promise<string> => {
+    try {
+      await writeFileAtomic(cacheFile, withHeader(script.createCachedData(), sourceHash));
+      return `written to ${cacheFile}`;
+    } catch (err) {
+      return `not written (${(err as Error).message})`;
+    }
+  };
+  const save = (force = false): Promise<string> => {
+    if (force) return write();
+    saved ??= cache === 'used' ? Promise.resolve('current') : write();
     return saved;
   };
   return { exports: module.exports, cache, save };

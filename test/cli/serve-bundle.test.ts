@@ -3,7 +3,7 @@
 // on it answers, drains and fails as before.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { repoRoot } from '../helpers/fixtures.js';
@@ -128,7 +128,54 @@ describe('the bundled HTTP stack', { skip: built ? false : 'needs `npm run build
     );
     assert.doesNotMatch(worker, /\bimport\.meta\b/, 'import.meta left in a CommonJS file');
     const pool = await import(join(repoRoot, 'dist', 'server', 'workers', 'pool.js'));
-    assert.match(pool.generationWorkerFile, /\/generation-worker\.cjs$/);
+    // Started through its entry, which runs the bundle through V8's code cache (and is small: no engine).
+    assert.match(pool.generationWorkerFile, /\/generation-worker-entry\.cjs$/);
+    assert.equal(pool.workersUseCodeCache, true);
+    const entry = readFileSync(
+      join(repoRoot, 'dist', 'server', 'workers', 'generation-worker-entry.cjs'),
+      'utf8',
+    );
+    assert.match(entry, /generation-worker\.cjs/);
+    assert.doesNotMatch(entry, /InferenceWeights|packFullHead/, 'the entry bundles the engine');
+  });
+
+  it("the first worker writes the worker bundle's code cache after its first job; the next start uses it, and a damaged one is replaced", async () => {
+    const cacheFile = join(repoRoot, 'dist', 'server', 'workers', 'generation-worker.cjs.cache');
+    const serveOnce = async (): Promise<string> => {
+      const { code, out } = await runCompiled(
+        ['serve', '--model-dir', tiny.dir, '--port', '0', '--host', '127.0.0.1', '--workers', '1'],
+        async (port) => {
+          let ready = 0;
+          for (let i = 0; i < 500 && ready !== 200; i++) {
+            ready = (await fetch(`http://127.0.0.1:${port}/ready`)).status;
+            if (ready !== 200) await new Promise((r) => setTimeout(r, 20));
+          }
+          const reply = await fetch(`http://127.0.0.1:${port}/generate`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ prompt: 'Hello', max_new_tokens: 4, seed: 1 }),
+          });
+          assert.equal(reply.status, 200);
+          // The worker answers the pool's save request right after that job.
+          await new Promise((r) => setTimeout(r, 500));
+        },
+      );
+      assert.equal(code, 0, out);
+      return /generation worker code cache: ([^"\n]*)/.exec(out)?.[1] ?? `no log line in:\n${out}`;
+    };
+    rmSync(cacheFile, { force: true });
+    const first = await serveOnce();
+    const second = await serveOnce();
+    writeFileSync(cacheFile, Buffer.concat([readFileSync(cacheFile).subarray(0, 200), Buffer.alloc(64, 7)]));
+    const damaged = await serveOnce();
+    const after = await serveOnce();
+    console.log(
+      `worker code cache: absent → ${first}; then → ${second}; damaged → ${damaged}; then → ${after}`,
+    );
+    assert.match(first, /^absent; written to .*generation-worker\.cjs\.cache$/);
+    assert.equal(second, 'used; current');
+    assert.match(damaged, /^damaged: .*; written to /);
+    assert.equal(after, 'used; current');
   });
 
   it('compiled `tiny-llm serve` on the bundle: /ready, /generate, then SIGTERM exits 0', async () => {

@@ -54,6 +54,21 @@ describe('docker/Dockerfile', () => {
     assert.ok(!/\b(sh|bash)\b/.test(cmd[1]), 'CMD starts no shell');
   });
 
+  it("refreshes V8's code caches with the runtime's own Node: the HTTP stack's, and the generation worker's made on the served model", () => {
+    const runtimePart = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
+    const runs = [...runtimePart.matchAll(/^RUN\s+(\[.*\])\s*$/gm)].map((m) => JSON.parse(m[1]) as string[]);
+    assert.ok(
+      runs.some((r) => r.join(' ') === '/nodejs/bin/node scripts/warm-http-stack.mjs cache'),
+      `no HTTP-stack cache step in ${JSON.stringify(runs)}`,
+    );
+    const worker = runs.find((r) => r[1] === 'scripts/warm-generation-worker.mjs');
+    assert.deepEqual(worker, ['/nodejs/bin/node', 'scripts/warm-generation-worker.mjs', '/app/model']);
+    // After the model and dist/ are in place, before the image drops to its non-root user.
+    const at = (text: string) => runtimePart.indexOf(text);
+    assert.ok(at('COPY --from=build /app/model') < at('warm-generation-worker.mjs", "/app/model"'));
+    assert.ok(at('warm-generation-worker.mjs", "/app/model"') < at('USER 65532'));
+  });
+
   it('trains the model in the build stage behind the quality gate', () => {
     const buildPart = dockerfile.slice(0, dockerfile.lastIndexOf('\nFROM '));
     assert.match(buildPart, /create-model --train --preset default[^\n]*\\?\n?\s*--max-loss/);

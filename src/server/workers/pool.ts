@@ -13,17 +13,25 @@ export const generationWorkerFile = workerUrl.href;
 
 /**
  * The worker bundled by `npm run build` (generation-worker.cjs: one CommonJS file, loaded without the ES
- * module loader) when it is not older than the compiled module, else the module itself (a tsc-only rebuild).
+ * module loader) when it is not older than the compiled module, else the module itself (a tsc-only rebuild);
+ * started through its entry (generation-worker-entry.cjs), which runs it through V8's code cache, when the
+ * build made one.
  */
 function compiledWorker(): URL {
   const module = new URL('./generation-worker.js', import.meta.url);
   const bundle = new URL('./generation-worker.cjs', import.meta.url);
+  const entry = new URL('./generation-worker-entry.cjs', import.meta.url);
   try {
-    return statSync(bundle).mtimeMs >= statSync(module).mtimeMs ? bundle : module;
+    const built = statSync(module).mtimeMs;
+    if (statSync(bundle).mtimeMs < built) return module;
+    return statSync(entry).mtimeMs >= built ? entry : bundle;
   } catch {
     return module;
   }
 }
+
+/** Whether workers start through the entry that runs their bundle through V8's code cache (compiled builds). */
+export const workersUseCodeCache = workerUrl.href.endsWith('/generation-worker-entry.cjs');
 
 /**
  * Node 20 does not apply the parent's `--import tsx` loader hooks inside worker threads, so from source
@@ -105,6 +113,11 @@ export interface PoolOptions {
   /** Called when a dead worker cannot be replaced: the service is no longer healthy. */
   onBroken?(err: Error): void;
   log?: (level: 'info' | 'warn' | 'error', message: string) => void;
+  /**
+   * Ask the first worker to save its code cache once it has finished its first job (default true; see
+   * saveWorkerCodeCache). A warm-up that runs several jobs first turns it off and asks itself.
+   */
+  saveCodeCacheAfterFirstJob?: boolean;
 }
 
 /** Hooks for metrics; all optional. Times are in seconds. */
@@ -199,6 +212,9 @@ export class WorkerPool {
   private closing = false;
   private idleWaiters: Array<() => void> = [];
   private allReadyWaiters: Array<() => void> = [];
+  /** The first worker's answer to save-code-cache (asked once per pool), and who waits for it. */
+  private codeCacheSaving: Promise<string> | null = null;
+  private codeCacheAnswer: ((what: string) => void) | null = null;
   private readonly cancelGraceMs: number;
   /** Workers replaced after dying; for tests and logs. */
   replacements = 0;
@@ -248,6 +264,28 @@ export class WorkerPool {
     } catch (err) {
       throw err instanceof AggregateError ? (err.errors[0] as Error) : err;
     }
+  }
+
+  /**
+   * Asks the first worker (the one that loaded the model, when it was in line: it ran the load as well as the
+   * generation code) to write V8's code cache of the worker bundle from what it has compiled, unless the cache
+   * it started from was current, and resolves with what happened. Asked once per pool: the pool asks by itself
+   * once that worker has finished its first job; the image's build asks directly, with `force` (its worker
+   * ran more of the code than whatever wrote a current cache).
+   */
+  saveWorkerCodeCache(options: { force?: boolean } = {}): Promise<string> {
+    if (!workersUseCodeCache) return Promise.resolve('not used: the workers run from their modules');
+    this.codeCacheSaving ??= new Promise<string>((resolve) => {
+      const slot = this.slots[0];
+      if (!slot || this.closing) {
+        resolve('not saved: no worker');
+        return;
+      }
+      this.codeCacheAnswer = resolve;
+      const message: ToWorker = { type: 'save-code-cache', force: options.force === true };
+      slot.worker.postMessage(message);
+    });
+    return this.codeCacheSaving;
   }
 
   /** Resolves once every worker is ready (start resolves at the first), or when the pool closes. */
@@ -390,6 +428,12 @@ export class WorkerPool {
     );
   }
 
+  private answerCodeCache(what: string): void {
+    const answer = this.codeCacheAnswer;
+    this.codeCacheAnswer = null;
+    answer?.(what);
+  }
+
   private log(level: 'info' | 'warn' | 'error', message: string): void {
     this.options.log?.(level, message);
   }
@@ -433,6 +477,7 @@ export class WorkerPool {
       });
       worker.on('exit', (code) => {
         if (slot.watchdog) clearTimeout(slot.watchdog);
+        if (index === 0) this.answerCodeCache(`not saved: generation worker 0 exited (code ${code})`);
         if (!slot.ready) {
           reject(
             new Error(
@@ -530,6 +575,10 @@ export class WorkerPool {
 
   private onMessage(slot: Slot, message: FromWorker): void {
     if (message.type === 'ready' || message.type === 'model') return;
+    if (message.type === 'code-cache') {
+      this.answerCodeCache(`${message.cache}; ${message.saved}`);
+      return;
+    }
     const job = slot.job;
     if (!job || job.id !== message.jobId) return;
     switch (message.type) {
@@ -558,6 +607,15 @@ export class WorkerPool {
           (performance.now() - job.startedAt) / 1000,
         );
         this.finish(job, { ...message.outcome, cancelled: false });
+        if (
+          slot.index === 0 &&
+          workersUseCodeCache &&
+          !this.codeCacheSaving &&
+          this.options.saveCodeCacheAfterFirstJob !== false
+        )
+          void this.saveWorkerCodeCache().then((what) =>
+            this.log('info', `generation worker code cache: ${what}`),
+          );
         return;
       case 'cancelled':
         this.release(slot);

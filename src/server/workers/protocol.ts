@@ -53,7 +53,13 @@ export type ToWorker =
    * `stream`: post the tokens' text in token messages. Otherwise only the end is posted, with the
    * text and the time to the first token: a non-streamed reply costs the main thread one message.
    */
-  | { type: 'job'; jobId: number; request: JobRequest; stream: boolean };
+  | { type: 'job'; jobId: number; request: JobRequest; stream: boolean }
+  /**
+   * Answered by the compiled worker's entry (generation-worker-entry.cjs), not by the worker's code: write V8's
+   * code cache of the worker bundle from what this worker has compiled, unless the cache it started from is
+   * current (`force`: even then).
+   */
+  | { type: 'save-code-cache'; force?: boolean };
 
 export interface JobOutcome {
   text: string;
@@ -86,4 +92,6 @@ export type FromWorker =
   | { type: 'cancelled'; jobId: number; promptTokens: number; completionTokens: number }
   /** The prompt does not fit in the context (or is empty after tokenization). */
   | { type: 'rejected'; jobId: number; promptTokens: number; maxNewTokens: number; context: number }
-  | { type: 'failed'; jobId: number; message: string };
+  | { type: 'failed'; jobId: number; message: string }
+  /** The answer to save-code-cache: what the worker's start did with the cache, and what saving did. */
+  | { type: 'code-cache'; cache: string; saved: string };
