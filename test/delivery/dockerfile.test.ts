@@ -44,9 +44,11 @@ describe('docker/Dockerfile', () => {
 
   it('runs as a numeric non-root user with an exec-form CMD (node is PID 1 and receives SIGTERM)', () => {
     const runtimePart = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
-    const user = runtimePart.match(/^USER\s+(\d+)(?::(\d+))?\s*$/m);
+    // The last USER is the one the container runs as (build steps before it may run as root).
+    const user = [...runtimePart.matchAll(/^USER\s+(\d+)(?::(\d+))?\s*$/gm)].at(-1);
     assert.ok(user, 'runtime stage sets USER uid[:gid]');
     assert.notEqual(Number(user[1]), 0, 'runtime user is not root');
+    assert.ok(runtimePart.indexOf(user[0]) < runtimePart.indexOf('\nCMD'), 'USER comes before CMD');
     const cmd = runtimePart.match(/^CMD\s+(.+)$/m);
     assert.ok(cmd, 'runtime stage has a CMD');
     const args = JSON.parse(cmd[1]) as unknown;
@@ -63,10 +65,19 @@ describe('docker/Dockerfile', () => {
     );
     const worker = runs.find((r) => r[1] === 'scripts/warm-generation-worker.mjs');
     assert.deepEqual(worker, ['/nodejs/bin/node', 'scripts/warm-generation-worker.mjs', '/app/model']);
-    // After the model and dist/ are in place, before the image drops to its non-root user.
+    // After the model and dist/ are in place, as root (the base image's nonroot user cannot write the
+    // root-owned dist/: a cache it tried to write would be missing), before the image drops to its service user.
     const at = (text: string) => runtimePart.indexOf(text);
-    assert.ok(at('COPY --from=build /app/model') < at('warm-generation-worker.mjs", "/app/model"'));
-    assert.ok(at('warm-generation-worker.mjs", "/app/model"') < at('USER 65532'));
+    const warmHttp = at('warm-http-stack.mjs", "cache"');
+    const warmWorker = at('warm-generation-worker.mjs", "/app/model"');
+    assert.ok(at('COPY --from=build /app/model') < warmWorker);
+    assert.ok(at('COPY --from=build /app/dist') < warmHttp);
+    const root = at('\nUSER 0:0');
+    assert.ok(root >= 0 && root < Math.min(warmHttp, warmWorker), 'the cache steps must run as root');
+    assert.ok(
+      Math.max(warmHttp, warmWorker) < at('\nUSER 65532'),
+      'the service user must be set after the cache steps',
+    );
   });
 
   it('trains the model in the build stage behind the quality gate', () => {
