@@ -102,27 +102,24 @@ await writeAtomic(entryFile, entry);
 
 // The generation worker and everything it imports (engine, tokenizer, the model loader) in one CommonJS file:
 // a worker thread then loads one file without starting the ES module loader (~25 ms less CPU a worker).
+/** Bundles one ES module of dist/ and all it imports into a standalone CommonJS file (import.meta.url kept). */
+async function standaloneCommonJs(entry, outfile) {
+  const out = await build({
+    ...commonJsBundle,
+    entryPoints: [entry],
+    outfile,
+    banner: { js: "const __importMetaUrl = require('node:url').pathToFileURL(__filename).href;" },
+    define: { 'import.meta.url': '__importMetaUrl' },
+  });
+  for (const file of out.outputFiles) await writeAtomic(file.path, file.contents);
+}
 const workerFile = join(serverDir, 'workers', 'generation-worker.cjs');
-const worker = await build({
-  ...commonJsBundle,
-  entryPoints: [join(serverDir, 'workers', 'generation-worker.js')],
-  outfile: workerFile,
-  banner: { js: "const __importMetaUrl = require('node:url').pathToFileURL(__filename).href;" },
-  define: { 'import.meta.url': '__importMetaUrl' },
-});
-for (const file of worker.outputFiles) await writeAtomic(file.path, file.contents);
+await standaloneCommonJs(join(serverDir, 'workers', 'generation-worker.js'), workerFile);
 // Its entry, which a worker thread starts from: runs generation-worker.cjs through V8's code cache (written
 // by the first worker once it has served, or by the image's build), so a worker does not parse and compile
 // again what an earlier start compiled.
 const workerEntryFile = join(serverDir, 'workers', 'generation-worker-entry.cjs');
-const workerEntry = await build({
-  ...commonJsBundle,
-  entryPoints: [join(serverDir, 'workers', 'worker-entry.js')],
-  outfile: workerEntryFile,
-  banner: { js: "const __importMetaUrl = require('node:url').pathToFileURL(__filename).href;" },
-  define: { 'import.meta.url': '__importMetaUrl' },
-});
-for (const file of workerEntry.outputFiles) await writeAtomic(file.path, file.contents);
+await standaloneCommonJs(join(serverDir, 'workers', 'worker-entry.js'), workerEntryFile);
 
 // Runs the start-up in fresh processes (the Node that serves must be the one that writes the caches): once to
 // record the request validators ajv generates (validators.cjs), once on them to save the code caches.

@@ -1,4 +1,5 @@
 // Writes V8's code cache of the generation worker (dist/server/workers/generation-worker.cjs.cache) from a worker that loaded a model and generated with it: the image's build runs it on the served model with the image's Node.
+import { ORIGINAL_SAMPLING } from '../dist/generate/original-sampling.js';
 import { loadServedModelInThread, WorkerPool, workersUseCodeCache } from '../dist/server/workers/pool.js';
 
 const dir = process.argv[2];
@@ -15,16 +16,7 @@ const pool = new WorkerPool(
 );
 try {
   await pool.start();
-  const request = {
-    prompt: 'What is tiny-llm?',
-    maxNewTokens: 16,
-    temperature: 1,
-    topK: 50,
-    topP: 0.95,
-    repetitionPenalty: 1,
-    seed: 1,
-    stop: [],
-  };
+  const request = { prompt: 'What is tiny-llm?', maxNewTokens: 16, ...ORIGINAL_SAMPLING, seed: 1, stop: [] };
   // Unstreamed, streamed (as the chat API runs) and greedy: the paths a start's first requests take.
   await pool.submit(request).result;
   await pool.submit(request, { onToken: () => {} }).result;

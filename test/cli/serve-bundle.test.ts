@@ -54,6 +54,16 @@ function runCompiled(
   });
 }
 
+/** GET /ready until it answers 200 (or 10 s pass); resolves with its last status. */
+async function readyStatus(port: number): Promise<number> {
+  let status = 0;
+  for (let i = 0; i < 500 && status !== 200; i++) {
+    status = (await fetch(`http://127.0.0.1:${port}/ready`)).status;
+    if (status !== 200) await new Promise((r) => setTimeout(r, 20));
+  }
+  return status;
+}
+
 describe('the bundled HTTP stack', { skip: built ? false : 'needs `npm run build` (dist/)' }, () => {
   before(async () => {
     tiny = await createTinyModel({ seed: 5 });
@@ -145,11 +155,7 @@ describe('the bundled HTTP stack', { skip: built ? false : 'needs `npm run build
       const { code, out } = await runCompiled(
         ['serve', '--model-dir', tiny.dir, '--port', '0', '--host', '127.0.0.1', '--workers', '1'],
         async (port) => {
-          let ready = 0;
-          for (let i = 0; i < 500 && ready !== 200; i++) {
-            ready = (await fetch(`http://127.0.0.1:${port}/ready`)).status;
-            if (ready !== 200) await new Promise((r) => setTimeout(r, 20));
-          }
+          assert.equal(await readyStatus(port), 200);
           const reply = await fetch(`http://127.0.0.1:${port}/generate`, {
             method: 'POST',
             headers: { 'content-type': 'application/json' },
@@ -182,12 +188,7 @@ describe('the bundled HTTP stack', { skip: built ? false : 'needs `npm run build
     const { code, out } = await runCompiled(
       ['serve', '--model-dir', tiny.dir, '--port', '0', '--host', '127.0.0.1', '--workers', '2'],
       async (port) => {
-        let ready = 0;
-        for (let i = 0; i < 500 && ready !== 200; i++) {
-          ready = (await fetch(`http://127.0.0.1:${port}/ready`)).status;
-          if (ready !== 200) await new Promise((r) => setTimeout(r, 20));
-        }
-        assert.equal(ready, 200);
+        assert.equal(await readyStatus(port), 200);
         // Ready once the worker that loaded the model can generate; the second joins soon after.
         let workers = { ready: 0, total: 0 };
         for (let i = 0; i < 500 && (workers.total === 0 || workers.ready < workers.total); i++) {
