@@ -16,6 +16,8 @@ export interface ColdStartOptions {
   runs: number;
   /** The CLI entry to spawn (default: this checkout's bin/tiny-llm.js, which runs dist/). */
   bin?: string;
+  /** The Node executable that runs it (default: the one running this script). */
+  node?: string;
   /** Requests sent after the first reply, before RSS is read (default 8, half of them concurrently). */
   requests?: number;
   /** Give up on one spawn after this long (default 60 s). */
@@ -109,7 +111,7 @@ async function measureOnce(
   const args = [bin, 'serve', '--model-dir', options.modelDir, '--port', String(port)];
   args.push('--host', '127.0.0.1', '--workers', String(options.workers));
   const started = performance.now();
-  const child = spawn(process.execPath, args, {
+  const child = spawn(options.node ?? process.execPath, args, {
     env: serverEnvironment(options.environment ?? 'image'),
     stdio: ['ignore', 'ignore', 'pipe'],
   });
@@ -195,6 +197,8 @@ const usage = `usage: node --import tsx scripts/measure-cold-start.ts [options]
   --runs N        spawns, medians printed (default 7)
   --bin FILE      CLI entry to spawn (default bin/tiny-llm.js: the compiled server in dist/)
   --compare FILE  a second CLI entry (e.g. an older build) measured interleaved with --bin
+  --node FILE     the Node executable for the spawns (default: the one running this script); its build's
+                  code caches must be written by that Node (see bench/lib/image-runtime.ts)
   --host-env      spawn with this environment as it is; by default NODE_EXTRA_CA_CERTS is left out, as
                   in the container image (a CA bundle named there is parsed at every Node start)
   --json          print the raw figures as JSON too`;
@@ -213,6 +217,7 @@ async function main(): Promise<number> {
       runs: { type: 'string' },
       bin: { type: 'string' },
       compare: { type: 'string' },
+      node: { type: 'string' },
       'host-env': { type: 'boolean' },
       json: { type: 'boolean' },
       help: { type: 'boolean' },
@@ -237,7 +242,7 @@ async function main(): Promise<number> {
   // Interleaved one spawn at a time, so a busy moment on a shared machine hits both builds alike.
   for (let i = 0; i < runs; i++) {
     for (const [b, [, bin]] of bins.entries()) {
-      const r = await measureColdStart({ modelDir, workers, runs: 1, bin, environment });
+      const r = await measureColdStart({ modelDir, workers, runs: 1, bin, environment, node: values.node });
       results[b].readyMs.push(...r.readyMs);
       results[b].firstReplyMs.push(...r.firstReplyMs);
       results[b].rssMiB.push(...r.rssMiB);
