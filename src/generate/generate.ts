@@ -2,11 +2,9 @@
 import type { InferenceSession } from '../engine/inference.js';
 import { Rng } from '../engine/rng.js';
 import {
-  hotSamplingApplies,
   SamplerScratch,
   type SamplingParams,
   sampleFromTop,
-  sampleHotToken,
   sampleToken,
   topCountNeeded,
 } from './sampler.js';
@@ -73,37 +71,18 @@ export function* generate(
   let finishReason: FinishReason = 'length';
   let endedByEos = false;
   session.reset();
-  // A model trained on part of the vocabulary: score its hot LM-head rows first and the rest only when the
-  // bound on them cannot rule them out (same tokens as scoring everything; see sampleHotToken).
-  const hotIds = session.hasHotHead ? session.weights.hotHead?.ids : undefined;
-  const useHot = hotIds !== undefined && hotSamplingApplies(options, hotIds.length);
-  // Top-k and greedy sampling need only the k largest logits: the session finds them from the head's
-  // group maxima without scanning all V (same ids and values; see InferenceSession.topLogits).
-  const topCount = topCountNeeded(options);
-  const useTop = topCount > 0 && topCount <= session.topLimit;
-  // A large vocabulary without hot rows: score the head in int8 first and compute only the rows that can be
-  // among the k largest in f32 (same ids and values again; see InferenceSession.screenedTop).
-  const useScreen = !useHot && topCount > 0 && topCount <= session.screenLimit;
-  let logits: Float32Array | null = null;
-  if (useHot) logits = session.prefillHot(promptIds);
-  else if (useScreen) session.prefillScreened(promptIds);
-  else logits = session.prefill(promptIds);
+  // Top-k and greedy sampling need only the k largest logits: the session's LM head answers them exactly,
+  // however it finds them (see src/engine/head/); otherwise, or when it cannot tell, it returns all V logits.
+  const k = topCountNeeded(options);
+  const input = new Int32Array(1);
+  let logits = session.next(promptIds, k, scratch.ids, scratch.values);
   let generated = 0;
   while (generated < options.maxNewTokens) {
     // Draw the coin even for greedy decoding so a seed means the same thing at every temperature.
     const coin = rng.random();
-    let id = -1;
-    if (useHot && logits) {
-      id = sampleHotToken(logits, hotIds, session.coldBound(), options, coin, scratch);
-      if (id < 0) logits = session.completeLogits();
-    } else if (useScreen) {
-      if (session.screenedTop(topCount, scratch.ids, scratch.values))
-        id = sampleFromTop(options, coin, scratch);
-      else logits = session.completeLogits();
-    }
-    if (id < 0 && useTop && session.topLogits(topCount, scratch.ids, scratch.values))
-      id = sampleFromTop(options, coin, scratch);
-    if (id < 0) id = sampleToken(logits ?? session.completeLogits(), options, coin, scratch, seen);
+    const id = logits
+      ? sampleToken(logits, options, coin, scratch, seen)
+      : sampleFromTop(options, coin, scratch);
     generated++;
     if (options.eosTokenId !== null && id === options.eosTokenId) {
       finishReason = 'stop';
@@ -120,9 +99,8 @@ export function* generate(
       break;
     }
     if (generated >= options.maxNewTokens || session.remaining === 0) break;
-    if (useHot) logits = session.stepHot(id);
-    else if (useScreen) session.stepScreened(id);
-    else logits = session.step(id);
+    input[0] = id;
+    logits = session.next(input, k, scratch.ids, scratch.values);
   }
   if (stream && !stops.done) {
     const tail = stops.push(stream.flush()) + stops.flush();

@@ -81,41 +81,6 @@ export function sampleToken(
 }
 
 /**
- * sampleToken over the hot rows of a model's LM head (see InferenceSession.stepHot): `hotLogits[i]` is the
- * logit of `hotIds[i]` (ascending ids) and every other logit is below `coldBound`. Returns the same token as
- * sampleToken on the full logits when that is certain — greedy, or top-k whose k-th kept logit exceeds the
- * bound (then the kept set and its values are identical) — and -1 otherwise (the caller computes them all).
- * Needs the WebAssembly kernels and no repetition penalty (callers check `hotSamplingApplies`).
- */
-export function sampleHotToken(
-  hotLogits: Float32Array,
-  hotIds: Int32Array,
-  coldBound: number,
-  params: SamplingParams,
-  coin: number,
-  scratch: SamplerScratch,
-): number {
-  const arena = wasmArena();
-  const H = hotLogits.length;
-  if (!arena || H === 0 || !hotSamplingApplies(params, H)) return -1;
-  if (params.temperature === 0) {
-    const best = arena.argmax(hotLogits);
-    return hotLogits[best] > coldBound ? hotIds[best] : -1;
-  }
-  const k = params.topK;
-  arena.topK(hotLogits, k, scratch.ids, scratch.values);
-  if (!(scratch.values[k - 1] > coldBound)) return -1;
-  for (let i = 0; i < k; i++) scratch.ids[i] = hotIds[scratch.ids[i]];
-  return drawCandidate(k, params, coin, scratch);
-}
-
-/** Whether sampleHotToken can decide for these parameters over `hotCount` hot rows. */
-export function hotSamplingApplies(params: SamplingParams, hotCount: number): boolean {
-  if (params.repetitionPenalty !== 1) return false;
-  return params.temperature === 0 || (params.topK > 0 && params.topK < hotCount);
-}
-
-/**
  * How many of the largest logits sampleFromTop needs for these parameters (1 for greedy, top-k otherwise),
  * or 0 when the full logits are needed (no top-k, or a repetition penalty that changes them first).
  */
@@ -127,7 +92,7 @@ export function topCountNeeded(params: SamplingParams): number {
 
 /**
  * sampleToken when only the k = topCountNeeded(params) largest logits are known: scratch.ids/values hold
- * them sorted descending (ties to the lower id), as InferenceSession.screenedTop writes them. Returns the
+ * them sorted descending (ties to the lower id), as InferenceSession.next writes them. Returns the
  * token sampleToken returns on the full logits with the same coin.
  */
 export function sampleFromTop(params: SamplingParams, coin: number, scratch: SamplerScratch): number {

@@ -1,23 +1,34 @@
-// Worker threads that share the engine's WebAssembly memory and run pieces of its large matrix products.
+// Worker threads that share the engine's WebAssembly memory and run pieces of its large kernel calls.
 import { Worker } from 'node:worker_threads';
-import { type GemmHelper, setGemmHelpers } from '../engine/matmul.js';
 import { wasmArena } from '../engine/wasm/runtime.js';
+import {
+  HELPER_KERNELS,
+  HELPER_MAX_ARGS,
+  type HelperKernel,
+  type KernelHelper,
+  setKernelHelpers,
+} from '../engine/wasm/threads.js';
 
 /**
  * Control block per helper (Int32Array over a SharedArrayBuffer): [0] job number (-1: stop), [1] job number
- * finished, [2] 1 when the last job failed, [3..15] the gemm arguments.
+ * finished, [2] 1 when the last job failed, [3] kernel index, [4] argument count; the arguments follow as
+ * f64 from byte 64 (integers, floats and 0/1 flags all survive the trip exactly).
  */
 const JOB = 0;
 const DONE = 1;
 const FAILED = 2;
-const ARGS = 3;
+const KERNEL = 3;
+const COUNT = 4;
+const ARGS_BYTE = 64;
 
-/** The helper's code: instantiate the kernels over the shared memory, then run one gemm per job number. */
+/** The helper's code: instantiate the kernels over the shared memory, then run one kernel call per job number. */
 const WORKER_SOURCE = `
 const { workerData, parentPort } = require('node:worker_threads');
-const { module, memory, control } = workerData;
+const { module, memory, control, names } = workerData;
 const ctl = new Int32Array(control);
-const { gemm } = new WebAssembly.Instance(module, { env: { memory } }).exports;
+const args = new Float64Array(control, ${ARGS_BYTE});
+const exports = new WebAssembly.Instance(module, { env: { memory } }).exports;
+const kernels = names.map((n) => exports[n]);
 parentPort.postMessage('ready');
 let seen = 0;
 for (;;) {
@@ -28,8 +39,8 @@ for (;;) {
   seen = job;
   let failed = 0;
   try {
-    const a = ctl.subarray(3, 16);
-    gemm(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11] !== 0, a[12]);
+    const a = args.subarray(0, ctl[${COUNT}]);
+    kernels[ctl[${KERNEL}]](...a);
   } catch {
     failed = 1;
   }
@@ -39,8 +50,10 @@ for (;;) {
 }
 `;
 
-class ThreadHelper implements GemmHelper {
-  private readonly ctl = new Int32Array(new SharedArrayBuffer(16 * 4));
+class ThreadHelper implements KernelHelper {
+  private readonly shared = new SharedArrayBuffer(ARGS_BYTE + HELPER_MAX_ARGS * 8);
+  private readonly ctl = new Int32Array(this.shared, 0, ARGS_BYTE / 4);
+  private readonly args = new Float64Array(this.shared, ARGS_BYTE, HELPER_MAX_ARGS);
   private job = 0;
   readonly worker: Worker;
 
@@ -51,7 +64,7 @@ class ThreadHelper implements GemmHelper {
   ) {
     this.worker = new Worker(WORKER_SOURCE, {
       eval: true,
-      workerData: { module, memory, control: this.ctl.buffer },
+      workerData: { module, memory, control: this.shared, names: [...HELPER_KERNELS] },
     });
     this.worker.unref();
   }
@@ -62,13 +75,16 @@ class ThreadHelper implements GemmHelper {
       this.worker.once('message', () => resolve());
       this.worker.once('error', reject);
       this.worker.once('exit', (code) =>
-        reject(new Error(`gemm thread exited (code ${code}) before it was ready`)),
+        reject(new Error(`kernel thread exited (code ${code}) before it was ready`)),
       );
     });
   }
 
-  start(args: Int32Array): void {
-    this.ctl.set(args, ARGS);
+  start(kernel: HelperKernel, args: ArrayLike<number>): void {
+    if (args.length > HELPER_MAX_ARGS) throw new RangeError(`${kernel}: ${args.length} arguments`);
+    for (let i = 0; i < args.length; i++) this.args[i] = args[i];
+    this.ctl[KERNEL] = HELPER_KERNELS.indexOf(kernel);
+    this.ctl[COUNT] = args.length;
     this.job++;
     Atomics.store(this.ctl, JOB, this.job);
     Atomics.notify(this.ctl, JOB);
@@ -80,7 +96,7 @@ class ThreadHelper implements GemmHelper {
       if (done === this.job) break;
       Atomics.wait(this.ctl, DONE, done);
     }
-    if (Atomics.load(this.ctl, FAILED) !== 0) throw new Error('gemm failed on a helper thread');
+    if (Atomics.load(this.ctl, FAILED) !== 0) throw new Error('a kernel failed on a helper thread');
   }
 
   async stop(): Promise<void> {
@@ -93,9 +109,10 @@ class ThreadHelper implements GemmHelper {
 let running: ThreadHelper[] = [];
 
 /**
- * Makes the engine's large matrix products use `threads` threads in all (this one plus threads - 1 workers
- * over the same WebAssembly memory); 1 turns it off. Returns the thread count now in use (1 where
- * WebAssembly kernels are unavailable). Workers do not keep the process alive; stopGemmThreads ends them.
+ * Makes the engine's large kernel calls (gemm, and the decode products) use `threads` threads in all (this one
+ * plus threads - 1 workers over the same WebAssembly memory); 1 turns it off. Returns the thread count now in
+ * use (1 where WebAssembly kernels are unavailable). Workers do not keep the process alive; stopGemmThreads
+ * ends them.
  */
 export async function enableGemmThreads(threads: number): Promise<number> {
   if (!Number.isInteger(threads) || threads < 1 || threads > 64)
@@ -114,7 +131,7 @@ export async function enableGemmThreads(threads: number): Promise<number> {
     throw e;
   }
   running = started;
-  setGemmHelpers(running, arena.memory);
+  setKernelHelpers(running, arena.memory);
   return threads;
 }
 
@@ -122,6 +139,6 @@ export async function enableGemmThreads(threads: number): Promise<number> {
 export async function stopGemmThreads(): Promise<void> {
   const old = running;
   running = [];
-  setGemmHelpers([], null);
+  setKernelHelpers([], null);
   await Promise.all(old.map((h) => h.stop()));
 }

@@ -124,7 +124,7 @@ describe('WebAssembly kernels', () => {
       // The hot rows come from these norms: with a planted gap they must be exactly the rows above it.
       const scaled = new Float32Array(params);
       for (let r = 0; r < V; r += 7) for (let c = 0; c < C; c++) scaled[r * C + c] *= 64;
-      const hot = new InferenceWeights(config, scaled).hotHead;
+      const hot = new InferenceWeights(config, scaled).hotRows;
       assert.ok(hot, `V ${V} C ${C}: the planted gap gives hot rows`);
       // The hot rows are packed as a head of their own (gathered from the packed head), zero-padded.
       const hotPacked: Float32Array = arena.f32(hot.ptr, hot.blocks * 16 * C);
@@ -336,7 +336,10 @@ describe('WebAssembly kernels', () => {
     };
     const params = randomArray(rng, parameterLayout(config).total, 0.3);
     const simd = new InferenceSession(new InferenceWeights(config, params));
-    assert.ok(simd.weights.decodeLayers, 'the SIMD weights carry decode copies of every layer');
+    assert.ok(
+      simd.weights.arena?.owns(simd.weights.views.layers[0].qkvw),
+      'the SIMD weights live in the arena',
+    );
     setWasmKernelsEnabled(false);
     let plain: InferenceSession;
     try {
@@ -344,7 +347,7 @@ describe('WebAssembly kernels', () => {
     } finally {
       setWasmKernelsEnabled(true);
     }
-    assert.equal(plain.weights.decodeLayers, null);
+    assert.equal(plain.weights.arena, null);
     let worst = 0;
     simd.prefill([1, 2]);
     plain.prefill([1, 2]);

@@ -3,12 +3,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { GPTConfig } from '../../src/engine/config.js';
+import { HotRowsHead } from '../../src/engine/head/hot-rows.js';
 import { findHotRows, InferenceSession, InferenceWeights } from '../../src/engine/inference.js';
 import { parameterLayout } from '../../src/engine/layout.js';
 import { Rng } from '../../src/engine/rng.js';
 import { wasmArena } from '../../src/engine/wasm/runtime.js';
 import { type GenerateOptions, generateAll } from '../../src/generate/generate.js';
-import { SamplerScratch, sampleHotToken } from '../../src/generate/sampler.js';
 import { loadModelDir } from '../../src/io/checkpoint.js';
 import { fixture } from '../helpers/fixtures.js';
 
@@ -37,9 +37,21 @@ async function partlyTrained(
 
 function pair(config: GPTConfig, params: Float32Array): { hot: InferenceSession; full: InferenceSession } {
   const hotWeights = new InferenceWeights(config, params);
-  const fullWeights = new InferenceWeights(config, params);
-  fullWeights.hotHead = null;
+  const fullWeights = new InferenceWeights(config, params, { lmHead: 'full' });
   return { hot: new InferenceSession(hotWeights), full: new InferenceSession(fullWeights) };
+}
+
+/** The session's LM head as the hot-row strategy (the test models have hot rows). */
+function hotHead(session: InferenceSession): HotRowsHead {
+  const head = session.lmHead;
+  assert.ok(head instanceof HotRowsHead, `the session's head is ${head.name}, not hot rows`);
+  return head;
+}
+
+/** Runs `ids` through the session and scores the next position's hot rows; returns its hot logits. */
+function stepHot(session: InferenceSession, ids: number[]): Float32Array {
+  session.prefill(ids);
+  return hotHead(session).hotLogits(0);
 }
 
 const available = wasmArena() !== null;
@@ -48,10 +60,11 @@ describe('hot-row LM head', { skip: available ? false : 'needs the WebAssembly k
   it('finds the large rows by the gap in row norms, and none in a model trained on every token', async () => {
     const { config, params, hot } = await partlyTrained(0.05);
     const weights = new InferenceWeights(config, params);
-    assert.deepEqual(Array.from(weights.hotHead?.ids ?? []), hot);
+    assert.deepEqual(Array.from(weights.hotRows?.ids ?? []), hot);
+    assert.equal(weights.headStrategy, 'hot-rows');
     const seed = await loadModelDir(fixture('seed-tiny'));
     const seedWeights = new InferenceWeights(seed.config, seed.params);
-    assert.equal(seedWeights.hotHead, null, 'seed-tiny has no gap in its row norms');
+    assert.equal(seedWeights.hotRows, null, 'seed-tiny has no gap in its row norms');
     assert.equal(findHotRows(new Float32Array(4 * 2).fill(1), 4, 2), null, 'equal rows: no hot set');
   });
 
@@ -62,19 +75,19 @@ describe('hot-row LM head', { skip: available ? false : 'needs the WebAssembly k
     assert.ok(shared?.hot, 'the shared head carries the hot rows');
     assert.deepEqual(Array.from(shared.hot.ids), hot);
     const adopted = new InferenceWeights(config, params, { head: shared });
-    assert.equal(adopted.hotHead, shared.hot, 'the hot rows were found or packed again');
+    assert.equal(adopted.hotRows, shared.hot, 'the hot rows were found or packed again');
     const own = new InferenceWeights(config, params);
     const a = new InferenceSession(own);
     const b = new InferenceSession(adopted);
-    assert.ok(b.hasHotHead, 'the adopted hot head is usable');
+    assert.equal(b.lmHead.name, 'hot-rows', 'the adopted hot rows are used');
     let worst = 0;
-    let la = Float32Array.from(a.prefillHot([5, 6, 7]));
-    let lb = b.prefillHot([5, 6, 7]);
+    let la = Float32Array.from(stepHot(a, [5, 6, 7]));
+    let lb = stepHot(b, [5, 6, 7]);
     for (let step = 0; step < 10; step++) {
       for (let i = 0; i < la.length; i++) worst = Math.max(worst, Math.abs(la[i] - lb[i]));
-      worst = Math.max(worst, Math.abs(a.coldBound() - b.coldBound()));
-      la = Float32Array.from(a.stepHot(step * 7));
-      lb = b.stepHot(step * 7);
+      worst = Math.max(worst, Math.abs(hotHead(a).coldBound(0) - hotHead(b).coldBound(0)));
+      la = Float32Array.from(stepHot(a, [step * 7]));
+      lb = stepHot(b, [step * 7]);
     }
     console.log(`own vs adopted hot head: largest abs diff of hot logits and cold bounds ${worst}`);
     assert.equal(worst, 0);
@@ -87,16 +100,16 @@ describe('hot-row LM head', { skip: available ? false : 'needs the WebAssembly k
     const rng = new Rng(3);
     let maxDiff = 0;
     let tightest = Number.POSITIVE_INFINITY;
-    let hotLogits = session.prefillHot([1, 2, 3]);
+    let hotLogits = stepHot(session, [1, 2, 3]);
     for (let step = 0; step < 60; step++) {
       const hotCopy = Float32Array.from(hotLogits);
-      const bound = session.coldBound();
-      const full = session.completeLogits();
+      const bound = hotHead(session).coldBound(0);
+      const full = session.lmHead.logits(0);
       for (let i = 0; i < hot.length; i++) maxDiff = Math.max(maxDiff, Math.abs(full[hot[i]] - hotCopy[i]));
       for (let v = 0; v < full.length; v++) {
         if (!isHot.has(v)) tightest = Math.min(tightest, bound - full[v]);
       }
-      hotLogits = session.stepHot(Math.floor(rng.random() * config.vocabSize));
+      hotLogits = stepHot(session, [Math.floor(rng.random() * config.vocabSize)]);
     }
     console.log(
       `hot vs full logits: largest abs diff ${maxDiff}; smallest margin under the cold bound ${tightest}`,
@@ -133,31 +146,41 @@ describe('hot-row LM head', { skip: available ? false : 'needs the WebAssembly k
     }
   });
 
-  it('the sampler declines (-1) exactly when the k-th hot logit does not clear the cold bound', async () => {
+  it('top-k comes from the hot rows exactly when the k-th hot logit clears the cold bound, else from the full head', async () => {
     const { config, params } = await partlyTrained(COLD_LOOSE);
     const { hot: session } = pair(config, params);
-    const ids = session.weights.hotHead?.ids;
-    assert.ok(ids);
-    const scratch = new SamplerScratch(config.vocabSize);
-    const params5 = { temperature: 1, topK: 5, topP: 1, repetitionPenalty: 1 };
+    const head = hotHead(session);
+    const ids = new Int32Array(5);
+    const values = new Float64Array(5);
     let declined = 0;
     let decided = 0;
-    let logits = session.prefillHot([9]);
+    let logits = stepHot(session, [9]);
     for (let step = 0; step < 60; step++) {
-      const bound = session.coldBound();
+      const bound = head.coldBound(0);
       const fifth = Float32Array.from(logits).sort().reverse()[4];
-      const id = sampleHotToken(logits, ids, bound, params5, 0.5, scratch);
+      assert.ok(head.top(0, 5, ids, values), `step ${step}: no answer`);
+      const source = head.lastSource;
       assert.equal(
-        id < 0,
-        !(fifth > bound),
-        `step ${step}: 5th hot logit ${fifth}, bound ${bound}, got ${id}`,
+        source === 'hot-rows',
+        fifth > bound,
+        `step ${step}: 5th hot logit ${fifth}, bound ${bound}, answered by ${source}`,
       );
-      if (id < 0) declined++;
-      else decided++;
-      logits = session.stepHot(step % config.vocabSize);
+      const full = head.logits(0);
+      const want = Array.from(full.keys())
+        .sort((a, b) => full[b] - full[a] || a - b)
+        .slice(0, 5);
+      assert.deepEqual(Array.from(ids), want, `step ${step}: top 5 ids`);
+      assert.deepEqual(
+        Array.from(values),
+        want.map((v) => full[v]),
+        `step ${step}: top 5 values`,
+      );
+      if (source === 'hot-rows') decided++;
+      else declined++;
+      logits = stepHot(session, [step % config.vocabSize]);
     }
     console.log(
-      `coldScale ${COLD_LOOSE}, top-5: ${decided} steps decided from the hot rows, ${declined} declined`,
+      `coldScale ${COLD_LOOSE}, top-5: ${decided} steps decided from the hot rows, ${declined} by the full head`,
     );
     assert.ok(declined > 0 && decided > 0, 'both outcomes were exercised');
   });

@@ -1,5 +1,5 @@
-// Top-k from the head's group maxima: InferenceSession.topLogits returns exactly the ids and values a top-k over
-// all V logits returns (ties to the lower id), and generation draws the same tokens through it.
+// Top-k from the head's group maxima (the full head) and from the int8 screen: LmHead.top returns exactly the ids
+// and values a top-k over all V logits returns (ties to the lower id), and generation draws the same tokens.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { GPTConfig } from '../../src/engine/config.js';
@@ -64,16 +64,17 @@ describe('top-k from group maxima', { skip: available ? false : 'needs the WebAs
       [130, 12],
     ]) {
       const { config, params } = randomModel(V, C, V);
-      const session = new InferenceSession(new InferenceWeights(config, params));
+      const session = new InferenceSession(new InferenceWeights(config, params, { lmHead: 'full' }));
+      const head = session.lmHead;
       const groups = Math.ceil(Math.ceil(V / 16) / 4);
-      assert.equal(session.topLimit, groups);
+      assert.equal(head.topLimit, groups);
       const ids = new Int32Array(groups);
       const values = new Float64Array(groups);
       const ks = [...new Set([1, 2, 5, 40, groups].filter((k) => k <= groups))];
       let logits = session.prefill([1, 2, 3]);
       for (let step = 0; step < 12; step++) {
         for (const k of ks) {
-          assert.ok(session.topLogits(k, ids, values), `V ${V} k ${k}: topLogits declined`);
+          assert.ok(head.top(0, k, ids, values), `V ${V} k ${k}: top declined`);
           const want = scanTop(logits, k);
           assert.deepEqual(Array.from(ids.subarray(0, k)), want.ids, `V ${V} step ${step} k ${k}: ids`);
           assert.deepEqual(
@@ -83,16 +84,12 @@ describe('top-k from group maxima', { skip: available ? false : 'needs the WebAs
           );
           compared += k;
           if (k === 40) {
-            candidates += session.lastTopCandidates;
+            candidates += head.lastCandidates;
             steps++;
           }
         }
-        assert.equal(
-          session.topLogits(groups + 1, ids, values),
-          false,
-          'k above the group count is declined',
-        );
-        assert.equal(session.topLogits(0, ids, values), false, 'k = 0 is declined');
+        assert.equal(head.top(0, groups + 1, ids, values), false, 'k above the group count is declined');
+        assert.equal(head.top(0, 0, ids, values), false, 'k = 0 is declined');
         logits = session.step((step * 37) % V);
       }
     }
@@ -111,7 +108,7 @@ describe('top-k from group maxima', { skip: available ? false : 'needs the WebAs
     const ids = new Int32Array(47);
     const values = new Float64Array(47);
     const logits = session.prefill([5]);
-    assert.ok(session.topLogits(47, ids, values));
+    assert.ok(session.lmHead.top(0, 47, ids, values));
     assert.deepEqual(Array.from(ids), scanTop(logits, 47).ids);
     // Now make every real logit negative: the last group's maximum must come from ids < 3001, not the padding.
     const { config: c2, params: p2 } = randomModel(3001, 16, 8);
@@ -134,9 +131,9 @@ describe('top-k from group maxima', { skip: available ? false : 'needs the WebAs
     for (let v = 0; v < 3001; v++) if (l3[v] > 0) positives++;
     assert.equal(positives, 0, 'every real logit is now ≤ 0');
     // Greedy (k = 1) would find no logit ≥ the padding's 0 and fall back to a full scan if it were counted.
-    assert.ok(s3.topLogits(1, ids, values), 'greedy declined: the padding rows set the cut');
+    assert.ok(s3.lmHead.top(0, 1, ids, values), 'greedy declined: the padding rows set the cut');
     assert.deepEqual([ids[0], values[0]], [scanTop(l3, 1).ids[0], scanTop(l3, 1).values[0]]);
-    assert.ok(s3.topLogits(47, ids, values));
+    assert.ok(s3.lmHead.top(0, 47, ids, values));
     const want = scanTop(l3, 47);
     assert.deepEqual(Array.from(ids), want.ids);
     assert.ok(
@@ -153,11 +150,15 @@ describe('top-k from group maxima', { skip: available ? false : 'needs the WebAs
     const values = new Float64Array(16);
     const s = new InferenceSession(new InferenceWeights(config, bad));
     s.prefill([1]);
-    assert.equal(s.topLogits(5, ids, values), false, 'a NaN head weight must send sampling to the full scan');
+    assert.equal(
+      s.lmHead.top(0, 5, ids, values),
+      false,
+      'a NaN head weight must send sampling to the full scan',
+    );
     const good = new InferenceSession(new InferenceWeights(config, params));
-    assert.equal(good.topLogits(5, ids, values), false, 'nothing run yet');
+    assert.equal(good.lmHead.top(0, 5, ids, values), false, 'nothing run yet');
     good.prefill([1]);
-    assert.ok(good.topLogits(5, ids, values));
+    assert.ok(good.lmHead.top(0, 5, ids, values));
   });
 
   it('generation draws the tokens a full scan draws (sampled and greedy, seeded), screened or not', () => {
@@ -177,21 +178,23 @@ describe('int8 screening head', { skip: available ? false : 'needs the WebAssemb
     ]) {
       const { config, params } = randomModel(V, C, V + C);
       const weights = new InferenceWeights(config, params);
-      assert.ok(weights.screenHead, `V ${V}: no screening head`);
+      assert.ok(weights.screenRows, `V ${V}: no screening head`);
       const screened = new InferenceSession(weights);
-      const full = new InferenceSession(weights);
+      const full = new InferenceSession(new InferenceWeights(config, params, { lmHead: 'full' }));
       const groups = Math.ceil(V / 64);
-      assert.equal(screened.screenLimit, groups);
+      assert.equal(screened.lmHead.name, 'int8-screen');
+      assert.equal(screened.lmHead.topLimit, groups);
       const ids = new Int32Array(groups);
       const values = new Float64Array(groups);
       const want = new Int32Array(groups);
       const wantValues = new Float64Array(groups);
-      screened.prefillScreened([1, 2, 3]);
+      screened.prefill([1, 2, 3]);
       full.prefill([1, 2, 3]);
       for (let step = 0; step < 15; step++) {
         for (const k of [1, 3, 50, groups]) {
-          assert.ok(screened.screenedTop(k, ids, values), `V ${V} k ${k}: screening declined`);
-          assert.ok(full.topLogits(k, want, wantValues));
+          assert.ok(screened.lmHead.top(0, k, ids, values), `V ${V} k ${k}: no answer`);
+          assert.equal(screened.lmHead.lastSource, 'int8-screen', `V ${V} k ${k}: screening declined`);
+          assert.ok(full.lmHead.top(0, k, want, wantValues));
           assert.deepEqual(
             Array.from(ids.subarray(0, k)),
             Array.from(want.subarray(0, k)),
@@ -204,13 +207,13 @@ describe('int8 screening head', { skip: available ? false : 'needs the WebAssemb
           );
           compared += k;
           if (k === 50) {
-            candidates += screened.lastTopCandidates;
+            candidates += screened.lmHead.lastCandidates;
             steps++;
           }
         }
-        assert.equal(screened.screenedTop(groups + 1, ids, values), false, 'k above the group count');
+        assert.equal(screened.lmHead.top(0, groups + 1, ids, values), false, 'k above the group count');
         const next = (step * 101) % V;
-        screened.stepScreened(next);
+        screened.step(next);
         full.step(next);
       }
     }
@@ -231,23 +234,23 @@ describe('int8 screening head', { skip: available ? false : 'needs the WebAssemb
       for (let v = 0; v < V; v++)
         for (let c = 0; c < C; c++)
           params[t.offset + v * C + c] = base[c] + (v % 7 === 0 ? 0 : 1e-5 * (rng.random() - 0.5));
-    const weights = new InferenceWeights(config, params);
-    const screened = new InferenceSession(weights);
-    const full = new InferenceSession(weights);
+    const screened = new InferenceSession(new InferenceWeights(config, params));
+    const full = new InferenceSession(new InferenceWeights(config, params, { lmHead: 'full' }));
     const ids = new Int32Array(64);
     const values = new Float64Array(64);
     const want = new Int32Array(64);
     const wantValues = new Float64Array(64);
-    screened.prefillScreened([7]);
+    screened.prefill([7]);
     full.prefill([7]);
     for (const k of [1, 10, 64]) {
-      assert.ok(screened.screenedTop(k, ids, values));
-      assert.ok(full.topLogits(k, want, wantValues));
+      assert.ok(screened.lmHead.top(0, k, ids, values));
+      assert.equal(screened.lmHead.lastSource, 'int8-screen');
+      assert.ok(full.lmHead.top(0, k, want, wantValues));
       assert.deepEqual(Array.from(ids.subarray(0, k)), Array.from(want.subarray(0, k)), `k ${k}`);
       assert.deepEqual(Array.from(values.subarray(0, k)), Array.from(wantValues.subarray(0, k)), `k ${k}`);
     }
-    console.log(`near-ties: ${screened.lastTopCandidates} of ${V} rows computed in f32, same top 64`);
-    assert.ok(screened.lastTopCandidates > 1000, 'the cut should have kept the indistinguishable rows');
+    console.log(`near-ties: ${screened.lmHead.lastCandidates} of ${V} rows computed in f32, same top 64`);
+    assert.ok(screened.lmHead.lastCandidates > 1000, 'the cut should have kept the indistinguishable rows');
   });
 
   it('is shared with workers (adopted, not quantised again), and declined for non-finite weights', () => {
@@ -256,26 +259,27 @@ describe('int8 screening head', { skip: available ? false : 'needs the WebAssemb
     const shared = owner.sharedHead;
     assert.ok(shared?.screen, 'the shared head carries the screening head');
     const adopted = new InferenceWeights(config, params, { head: shared });
-    assert.equal(adopted.screenHead, shared.screen);
+    assert.equal(adopted.screenRows, shared.screen);
     const a = new InferenceSession(owner);
     const b = new InferenceSession(adopted);
     const ia = new Int32Array(8);
     const va = new Float64Array(8);
     const ib = new Int32Array(8);
     const vb = new Float64Array(8);
-    a.prefillScreened([3, 4]);
-    b.prefillScreened([3, 4]);
-    assert.ok(a.screenedTop(8, ia, va) && b.screenedTop(8, ib, vb));
+    a.prefill([3, 4]);
+    b.prefill([3, 4]);
+    assert.ok(a.lmHead.top(0, 8, ia, va) && b.lmHead.top(0, 8, ib, vb));
+    assert.equal(b.lmHead.lastSource, 'int8-screen');
     assert.deepEqual(Array.from(ib), Array.from(ia));
     assert.deepEqual(Array.from(vb), Array.from(va));
     const bad = Float32Array.from(params);
     for (const t of headTensors(config)) bad[t.offset + 1000 * 16 + 5] = Number.POSITIVE_INFINITY;
     const s = new InferenceSession(new InferenceWeights(config, bad));
-    s.prefillScreened([3]);
+    s.prefill([3]);
     assert.equal(
-      s.screenedTop(5, ia, va),
+      s.lmHead.top(0, 5, ia, va),
       false,
-      'an infinite head weight must send sampling to the full head',
+      'an infinite head weight must send sampling to a full scan',
     );
   });
 });

@@ -1,0 +1,219 @@
+// The int8 screen: every row scored from an int8 copy of the head with a bounded error, f32 logits only for
+// the rows that can still be among the k largest.
+import type { WasmArena } from '../wasm/runtime.js';
+import type { FullHead } from './full.js';
+import { TOP_GROUP } from './group-top.js';
+import type { LmHead } from './lm-head.js';
+
+/** Vocabularies from this size get an int8 screening head (below it the f32 head is cheap anyway). */
+export const SCREEN_MIN_VOCAB = 4096;
+
+/**
+ * An int8 copy of the LM head (one scale per row) in WebAssembly memory. Byte offsets; rows padded to whole
+ * 64-row groups, channels to C2 = C rounded up to even (zeros).
+ */
+export interface ScreenRows {
+  /** int8 [rows/4][C2/2][4 rows][2 channels]. */
+  q: number;
+  /** f32 [rows]: w[v, c] ≈ scale[v]·q[v, c] with |error| ≤ scale[v]/2. */
+  scale: number;
+  groups: number;
+  C2: number;
+  /** Largest row scale. */
+  maxScale: number;
+  /** Largest Σ_c |scale[v]·q[v, c]| over the rows. */
+  maxL1: number;
+  /** Largest |w[v, c]|. */
+  maxAbs: number;
+}
+
+/**
+ * Largest |m[c]| of the int16 input: 127·|m|·C2 must stay below 2^31 so the kernel's int32 sums are exact
+ * (32767 up to C2 = 516; less for wider models).
+ */
+export function screenInputMax(C2: number): number {
+  return Math.min(32767, Math.floor((2 ** 31 - 1) / (127 * C2)));
+}
+
+/** Quantises the head [V, C] row by row into `arena` (see ScreenRows); `owner` frees it when collected. */
+export function packScreenRows(
+  arena: WasmArena,
+  w: Float32Array,
+  V: number,
+  C: number,
+  owner: object | null,
+): ScreenRows {
+  const groups = Math.ceil(V / TOP_GROUP);
+  const rows = groups * TOP_GROUP;
+  const C2 = C + (C & 1);
+  const alloc = (bytes: number): number => {
+    const ptr = arena.alloc(bytes);
+    if (owner) arena.freeWith(owner, ptr, bytes);
+    return ptr;
+  };
+  const qPtr = alloc(rows * C2);
+  const scalePtr = alloc(rows * 4);
+  const q = arena.i8(qPtr, rows * C2);
+  const scale = arena.f32(scalePtr, rows);
+  q.fill(0);
+  scale.fill(0);
+  let maxScale = 0;
+  let maxL1 = 0;
+  let maxAbs = 0;
+  for (let v = 0; v < V; v++) {
+    const row = v * C;
+    let amax = 0;
+    for (let c = 0; c < C; c++) amax = Math.max(amax, Math.abs(w[row + c]));
+    if (amax === 0) continue;
+    const s = amax / 127;
+    let l1 = 0;
+    const base = (v >> 2) * 4 * C2 + (v & 3) * 2;
+    for (let c = 0; c < C; c++) {
+      const qc = Math.max(-127, Math.min(127, Math.round(w[row + c] / s)));
+      q[base + (c >> 1) * 8 + (c & 1)] = qc;
+      l1 += Math.abs(qc);
+    }
+    scale[v] = s;
+    // The kernel multiplies by the float32 scale: bound with what it uses.
+    maxScale = Math.max(maxScale, scale[v], s);
+    maxL1 = Math.max(maxL1, scale[v] * l1);
+    maxAbs = Math.max(maxAbs, amax);
+  }
+  return { q: qPtr, scale: scalePtr, groups, C2, maxScale, maxL1, maxAbs };
+}
+
+/**
+ * Screens every row from the int8 copy, then computes in f32 (through the full head's own kernel chain,
+ * so the values are bit-identical) only the rows that can be among the k largest: every row's score a[v] is
+ * within E of its logit (E bounds the weights' and the input's rounding and the float slack), so with T the
+ * k-th largest group maximum of the scores, k rows have logits ≥ T − E and no row scoring below T − 2E can
+ * be among the top k.
+ */
+export class ScreenedHead implements LmHead {
+  readonly name = 'int8-screen';
+  private readonly C: number;
+  private readonly rowsPad: number;
+  private readonly approxPtr: number;
+  private readonly rowApprox: Float32Array[];
+  private readonly gmaxPtr: number;
+  private readonly rowGmax: Float32Array[];
+  private readonly inPtr: number;
+  private readonly rowIn: Int16Array[];
+  private readonly inScale: Float64Array;
+  private readonly errs: Float64Array;
+  /** 1 when row r was screened (finite, non-zero input). */
+  private readonly screened: Uint8Array;
+  private readonly exactPtr: number;
+  private candidates = 0;
+  lastSource: LmHead['name'] | 'none' = 'none';
+
+  constructor(
+    private readonly arena: WasmArena,
+    readonly screen: ScreenRows,
+    private readonly full: FullHead,
+    owner: object,
+  ) {
+    this.C = full.matrix.nEmbd;
+    const capacity = full.capacity;
+    const { groups, C2 } = screen;
+    this.rowsPad = groups * TOP_GROUP;
+    const alloc = (bytes: number): number => {
+      const ptr = arena.alloc(bytes);
+      arena.freeWith(owner, ptr, bytes);
+      return ptr;
+    };
+    this.approxPtr = alloc(capacity * this.rowsPad * 4);
+    this.gmaxPtr = alloc(capacity * groups * 4);
+    this.inPtr = alloc(capacity * C2 * 2);
+    this.exactPtr = alloc(this.rowsPad * 4);
+    this.rowApprox = [];
+    this.rowGmax = [];
+    this.rowIn = [];
+    for (let r = 0; r < capacity; r++) {
+      this.rowApprox.push(arena.f32(this.approxPtr + r * this.rowsPad * 4, this.rowsPad));
+      this.rowGmax.push(arena.f32(this.gmaxPtr + r * groups * 4, groups));
+      const m = arena.i16(this.inPtr + r * C2 * 2, C2);
+      m.fill(0);
+      this.rowIn.push(m);
+    }
+    this.inScale = new Float64Array(capacity);
+    this.errs = new Float64Array(capacity);
+    this.screened = new Uint8Array(capacity);
+  }
+
+  get topLimit(): number {
+    return this.screen.groups;
+  }
+
+  get lastCandidates(): number {
+    return this.candidates;
+  }
+
+  score(h: Float32Array, n: number): void {
+    this.full.score(h, n);
+    const { C, screen: sh } = this;
+    const mMax = screenInputMax(sh.C2);
+    for (let r = 0; r < n; r++) {
+      this.screened[r] = 0;
+      let hmax = 0;
+      let l1 = 0;
+      let finite = true;
+      for (let c = r * C; c < (r + 1) * C; c++) {
+        const a = Math.abs(h[c]);
+        if (!(a <= Number.MAX_VALUE)) finite = false;
+        if (a > hmax) hmax = a;
+        l1 += a;
+      }
+      if (!finite || hmax === 0) continue;
+      const hScale = hmax / mMax;
+      const m = this.rowIn[r];
+      for (let c = 0; c < C; c++) m[c] = Math.round(h[r * C + c] / hScale);
+      this.inScale[r] = hScale;
+      this.errs[r] =
+        0.5 * sh.maxScale * l1 +
+        0.5 * hScale * sh.maxL1 +
+        2 ** -20 * (C + 8) * (sh.maxAbs * l1 + sh.maxL1 * hmax);
+      this.arena.kernels.screenHead(
+        this.rowApprox[r].byteOffset,
+        this.rowGmax[r].byteOffset,
+        sh.q,
+        sh.scale,
+        m.byteOffset,
+        hScale,
+        sh.groups,
+        sh.C2,
+      );
+      this.screened[r] = 1;
+    }
+  }
+
+  top(r: number, k: number, ids: Int32Array, values: Float64Array): boolean {
+    const search = this.full.search;
+    if (!search || !this.screened[r] || k < 1 || k > this.screen.groups || !this.full.matrix.finite) {
+      const ok = this.full.top(r, k, ids, values);
+      this.candidates = this.full.lastCandidates;
+      this.lastSource = this.full.lastSource;
+      return ok;
+    }
+    const approx = this.rowApprox[r];
+    const gmax = this.rowGmax[r];
+    search.fixLastGroup(approx, gmax);
+    const cut = search.kthGroupMax(gmax.byteOffset, k) - 2 * this.errs[r];
+    const n = search.collect(approx.byteOffset, gmax.byteOffset, cut);
+    if (n < k) {
+      const ok = this.full.top(r, k, ids, values);
+      this.candidates = this.full.lastCandidates;
+      this.lastSource = this.full.lastSource;
+      return ok;
+    }
+    this.full.rows(r, search.candPtr, n, this.exactPtr);
+    search.take(this.exactPtr, n, k, ids, values);
+    this.candidates = n;
+    this.lastSource = 'int8-screen';
+    return true;
+  }
+
+  logits(r: number): Float32Array {
+    return this.full.logits(r);
+  }
+}

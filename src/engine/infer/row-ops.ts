@@ -1,0 +1,110 @@
+// The forward pass's row operations besides the products: layer norm, GELU, residual add, one query's attention.
+import { geluForward, layernormForward } from '../ops.js';
+
+/** The forward pass's row operations; buffers are plain arrays or views of WebAssembly memory alike. */
+export interface RowOps {
+  /** out[n, C] = LayerNorm(inp[n, C])·w + b. */
+  layerNorm(
+    out: Float32Array,
+    inp: Float32Array,
+    w: Float32Array,
+    b: Float32Array,
+    n: number,
+    C: number,
+    eps: number,
+  ): void;
+  /** out[i] = gelu_new(inp[i]) for i < count. */
+  gelu(out: Float32Array, inp: Float32Array, count: number): void;
+  /** x[i] += y[i] for i < count. */
+  add(x: Float32Array, y: Float32Array, count: number): void;
+  /**
+   * One query row against T cached positions, every head: out[o + h·hs + i] = Σ_t softmax_t(q_h·k_t/√hs)·v_t[i],
+   * with q at q[qOff + h·hs], k_t and v_t at row t of keys/values [maxT, C].
+   */
+  attend(
+    out: Float32Array,
+    o: number,
+    q: Float32Array,
+    qOff: number,
+    keys: Float32Array,
+    values: Float32Array,
+    T: number,
+    NH: number,
+    hs: number,
+  ): void;
+}
+
+/** The reference row operations in plain loops (what ops.ts computes for training). */
+export class JsRowOps implements RowOps {
+  private mean: Float32Array;
+  private rstd: Float32Array;
+  private scores: Float32Array;
+
+  constructor(maxRows: number, maxT: number) {
+    this.mean = new Float32Array(maxRows);
+    this.rstd = new Float32Array(maxRows);
+    this.scores = new Float32Array(maxT);
+  }
+
+  layerNorm(
+    out: Float32Array,
+    inp: Float32Array,
+    w: Float32Array,
+    b: Float32Array,
+    n: number,
+    C: number,
+    eps: number,
+  ): void {
+    layernormForward(out, this.mean, this.rstd, inp, w, b, n, C, eps);
+  }
+
+  gelu(out: Float32Array, inp: Float32Array, count: number): void {
+    geluForward(out, inp, count);
+  }
+
+  add(x: Float32Array, y: Float32Array, count: number): void {
+    for (let i = 0; i < count; i++) x[i] += y[i];
+  }
+
+  attend(
+    out: Float32Array,
+    o: number,
+    q: Float32Array,
+    qOff: number,
+    keys: Float32Array,
+    values: Float32Array,
+    T: number,
+    NH: number,
+    hs: number,
+  ): void {
+    const C = NH * hs;
+    const scale = 1 / Math.sqrt(hs);
+    const scores = this.scores;
+    for (let h = 0; h < NH; h++) {
+      const qh = qOff + h * hs;
+      let max = Number.NEGATIVE_INFINITY;
+      for (let t = 0; t < T; t++) {
+        const k = t * C + h * hs;
+        let s = 0;
+        for (let i = 0; i < hs; i++) s += q[qh + i] * keys[k + i];
+        s *= scale;
+        scores[t] = s;
+        if (s > max) max = s;
+      }
+      let sum = 0;
+      for (let t = 0; t < T; t++) {
+        const e = Math.exp(scores[t] - max);
+        scores[t] = e;
+        sum += e;
+      }
+      const inv = 1 / sum;
+      const oh = o + h * hs;
+      for (let i = 0; i < hs; i++) out[oh + i] = 0;
+      for (let t = 0; t < T; t++) {
+        const a = scores[t] * inv;
+        const v = t * C + h * hs;
+        for (let i = 0; i < hs; i++) out[oh + i] += a * values[v + i];
+      }
+    }
+  }
+}

@@ -1,0 +1,142 @@
+// One sequence being decoded (llama2.c's RunState): its KV cache, the pass's scratch and its LM head, all
+// allocated once; next() runs a step and answers what the sampler needs from it.
+import type { LmHead } from '../head/lm-head.js';
+import type { WasmArena } from '../wasm/runtime.js';
+import { forward, KvCache, RunBuffers } from './forward.js';
+import { JsRowOps, type RowOps } from './row-ops.js';
+import type { InferenceWeights } from './weights.js';
+
+/** A prompt runs through the model this many positions at a time (the scratch is sized for it). */
+const PREFILL_CHUNK = 256;
+
+/** Allocates float buffers in the arena (freed once `owner` is collected), or on the JS heap without one. */
+export function floatAllocator(arena: WasmArena | null, owner: object): (floats: number) => Float32Array {
+  if (!arena) return (floats) => new Float32Array(floats);
+  return (floats) => {
+    const bytes = Math.max(4, floats * 4);
+    const ptr = arena.alloc(bytes);
+    arena.freeWith(owner, ptr, bytes);
+    const view = arena.f32(ptr, floats);
+    view.fill(0);
+    return view;
+  };
+}
+
+export class InferenceSession {
+  readonly weights: InferenceWeights;
+  private readonly cache: KvCache;
+  private readonly buffers: RunBuffers;
+  private readonly ops: RowOps;
+  private readonly head: LmHead;
+  private readonly one = new Int32Array(1);
+  private readonly noIds = new Int32Array(0);
+  private readonly noValues = new Float64Array(0);
+
+  constructor(weights: InferenceWeights) {
+    this.weights = weights;
+    const { nPositions: maxT } = weights.config;
+    const alloc = floatAllocator(weights.arena, this);
+    this.cache = new KvCache(weights, alloc);
+    const rows = Math.min(maxT, PREFILL_CHUNK);
+    this.buffers = new RunBuffers(weights, rows, alloc);
+    this.buffers.caches.fill(this.cache);
+    this.ops = new JsRowOps(rows, maxT);
+    this.head = weights.createHead(1, this);
+  }
+
+  /** Number of positions already in the cache. */
+  get position(): number {
+    return this.cache.position;
+  }
+
+  /** Positions left in the context. */
+  get remaining(): number {
+    return this.weights.config.nPositions - this.cache.position;
+  }
+
+  /** This session's LM head (for tests and the bench). */
+  get lmHead(): LmHead {
+    return this.head;
+  }
+
+  /** Forgets the sequence; the cache is overwritten by the next call. */
+  reset(): void {
+    this.cache.position = 0;
+  }
+
+  /**
+   * Feeds `ids` at the next positions (a prompt, or the one token just sampled) and answers for the position
+   * after them: with k > 0, the k largest logits sorted descending (ties to the lower id) into ids/values and
+   * null; otherwise, or when the head cannot tell, all V logits (a buffer reused by the next call).
+   */
+  next(ids: ArrayLike<number>, k: number, topIds: Int32Array, topValues: Float64Array): Float32Array | null {
+    this.run(ids);
+    this.head.score(this.buffers.h, 1);
+    if (k > 0 && this.head.top(0, k, topIds, topValues)) return null;
+    return this.head.logits(0);
+  }
+
+  /** Runs `ids` at positions [position, position + n) and returns the logits of the last one (reused buffer). */
+  prefill(ids: ArrayLike<number>): Float32Array {
+    return this.next(ids, 0, this.noIds, this.noValues) as Float32Array;
+  }
+
+  /** Feeds one token at the next position and returns the logits for the position after it. */
+  step(id: number): Float32Array {
+    this.one[0] = id;
+    if (this.one[0] !== id)
+      throw new RangeError(`token id ${id} is outside [0, ${this.weights.config.vocabSize})`);
+    return this.prefill(this.one);
+  }
+
+  /** Full logits [n, V] for every position of `ids` from position 0 (for tests and evaluation). */
+  allLogits(ids: ArrayLike<number>): Float32Array {
+    const { vocabSize: V, nEmbd: C } = this.weights.config;
+    this.reset();
+    const n = ids.length;
+    const out = new Float32Array(n * V);
+    const b = this.buffers;
+    for (let r0 = 0; r0 < n; r0 += b.rows) {
+      const rows = Math.min(b.rows, n - r0);
+      this.forwardRows(Array.prototype.slice.call(ids, r0, r0 + rows), rows, 'all');
+      for (let r = 0; r < rows; r++) {
+        // The head scores one row at a time: row r of h copied to the front, where row 0 is read.
+        for (let c = 0; c < C; c++) b.xn[c] = b.h[r * C + c];
+        this.head.score(b.xn, 1);
+        out.set(this.head.logits(0), (r0 + r) * V);
+      }
+    }
+    return out;
+  }
+
+  /** Runs ids through the model in chunks of the scratch's rows; h row 0 is the last position's final norm. */
+  private run(ids: ArrayLike<number>): void {
+    const n = ids.length;
+    if (n === 0) throw new RangeError('prefill needs at least one token');
+    const maxT = this.weights.config.nPositions;
+    if (this.cache.position + n > maxT) {
+      throw new RangeError(
+        `context full: ${this.cache.position} + ${n} positions exceed the context of ${maxT}`,
+      );
+    }
+    const rows = this.buffers.rows;
+    if (n <= rows) {
+      this.forwardRows(ids, n, 'last');
+      return;
+    }
+    for (let r0 = 0; r0 < n; r0 += rows)
+      this.forwardRows(
+        Array.prototype.slice.call(ids, r0, Math.min(n, r0 + rows)),
+        Math.min(rows, n - r0),
+        'last',
+      );
+  }
+
+  private forwardRows(ids: ArrayLike<number>, n: number, head: 'last' | 'all'): void {
+    const b = this.buffers;
+    const start = this.cache.position;
+    for (let r = 0; r < n; r++) b.positions[r] = start + r;
+    forward(this.weights, this.ops, b, ids, n, n > 1, head);
+    this.cache.position = start + n;
+  }
+}
