@@ -1,7 +1,9 @@
-// Loads a model directory for inference: weights, config and (when present) the tokenizer.
+// Loads a model for inference: a model directory (Hugging Face layout) or a GPT-2 GGUF file, with its tokenizer.
+import { statSync } from 'node:fs';
 import type { GPTConfig } from '../engine/config.js';
 import { InferenceWeights } from '../engine/inference.js';
 import { loadModelDir } from '../io/checkpoint.js';
+import { loadGgufModel } from '../io/gguf.js';
 import { Gpt2Tokenizer } from '../tokenizer/gpt2-bpe.js';
 
 export interface LoadedModel {
@@ -10,12 +12,30 @@ export interface LoadedModel {
   tokenizer: Gpt2Tokenizer | null;
 }
 
+/** Whether `path` names a GGUF file (rather than a model directory). */
+export function isGgufFile(path: string): boolean {
+  try {
+    return statSync(path).isFile() && path.toLowerCase().endsWith('.gguf');
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A model directory or a .gguf file (whose Q8_0 matrices stay Q8_0); `quantize` 'q8_0' quantises float32
+ * matrices at load.
+ */
 export async function loadInferenceModel(
-  dir: string,
-  options: { requireTokenizer: boolean },
+  path: string,
+  options: { requireTokenizer: boolean; quantize?: 'q8_0' },
 ): Promise<LoadedModel> {
-  const loaded = await loadModelDir(dir, { requireTokenizer: options.requireTokenizer });
-  const weights = new InferenceWeights(loaded.config, loaded.params);
+  if (isGgufFile(path)) {
+    const g = await loadGgufModel(path);
+    const weights = new InferenceWeights(g.config, g.params ?? g.source, { quantize: options.quantize });
+    return { config: weights.config, weights, tokenizer: new Gpt2Tokenizer(g.tokenizerData) };
+  }
+  const loaded = await loadModelDir(path, { requireTokenizer: options.requireTokenizer });
+  const weights = new InferenceWeights(loaded.config, loaded.params, { quantize: options.quantize });
   const tokenizer = loaded.tokenizerData ? new Gpt2Tokenizer(loaded.tokenizerData) : null;
   return { config: weights.config, weights, tokenizer };
 }

@@ -8,5 +8,7 @@ export {
   InferenceWeights,
   type InferenceWeightsOptions,
   type LayerWeights,
+  type ModelSource,
   type SharedHead,
+  type TensorData,
 } from './infer/weights.js';

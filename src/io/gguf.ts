@@ -1,8 +1,12 @@
-// GGUF v3 export of our GPT-2 (all F32) for llama.cpp / Ollama / node-llama-cpp, and a reader for checks.
+// GGUF v3 for llama.cpp / Ollama / node-llama-cpp: export of our GPT-2 (F32, or Q8_0 matrices), the reader,
+// and loading a GPT-2 GGUF (F32, F16, BF16, Q8_0 tensors) for our engine, checked against its own header.
 import { readFile } from 'node:fs/promises';
 import type { GPTConfig } from '../engine/config.js';
 import { validateConfig } from '../engine/config.js';
-import { parameterLayout } from '../engine/layout.js';
+import { f16Bits, halfToFloat } from '../engine/formats/half.js';
+import { Q8_BLOCK, Q8_BLOCK_BYTES, q8Eligible, quantizeQ8_0 } from '../engine/formats/q8-0.js';
+import type { ModelSource, TensorData } from '../engine/inference.js';
+import { parameterLayout, type TensorSpec } from '../engine/layout.js';
 import { EOS_TOKEN } from '../tokenizer/gpt2-bpe.js';
 import { writeFileAtomic } from './atomic.js';
 import type { TokenizerData } from './tokenizer-files.js';
@@ -28,8 +32,27 @@ export const GgufType = {
   FLOAT64: 12,
 } as const;
 
-/** ggml tensor types we write or recognise. */
-export const GgmlType = { F32: 0, F16: 1 } as const;
+/** ggml tensor types we write or read. */
+export const GgmlType = { F32: 0, F16: 1, Q8_0: 8, BF16: 30 } as const;
+
+/** general.file_type values (llama_ftype) for what we write: all F32, mostly F16, mostly Q8_0. */
+const FILE_TYPE = { f32: 0, f16: 1, q8_0: 7 } as const;
+
+/** Bytes of a tensor of `type` with ggml dims `dims`, or null for a type this reader does not know. */
+export function ggmlTensorBytes(type: number, dims: readonly number[]): number | null {
+  const count = dims.reduce((a, b) => a * b, 1);
+  if (type === GgmlType.F32) return 4 * count;
+  if (type === GgmlType.F16 || type === GgmlType.BF16) return 2 * count;
+  if (type === GgmlType.Q8_0)
+    return dims.length > 0 && dims[0] % Q8_BLOCK === 0 ? (count / Q8_BLOCK) * Q8_BLOCK_BYTES : null;
+  return null;
+}
+
+const TYPE_NAMES: Record<number, string> = { 0: 'F32', 1: 'F16', 8: 'Q8_0', 30: 'BF16' };
+
+function typeName(type: number): string {
+  return TYPE_NAMES[type] ?? `ggml type ${type}`;
+}
 
 /** llama.cpp token types. */
 const TOKEN_TYPE_NORMAL = 1;
@@ -63,6 +86,8 @@ export interface GgufFile {
   dataOffset: number;
   /** F32 data of one tensor (a copy), in ggml order (row-major over the reversed dims). */
   tensorData(name: string): Float32Array;
+  /** The stored bytes of one tensor (a view of the file's bytes), whatever its type. */
+  tensorBytes(name: string): Uint8Array;
 }
 
 export interface GgufExportOptions {
@@ -71,6 +96,16 @@ export interface GgufExportOptions {
   tokenizerData: TokenizerData;
   /** general.name (default "tiny-llm"). */
   name?: string;
+  /**
+   * The matrices (the four products of each block, the token embedding and an untied output) as 'q8_0' (where
+   * their rows split into 32-blocks, as llama.cpp's own Q8_0 files) or 'f16'; the rest stays F32.
+   */
+  quantize?: 'q8_0' | 'f16';
+}
+
+/** Whether a layout tensor is one of the matrices a quantised export stores in the smaller type. */
+function isMatrix(spec: TensorSpec): boolean {
+  return spec.conv1d || spec.hfName === 'transformer.wte.weight' || spec.hfName === 'lm_head.weight';
 }
 
 /** Serializes the model as GGUF bytes (see exportGguf). */
@@ -90,7 +125,7 @@ export function ggufBytes(options: GgufExportOptions): Uint8Array {
   const metadata: Array<[string, TypedValue]> = [
     ['general.architecture', str('gpt2')],
     ['general.name', str(options.name ?? 'tiny-llm')],
-    ['general.file_type', u32(0)], // 0 = all F32
+    ['general.file_type', u32(FILE_TYPE[options.quantize ?? 'f32'])],
     ['general.alignment', u32(GGUF_ALIGNMENT)],
     ['gpt2.context_length', u32(config.nPositions)],
     ['gpt2.embedding_length', u32(config.nEmbd)],
@@ -110,13 +145,26 @@ export function ggufBytes(options: GgufExportOptions): Uint8Array {
   ];
 
   // Tensors in layout order; Conv1D weights [in, out] become [out, in] (what ggml_mul_mat expects).
-  const tensors: Array<{ name: string; dims: number[]; data: Float32Array; offset: number }> = [];
+  const tensors: Array<{ name: string; dims: number[]; type: number; data: Uint8Array; offset: number }> = [];
   let dataSize = 0;
   for (const t of layout.tensors) {
     const src = options.params.subarray(t.offset, t.offset + t.size);
     const rowMajorShape = t.conv1d ? [t.shape[1], t.shape[0]] : t.shape;
-    const data = t.conv1d ? transpose(src, t.shape[0], t.shape[1]) : src;
-    tensors.push({ name: t.ggufName, dims: [...rowMajorShape].reverse(), data, offset: dataSize });
+    let type: number = GgmlType.F32;
+    let data: Uint8Array;
+    const [rows, cols] = rowMajorShape;
+    if (options.quantize === 'q8_0' && isMatrix(t) && q8Eligible(cols)) {
+      type = GgmlType.Q8_0;
+      data = t.conv1d ? quantizeQ8_0(src, rows, cols, 1, rows) : quantizeQ8_0(src, rows, cols, cols, 1);
+    } else {
+      const f = t.conv1d ? transpose(src, t.shape[0], t.shape[1]) : src;
+      if (options.quantize === 'f16' && isMatrix(t)) {
+        type = GgmlType.F16;
+        const h = Uint16Array.from(f, f16Bits);
+        data = new Uint8Array(h.buffer);
+      } else data = new Uint8Array(f.buffer, f.byteOffset, f.byteLength);
+    }
+    tensors.push({ name: t.ggufName, dims: [...rowMajorShape].reverse(), type, data, offset: dataSize });
     dataSize = alignUp(dataSize + data.byteLength, GGUF_ALIGNMENT);
   }
 
@@ -134,16 +182,14 @@ export function ggufBytes(options: GgufExportOptions): Uint8Array {
     w.string(t.name);
     w.u32(t.dims.length);
     for (const d of t.dims) w.u64(d);
-    w.u32(GgmlType.F32);
+    w.u32(t.type);
     w.u64(t.offset);
   }
   const header = w.finish();
   const dataOffset = alignUp(header.byteLength, GGUF_ALIGNMENT);
   const out = new Uint8Array(dataOffset + dataSize);
   out.set(header, 0);
-  for (const t of tensors) {
-    out.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), dataOffset + t.offset);
-  }
+  for (const t of tensors) out.set(t.data, dataOffset + t.offset);
   return out;
 }
 
@@ -380,8 +426,11 @@ export function parseGguf(buf: Uint8Array, file: string): GgufFile {
   }
 
   const tensors: GgufTensorInfo[] = [];
+  const seen = new Set<string>();
   for (let i = 0; i < tensorCount; i++) {
     const name = string(`tensor ${i} name`);
+    if (seen.has(name)) fail(`tensor ${name} is listed twice`);
+    seen.add(name);
     const nDims = u32(`${name} dimension count`);
     if (nDims > 4) fail(`tensor ${name} has ${nDims} dimensions (ggml allows at most 4)`);
     const dims: number[] = [];
@@ -395,13 +444,14 @@ export function parseGguf(buf: Uint8Array, file: string): GgufFile {
   const alignment = typeof alignmentValue === 'number' ? alignmentValue : GGUF_ALIGNMENT;
   const dataOffset = alignUp(pos, alignment);
   const byName = new Map(tensors.map((t) => [t.name, t]));
+  if (!Number.isInteger(alignment) || alignment < 1 || alignment > 1 << 16)
+    fail(`general.alignment ${alignment} is not a usable alignment`);
   for (const t of tensors) {
     if (t.offset % alignment !== 0)
       fail(`tensor ${t.name} offset ${t.offset} is not aligned to ${alignment}`);
-    if (t.type === GgmlType.F32) {
-      const end = dataOffset + t.offset + 4 * t.dims.reduce((a, b) => a * b, 1);
-      if (end > buf.byteLength) fail(`tensor ${t.name} data runs past the end of the file`);
-    }
+    const bytes = ggmlTensorBytes(t.type, t.dims);
+    if (bytes !== null && dataOffset + t.offset + bytes > buf.byteLength)
+      fail(`tensor ${t.name} (${typeName(t.type)}, ${bytes} bytes) runs past the end of the file`);
   }
 
   const tensorData = (name: string): Float32Array => {
@@ -412,5 +462,204 @@ export function parseGguf(buf: Uint8Array, file: string): GgufFile {
     const start = dataOffset + t.offset;
     return new Float32Array(buf.slice(start, start + 4 * count).buffer);
   };
-  return { version, metadata, tensors, alignment, dataOffset, tensorData };
+  const tensorBytes = (name: string): Uint8Array => {
+    const t = byName.get(name);
+    if (!t) return fail(`no tensor ${name}`);
+    const bytes = ggmlTensorBytes(t.type, t.dims);
+    if (bytes === null)
+      return fail(`tensor ${name} has ${typeName(t.type)} data, which this reader does not know`);
+    const start = dataOffset + t.offset;
+    return buf.subarray(start, start + bytes);
+  };
+  return { version, metadata, tensors, alignment, dataOffset, tensorData, tensorBytes };
+}
+
+/** A GPT-2 GGUF loaded for our engine. */
+export interface GgufModel {
+  file: string;
+  config: GPTConfig;
+  tokenizerData: TokenizerData;
+  /** 'q8_0' when any matrix is stored as Q8_0 (it stays so in memory), else 'f32' (F16/BF16 converted once). */
+  format: 'f32' | 'q8_0';
+  /** The layout's flat float32 buffer when format is 'f32', else null. */
+  params: Float32Array | null;
+  /** Every tensor as the engine takes it (see InferenceWeights): Q8_0 blocks as stored, the rest float32. */
+  source: ModelSource;
+}
+
+/** The shortest decimal with the same float32 value (1e-5 for the float32 nearest 1e-5, as it was written). */
+function shortestFloat32(x: number): number {
+  for (let p = 1; p < 10; p++) {
+    const v = Number(x.toPrecision(p));
+    if (Math.fround(v) === x) return v;
+  }
+  return x;
+}
+
+/** A required integer hyper-parameter. */
+function intKey(g: GgufFile, key: string, fail: (msg: string) => never): number {
+  const v = g.metadata.get(key);
+  const n = typeof v === 'bigint' ? Number(v) : v;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n <= 0)
+    fail(`${key} is ${v === undefined ? 'missing' : `not a positive integer (${String(v)})`}`);
+  return n as number;
+}
+
+/** float32 values of a stored F32, F16 or BF16 tensor (a new array), or of Q8_0 blocks. */
+function toFloats(bytes: Uint8Array, type: number, count: number): Float32Array {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const out = new Float32Array(count);
+  if (type === GgmlType.F32) for (let i = 0; i < count; i++) out[i] = view.getFloat32(4 * i, true);
+  else if (type === GgmlType.F16)
+    for (let i = 0; i < count; i++) out[i] = halfToFloat(view.getUint16(2 * i, true));
+  else if (type === GgmlType.BF16) {
+    const u = new Uint32Array(out.buffer);
+    for (let i = 0; i < count; i++) u[i] = view.getUint16(2 * i, true) << 16;
+  } else {
+    // Q8_0: each block's f16 scale times its int8 values, rounded to float32 as ggml dequantises.
+    for (let b = 0; b < count / Q8_BLOCK; b++) {
+      const d = halfToFloat(view.getUint16(b * Q8_BLOCK_BYTES, true));
+      for (let i = 0; i < Q8_BLOCK; i++) out[b * Q8_BLOCK + i] = d * view.getInt8(b * Q8_BLOCK_BYTES + 2 + i);
+    }
+  }
+  return out;
+}
+
+/**
+ * Loads a GGUF file of GPT-2 architecture (as llama.cpp's converter or our export writes it): the hyper-parameters,
+ * the tokenizer, and every tensor, checked against the header (architecture, each tensor present with the shape
+ * the hyper-parameters give, a type we read, its bytes inside the file) before anything is sized from it.
+ * Q8_0 matrices stay Q8_0 (never expanded to float32); F16/BF16 tensors are converted to float32 once.
+ * Errors name the file and the reason.
+ */
+export async function loadGgufModel(file: string): Promise<GgufModel> {
+  return ggufModel(new Uint8Array(await readFile(file)), file);
+}
+
+/** loadGgufModel over bytes already read. */
+export function ggufModel(bytes: Uint8Array, file: string): GgufModel {
+  const fail = (msg: string): never => {
+    throw new Error(`${file}: ${msg}`);
+  };
+  const g = parseGguf(bytes, file);
+  const arch = g.metadata.get('general.architecture');
+  if (arch !== 'gpt2') fail(`architecture is ${JSON.stringify(arch ?? null)}, not gpt2`);
+  const nEmbd = intKey(g, 'gpt2.embedding_length', fail);
+  const nLayer = intKey(g, 'gpt2.block_count', fail);
+  const nHead = intKey(g, 'gpt2.attention.head_count', fail);
+  const nPositions = intKey(g, 'gpt2.context_length', fail);
+  const ff = g.metadata.get('gpt2.feed_forward_length');
+  if (ff !== undefined && Number(ff) !== 4 * nEmbd)
+    fail(`gpt2.feed_forward_length is ${ff}, GPT-2 needs 4 × ${nEmbd}`);
+  const epsValue = g.metadata.get('gpt2.attention.layer_norm_epsilon');
+  const eps = typeof epsValue === 'number' ? shortestFloat32(epsValue) : 1e-5;
+  const embd = g.tensors.find((t) => t.name === 'token_embd.weight');
+  if (!embd) return fail('no tensor token_embd.weight');
+  if (embd.dims.length !== 2 || embd.dims[0] !== nEmbd)
+    fail(`token_embd.weight has dims [${embd.dims}], expected [${nEmbd}, vocabulary]`);
+  const vocabSize = embd.dims[1];
+
+  const tokens = g.metadata.get('tokenizer.ggml.tokens');
+  const mergesValue = g.metadata.get('tokenizer.ggml.merges');
+  if (g.metadata.get('tokenizer.ggml.model') !== 'gpt2')
+    fail('tokenizer.ggml.model is not gpt2 (byte-level BPE)');
+  if (!Array.isArray(tokens) || tokens.some((t) => typeof t !== 'string'))
+    return fail('tokenizer.ggml.tokens is missing or not a list of strings');
+  if (tokens.length !== vocabSize)
+    fail(`the tokenizer has ${tokens.length} tokens but token_embd.weight holds ${vocabSize} rows`);
+  if (!Array.isArray(mergesValue) || mergesValue.some((m) => typeof m !== 'string'))
+    return fail('tokenizer.ggml.merges is missing or not a list of strings');
+  const vocab: Record<string, number> = {};
+  (tokens as string[]).forEach((t, id) => {
+    if (Object.hasOwn(vocab, t)) fail(`token ${JSON.stringify(t)} appears twice in tokenizer.ggml.tokens`);
+    vocab[t] = id;
+  });
+  const merges = (mergesValue as string[]).map((m, i): [string, string] => {
+    const at = m.indexOf(' ');
+    if (at <= 0 || at === m.length - 1 || m.indexOf(' ', at + 1) >= 0)
+      fail(`merge ${i} ${JSON.stringify(m)} is not two tokens separated by one space`);
+    return [m.slice(0, at), m.slice(at + 1)];
+  });
+  const types = g.metadata.get('tokenizer.ggml.token_type');
+  const specialTokens = Array.isArray(types)
+    ? (tokens as string[]).filter((_, i) => Number(types[i]) === 3)
+    : undefined;
+  const tokenId = (key: string): number => {
+    const v = g.metadata.get(key);
+    if (v === undefined) {
+      const eos = vocab[EOS_TOKEN];
+      return eos === undefined ? fail(`${key} is missing and there is no ${EOS_TOKEN} token`) : eos;
+    }
+    const id = Number(v);
+    if (!Number.isInteger(id) || id < 0 || id >= vocabSize) fail(`${key} ${String(v)} is not a token id`);
+    return id;
+  };
+
+  const byName = new Map(g.tensors.map((t) => [t.name, t]));
+  let config: GPTConfig;
+  try {
+    config = validateConfig({
+      vocabSize,
+      nPositions,
+      nEmbd,
+      nLayer,
+      nHead,
+      layerNormEpsilon: eps,
+      tieWordEmbeddings: !byName.has('output.weight'),
+      bosTokenId: tokenId('tokenizer.ggml.bos_token_id'),
+      eosTokenId: tokenId('tokenizer.ggml.eos_token_id'),
+    });
+  } catch (e) {
+    return fail(e instanceof Error ? e.message : String(e));
+  }
+  const layout = parameterLayout(config);
+  // Every tensor of the layout, with the dims and a type we read: checked before anything is allocated.
+  let anyQ8 = false;
+  for (const spec of layout.tensors) {
+    const t = byName.get(spec.ggufName);
+    if (!t) fail(`no tensor ${spec.ggufName}`);
+    const info = t as GgufTensorInfo;
+    const rowMajor = spec.conv1d ? [spec.shape[1], spec.shape[0]] : spec.shape;
+    const want = [...rowMajor].reverse();
+    if (info.dims.length !== want.length || info.dims.some((d, i) => d !== want[i]))
+      fail(`tensor ${spec.ggufName} has dims [${info.dims}], expected [${want}]`);
+    const known = [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0] as number[];
+    if (!known.includes(info.type))
+      fail(`tensor ${spec.ggufName} is ${typeName(info.type)}; this engine reads F32, F16, BF16 and Q8_0`);
+    if (info.type === GgmlType.Q8_0) {
+      if (ggmlTensorBytes(info.type, info.dims) === null)
+        fail(`tensor ${spec.ggufName} is Q8_0 but its rows of ${info.dims[0]} do not split into 32-blocks`);
+      if (want.length === 2 && spec.hfName !== 'transformer.wpe.weight') anyQ8 = true;
+    }
+  }
+  const stored = (spec: TensorSpec) => byName.get(spec.ggufName) as GgufTensorInfo;
+  /** float32 in the layout's orientation (Conv1D weights back to [in, out]). */
+  const floats = (spec: TensorSpec): Float32Array => {
+    const f = toFloats(g.tensorBytes(spec.ggufName), stored(spec).type, spec.size);
+    return spec.conv1d ? transpose(f, spec.shape[1], spec.shape[0]) : f;
+  };
+  const matrices = new Set(['transformer.wte.weight', 'lm_head.weight']);
+  const source: ModelSource = {
+    tensor(hfName: string): TensorData {
+      const spec = layout.byName.get(hfName);
+      if (!spec) return fail(`no tensor for ${hfName}`);
+      const t = stored(spec);
+      if (t.type === GgmlType.Q8_0 && (spec.conv1d || matrices.has(hfName)))
+        return { format: 'q8_0', blocks: g.tensorBytes(spec.ggufName) };
+      return { format: 'f32', data: floats(spec) };
+    },
+  };
+  let params: Float32Array | null = null;
+  if (!anyQ8) {
+    params = new Float32Array(layout.total);
+    for (const spec of layout.tensors) params.set(floats(spec), spec.offset);
+  }
+  return {
+    file,
+    config,
+    tokenizerData: { vocab, merges, specialTokens },
+    format: anyQ8 ? 'q8_0' : 'f32',
+    params,
+    source,
+  };
 }

@@ -119,9 +119,9 @@ describe('multi-v512 (3 layers, 4 heads) against transformers', async () => {
     const tmp = mkdtempSync(join(tmpdir(), 'tiny-llm-save-'));
     after(() => rmSync(tmp, { recursive: true, force: true }));
     const out = join(tmp, 'model');
-    await saveModelDir(out, { config, params: weights.params, tokenizerData: null });
+    await saveModelDir(out, { config, params: weights.params!, tokenizerData: null });
     const again = await load(out);
-    assert.equal(maxAbsDiff(again.params, weights.params), 0);
+    assert.equal(maxAbsDiff(again.params, weights.params!), 0);
     const ids = ref.cases[1].input_ids;
     assert.equal(
       maxAbsDiff(

@@ -78,7 +78,7 @@ describe('WebAssembly kernels', () => {
       arena.f32(xPtr, C).set(x);
       arena.kernels.lmHead(outPtr, xPtr, head.ptr, head.blocks, C);
       const expected = new Float32Array(V);
-      matmulTransposedForward(expected, x, weights.views.lmHead, 1, C, V);
+      matmulTransposedForward(expected, x, weights.views!.lmHead, 1, C, V);
       const diff = maxAbsDiff(arena.f32(outPtr, V), expected);
       worst = Math.max(worst, diff);
       assert.ok(diff <= 1e-5, `V ${V} C ${C}: diff ${diff}`);
@@ -112,7 +112,7 @@ describe('WebAssembly kernels', () => {
       const head = weights.packedHead;
       assert.ok(head);
       const packed: Float32Array = arena.f32(head.ptr, head.blocks * 16 * C);
-      const w = weights.views.lmHead;
+      const w = weights.views!.lmHead;
       for (let r = 0; r < head.blocks * 16; r++) {
         for (let c = 0; c < C; c++) {
           const want = r < V ? w[r * C + c] : 0;
@@ -144,7 +144,7 @@ describe('WebAssembly kernels', () => {
         return Math.sqrt(sum);
       });
       const want = findHotRows(
-        weights.views.lmHead.map((_, i) => scaled[i]),
+        weights.views!.lmHead.map((_, i) => scaled[i]),
         V,
         C,
       );
@@ -337,7 +337,7 @@ describe('WebAssembly kernels', () => {
     const params = randomArray(rng, parameterLayout(config).total, 0.3);
     const simd = new InferenceSession(new InferenceWeights(config, params));
     assert.ok(
-      simd.weights.arena?.owns(simd.weights.views.layers[0].qkvw),
+      simd.weights.arena?.owns(simd.weights.views!.layers[0].qkvw),
       'the SIMD weights live in the arena',
     );
     setWasmKernelsEnabled(false);

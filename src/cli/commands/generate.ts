@@ -3,11 +3,13 @@ import { randomInt } from 'node:crypto';
 import { InferenceSession } from '../../engine/inference.js';
 import { generate } from '../../generate/generate.js';
 import { type Command, numberArg, parseCommandArgs, requireArg, UsageError } from '../command.js';
-import { loadInferenceModel } from '../load-model.js';
+import { isGgufFile, loadInferenceModel } from '../load-model.js';
 
 const usage = `usage: tiny-llm generate --model-dir D (--prompt P | --prompt-ids 1,2,3) [options]
 
-  --model-dir D            model directory (Hugging Face layout)
+  --model-dir D            model directory (Hugging Face layout), or a GPT-2 .gguf file (F32, F16, Q8_0)
+  --model-file F           a GPT-2 .gguf file (same as --model-dir F.gguf)
+  --quantize q8_0          quantise the float32 matrices to Q8_0 at load (int8 weights, int8 products)
   --prompt P               prompt text (needs the tokenizer files in D)
   --prompt-ids 1,2,3       prompt as token ids (D may lack tokenizer files; then no text is printed)
   --max-new-tokens N       tokens to generate (default 50)
@@ -35,6 +37,8 @@ export const command: Command = {
   async run(argv) {
     const { values } = parseCommandArgs(argv, {
       'model-dir': { type: 'string' },
+      'model-file': { type: 'string' },
+      quantize: { type: 'string' },
       prompt: { type: 'string' },
       'prompt-ids': { type: 'string' },
       'max-new-tokens': { type: 'string' },
@@ -47,7 +51,14 @@ export const command: Command = {
       'no-eos': { type: 'boolean' },
       json: { type: 'boolean' },
     });
-    const modelDir = requireArg('model-dir', values['model-dir']);
+    if (values['model-dir'] !== undefined && values['model-file'] !== undefined)
+      throw new UsageError('give one of --model-dir or --model-file, not both');
+    const modelDir = values['model-file'] ?? requireArg('model-dir', values['model-dir']);
+    if (values['model-file'] !== undefined && !isGgufFile(modelDir))
+      throw new UsageError(`--model-file must name a .gguf file, got "${modelDir}"`);
+    const quantize = values.quantize;
+    if (quantize !== undefined && quantize !== 'q8_0')
+      throw new UsageError(`--quantize must be q8_0, got "${quantize}"`);
     if ((values.prompt === undefined) === (values['prompt-ids'] === undefined)) {
       throw new UsageError('give exactly one of --prompt or --prompt-ids');
     }
@@ -66,7 +77,7 @@ export const command: Command = {
     if (values.prompt !== undefined && values.prompt.length === 0)
       throw new UsageError('--prompt must not be empty');
 
-    const model = await loadInferenceModel(modelDir, { requireTokenizer: promptIdsArg === null });
+    const model = await loadInferenceModel(modelDir, { requireTokenizer: promptIdsArg === null, quantize });
     const { tokenizer, config } = model;
     if (stop.length > 0 && !tokenizer) throw new UsageError(`--stop needs tokenizer files in ${modelDir}`);
     const promptIds = promptIdsArg ?? tokenizer!.encode(values.prompt!);

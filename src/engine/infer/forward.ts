@@ -71,14 +71,14 @@ export function forward(
   const { vocabSize: V, nEmbd: C, nHead: NH, layerNormEpsilon: eps } = w.config;
   const hs = C / NH;
   const { x, xn, qkv, atty, proj, fch, fchGelu, caches, positions } = b;
-  const { wte, wpe } = w.views;
+  const wpe = w.wpe;
   for (let r = 0; r < n; r++) {
     const id = ids[r];
     if (!(Number.isInteger(id) && id >= 0 && id < V))
       throw new RangeError(`token id ${id} is outside [0, ${V})`);
-    const e = id * C;
+    w.embed(id, x, r * C);
     const p = positions[r] * C;
-    for (let c = 0; c < C; c++) x[r * C + c] = wte[e + c] + wpe[p + c];
+    for (let c = 0; c < C; c++) x[r * C + c] += wpe[p + c];
   }
   for (let l = 0; l < w.layers.length; l++) {
     const layer = w.layers[l];
@@ -110,7 +110,7 @@ export function forward(
     else layer.fcProj.rows(proj, fchGelu, n);
     ops.add(x, proj, n * C);
   }
-  const { lnfw, lnfb } = w.views;
+  const { lnfw, lnfb } = w;
   if (head === 'all') {
     ops.layerNorm(b.h, x, lnfw, lnfb, n, C, eps);
     return;

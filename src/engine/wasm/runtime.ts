@@ -49,6 +49,35 @@ export interface KernelExports {
   packHeadRows(dst: number, src: number, rows: number, C: number, norms: number): void;
   hotRows(norms: number, n: number, minRatio: number, ids: number, coldMax: number, work: number): number;
   packHeadSubset(dst: number, head: number, ids: number, count: number, C: number): void;
+  q8Quantize(xq: number, xd: number, x: number, n: number, IC: number): void;
+  q8Gemv(
+    out: number,
+    ldo: number,
+    gmax: number,
+    gstride: number,
+    xq: number,
+    xd: number,
+    w: number,
+    wd: number,
+    bias: number,
+    n: number,
+    IC: number,
+    q0: number,
+    q1: number,
+    plain: boolean,
+  ): void;
+  q8Rows(
+    vals: number,
+    xq: number,
+    xd: number,
+    w: number,
+    wd: number,
+    ids: number,
+    count: number,
+    IC: number,
+    plain: boolean,
+  ): void;
+  relaxedDotWorks(): number;
 }
 
 const PAGE = 65536;
@@ -65,6 +94,11 @@ export class WasmArena {
   readonly kernels: KernelExports;
   readonly memory: WebAssembly.Memory;
   readonly module: WebAssembly.Module;
+  /**
+   * Whether the int8 kernels may use relaxed SIMD's dot product: the relaxed build, on an engine whose
+   * instruction computes what the proposal defines (Node 20's experimental one does not).
+   */
+  readonly relaxedDot: boolean;
   private readonly top: Int32Array; // [0]: end of the used part, shared by every arena over this memory
   private readonly freeBySize = new Map<number, number[]>();
   private readonly buffers = new WeakSet<ArrayBufferLike>();
@@ -89,6 +123,7 @@ export class WasmArena {
     this.buffers.add(this.memory.buffer);
     const instance = new WebAssembly.Instance(module, { env: { memory: this.memory } });
     this.kernels = instance.exports as unknown as KernelExports;
+    this.relaxedDot = this.kernels.relaxedDotWorks() === 1;
   }
 
   /** Reserves `bytes` (rounded up to 64) and returns the offset. */

@@ -1036,3 +1036,225 @@ export function packHeadSubset(dst: usize, head: usize, ids: usize, count: i32, 
     }
   }
 }
+
+// ---- Q8_0 weights (GGUF's layout: blocks of 32 int8 with one scale, along each row of the [out, in] matrix) ----
+
+/** Weights per Q8_0 block. */
+const QK: i32 = 32;
+
+/** f32 → f16 → f32, rounding to nearest even (what GGML_FP32_TO_FP16 stores for a block's scale). */
+function roundToHalf(x: f32): f32 {
+  const bits = reinterpret<u32>(x);
+  const sign = bits & 0x80000000;
+  const a = reinterpret<f32>(bits & 0x7fffffff);
+  // From 65512 (halfway to the next power of two, a tie that goes to the even infinity) values overflow.
+  if (!(a < 65512)) return (bits & 0x7fffffff) > 0x7f800000 ? x : reinterpret<f32>(sign | 0x7f800000);
+  // Below 2^-14 halves are subnormal, spaced 2^-24: a + 0.5 (whose ulp is 2^-24) rounds onto that grid.
+  if (a < 6.103515625e-5) {
+    const m: f32 = 0.5;
+    return reinterpret<f32>(sign | reinterpret<u32>(a + m - m));
+  }
+  // Normal halves keep 10 mantissa bits: round the low 13 bits of the f32 mantissa to even.
+  const ab = reinterpret<u32>(a);
+  const r = (ab + 0xfff + ((ab >> 13) & 1)) & 0xffffe000;
+  return reinterpret<f32>(sign | r);
+}
+
+/**
+ * Quantises n rows of IC floats at x to Q8_0 blocks as llama.cpp does for a product's input: per block of 32,
+ * d = amax / 127 (stored at xd rounded to f16, as a float), q = round-to-nearest-even(x · 127 / amax) as int8 at
+ * xq [n][IC]. IC is a multiple of 32.
+ */
+export function q8Quantize(xq: usize, xd: usize, x: usize, n: i32, IC: i32): void {
+  const NB = IC / QK;
+  let px = x;
+  let pq = xq;
+  let pd = xd;
+  for (let r = 0; r < n; r++) {
+    for (let b = 0; b < NB; b++) {
+      const v0 = v128.load(px);
+      const v1 = v128.load(px, 16);
+      const v2 = v128.load(px, 32);
+      const v3 = v128.load(px, 48);
+      const v4 = v128.load(px, 64);
+      const v5 = v128.load(px, 80);
+      const v6 = v128.load(px, 96);
+      const v7 = v128.load(px, 112);
+      let m = f32x4.max(f32x4.max(f32x4.abs(v0), f32x4.abs(v1)), f32x4.max(f32x4.abs(v2), f32x4.abs(v3)));
+      m = f32x4.max(
+        m,
+        f32x4.max(f32x4.max(f32x4.abs(v4), f32x4.abs(v5)), f32x4.max(f32x4.abs(v6), f32x4.abs(v7))),
+      );
+      const amax = laneMax(m);
+      const d: f32 = amax / 127;
+      const id = f32x4.splat(amax !== 0 ? <f32>127 / amax : 0);
+      store<f32>(pd, roundToHalf(d));
+      const q0 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v0, id)));
+      const q1 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v1, id)));
+      const q2 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v2, id)));
+      const q3 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v3, id)));
+      const q4 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v4, id)));
+      const q5 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v5, id)));
+      const q6 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v6, id)));
+      const q7 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v7, id)));
+      const lo = i8x16.narrow_i16x8_s(i16x8.narrow_i32x4_s(q0, q1), i16x8.narrow_i32x4_s(q2, q3));
+      const hi = i8x16.narrow_i16x8_s(i16x8.narrow_i32x4_s(q4, q5), i16x8.narrow_i32x4_s(q6, q7));
+      v128.store(pq, lo);
+      v128.store(pq, hi, 16);
+      px += 128;
+      pq += 32;
+      pd += 4;
+    }
+  }
+}
+
+/**
+ * 1 when relaxed_dot_i8x16_i7x16_add gives the dot products the relaxed-SIMD proposal defines on this engine
+ * (Node 20's experimental one doubled them), 0 when it does not, -1 in the build without relaxed SIMD.
+ */
+export function relaxedDotWorks(): i32 {
+  if (!ASC_FEATURE_RELAXED_SIMD) return -1;
+  const a = i8x16(-3, 5, -7, 100, 1, 2, 3, 4, -128, 127, 0, 0, 10, -10, 10, -10);
+  const b = i8x16(2, 3, 4, 5, 1, 1, 1, 1, 1, 1, 1, 1, 100, 100, 50, 50);
+  const d = i32x4.relaxed_dot_i8x16_i7x16_add_s(a, b, i32x4(1, 2, 3, 4));
+  const ok =
+    i32x4.extract_lane(d, 0) === 482 &&
+    i32x4.extract_lane(d, 1) === 12 &&
+    i32x4.extract_lane(d, 2) === 2 &&
+    i32x4.extract_lane(d, 3) === 4;
+  return ok ? 1 : 0;
+}
+
+/**
+ * Σ_b float(Σ_i w[row, b, i]·q[b, i]) · (wd[row, b]·qd[b]) for the four weight rows of one quad over NB blocks:
+ * w holds each block as eight 16-byte groups [row 0: 4 bytes, row 1: 4, row 2: 4, row 3: 4] (group j covers
+ * inputs 4j..4j+3), wd the rows' scales per block, q the input's int8 and qd its scale per block. The blocks
+ * add in order with separate multiplies and adds (no fused rounding). Built with relaxed SIMD and `plain`
+ * false, the input's sign moves onto the weights so the 7-bit operand of relaxed_dot_i8x16_i7x16_add is
+ * |q| ≤ 127 (where its result is defined; a −128 weight would overflow, so callers pass `plain` for matrices
+ * holding one, and where relaxedDotWorks() is not 1); otherwise int16 dot products. Both give the same exact
+ * integer sums, so every build gives the same bits.
+ */
+function q8Dot(w: usize, wd: usize, q: usize, qd: usize, NB: i32, plain: bool): v128 {
+  let acc = f32x4.splat(0);
+  if (ASC_FEATURE_RELAXED_SIMD && !plain) {
+    const zero = i8x16.splat(0);
+    for (let b = 0; b < NB; b++) {
+      let isum = i32x4.splat(0);
+      for (let j = 0; j < 8; j++) {
+        const x = v128.load32_splat(q + ((<usize>j) << 2));
+        const s = i8x16.lt_s(x, zero);
+        const wv = i8x16.sub(v128.xor(v128.load(w + ((<usize>j) << 4)), s), s);
+        isum = i32x4.relaxed_dot_i8x16_i7x16_add_s(wv, i8x16.abs(x), isum);
+      }
+      const scale = f32x4.mul(v128.load(wd), v128.load32_splat(qd));
+      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), scale));
+      w += 128;
+      wd += 16;
+      q += QK;
+      qd += 4;
+    }
+    return acc;
+  }
+  for (let b = 0; b < NB; b++) {
+    let lo = i32x4.splat(0); // [row 0, row 0, row 1, row 1] halves
+    let hi = i32x4.splat(0); // [row 2, row 2, row 3, row 3]
+    for (let j = 0; j < 8; j++) {
+      const x = i16x8.extend_low_i8x16_s(v128.load32_splat(q + ((<usize>j) << 2)));
+      const wv = v128.load(w + ((<usize>j) << 4));
+      lo = i32x4.add(lo, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(wv), x));
+      hi = i32x4.add(hi, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(wv), x));
+    }
+    const isum = i32x4.add(v128.shuffle<i32>(lo, hi, 0, 2, 4, 6), v128.shuffle<i32>(lo, hi, 1, 3, 5, 7));
+    const scale = f32x4.mul(v128.load(wd), v128.load32_splat(qd));
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), scale));
+    w += 128;
+    wd += 16;
+    q += QK;
+    qd += 4;
+  }
+  return acc;
+}
+
+/**
+ * out[r·ldo + o] = bias[o] + Σ_b float(Σ_i w[o, b, i]·xq[r, b, i]) · (wd[o, b]·xd[r, b]) for the n input rows
+ * (quantised by q8Quantize) and the output rows of quads [q0, q1): the weights packed as [OC/4][IC/32][128]
+ * (see q8Dot; `plain` as there), scales wd [OC/4][IC/32][4] f32, bias 0 = none. Each output sums its blocks in order with
+ * separate multiplies and adds (no fused rounding), so every build gives the same bits, and each input row
+ * gets the same result whatever n is. With gmax ≠ 0, gmax[r·gstride + g] also gets each 64-output group's
+ * largest value (quads [q0, q1) must then cover whole groups).
+ */
+export function q8Gemv(
+  out: usize,
+  ldo: i32,
+  gmax: usize,
+  gstride: i32,
+  xq: usize,
+  xd: usize,
+  w: usize,
+  wd: usize,
+  bias: usize,
+  n: i32,
+  IC: i32,
+  q0: i32,
+  q1: i32,
+  plain: bool,
+): void {
+  const NB = IC / QK;
+  const quadBytes = (<usize>NB) << 7;
+  for (let quad = q0; quad < q1; quad++) {
+    const pw0 = w + <usize>quad * quadBytes;
+    const pd0 = wd + ((<usize>quad * <usize>NB) << 4);
+    const bv = bias ? v128.load(bias + ((<usize>quad) << 4)) : f32x4.splat(0);
+    for (let r = 0; r < n; r++) {
+      const px = xq + <usize>r * <usize>IC;
+      const ps = xd + ((<usize>r * <usize>NB) << 2);
+      const acc = q8Dot(pw0, pd0, px, ps, NB, plain);
+      const y = f32x4.add(acc, bv);
+      v128.store(out + ((<usize>r * <usize>ldo + ((<usize>quad) << 2)) << 2), y);
+      if (gmax) {
+        const at = gmax + ((<usize>r * <usize>gstride + <usize>(quad >> 4)) << 2);
+        const m = laneMax(y);
+        if ((quad & 15) === 0 || m > load<f32>(at)) store<f32>(at, m);
+      }
+    }
+  }
+}
+
+/**
+ * vals[i] = output row ids[i] of q8Gemv for one input row (xq, xd), no bias: the same sums in the same order,
+ * so the same bits. vals holds count rounded up to 4 entries.
+ */
+export function q8Rows(
+  vals: usize,
+  xq: usize,
+  xd: usize,
+  w: usize,
+  wd: usize,
+  ids: usize,
+  count: i32,
+  IC: i32,
+  plain: bool,
+): void {
+  const NB = IC / QK;
+  const quadBytes = (<usize>NB) << 7;
+  for (let i = 0; i < count; i++) {
+    const id = load<i32>(ids + ((<usize>i) << 2));
+    const quad = id >> 2;
+    const pw = w + <usize>quad * quadBytes;
+    const pd = wd + ((<usize>quad * <usize>NB) << 4);
+    const acc = q8Dot(pw, pd, xq, xd, NB, plain);
+    const y = f32x4.add(acc, f32x4.splat(0));
+    const lane = id & 3;
+    store<f32>(
+      vals + ((<usize>i) << 2),
+      lane === 0
+        ? f32x4.extract_lane(y, 0)
+        : lane === 1
+          ? f32x4.extract_lane(y, 1)
+          : lane === 2
+            ? f32x4.extract_lane(y, 2)
+            : f32x4.extract_lane(y, 3),
+    );
+  }
+}

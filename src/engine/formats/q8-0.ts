@@ -1,0 +1,342 @@
+// The q8_0 weight format: GGUF's Q8_0 (blocks of 32 int8 weights with one f16 scale along each row of the
+// [out, in] matrix), packed four rows at a time for the SIMD kernels, and products against int8-quantised
+// inputs as llama.cpp computes them (integer dot products per block, then the two scales).
+import type { WasmArena } from '../wasm/runtime.js';
+import { f16Bits, halfToFloat, roundToHalf } from './half.js';
+import type { Linear } from './linear.js';
+
+/** Weights per block. */
+export const Q8_BLOCK = 32;
+/** Bytes per block in GGUF: the f16 scale, then 32 int8. */
+export const Q8_BLOCK_BYTES = 34;
+
+/** Whether a [rows, cols] matrix can be stored as Q8_0 (its rows split into whole blocks). */
+export function q8Eligible(cols: number): boolean {
+  return cols > 0 && cols % Q8_BLOCK === 0;
+}
+
+/** C's roundf: to nearest, halves away from zero. */
+function roundAway(v: number): number {
+  return v < 0 ? -Math.floor(-v + 0.5) : Math.floor(v + 0.5);
+}
+
+/** To nearest, halves to even (SIMD nearest). */
+function roundEven(v: number): number {
+  const r = Math.round(v);
+  return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/**
+ * GGUF Q8_0 blocks of the [rows, cols] matrix whose element (r, c) is src[r·rowStride + c·colStride], quantised as
+ * gguf-py does (d = amax/127 in float32, q = roundf(x · (1/d)), d stored as f16).
+ */
+export function quantizeQ8_0(
+  src: Float32Array,
+  rows: number,
+  cols: number,
+  rowStride: number,
+  colStride: number,
+): Uint8Array {
+  if (!q8Eligible(cols)) throw new RangeError(`Q8_0 needs rows of whole 32-blocks, got ${cols} columns`);
+  const NB = cols / Q8_BLOCK;
+  const out = new Uint8Array(rows * NB * Q8_BLOCK_BYTES);
+  const view = new DataView(out.buffer);
+  const block = new Float32Array(Q8_BLOCK);
+  for (let r = 0; r < rows; r++) {
+    for (let b = 0; b < NB; b++) {
+      let amax = 0;
+      for (let i = 0; i < Q8_BLOCK; i++) {
+        const x = src[r * rowStride + (b * Q8_BLOCK + i) * colStride];
+        block[i] = x;
+        amax = Math.max(amax, Math.abs(block[i]));
+      }
+      const d = Math.fround(amax / 127);
+      const id = d === 0 ? 0 : Math.fround(1 / d);
+      const at = (r * NB + b) * Q8_BLOCK_BYTES;
+      view.setUint16(at, f16Bits(d), true);
+      for (let i = 0; i < Q8_BLOCK; i++) {
+        const q = roundAway(Math.fround(block[i] * id));
+        view.setInt8(at + 2 + i, Math.max(-127, Math.min(127, q)));
+      }
+    }
+  }
+  return out;
+}
+
+/** The floats of GGUF Q8_0 blocks of a [rows, cols] matrix (each d·q rounded to float32, as ggml dequantises). */
+export function dequantizeQ8_0(blocks: Uint8Array, rows: number, cols: number): Float32Array {
+  const NB = cols / Q8_BLOCK;
+  const out = new Float32Array(rows * cols);
+  const view = new DataView(blocks.buffer, blocks.byteOffset, blocks.byteLength);
+  for (let r = 0; r < rows; r++) {
+    for (let b = 0; b < NB; b++) {
+      const at = (r * NB + b) * Q8_BLOCK_BYTES;
+      const d = halfToFloat(view.getUint16(at, true));
+      for (let i = 0; i < Q8_BLOCK; i++) out[r * cols + b * Q8_BLOCK + i] = d * view.getInt8(at + 2 + i);
+    }
+  }
+  return out;
+}
+
+/** Where a packed Q8_0 matrix lies in a shared WebAssembly memory (see Q8Matrix). */
+export interface SharedQ8 {
+  q: number;
+  d: number;
+  wide: boolean;
+}
+
+/**
+ * A Q8_0 matrix [rows, cols] packed for the kernels: weights [rows/4][cols/32][8 groups][4 rows][4 bytes] int8
+ * (four rows side by side, four inputs at a time) and scales [rows/4][cols/32][4 rows] as float32 (the f16
+ * values, exact). Rows past `rows` (to a whole four) are zero.
+ */
+export class Q8Matrix {
+  readonly quads: number;
+  readonly NB: number;
+  /** Bytes a pass over the matrix reads (the GGUF blocks' size). */
+  readonly bytes: number;
+  /** Packed weights and scales: views of the arena's memory, or plain arrays on the pure-JS path. */
+  readonly q: Int8Array;
+  readonly d: Float32Array;
+  /** True when a weight is −128 (never written by llama.cpp or gguf-py): the kernels then avoid relaxed SIMD. */
+  readonly wide: boolean;
+  /** What the kernels' `plain` argument gets: int16 dot products instead of relaxed SIMD's (see q8Block). */
+  readonly plain: boolean;
+  private finiteCache: boolean | null = null;
+
+  /**
+   * Packs GGUF Q8_0 `blocks` of a [rows, cols] matrix (into memory from `alloc`, or plain arrays), or adopts a
+   * packing another thread shared (`shared`, in `arena`'s memory).
+   */
+  constructor(
+    readonly rows: number,
+    readonly cols: number,
+    readonly arena: WasmArena | null,
+    source: { blocks: Uint8Array; alloc: ((bytes: number) => number) | null } | { shared: SharedQ8 },
+  ) {
+    if (!q8Eligible(cols)) throw new RangeError(`Q8_0 needs rows of whole 32-blocks, got ${cols} columns`);
+    this.quads = Math.ceil(rows / 4);
+    this.NB = cols / Q8_BLOCK;
+    this.bytes = rows * this.NB * Q8_BLOCK_BYTES;
+    const qBytes = this.quads * this.NB * 128;
+    const dFloats = this.quads * this.NB * 4;
+    if ('shared' in source) {
+      if (!arena) throw new Error('a shared Q8_0 matrix needs the kernels');
+      this.q = arena.i8(source.shared.q, qBytes);
+      this.d = arena.f32(source.shared.d, dFloats);
+      this.wide = source.shared.wide;
+      this.plain = this.wide || !arena.relaxedDot;
+      return;
+    }
+    const { blocks, alloc } = source;
+    if (blocks.byteLength !== this.bytes)
+      throw new RangeError(`Q8_0 ${rows}×${cols}: ${blocks.byteLength} bytes, expected ${this.bytes}`);
+    if (arena && alloc) {
+      this.q = arena.i8(alloc(qBytes), qBytes);
+      this.d = arena.f32(alloc(dFloats * 4), dFloats);
+    } else {
+      this.q = new Int8Array(qBytes);
+      this.d = new Float32Array(dFloats);
+    }
+    this.q.fill(0);
+    this.d.fill(0);
+    const view = new DataView(blocks.buffer, blocks.byteOffset, blocks.byteLength);
+    let wide = false;
+    const NB = this.NB;
+    for (let r = 0; r < rows; r++) {
+      const quad = r >> 2;
+      const lane = r & 3;
+      for (let b = 0; b < NB; b++) {
+        const at = (r * NB + b) * Q8_BLOCK_BYTES;
+        this.d[(quad * NB + b) * 4 + lane] = halfToFloat(view.getUint16(at, true));
+        const base = (quad * NB + b) * 128 + lane * 4;
+        for (let i = 0; i < Q8_BLOCK; i++) {
+          const w = view.getInt8(at + 2 + i);
+          if (w === -128) wide = true;
+          this.q[base + (i >> 2) * 16 + (i & 3)] = w;
+        }
+      }
+    }
+    this.wide = wide;
+    this.plain = wide || !arena?.relaxedDot;
+  }
+
+  /** Where the packing lies, for another thread (see SharedQ8). */
+  get shared(): SharedQ8 {
+    return { q: this.q.byteOffset, d: this.d.byteOffset, wide: this.wide };
+  }
+
+  /** Whether every scale is finite. */
+  get finite(): boolean {
+    if (this.finiteCache === null) {
+      let ok = true;
+      for (let i = 0; i < this.d.length && ok; i++) ok = Number.isFinite(this.d[i]);
+      this.finiteCache = ok;
+    }
+    return this.finiteCache;
+  }
+
+  /** Row r dequantised into out[off .. off + cols) (a token embedding lookup). */
+  rowInto(r: number, out: Float32Array, off: number): void {
+    const { NB, q, d } = this;
+    const quad = r >> 2;
+    const lane = r & 3;
+    for (let b = 0; b < NB; b++) {
+      const s = d[(quad * NB + b) * 4 + lane];
+      const base = (quad * NB + b) * 128 + lane * 4;
+      for (let i = 0; i < Q8_BLOCK; i++) out[off + b * Q8_BLOCK + i] = s * q[base + (i >> 2) * 16 + (i & 3)];
+    }
+  }
+
+  /** The Q8_0 blocks again, as GGUF stores them (for export). */
+  blocks(): Uint8Array {
+    const { rows, NB, q, d } = this;
+    const out = new Uint8Array(this.bytes);
+    const view = new DataView(out.buffer);
+    for (let r = 0; r < rows; r++) {
+      const quad = r >> 2;
+      const lane = r & 3;
+      for (let b = 0; b < NB; b++) {
+        const at = (r * NB + b) * Q8_BLOCK_BYTES;
+        view.setUint16(at, f16Bits(d[(quad * NB + b) * 4 + lane]), true);
+        const base = (quad * NB + b) * 128 + lane * 4;
+        for (let i = 0; i < Q8_BLOCK; i++) view.setInt8(at + 2 + i, q[base + (i >> 2) * 16 + (i & 3)]);
+      }
+    }
+    return out;
+  }
+
+  /**
+   * The q8Gemv kernel in plain JS, the same operations in the same order (float32 rounding after each):
+   * out[r·ldo + o] for the n inputs quantised into xq/xd and every output row.
+   */
+  gemvJs(
+    out: Float32Array,
+    ldo: number,
+    xq: Int8Array,
+    xd: Float32Array,
+    bias: Float32Array | null,
+    n: number,
+  ): void {
+    const { NB, q, d, rows, cols } = this;
+    const f = Math.fround;
+    for (let o = 0; o < rows; o++) {
+      const quad = o >> 2;
+      const lane = o & 3;
+      for (let r = 0; r < n; r++) {
+        let acc = 0;
+        for (let b = 0; b < NB; b++) {
+          const base = (quad * NB + b) * 128 + lane * 4;
+          const xb = r * cols + b * Q8_BLOCK;
+          let isum = 0;
+          for (let i = 0; i < Q8_BLOCK; i++) isum += q[base + (i >> 2) * 16 + (i & 3)] * xq[xb + i];
+          acc = f(acc + f(isum * f(d[(quad * NB + b) * 4 + lane] * xd[r * NB + b])));
+        }
+        out[r * ldo + o] = f(acc + (bias ? bias[o] : 0));
+      }
+    }
+  }
+}
+
+/**
+ * Quantises n rows of cols floats (x from xOff) as q8Quantize does: per block of 32, d = amax/127 rounded to f16
+ * into xd, q = round-half-even(x · 127/amax) into xq.
+ */
+export function quantizeInputJs(
+  xq: Int8Array,
+  xd: Float32Array,
+  x: Float32Array,
+  xOff: number,
+  n: number,
+  cols: number,
+): void {
+  const NB = cols / Q8_BLOCK;
+  const f = Math.fround;
+  for (let r = 0; r < n; r++) {
+    for (let b = 0; b < NB; b++) {
+      const at = xOff + r * cols + b * Q8_BLOCK;
+      let amax = 0;
+      for (let i = 0; i < Q8_BLOCK; i++) amax = Math.max(amax, Math.abs(x[at + i]));
+      xd[r * NB + b] = roundToHalf(f(amax / 127));
+      const id = amax !== 0 ? f(127 / amax) : 0;
+      for (let i = 0; i < Q8_BLOCK; i++)
+        xq[r * cols + b * Q8_BLOCK + i] = Math.max(-128, Math.min(127, roundEven(f(x[at + i] * id))));
+    }
+  }
+}
+
+/** Each arena's scratch for quantised inputs (int8 values, then float scales), grown as needed. */
+const inputScratch = new WeakMap<WasmArena, { ptr: number; bytes: number }>();
+
+/** Byte offsets of room for n quantised rows of cols inputs: [xq, xd]. */
+export function inputBuffers(arena: WasmArena, n: number, cols: number): [number, number] {
+  const qBytes = Math.ceil((n * cols) / 64) * 64;
+  const bytes = qBytes + (n * cols) / 8; // one float per 32 inputs
+  let s = inputScratch.get(arena);
+  if (!s || s.bytes < bytes) {
+    if (s) arena.free(s.ptr, s.bytes);
+    s = { ptr: arena.alloc(bytes), bytes };
+    inputScratch.set(arena, s);
+  }
+  return [s.ptr, s.ptr + qBytes];
+}
+
+/** A Conv1D layer in q8_0: the [out, in] matrix as Q8_0, the bias in float32. */
+export class Q8Linear implements Linear {
+  readonly format = 'q8_0';
+  readonly inFeatures: number;
+  readonly outFeatures: number;
+  readonly bytes: number;
+  /** The pure-JS path's quantised inputs, grown as needed. */
+  private jsInput: { xq: Int8Array; xd: Float32Array } | null = null;
+
+  constructor(
+    readonly matrix: Q8Matrix,
+    readonly bias: Float32Array,
+  ) {
+    this.inFeatures = matrix.cols;
+    this.outFeatures = matrix.rows;
+    this.bytes = matrix.bytes + bias.byteLength;
+    if (matrix.rows % 4 !== 0)
+      throw new RangeError(`q8_0 linear: ${matrix.rows} outputs, not a multiple of 4`);
+    if (matrix.arena && !matrix.arena.owns(bias))
+      throw new Error('q8_0 linear: the bias must live in the arena');
+  }
+
+  rows(out: Float32Array, inp: Float32Array, n: number): void {
+    const { matrix } = this;
+    const arena = matrix.arena;
+    const IC = this.inFeatures;
+    if (!arena) {
+      if (!this.jsInput || this.jsInput.xq.length < n * IC)
+        this.jsInput = { xq: new Int8Array(n * IC), xd: new Float32Array((n * IC) / Q8_BLOCK) };
+      const { xq, xd } = this.jsInput;
+      quantizeInputJs(xq, xd, inp, 0, n, IC);
+      matrix.gemvJs(out, this.outFeatures, xq, xd, this.bias, n);
+      return;
+    }
+    const [xq, xd] = inputBuffers(arena, n, IC);
+    const k = arena.kernels;
+    k.q8Quantize(xq, xd, inp.byteOffset, n, IC);
+    k.q8Gemv(
+      out.byteOffset,
+      this.outFeatures,
+      0,
+      0,
+      xq,
+      xd,
+      matrix.q.byteOffset,
+      matrix.d.byteOffset,
+      this.bias.byteOffset,
+      n,
+      IC,
+      0,
+      matrix.quads,
+      matrix.plain,
+    );
+  }
+
+  matmul(out: Float32Array, inp: Float32Array, n: number): void {
+    this.rows(out, inp, n);
+  }
+}
