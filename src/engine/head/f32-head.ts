@@ -1,37 +1,56 @@
-// The f32 LM head packed for the SIMD kernels as [V/16][C][16], and the hot rows found while packing it.
+// The f32 LM head as the kernels read it: packed as [V/16][C][16] for narrow models (sixteen logits per pass
+// over the input), row-major in place for wide ones (no second copy of the embedding); and its hot rows.
 import type { WasmArena } from '../wasm/runtime.js';
 import type { HeadMatrix } from './head-matrix.js';
 import { HOT_NORM_RATIO, type HotRows } from './hot-rows.js';
 
 /** LM-head rows packed per WebAssembly block (see lmHead in wasm/assembly/kernels.ts). */
 export const HEAD_BLOCK = 16;
+/**
+ * Widest model whose head is packed: narrower rows are too short for a row-by-row dot product, while a wide
+ * model's rows stream well in place and a packed copy would cost a second embedding's memory.
+ */
+export const PACKED_HEAD_MAX_EMBD = 128;
 /** Bytes of LM-head rows packHeadRows takes per call (see pack). */
 const PACK_CHUNK_BYTES = 256 * 1024;
 
 export class F32HeadMatrix implements HeadMatrix {
   readonly bytes: number;
-  /** Blocks of 16 rows in the packed head. */
+  /** Blocks of 16 rows in the packed head (0 when the head is read row-major in place). */
   readonly blocks: number;
+  /** Where the kernels read the head: the packed copy, or lmHead itself. */
+  readonly ptr: number;
   private finiteCache: boolean | null = null;
 
   /**
-   * `lmHead` [V, C] row-major. With `arena`, the head is packed at `ptr` (packed here unless `packed` says it
-   * already is, e.g. by the thread that shared it).
+   * `lmHead` [V, C] row-major (in the arena's memory when `arena` is set). A narrow model's head is packed at
+   * `packedPtr` (see packedBytes; by pack(), unless another thread already did).
    */
   constructor(
     readonly lmHead: Float32Array,
     readonly vocabSize: number,
     readonly nEmbd: number,
     readonly arena: WasmArena | null,
-    readonly ptr: number,
+    packedPtr: number,
   ) {
-    this.blocks = Math.ceil(vocabSize / HEAD_BLOCK);
+    const packed = arena !== null && F32HeadMatrix.packs(nEmbd);
+    this.blocks = packed ? Math.ceil(vocabSize / HEAD_BLOCK) : 0;
+    this.ptr = packed ? packedPtr : lmHead.byteOffset;
     this.bytes = vocabSize * nEmbd * 4;
   }
 
-  /** Bytes the packed head takes in the arena. */
+  /** Whether a head of width C is packed. */
+  static packs(C: number): boolean {
+    return C <= PACKED_HEAD_MAX_EMBD;
+  }
+
+  /** Bytes a packed head takes in the arena (0 for a head read in place). */
   static packedBytes(V: number, C: number): number {
-    return Math.ceil(V / HEAD_BLOCK) * HEAD_BLOCK * C * 4;
+    return F32HeadMatrix.packs(C) ? Math.ceil(V / HEAD_BLOCK) * HEAD_BLOCK * C * 4 : 0;
+  }
+
+  get packed(): boolean {
+    return this.blocks > 0;
   }
 
   get finite(): boolean {
@@ -45,11 +64,21 @@ export class F32HeadMatrix implements HeadMatrix {
   }
 
   logitsWasm(out: number, gmax: number, h: number): void {
-    (this.arena as WasmArena).kernels.lmHeadMax(out, gmax, h, this.ptr, this.blocks, this.nEmbd);
+    const k = (this.arena as WasmArena).kernels;
+    if (this.packed) k.lmHeadMax(out, gmax, h, this.ptr, this.blocks, this.nEmbd);
+    else k.headRowMajor(out, gmax, h, this.ptr, this.nEmbd, 0, this.vocabSize);
   }
 
   rowsWasm(vals: number, h: number, ids: number, n: number): void {
-    (this.arena as WasmArena).kernels.headRows(vals, h, this.ptr, ids, n, this.nEmbd);
+    const k = (this.arena as WasmArena).kernels;
+    if (this.packed) k.headRows(vals, h, this.ptr, ids, n, this.nEmbd);
+    else k.headRowMajorAt(vals, h, this.ptr, ids, n, this.nEmbd);
+  }
+
+  /** The hot rows' logits of the row at h into out: the bits the full head gives them. */
+  hotLogits(out: number, h: number, hot: HotRows): void {
+    if (this.packed) (this.arena as WasmArena).kernels.lmHead(out, h, hot.ptr, hot.blocks, this.nEmbd);
+    else this.rowsWasm(out, h, hot.idsPtr, hot.ids.length);
   }
 
   logitsJs(out: Float32Array, h: Float32Array, hOff: number): void {
@@ -63,16 +92,16 @@ export class F32HeadMatrix implements HeadMatrix {
   }
 
   /**
-   * Packs the head into [blocks][C][16] at ptr (zero rows pad the last block) and finds the hot rows from the
-   * row norms the packing computes on the way (null when there is no gap; undefined when not asked).
+   * Packs a narrow head into [blocks][C][16] (zero rows pad the last block), and finds the hot rows from the
+   * row norms (computed on the way when packing): null when there is no gap.
    */
-  pack(findHot: boolean): { ids: Int32Array; coldMaxNorm: number } | null | undefined {
+  prepare(): { ids: Int32Array; coldMaxNorm: number } | null {
     const { vocabSize: V, nEmbd: C, lmHead: w } = this;
     const arena = this.arena as WasmArena;
     const inPlace = arena.owns(w);
     // ~256 KiB of rows per chunk (whole blocks), so a chunk is still in cache when its norms are summed.
     const chunk = Math.max(1, Math.floor(PACK_CHUNK_BYTES / (HEAD_BLOCK * C * 4))) * HEAD_BLOCK;
-    const srcBytes = inPlace ? 0 : chunk * C * 4;
+    const srcBytes = inPlace || !this.packed ? 0 : chunk * C * 4;
     // One piece of scratch: the chunk, V norms, hotRows' sort space, V ids and the largest cold norm.
     const normsAt = Math.ceil(srcBytes / 8) * 8;
     const workAt = normsAt + V * 8;
@@ -81,17 +110,19 @@ export class F32HeadMatrix implements HeadMatrix {
     const bytes = coldAt + 8;
     const scratch = arena.alloc(bytes);
     try {
-      for (let r0 = 0; r0 < V; r0 += chunk) {
-        const rows = Math.min(chunk, V - r0);
-        let src = w.byteOffset + r0 * C * 4;
-        if (!inPlace) {
-          arena.f32(scratch, rows * C).set(w.subarray(r0 * C, (r0 + rows) * C));
-          src = scratch;
+      if (!this.packed) arena.kernels.rowNorms(scratch + normsAt, w.byteOffset, V, C);
+      else {
+        for (let r0 = 0; r0 < V; r0 += chunk) {
+          const rows = Math.min(chunk, V - r0);
+          let src = w.byteOffset + r0 * C * 4;
+          if (!inPlace) {
+            arena.f32(scratch, rows * C).set(w.subarray(r0 * C, (r0 + rows) * C));
+            src = scratch;
+          }
+          // Block r0 / 16 starts r0 · C floats into the packed head; the last chunk zero-fills its partial block.
+          arena.kernels.packHeadRows(this.ptr + r0 * C * 4, src, rows, C, scratch + normsAt + r0 * 8);
         }
-        // Block r0 / 16 starts r0 · C floats into the packed head; the last chunk zero-fills its partial block.
-        arena.kernels.packHeadRows(this.ptr + r0 * C * 4, src, rows, C, scratch + normsAt + r0 * 8);
       }
-      if (!findHot) return undefined;
       const count = arena.kernels.hotRows(
         scratch + normsAt,
         V,
@@ -110,22 +141,24 @@ export class F32HeadMatrix implements HeadMatrix {
     }
   }
 
+  /** Bytes hotRowsAt needs for `count` hot rows. */
+  hotBytes(count: number): number {
+    const packed = this.packed ? Math.ceil(count / HEAD_BLOCK) * HEAD_BLOCK * this.nEmbd * 4 : 0;
+    return Math.ceil((count * 4) / 64) * 64 + packed;
+  }
+
   /**
-   * Packs the given rows as a head of their own ([ceil(n/16)][C][16], zero-padded) at ptr, gathered from this
-   * packed head (the same floats, so the same logits bit for bit).
+   * The hot rows placed at ptr (hotBytes): their ids, and for a packed head the rows gathered into a head of
+   * their own ([ceil(n/16)][C][16], zero-padded) from the packed head, so the same floats give the same logits.
    */
-  packSubset(found: { ids: Int32Array; coldMaxNorm: number }, ptr: number): HotRows {
+  hotRowsAt(found: { ids: Int32Array; coldMaxNorm: number }, ptr: number): HotRows {
     const arena = this.arena as WasmArena;
     const { ids } = found;
-    const blocks = Math.ceil(ids.length / HEAD_BLOCK);
-    const bytes = Math.max(4, ids.length * 4);
-    const idsPtr = arena.alloc(bytes);
-    try {
-      arena.i32(idsPtr, ids.length).set(ids);
-      arena.kernels.packHeadSubset(ptr, this.ptr, idsPtr, ids.length, this.nEmbd);
-    } finally {
-      arena.free(idsPtr, bytes);
-    }
-    return { ids, ptr, blocks, coldMaxNorm: found.coldMaxNorm };
+    const idsPtr = ptr;
+    arena.i32(idsPtr, ids.length).set(ids);
+    const packedPtr = ptr + Math.ceil((ids.length * 4) / 64) * 64;
+    const blocks = this.packed ? Math.ceil(ids.length / HEAD_BLOCK) : 0;
+    if (this.packed) arena.kernels.packHeadSubset(packedPtr, this.ptr, idsPtr, ids.length, this.nEmbd);
+    return { ids, idsPtr, ptr: this.packed ? packedPtr : 0, blocks, coldMaxNorm: found.coldMaxNorm };
   }
 }

@@ -1,5 +1,6 @@
 // Hot rows: a model trained on part of the vocabulary scores those rows first and the rest only when needed.
 import type { WasmArena } from '../wasm/runtime.js';
+import type { F32HeadMatrix } from './f32-head.js';
 import type { FullHead } from './full.js';
 import type { LmHead } from './lm-head.js';
 
@@ -14,7 +15,9 @@ export const HOT_NORM_RATIO = 3;
 export interface HotRows {
   /** Vocabulary ids of the hot rows, ascending (so ties still go to the lower id). */
   ids: Int32Array;
-  /** The hot rows packed as a head of their own ([blocks][C][16]). */
+  /** The same ids in WebAssembly memory. */
+  idsPtr: number;
+  /** A packed head's hot rows packed as a head of their own ([blocks][C][16]); 0 for a row-major head. */
   ptr: number;
   blocks: number;
   coldMaxNorm: number;
@@ -75,6 +78,7 @@ export function findHotRows(
 export class HotRowsHead implements LmHead {
   readonly name = 'hot-rows';
   private readonly C: number;
+  private readonly matrix: F32HeadMatrix;
   private readonly stride: number;
   private readonly hotPtr: number;
   private readonly rowHot: Float32Array[];
@@ -90,7 +94,8 @@ export class HotRowsHead implements LmHead {
     owner: object,
   ) {
     this.C = full.matrix.nEmbd;
-    this.stride = hot.blocks * 16;
+    this.matrix = full.matrix as F32HeadMatrix;
+    this.stride = Math.ceil(hot.ids.length / 16) * 16;
     const capacity = full.capacity;
     const bytes = capacity * this.stride * 4;
     this.hotPtr = arena.alloc(bytes);
@@ -114,7 +119,7 @@ export class HotRowsHead implements LmHead {
     this.h = h;
     const { C, hot } = this;
     for (let r = 0; r < n; r++) {
-      this.arena.kernels.lmHead(this.rowHot[r].byteOffset, h.byteOffset + r * C * 4, hot.ptr, hot.blocks, C);
+      this.matrix.hotLogits(this.rowHot[r].byteOffset, h.byteOffset + r * C * 4, hot);
       let sum = 0;
       for (let c = r * C; c < (r + 1) * C; c++) sum += h[c] * h[c];
       // Widened by a relative 1e-4 so float rounding in the dot products cannot cross it.

@@ -1,5 +1,6 @@
 // The forward pass's row operations besides the products: layer norm, GELU, residual add, one query's attention.
 import { geluForward, layernormForward } from '../ops.js';
+import type { WasmArena } from '../wasm/runtime.js';
 
 /** The forward pass's row operations; buffers are plain arrays or views of WebAssembly memory alike. */
 export interface RowOps {
@@ -106,5 +107,64 @@ export class JsRowOps implements RowOps {
         for (let i = 0; i < hs; i++) out[oh + i] += a * values[v + i];
       }
     }
+  }
+}
+
+/** The same row operations in the WebAssembly kernels (every buffer a view of the arena's memory). */
+export class WasmRowOps implements RowOps {
+  private readonly scoresPtr: number;
+
+  constructor(
+    private readonly arena: WasmArena,
+    maxT: number,
+    owner: object,
+  ) {
+    const bytes = (Math.ceil(maxT / 4) * 4 + 4) * 4;
+    this.scoresPtr = arena.alloc(bytes);
+    arena.freeWith(owner, this.scoresPtr, bytes);
+  }
+
+  layerNorm(
+    out: Float32Array,
+    inp: Float32Array,
+    w: Float32Array,
+    b: Float32Array,
+    n: number,
+    C: number,
+    eps: number,
+  ): void {
+    this.arena.kernels.layerNormRows(out.byteOffset, inp.byteOffset, w.byteOffset, b.byteOffset, n, C, eps);
+  }
+
+  gelu(out: Float32Array, inp: Float32Array, count: number): void {
+    this.arena.kernels.geluRows(out.byteOffset, inp.byteOffset, count);
+  }
+
+  add(x: Float32Array, y: Float32Array, count: number): void {
+    this.arena.kernels.addRows(x.byteOffset, y.byteOffset, count);
+  }
+
+  attend(
+    out: Float32Array,
+    o: number,
+    q: Float32Array,
+    qOff: number,
+    keys: Float32Array,
+    values: Float32Array,
+    T: number,
+    NH: number,
+    hs: number,
+  ): void {
+    this.arena.kernels.attendRow(
+      out.byteOffset + o * 4,
+      q.byteOffset + qOff * 4,
+      keys.byteOffset,
+      values.byteOffset,
+      T,
+      NH,
+      hs,
+      1 / Math.sqrt(hs),
+      this.scoresPtr,
+    );
   }
 }

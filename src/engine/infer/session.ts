@@ -3,7 +3,7 @@
 import type { LmHead } from '../head/lm-head.js';
 import type { WasmArena } from '../wasm/runtime.js';
 import { forward, KvCache, RunBuffers } from './forward.js';
-import { JsRowOps, type RowOps } from './row-ops.js';
+import { JsRowOps, type RowOps, WasmRowOps } from './row-ops.js';
 import type { InferenceWeights } from './weights.js';
 
 /** A prompt runs through the model this many positions at a time (the scratch is sized for it). */
@@ -40,7 +40,7 @@ export class InferenceSession {
     const rows = Math.min(maxT, PREFILL_CHUNK);
     this.buffers = new RunBuffers(weights, rows, alloc);
     this.buffers.caches.fill(this.cache);
-    this.ops = new JsRowOps(rows, maxT);
+    this.ops = weights.arena ? new WasmRowOps(weights.arena, maxT, this) : new JsRowOps(rows, maxT);
     this.head = weights.createHead(1, this);
   }
 

@@ -247,10 +247,11 @@ export class InferenceWeights {
       this.screenRows = given.screen;
       return;
     }
-    const head = new F32HeadMatrix(lmHead, V, C, arena, alloc(F32HeadMatrix.packedBytes(V, C)));
+    const packedBytes = F32HeadMatrix.packedBytes(V, C);
+    const head = new F32HeadMatrix(lmHead, V, C, arena, packedBytes > 0 ? alloc(packedBytes) : 0);
     this.headMatrix = head;
-    const hot = head.pack(true);
-    if (hot) this.hotRows = head.packSubset(hot, alloc(Math.ceil(hot.ids.length / 16) * 16 * C * 4));
+    const hot = head.prepare();
+    if (hot) this.hotRows = head.hotRowsAt(hot, alloc(head.hotBytes(hot.ids.length)));
     else if (V >= SCREEN_MIN_VOCAB)
       this.screenRows = packScreenRows(arena, lmHead, V, C, share ? null : this);
   }

@@ -78,6 +78,24 @@ export interface KernelExports {
     plain: boolean,
   ): void;
   relaxedDotWorks(): number;
+  linearRows(out: number, x: number, w: number, bias: number, n: number, IC: number, OC: number, o0: number, o1: number): void;
+  headRowMajor(out: number, gmax: number, h: number, w: number, C: number, v0: number, v1: number): void;
+  headRowMajorAt(vals: number, h: number, w: number, ids: number, count: number, C: number): void;
+  rowNorms(norms: number, w: number, V: number, C: number): void;
+  layerNormRows(out: number, x: number, w: number, b: number, n: number, C: number, eps: number): void;
+  geluRows(out: number, x: number, count: number): void;
+  addRows(x: number, y: number, count: number): void;
+  attendRow(
+    out: number,
+    q: number,
+    keys: number,
+    values: number,
+    T: number,
+    NH: number,
+    hs: number,
+    scale: number,
+    scores: number,
+  ): void;
 }
 
 const PAGE = 65536;

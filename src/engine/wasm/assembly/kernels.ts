@@ -1258,3 +1258,389 @@ export function q8Rows(
     );
   }
 }
+
+// ---- Decode rows and the forward pass's row operations ----
+
+/**
+ * Columns [o0, o1) of out[r·OC + o] = bias[o] + Σ_c x[r·IC + c]·W[c, o] for the n rows of x, W stored [IC][OC]
+ * (a Conv1D as the checkpoint holds it, read in place), bias 0 = none. Each output adds its products in channel
+ * order onto the bias (the multiply-add chain gemv uses), so a row gets the same bits alone or among n and
+ * whatever columns the call covers. The weights stream row by row, four channels at a time, into the output
+ * rows (kept in cache by tiles of columns when n > 1); each weight is read once per call. o0 and o1 are
+ * multiples of 4 except o1 = OC.
+ */
+export function linearRows(
+  out: usize,
+  x: usize,
+  w: usize,
+  bias: usize,
+  n: i32,
+  IC: i32,
+  OC: i32,
+  o0: i32,
+  o1: i32,
+): void {
+  const rowBytes = (<usize>OC) << 2;
+  // Tiles of columns whose n output rows fit in ~16 KiB (the whole range for one row).
+  const tile = n === 1 ? o1 - o0 : max(16, ((4096 / n) >> 4) << 4);
+  const v1 = o0 + ((o1 - o0) & ~3);
+  for (let t0 = o0; t0 < o1; t0 += tile) {
+    const t1 = min(o1, t0 + tile);
+    const tv = min(t1, v1);
+    for (let r = 0; r < n; r++) {
+      const po = out + <usize>r * rowBytes;
+      for (let o = t0; o < t1; o++)
+        store<f32>(po + ((<usize>o) << 2), bias ? load<f32>(bias + ((<usize>o) << 2)) : 0);
+    }
+    let c = 0;
+    for (; c + 4 <= IC; c += 4) {
+      const w0 = w + <usize>c * rowBytes;
+      const w1 = w0 + rowBytes;
+      const w2 = w1 + rowBytes;
+      const w3 = w2 + rowBytes;
+      if (n === 1) {
+        const x0 = v128.load32_splat(x + ((<usize>c) << 2));
+        const x1 = v128.load32_splat(x + ((<usize>c) << 2), 4);
+        const x2 = v128.load32_splat(x + ((<usize>c) << 2), 8);
+        const x3 = v128.load32_splat(x + ((<usize>c) << 2), 12);
+        for (let o = t0; o < tv; o += 4) {
+          const off = (<usize>o) << 2;
+          let a = v128.load(out + off);
+          a = madd(x0, v128.load(w0 + off), a);
+          a = madd(x1, v128.load(w1 + off), a);
+          a = madd(x2, v128.load(w2 + off), a);
+          a = madd(x3, v128.load(w3 + off), a);
+          v128.store(out + off, a);
+        }
+      } else {
+        for (let o = t0; o < tv; o += 4) {
+          const off = (<usize>o) << 2;
+          const a0 = v128.load(w0 + off);
+          const a1 = v128.load(w1 + off);
+          const a2 = v128.load(w2 + off);
+          const a3 = v128.load(w3 + off);
+          for (let r = 0; r < n; r++) {
+            const px = x + ((<usize>(r * IC + c)) << 2);
+            const po = out + <usize>r * rowBytes + off;
+            let a = v128.load(po);
+            a = madd(v128.load32_splat(px), a0, a);
+            a = madd(v128.load32_splat(px, 4), a1, a);
+            a = madd(v128.load32_splat(px, 8), a2, a);
+            a = madd(v128.load32_splat(px, 12), a3, a);
+            v128.store(po, a);
+          }
+        }
+      }
+      // Columns past the last whole vector, one at a time (the same chain per output).
+      for (let o = tv; o < t1; o++) {
+        const off = (<usize>o) << 2;
+        for (let r = 0; r < n; r++) {
+          const px = x + ((<usize>(r * IC + c)) << 2);
+          const po = out + <usize>r * rowBytes + off;
+          let a = load<f32>(po);
+          a = fmadd(load<f32>(px), load<f32>(w0 + off), a);
+          a = fmadd(load<f32>(px, 4), load<f32>(w1 + off), a);
+          a = fmadd(load<f32>(px, 8), load<f32>(w2 + off), a);
+          a = fmadd(load<f32>(px, 12), load<f32>(w3 + off), a);
+          store<f32>(po, a);
+        }
+      }
+    }
+    for (; c < IC; c++) {
+      const wc = w + <usize>c * rowBytes;
+      for (let r = 0; r < n; r++) {
+        const xs = load<f32>(x + ((<usize>(r * IC + c)) << 2));
+        const po = out + <usize>r * rowBytes;
+        const xv = f32x4.splat(xs);
+        for (let o = t0; o < tv; o += 4) {
+          const off = (<usize>o) << 2;
+          v128.store(po + off, madd(xv, v128.load(wc + off), v128.load(po + off)));
+        }
+        for (let o = tv; o < t1; o++) {
+          const off = (<usize>o) << 2;
+          store<f32>(po + off, fmadd(xs, load<f32>(wc + off), load<f32>(po + off)));
+        }
+      }
+    }
+  }
+}
+
+/** a·b + c in one lane, rounded as madd rounds it (fused in the relaxed build, two roundings otherwise). */
+function fmadd(a: f32, b: f32, c: f32): f32 {
+  return f32x4.extract_lane(madd(f32x4.splat(a), f32x4.splat(b), f32x4.splat(c)), 0);
+}
+
+/**
+ * Σ_c h[c]·w[c] over C floats in a fixed order: four accumulators over 16 channels at a time, then four at a
+ * time into the first, then the lanes (0 + 1) + (2 + 3), then the last C mod 4 channels one by one. Every
+ * logit of a row-major head comes from this, so the full head and its candidates agree bit for bit.
+ */
+function rowDot(h: usize, w: usize, C: i32): f32 {
+  let a0 = f32x4.splat(0);
+  let a1 = f32x4.splat(0);
+  let a2 = f32x4.splat(0);
+  let a3 = f32x4.splat(0);
+  let c = 0;
+  for (; c + 16 <= C; c += 16) {
+    const off = (<usize>c) << 2;
+    a0 = madd(v128.load(h + off), v128.load(w + off), a0);
+    a1 = madd(v128.load(h + off, 16), v128.load(w + off, 16), a1);
+    a2 = madd(v128.load(h + off, 32), v128.load(w + off, 32), a2);
+    a3 = madd(v128.load(h + off, 48), v128.load(w + off, 48), a3);
+  }
+  a0 = f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3));
+  for (; c + 4 <= C; c += 4) {
+    const off = (<usize>c) << 2;
+    a0 = madd(v128.load(h + off), v128.load(w + off), a0);
+  }
+  let s: f32 =
+    f32x4.extract_lane(a0, 0) + f32x4.extract_lane(a0, 1) + (f32x4.extract_lane(a0, 2) + f32x4.extract_lane(a0, 3));
+  for (; c < C; c++) s = fmadd(load<f32>(h + ((<usize>c) << 2)), load<f32>(w + ((<usize>c) << 2)), s);
+  return s;
+}
+
+/**
+ * The logits of a row-major LM head W [V][C] for rows [v0, v1): out[v] = rowDot(h, W[v]), and gmax[g] the largest
+ * of each 64-row group (v0 a multiple of 64; the last group may be partial).
+ */
+export function headRowMajor(out: usize, gmax: usize, h: usize, w: usize, C: i32, v0: i32, v1: i32): void {
+  const rowBytes = (<usize>C) << 2;
+  let m: f32 = -Infinity;
+  for (let v = v0; v < v1; v++) {
+    const s = rowDot(h, w + <usize>v * rowBytes, C);
+    store<f32>(out + ((<usize>v) << 2), s);
+    m = max(m, s);
+    if ((v & 63) === 63 || v === v1 - 1) {
+      if (gmax) store<f32>(gmax + ((<usize>(v >> 6)) << 2), m);
+      m = -Infinity;
+    }
+  }
+}
+
+/** vals[i] = rowDot(h, W[ids[i]]) for a row-major head: the bits headRowMajor gives those rows. */
+export function headRowMajorAt(vals: usize, h: usize, w: usize, ids: usize, count: i32, C: i32): void {
+  const rowBytes = (<usize>C) << 2;
+  for (let i = 0; i < count; i++) {
+    const v = load<i32>(ids + ((<usize>i) << 2));
+    store<f32>(vals + ((<usize>i) << 2), rowDot(h, w + <usize>v * rowBytes, C));
+  }
+}
+
+/** norms[v] = the Euclidean norm of row v of W [V][C] (squares summed in f64 in channel order, as a JS scan). */
+export function rowNorms(norms: usize, w: usize, V: i32, C: i32): void {
+  let p = w;
+  for (let v = 0; v < V; v++) {
+    let sum: f64 = 0;
+    for (let c = 0; c < C; c++) {
+      const x = <f64>load<f32>(p);
+      sum += x * x;
+      p += 4;
+    }
+    store<f64>(norms + ((<usize>v) << 3), Math.sqrt(sum));
+  }
+}
+
+/**
+ * out[r] = (x[r] − mean)·rstd·w + b for n rows of C floats: mean and variance summed in f64 in channel order and
+ * the result computed in f64, as the JS layer norm does, so the same bits.
+ */
+export function layerNormRows(out: usize, x: usize, w: usize, b: usize, n: i32, C: i32, eps: f64): void {
+  for (let r = 0; r < n; r++) {
+    const px = x + ((<usize>(r * C)) << 2);
+    const po = out + ((<usize>(r * C)) << 2);
+    let m: f64 = 0;
+    for (let c = 0; c < C; c++) m += <f64>load<f32>(px + ((<usize>c) << 2));
+    m /= C;
+    let v: f64 = 0;
+    for (let c = 0; c < C; c++) {
+      const d = <f64>load<f32>(px + ((<usize>c) << 2)) - m;
+      v += d * d;
+    }
+    v /= C;
+    const s = 1 / Math.sqrt(v + eps);
+    const ms = f64x2.splat(m);
+    const ss = f64x2.splat(s);
+    let c = 0;
+    for (; c + 4 <= C; c += 4) {
+      const off = (<usize>c) << 2;
+      const xv = v128.load(px + off);
+      const wv = v128.load(w + off);
+      const bv = v128.load(b + off);
+      const lo = f64x2.add(
+        f64x2.mul(f64x2.mul(f64x2.sub(f64x2.promote_low_f32x4(xv), ms), ss), f64x2.promote_low_f32x4(wv)),
+        f64x2.promote_low_f32x4(bv),
+      );
+      const hi = f64x2.add(
+        f64x2.mul(
+          f64x2.mul(f64x2.sub(f64x2.promote_low_f32x4(v128.shuffle<f32>(xv, xv, 2, 3, 0, 1)), ms), ss),
+          f64x2.promote_low_f32x4(v128.shuffle<f32>(wv, wv, 2, 3, 0, 1)),
+        ),
+        f64x2.promote_low_f32x4(v128.shuffle<f32>(bv, bv, 2, 3, 0, 1)),
+      );
+      v128.store(
+        po + off,
+        v128.shuffle<f32>(f32x4.demote_f64x2_zero(lo), f32x4.demote_f64x2_zero(hi), 0, 1, 4, 5),
+      );
+    }
+    for (; c < C; c++) {
+      const off = (<usize>c) << 2;
+      const y = (<f64>load<f32>(px + off) - m) * s * <f64>load<f32>(w + off) + <f64>load<f32>(b + off);
+      store<f32>(po + off, <f32>y);
+    }
+  }
+}
+
+/** e^x for x ≤ 0 in f64 lanes, as ops.ts's expNeg computes it ((Taylor e^(x/1024))^1024; 0 below −87.5). */
+function expNeg2(x: v128): v128 {
+  const y = f64x2.mul(x, f64x2.splat(1.0 / 1024));
+  let p = f64x2.add(f64x2.splat(1.0 / 120), f64x2.mul(y, f64x2.splat(1.0 / 720)));
+  p = f64x2.add(f64x2.splat(1.0 / 24), f64x2.mul(y, p));
+  p = f64x2.add(f64x2.splat(1.0 / 6), f64x2.mul(y, p));
+  p = f64x2.add(f64x2.splat(0.5), f64x2.mul(y, p));
+  p = f64x2.add(f64x2.splat(1), f64x2.mul(y, p));
+  p = f64x2.add(f64x2.splat(1), f64x2.mul(y, p));
+  for (let i = 0; i < 10; i++) p = f64x2.mul(p, p);
+  return v128.bitselect(f64x2.splat(0), p, f64x2.lt(x, f64x2.splat(-87.5)));
+}
+
+/** gelu_new on two f64 lanes as ops.ts computes it: 0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³))). */
+function gelu2(x: v128): v128 {
+  const u = f64x2.mul(
+    f64x2.splat(0.7978845608028654),
+    f64x2.add(x, f64x2.mul(f64x2.mul(f64x2.mul(f64x2.splat(0.044715), x), x), x)),
+  );
+  const e = expNeg2(f64x2.mul(f64x2.splat(-2), f64x2.abs(u)));
+  const t = f64x2.div(f64x2.sub(f64x2.splat(1), e), f64x2.add(f64x2.splat(1), e));
+  const th = v128.bitselect(f64x2.neg(t), t, f64x2.lt(u, f64x2.splat(0)));
+  return f64x2.mul(f64x2.mul(f64x2.splat(0.5), x), f64x2.add(f64x2.splat(1), th));
+}
+
+/** out[i] = gelu_new(x[i]) for count floats, in f64 as ops.ts's geluForward, so the same bits. */
+export function geluRows(out: usize, x: usize, count: i32): void {
+  let i = 0;
+  for (; i + 4 <= count; i += 4) {
+    const off = (<usize>i) << 2;
+    const xv = v128.load(x + off);
+    const lo = gelu2(f64x2.promote_low_f32x4(xv));
+    const hi = gelu2(f64x2.promote_low_f32x4(v128.shuffle<f32>(xv, xv, 2, 3, 0, 1)));
+    v128.store(out + off, v128.shuffle<f32>(f32x4.demote_f64x2_zero(lo), f32x4.demote_f64x2_zero(hi), 0, 1, 4, 5));
+  }
+  for (; i < count; i++) {
+    const off = (<usize>i) << 2;
+    const y = gelu2(f64x2.splat(<f64>load<f32>(x + off)));
+    store<f32>(out + off, <f32>f64x2.extract_lane(y, 0));
+  }
+}
+
+/** x[i] += y[i] for count floats. */
+export function addRows(x: usize, y: usize, count: i32): void {
+  let i = 0;
+  for (; i + 4 <= count; i += 4) {
+    const off = (<usize>i) << 2;
+    v128.store(x + off, f32x4.add(v128.load(x + off), v128.load(y + off)));
+  }
+  for (; i < count; i++) {
+    const off = (<usize>i) << 2;
+    store<f32>(x + off, load<f32>(x + off) + load<f32>(y + off));
+  }
+}
+
+/**
+ * e^x on four lanes (Cephes' expf: x = n·ln 2 + r, a degree-6 polynomial for e^r, 2^n through the exponent
+ * bits); inputs below −87.3 give 0.
+ */
+function exp4(x: v128): v128 {
+  const lo = f32x4.lt(x, f32x4.splat(-87.33654));
+  const xc = f32x4.max(x, f32x4.splat(-87.33654));
+  const n = f32x4.nearest(f32x4.mul(xc, f32x4.splat(1.44269504)));
+  let r = f32x4.sub(xc, f32x4.mul(n, f32x4.splat(0.693359375)));
+  r = f32x4.sub(r, f32x4.mul(n, f32x4.splat(-2.12194440e-4)));
+  let p = f32x4.add(f32x4.mul(f32x4.splat(1.9875691500e-4), r), f32x4.splat(1.3981999507e-3));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(8.3334519073e-3));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(4.1665795894e-2));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.6666665459e-1));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(5.0000001201e-1));
+  p = f32x4.add(f32x4.add(f32x4.mul(f32x4.mul(p, r), r), r), f32x4.splat(1));
+  const scale = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(n), i32x4.splat(127)), 23);
+  return v128.andnot(f32x4.mul(p, scale), lo);
+}
+
+/**
+ * One query row against T cached positions, every head: out[h·hs + i] = Σ_t softmax_t(q_h·k_t·scale)·v_t[i], keys
+ * and values [maxT, C] (C = NH·hs), `scores` room for T rounded up to 4 floats.
+ */
+export function attendRow(
+  out: usize,
+  q: usize,
+  keys: usize,
+  values: usize,
+  T: i32,
+  NH: i32,
+  hs: i32,
+  scale: f32,
+  scores: usize,
+): void {
+  const C = NH * hs;
+  const rowBytes = (<usize>C) << 2;
+  const T4 = (T + 3) & ~3;
+  for (let h = 0; h < NH; h++) {
+    const hoff = (<usize>(h * hs)) << 2;
+    const qh = q + hoff;
+    let m: f32 = -Infinity;
+    for (let t = 0; t < T; t++) {
+      const s = rowDot(qh, keys + <usize>t * rowBytes + hoff, hs) * scale;
+      store<f32>(scores + ((<usize>t) << 2), s);
+      m = max(m, s);
+    }
+    for (let t = T; t < T4; t++) store<f32>(scores + ((<usize>t) << 2), -Infinity);
+    const mv = f32x4.splat(m);
+    let sv = f32x4.splat(0);
+    for (let t = 0; t < T4; t += 4) {
+      const p = scores + ((<usize>t) << 2);
+      const e = exp4(f32x4.sub(v128.load(p), mv));
+      v128.store(p, e);
+      sv = f32x4.add(sv, e);
+    }
+    const sum = f32x4.extract_lane(sv, 0) + f32x4.extract_lane(sv, 1) + (f32x4.extract_lane(sv, 2) + f32x4.extract_lane(sv, 3));
+    const inv: f32 = 1 / sum;
+    const po = out + hoff;
+    let i = 0;
+    for (; i + 16 <= hs; i += 16) {
+      let a0 = f32x4.splat(0);
+      let a1 = f32x4.splat(0);
+      let a2 = f32x4.splat(0);
+      let a3 = f32x4.splat(0);
+      let pv = values + hoff + ((<usize>i) << 2);
+      for (let t = 0; t < T; t++) {
+        const a = f32x4.splat(load<f32>(scores + ((<usize>t) << 2)) * inv);
+        a0 = madd(a, v128.load(pv), a0);
+        a1 = madd(a, v128.load(pv, 16), a1);
+        a2 = madd(a, v128.load(pv, 32), a2);
+        a3 = madd(a, v128.load(pv, 48), a3);
+        pv += rowBytes;
+      }
+      v128.store(po + ((<usize>i) << 2), a0);
+      v128.store(po + ((<usize>i) << 2), a1, 16);
+      v128.store(po + ((<usize>i) << 2), a2, 32);
+      v128.store(po + ((<usize>i) << 2), a3, 48);
+    }
+    for (; i + 4 <= hs; i += 4) {
+      let a0 = f32x4.splat(0);
+      let pv = values + hoff + ((<usize>i) << 2);
+      for (let t = 0; t < T; t++) {
+        a0 = madd(f32x4.splat(load<f32>(scores + ((<usize>t) << 2)) * inv), v128.load(pv), a0);
+        pv += rowBytes;
+      }
+      v128.store(po + ((<usize>i) << 2), a0);
+    }
+    for (; i < hs; i++) {
+      let a: f32 = 0;
+      let pv = values + hoff + ((<usize>i) << 2);
+      for (let t = 0; t < T; t++) {
+        a = fmadd(load<f32>(scores + ((<usize>t) << 2)) * inv, load<f32>(pv), a);
+        pv += rowBytes;
+      }
+      store<f32>(po + ((<usize>i) << 2), a);
+    }
+  }
+}
