@@ -44,6 +44,116 @@ export interface GenerateResult {
 export { ORIGINAL_SAMPLING } from './original-sampling.js';
 
 /**
+ * One sequence's generation as a state machine, for whoever runs the model: feed it the model's answer for each
+ * position (InferenceSession.next, or BatchDecoder.answer when several sequences step together) and it samples,
+ * applies the stop rules and streams text. generate() runs on it, so a sequence stepped in a batch gets the
+ * tokens and text it gets alone: same seed, same output, whatever runs beside it.
+ */
+export class Generation {
+  /** How many of the largest logits the sampler needs from the model (0: all of them). */
+  readonly k: number;
+  /** Where the model writes those k logits (their ids and values). */
+  readonly topIds: Int32Array;
+  readonly topValues: Float64Array;
+  /** The token to feed the model next (valid while not done). */
+  readonly input = new Int32Array(1);
+  /** True once generation has ended (end-of-text, a stop sequence, the token budget or the context). */
+  done: boolean;
+  private readonly rng: Rng;
+  private readonly stream: TokenTextStream | null;
+  private readonly stops: StopMatcher;
+  private readonly seen: number[];
+  private readonly ids: number[] = [];
+  private text = '';
+  private finishReason: FinishReason = 'length';
+  private endedByEos = false;
+  private generated = 0;
+  private finished = false;
+
+  /** `context`: the model's positions; `scratch`: the sampler's (one per sequence sampled at the same time). */
+  constructor(
+    tokenizer: TokenBytes | null,
+    private readonly promptIds: readonly number[],
+    private readonly options: GenerateOptions,
+    context: number,
+    private readonly scratch: SamplerScratch,
+  ) {
+    if (promptIds.length === 0) throw new RangeError('the prompt must contain at least one token');
+    if (promptIds.length > context) {
+      throw new RangeError(`prompt has ${promptIds.length} tokens, the context holds ${context}`);
+    }
+    // Without a tokenizer only ids are produced (text stays empty and stop sequences cannot apply).
+    if (!tokenizer && options.stop && options.stop.length > 0)
+      throw new Error('stop sequences need a tokenizer');
+    this.rng = new Rng(options.seed);
+    this.stream = tokenizer ? new TokenTextStream(tokenizer) : null;
+    this.stops = new StopMatcher(options.stop ?? []);
+    this.seen = options.repetitionPenalty !== 1 ? [...promptIds] : [];
+    // Top-k and greedy sampling need only the k largest logits: the model's LM head answers them exactly,
+    // however it finds them (see src/engine/head/); otherwise, or when it cannot tell, it returns all V logits.
+    this.k = topCountNeeded(options);
+    this.topIds = scratch.ids;
+    this.topValues = scratch.values;
+    this.done = options.maxNewTokens <= 0;
+  }
+
+  /**
+   * Samples the next token from the model's answer (`logits`, or null when topIds/topValues hold the k largest)
+   * and returns its delta (null when it was end-of-text, which is not emitted). `roomLeft`: whether the context
+   * has a position left for the token to be fed back.
+   */
+  accept(logits: Float32Array | null, roomLeft: boolean): GenerateDelta | null {
+    if (this.done) throw new Error('generation has ended');
+    const { options, scratch } = this;
+    // Draw the coin even for greedy decoding so a seed means the same thing at every temperature.
+    const coin = this.rng.random();
+    const id = logits
+      ? sampleToken(logits, options, coin, scratch, this.seen)
+      : sampleFromTop(options, coin, scratch);
+    this.generated++;
+    if (options.eosTokenId !== null && id === options.eosTokenId) {
+      this.finishReason = 'stop';
+      this.endedByEos = true;
+      this.done = true;
+      return null;
+    }
+    this.ids.push(id);
+    if (options.repetitionPenalty !== 1) this.seen.push(id);
+    const piece = this.stream ? this.stops.push(this.stream.push(id)) : '';
+    this.text += piece;
+    if (this.stops.done) {
+      this.finishReason = 'stop';
+      this.done = true;
+    } else if (this.generated >= options.maxNewTokens || !roomLeft) this.done = true;
+    this.input[0] = id;
+    return { id, text: piece };
+  }
+
+  /** Once done: the text held back for a possible stop sequence or an unfinished character (id -1), if any. */
+  finish(): GenerateDelta | null {
+    if (!this.done || this.finished) return null;
+    this.finished = true;
+    if (!this.stream || this.stops.done) return null;
+    const tail = this.stops.push(this.stream.flush()) + this.stops.flush();
+    if (!tail) return null;
+    this.text += tail;
+    return { id: -1, text: tail };
+  }
+
+  /** The whole result so far (complete once done and finished). */
+  result(): GenerateResult {
+    return {
+      ids: this.ids,
+      text: this.text,
+      finishReason: this.finishReason,
+      endedByEos: this.endedByEos,
+      promptTokens: this.promptIds.length,
+      completionTokens: this.generated,
+    };
+  }
+}
+
+/**
  * Generates from `promptIds` on a fresh session. Yields deltas as tokens arrive; the return value is the
  * whole result. Stopping the iteration early (return/break) abandons generation at once.
  */
@@ -53,69 +163,26 @@ export function* generate(
   promptIds: readonly number[],
   options: GenerateOptions,
 ): Generator<GenerateDelta, GenerateResult, void> {
-  if (promptIds.length === 0) throw new RangeError('the prompt must contain at least one token');
   const context = session.weights.config.nPositions;
-  if (promptIds.length > context) {
-    throw new RangeError(`prompt has ${promptIds.length} tokens, the context holds ${context}`);
-  }
-  const rng = new Rng(options.seed);
-  const scratch = scratchFor(session);
-  // Without a tokenizer only ids are produced (text stays empty and stop sequences cannot apply).
-  if (!tokenizer && options.stop && options.stop.length > 0)
-    throw new Error('stop sequences need a tokenizer');
-  const stream = tokenizer ? new TokenTextStream(tokenizer) : null;
-  const stops = new StopMatcher(options.stop ?? []);
-  const seen = options.repetitionPenalty !== 1 ? [...promptIds] : [];
-  const ids: number[] = [];
-  let text = '';
-  let finishReason: FinishReason = 'length';
-  let endedByEos = false;
+  const gen = new Generation(tokenizer, promptIds, options, context, scratchFor(session));
   session.reset();
-  // Top-k and greedy sampling need only the k largest logits: the session's LM head answers them exactly,
-  // however it finds them (see src/engine/head/); otherwise, or when it cannot tell, it returns all V logits.
-  const k = topCountNeeded(options);
-  const input = new Int32Array(1);
-  let logits = session.next(promptIds, k, scratch.ids, scratch.values);
-  let generated = 0;
-  while (generated < options.maxNewTokens) {
-    // Draw the coin even for greedy decoding so a seed means the same thing at every temperature.
-    const coin = rng.random();
-    const id = logits
-      ? sampleToken(logits, options, coin, scratch, seen)
-      : sampleFromTop(options, coin, scratch);
-    generated++;
-    if (options.eosTokenId !== null && id === options.eosTokenId) {
-      finishReason = 'stop';
-      endedByEos = true;
-      break;
-    }
-    ids.push(id);
-    if (options.repetitionPenalty !== 1) seen.push(id);
-    const piece = stream ? stops.push(stream.push(id)) : '';
-    text += piece;
-    yield { id, text: piece };
-    if (stops.done) {
-      finishReason = 'stop';
-      break;
-    }
-    if (generated >= options.maxNewTokens || session.remaining === 0) break;
-    input[0] = id;
-    logits = session.next(input, k, scratch.ids, scratch.values);
+  let logits = session.next(promptIds, gen.k, gen.topIds, gen.topValues);
+  while (!gen.done) {
+    const delta = gen.accept(logits, session.remaining > 0);
+    if (delta) yield delta;
+    if (gen.done) break;
+    logits = session.next(gen.input, gen.k, gen.topIds, gen.topValues);
   }
-  if (stream && !stops.done) {
-    const tail = stops.push(stream.flush()) + stops.flush();
-    if (tail) {
-      text += tail;
-      yield { id: -1, text: tail };
-    }
-  }
-  return { ids, text, finishReason, endedByEos, promptTokens: promptIds.length, completionTokens: generated };
+  const tail = gen.finish();
+  if (tail) yield tail;
+  return gen.result();
 }
 
 /** Each session's sampler scratch (two vocabulary-sized arrays), made once rather than per generation. */
 const scratches = new WeakMap<InferenceSession, SamplerScratch>();
 
-function scratchFor(session: InferenceSession): SamplerScratch {
+/** The sampler scratch generate() uses for this session (one per session, reused by each generation). */
+export function scratchFor(session: InferenceSession): SamplerScratch {
   const V = session.weights.config.vocabSize;
   let scratch = scratches.get(session);
   if (!scratch || scratch.vocabSize !== V) {

@@ -20,6 +20,8 @@ const FAILED = 2;
 const KERNEL = 3;
 const COUNT = 4;
 const ARGS_BYTE = 64;
+/** Checks of a flag before sleeping on it (tens of microseconds): a wake-up from sleep costs more than that. */
+const SPINS = 20000;
 
 /** The helper's code: instantiate the kernels over the shared memory, then run one kernel call per job number. */
 const WORKER_SOURCE = `
@@ -32,6 +34,8 @@ const kernels = names.map((n) => exports[n]);
 parentPort.postMessage('ready');
 let seen = 0;
 for (;;) {
+  // A decode step hands out dozens of short jobs: look for the next one a little while before sleeping.
+  for (let spin = 0; spin < ${SPINS} && Atomics.load(ctl, 0) === seen; spin++);
   Atomics.wait(ctl, 0, seen);
   const job = Atomics.load(ctl, 0);
   if (job < 0) break;
@@ -80,17 +84,18 @@ class ThreadHelper implements KernelHelper {
     });
   }
 
-  start(kernel: HelperKernel, args: ArrayLike<number>): void {
-    if (args.length > HELPER_MAX_ARGS) throw new RangeError(`${kernel}: ${args.length} arguments`);
-    for (let i = 0; i < args.length; i++) this.args[i] = args[i];
+  start(kernel: HelperKernel, args: ArrayLike<number>, count = args.length): void {
+    if (count > HELPER_MAX_ARGS) throw new RangeError(`${kernel}: ${count} arguments`);
+    for (let i = 0; i < count; i++) this.args[i] = args[i];
     this.ctl[KERNEL] = HELPER_KERNELS.indexOf(kernel);
-    this.ctl[COUNT] = args.length;
+    this.ctl[COUNT] = count;
     this.job++;
     Atomics.store(this.ctl, JOB, this.job);
     Atomics.notify(this.ctl, JOB);
   }
 
   wait(): void {
+    for (let spin = 0; spin < SPINS && Atomics.load(this.ctl, DONE) !== this.job; spin++);
     for (;;) {
       const done = Atomics.load(this.ctl, DONE);
       if (done === this.job) break;

@@ -2,6 +2,8 @@
 // odd shapes, and that its worker threads start and stop cleanly.
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
+import { InferenceSession, InferenceWeights } from '../../src/engine/inference.js';
+import { parameterLayout } from '../../src/engine/layout.js';
 import {
   gemmThreads,
   matmulBackward,
@@ -77,5 +79,55 @@ describe('gemm on two threads', () => {
     assert.ok(again.outT.every(Number.isFinite));
     await assert.rejects(enableGemmThreads(0), /integer from 1 to 64, got 0/);
     await assert.rejects(enableGemmThreads(2.5), /integer from 1 to 64/);
+  });
+});
+
+describe('decode on two threads', () => {
+  after(() => stopGemmThreads());
+
+  it('gives the logits and top-k of one thread bit for bit: f32 products, the row-major head and its int8 screen, q8_0', async () => {
+    // n_embd 192, 4 160 tokens: every product, the head and the screen pass the split threshold.
+    const config = {
+      vocabSize: 4160,
+      nPositions: 16,
+      nEmbd: 192,
+      nLayer: 2,
+      nHead: 4,
+      layerNormEpsilon: 1e-5,
+      tieWordEmbeddings: true,
+      bosTokenId: 0,
+      eosTokenId: 0,
+    };
+    const params = randomArray(new Rng(12), parameterLayout(config).total, 0.1);
+    const run = () =>
+      ['f32', 'q8_0', 'full'].map((kind) => {
+        const options =
+          kind === 'q8_0'
+            ? { quantize: 'q8_0' as const }
+            : kind === 'full'
+              ? { lmHead: 'full' as const }
+              : {};
+        const s = new InferenceSession(new InferenceWeights(config, params, options));
+        const ids = new Int32Array(50);
+        const values = new Float64Array(50);
+        const out: number[] = [];
+        let logits = Float32Array.from(s.prefill([1, 2, 3]));
+        for (let t = 0; t < 6; t++) {
+          out.push(...logits);
+          assert.ok(s.lmHead.top(0, 50, ids, values));
+          out.push(...ids, ...values);
+          logits = Float32Array.from(s.step((t * 131) % config.vocabSize));
+        }
+        return out;
+      });
+    await stopGemmThreads();
+    const one = run();
+    assert.equal(await enableGemmThreads(2), 2);
+    const two = run();
+    for (const [i, kind] of ['f32 (int8 screen)', 'q8_0', 'f32 (full head)'].entries())
+      assert.equal(maxAbsDiff(two[i], one[i]), 0, `${kind}: two threads differ from one`);
+    console.log(
+      `decode on two threads: ${one.reduce((s, a) => s + a.length, 0)} logits and top-k values identical`,
+    );
   });
 });

@@ -2,6 +2,8 @@
 // [out, in] matrix), packed four rows at a time for the SIMD kernels, and products against int8-quantised
 // inputs as llama.cpp computes them (integer dot products per block, then the two scales).
 import type { WasmArena } from '../wasm/runtime.js';
+import { SplitCall } from '../wasm/threads.js';
+import { PARALLEL_MIN_MACS } from './f32.js';
 import { f16Bits, halfToFloat, roundToHalf } from './half.js';
 import type { Linear } from './linear.js';
 
@@ -28,7 +30,8 @@ function roundEven(v: number): number {
 
 /**
  * GGUF Q8_0 blocks of the [rows, cols] matrix whose element (r, c) is src[r·rowStride + c·colStride], quantised as
- * gguf-py does (d = amax/127 in float32, q = roundf(x · (1/d)), d stored as f16).
+ * gguf-py does (d = amax/127 in float32, q = roundf(x · (1/d)), d stored as f16). A transposed source (rowStride 1,
+ * e.g. a Conv1D weight [in, out]) is read 32 columns at a time across all rows, so both layouts read memory in order.
  */
 export function quantizeQ8_0(
   src: Float32Array,
@@ -40,25 +43,44 @@ export function quantizeQ8_0(
   if (!q8Eligible(cols)) throw new RangeError(`Q8_0 needs rows of whole 32-blocks, got ${cols} columns`);
   const NB = cols / Q8_BLOCK;
   const out = new Uint8Array(rows * NB * Q8_BLOCK_BYTES);
-  const view = new DataView(out.buffer);
-  const block = new Float32Array(Q8_BLOCK);
-  for (let r = 0; r < rows; r++) {
-    for (let b = 0; b < NB; b++) {
-      let amax = 0;
-      for (let i = 0; i < Q8_BLOCK; i++) {
-        const x = src[r * rowStride + (b * Q8_BLOCK + i) * colStride];
-        block[i] = x;
-        amax = Math.max(amax, Math.abs(block[i]));
-      }
-      const d = Math.fround(amax / 127);
-      const id = d === 0 ? 0 : Math.fround(1 / d);
-      const at = (r * NB + b) * Q8_BLOCK_BYTES;
-      view.setUint16(at, f16Bits(d), true);
-      for (let i = 0; i < Q8_BLOCK; i++) {
-        const q = roundAway(Math.fround(block[i] * id));
-        view.setInt8(at + 2 + i, Math.max(-127, Math.min(127, q)));
+  const q = new Int8Array(out.buffer);
+  const f = Math.fround;
+  /** Writes block b of row r: scale d (amax/127 as float32) and the values x(i)·(1/d). */
+  const block = (r: number, b: number, amax: number, x: (i: number) => number): void => {
+    const d = f(amax / 127);
+    const id = d === 0 ? 0 : f(1 / d);
+    const h = f16Bits(d);
+    const at = (r * NB + b) * Q8_BLOCK_BYTES;
+    out[at] = h & 0xff;
+    out[at + 1] = h >>> 8;
+    for (let i = 0; i < Q8_BLOCK; i++) {
+      const v = roundAway(f(x(i) * id));
+      q[at + 2 + i] = Math.max(-127, Math.min(127, v));
+    }
+  };
+  if (!(rowStride === 1 && colStride === rows)) {
+    for (let r = 0; r < rows; r++) {
+      for (let b = 0; b < NB; b++) {
+        const base = r * rowStride + b * Q8_BLOCK * colStride;
+        let amax = 0;
+        for (let i = 0; i < Q8_BLOCK; i++) amax = Math.max(amax, Math.abs(src[base + i * colStride]));
+        block(r, b, amax, (i) => src[base + i * colStride]);
       }
     }
+    return out;
+  }
+  // Stored transposed ([cols, rows], a Conv1D weight): 32 stored rows, one block of every output row, at a time.
+  const amax = new Float32Array(rows);
+  const tile = new Float32Array(Q8_BLOCK * rows);
+  for (let b = 0; b < NB; b++) {
+    tile.set(src.subarray(b * Q8_BLOCK * rows, (b + 1) * Q8_BLOCK * rows));
+    amax.fill(0);
+    for (let i = 0; i < Q8_BLOCK; i++)
+      for (let r = 0; r < rows; r++) {
+        const a = Math.abs(tile[i * rows + r]);
+        if (a > amax[r]) amax[r] = a;
+      }
+    for (let r = 0; r < rows; r++) block(r, b, amax[r], (i) => tile[i * rows + r]);
   }
   return out;
 }
@@ -140,25 +162,95 @@ export class Q8Matrix {
     }
     this.q.fill(0);
     this.d.fill(0);
-    const view = new DataView(blocks.buffer, blocks.byteOffset, blocks.byteLength);
+    const signed = new Int8Array(blocks.buffer, blocks.byteOffset, blocks.byteLength);
     let wide = false;
     const NB = this.NB;
+    const { q, d } = this;
     for (let r = 0; r < rows; r++) {
       const quad = r >> 2;
       const lane = r & 3;
       for (let b = 0; b < NB; b++) {
         const at = (r * NB + b) * Q8_BLOCK_BYTES;
-        this.d[(quad * NB + b) * 4 + lane] = halfToFloat(view.getUint16(at, true));
+        d[(quad * NB + b) * 4 + lane] = halfToFloat(blocks[at] | (blocks[at + 1] << 8));
         const base = (quad * NB + b) * 128 + lane * 4;
-        for (let i = 0; i < Q8_BLOCK; i++) {
-          const w = view.getInt8(at + 2 + i);
-          if (w === -128) wide = true;
-          this.q[base + (i >> 2) * 16 + (i & 3)] = w;
+        for (let g = 0; g < 8; g++) {
+          const s = at + 2 + g * 4;
+          const o = base + g * 16;
+          q[o] = signed[s];
+          q[o + 1] = signed[s + 1];
+          q[o + 2] = signed[s + 2];
+          q[o + 3] = signed[s + 3];
+          if (
+            signed[s] === -128 ||
+            signed[s + 1] === -128 ||
+            signed[s + 2] === -128 ||
+            signed[s + 3] === -128
+          )
+            wide = true;
         }
       }
     }
     this.wide = wide;
     this.plain = wide || !arena?.relaxedDot;
+  }
+
+  /** The q8Gemv call in progress (read by the split's pieces). */
+  private call = { out: 0, ldo: 0, gmax: 0, gstride: 0, xq: 0, xd: 0, bias: 0, n: 0 };
+  private split: SplitCall | null = null;
+
+  /**
+   * q8Gemv over every output row (see the kernel) for the n inputs quantised at xq/xd, split between threads by
+   * quads (by 16 quads, whole 64-row groups, when it records group maxima).
+   */
+  gemv(
+    out: number,
+    ldo: number,
+    gmax: number,
+    gstride: number,
+    xq: number,
+    xd: number,
+    bias: number,
+    n: number,
+  ): void {
+    const arena = this.arena as WasmArena;
+    const k = arena.kernels;
+    if (!this.split) {
+      const c = this.call;
+      const [w, wd, IC] = [this.q.byteOffset, this.d.byteOffset, this.cols];
+      this.split = new SplitCall(
+        'q8Gemv',
+        (a, from, to) => {
+          a[0] = c.out;
+          a[1] = c.ldo;
+          a[2] = c.gmax;
+          a[3] = c.gstride;
+          a[4] = c.xq;
+          a[5] = c.xd;
+          a[6] = w;
+          a[7] = wd;
+          a[8] = c.bias;
+          a[9] = c.n;
+          a[10] = IC;
+          a[11] = from;
+          a[12] = to;
+          a[13] = this.plain ? 1 : 0;
+          return 14;
+        },
+        (from, to) =>
+          k.q8Gemv(c.out, c.ldo, c.gmax, c.gstride, c.xq, c.xd, w, wd, c.bias, c.n, IC, from, to, this.plain),
+      );
+    }
+    const c = this.call;
+    c.out = out;
+    c.ldo = ldo;
+    c.gmax = gmax;
+    c.gstride = gstride;
+    c.xq = xq;
+    c.xd = xd;
+    c.bias = bias;
+    c.n = n;
+    const parallel = n * this.rows * this.cols >= PARALLEL_MIN_MACS;
+    this.split.run(arena.memory, this.quads, gmax ? 16 : 1, parallel);
   }
 
   /** Where the packing lies, for another thread (see SharedQ8). */
@@ -316,24 +408,8 @@ export class Q8Linear implements Linear {
       return;
     }
     const [xq, xd] = inputBuffers(arena, n, IC);
-    const k = arena.kernels;
-    k.q8Quantize(xq, xd, inp.byteOffset, n, IC);
-    k.q8Gemv(
-      out.byteOffset,
-      this.outFeatures,
-      0,
-      0,
-      xq,
-      xd,
-      matrix.q.byteOffset,
-      matrix.d.byteOffset,
-      this.bias.byteOffset,
-      n,
-      IC,
-      0,
-      matrix.quads,
-      matrix.plain,
-    );
+    arena.kernels.q8Quantize(xq, xd, inp.byteOffset, n, IC);
+    matrix.gemv(out.byteOffset, this.outFeatures, 0, 0, xq, xd, this.bias.byteOffset, n);
   }
 
   matmul(out: Float32Array, inp: Float32Array, n: number): void {

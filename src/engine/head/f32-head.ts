@@ -1,6 +1,8 @@
 // The f32 LM head as the kernels read it: packed as [V/16][C][16] for narrow models (sixteen logits per pass
 // over the input), row-major in place for wide ones (no second copy of the embedding); and its hot rows.
+import { PARALLEL_MIN_MACS } from '../formats/f32.js';
 import type { WasmArena } from '../wasm/runtime.js';
+import { SplitCall } from '../wasm/threads.js';
 import type { HeadMatrix } from './head-matrix.js';
 import { HOT_NORM_RATIO, type HotRows } from './hot-rows.js';
 
@@ -21,6 +23,9 @@ export class F32HeadMatrix implements HeadMatrix {
   /** Where the kernels read the head: the packed copy, or lmHead itself. */
   readonly ptr: number;
   private finiteCache: boolean | null = null;
+  /** The row-major head's call in progress, split between threads by 64-row groups. */
+  private call = { out: 0, gmax: 0, h: 0 };
+  private split: SplitCall | null = null;
 
   /**
    * `lmHead` [V, C] row-major (in the arena's memory when `arena` is set). A narrow model's head is packed at
@@ -65,8 +70,30 @@ export class F32HeadMatrix implements HeadMatrix {
 
   logitsWasm(out: number, gmax: number, h: number): void {
     const k = (this.arena as WasmArena).kernels;
-    if (this.packed) k.lmHeadMax(out, gmax, h, this.ptr, this.blocks, this.nEmbd);
-    else k.headRowMajor(out, gmax, h, this.ptr, this.nEmbd, 0, this.vocabSize);
+    if (this.packed) {
+      k.lmHeadMax(out, gmax, h, this.ptr, this.blocks, this.nEmbd);
+      return;
+    }
+    const { ptr: w, nEmbd: C, vocabSize: V } = this;
+    const c = this.call;
+    this.split ??= new SplitCall(
+      'headRowMajor',
+      (a, from, to) => {
+        a[0] = c.out;
+        a[1] = c.gmax;
+        a[2] = c.h;
+        a[3] = w;
+        a[4] = C;
+        a[5] = from;
+        a[6] = to;
+        return 7;
+      },
+      (from, to) => k.headRowMajor(c.out, c.gmax, c.h, w, C, from, to),
+    );
+    c.out = out;
+    c.gmax = gmax;
+    c.h = h;
+    this.split.run((this.arena as WasmArena).memory, V, 64, V * C >= PARALLEL_MIN_MACS);
   }
 
   rowsWasm(vals: number, h: number, ids: number, n: number): void {

@@ -9,7 +9,6 @@ import type { LmHead } from './lm-head.js';
  * buffers for up to `capacity` rows allocated once.
  */
 export class FullHead implements LmHead {
-  readonly name = 'full';
   private readonly arena: WasmArena | null;
   private readonly C: number;
   /** Floats per row of the logits buffer: whole 64-row groups (the kernels write them). */
@@ -24,10 +23,12 @@ export class FullHead implements LmHead {
   private h: Float32Array | null = null;
   private n = 0;
 
+  /** `name`: 'q8_0' for a q8_0 head (every logit in int8), else 'full'. */
   constructor(
     readonly matrix: HeadMatrix,
     readonly capacity: number,
     owner: object,
+    readonly name: 'full' | 'q8_0' = 'full',
   ) {
     const { vocabSize: V, nEmbd: C, arena } = matrix;
     this.arena = arena;
@@ -102,7 +103,7 @@ export class FullHead implements LmHead {
     for (let c = r * C; c < (r + 1) * C; c++) if (!Number.isFinite(h[c])) return false;
     const logits = this.logits(r);
     if (!top.fromGroups(logits.byteOffset, this.rowGmax[r].byteOffset, k, ids, values)) return false;
-    this.lastSource = 'full';
+    this.lastSource = this.name;
     return true;
   }
 

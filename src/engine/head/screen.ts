@@ -1,6 +1,8 @@
 // The int8 screen: every row scored from an int8 copy of the head with a bounded error, f32 logits only for
 // the rows that can still be among the k largest.
+import { PARALLEL_MIN_MACS } from '../formats/f32.js';
 import type { WasmArena } from '../wasm/runtime.js';
+import { SplitCall } from '../wasm/threads.js';
 import type { FullHead } from './full.js';
 import { TOP_GROUP } from './group-top.js';
 import type { LmHead } from './lm-head.js';
@@ -106,6 +108,9 @@ export class ScreenedHead implements LmHead {
   private readonly exactPtr: number;
   private candidates = 0;
   lastSource: LmHead['name'] | 'none' = 'none';
+  /** The screening call in progress, split between threads by 64-row groups. */
+  private readonly call = { out: 0, gmax: 0, m: 0, hScale: 0 };
+  private readonly split: SplitCall;
 
   constructor(
     private readonly arena: WasmArena,
@@ -136,6 +141,34 @@ export class ScreenedHead implements LmHead {
       m.fill(0);
       this.rowIn.push(m);
     }
+    const c = this.call;
+    const { q, scale } = screen;
+    const k = arena.kernels;
+    this.split = new SplitCall(
+      'screenHead',
+      (a, from, to) => {
+        a[0] = c.out + from * TOP_GROUP * 4;
+        a[1] = c.gmax + from * 4;
+        a[2] = q + from * TOP_GROUP * C2;
+        a[3] = scale + from * TOP_GROUP * 4;
+        a[4] = c.m;
+        a[5] = c.hScale;
+        a[6] = to - from;
+        a[7] = C2;
+        return 8;
+      },
+      (from, to) =>
+        k.screenHead(
+          c.out + from * TOP_GROUP * 4,
+          c.gmax + from * 4,
+          q + from * TOP_GROUP * C2,
+          scale + from * TOP_GROUP * 4,
+          c.m,
+          c.hScale,
+          to - from,
+          C2,
+        ),
+    );
     this.inScale = new Float64Array(capacity);
     this.errs = new Float64Array(capacity);
     this.screened = new Uint8Array(capacity);
@@ -173,16 +206,12 @@ export class ScreenedHead implements LmHead {
         0.5 * sh.maxScale * l1 +
         0.5 * hScale * sh.maxL1 +
         2 ** -20 * (C + 8) * (sh.maxAbs * l1 + sh.maxL1 * hmax);
-      this.arena.kernels.screenHead(
-        this.rowApprox[r].byteOffset,
-        this.rowGmax[r].byteOffset,
-        sh.q,
-        sh.scale,
-        m.byteOffset,
-        hScale,
-        sh.groups,
-        sh.C2,
-      );
+      const call = this.call;
+      call.out = this.rowApprox[r].byteOffset;
+      call.gmax = this.rowGmax[r].byteOffset;
+      call.m = m.byteOffset;
+      call.hScale = hScale;
+      this.split.run(this.arena.memory, sh.groups, 1, sh.groups * TOP_GROUP * sh.C2 >= PARALLEL_MIN_MACS);
       this.screened[r] = 1;
     }
   }

@@ -59,6 +59,11 @@ export class InferenceSession {
     return this.head;
   }
 
+  /** The KV cache (a BatchDecoder advances it together with other sessions' caches). */
+  get kvCache(): KvCache {
+    return this.cache;
+  }
+
   /** Forgets the sequence; the cache is overwritten by the next call. */
   reset(): void {
     this.cache.position = 0;

@@ -276,9 +276,9 @@ export class InferenceWeights {
 
   /** A session's LM head for up to `capacity` rows a step; its buffers are freed with `owner`. */
   createHead(capacity: number, owner: object): LmHead {
-    const full = new FullHead(this.headMatrix, capacity, owner);
-    const arena = this.arena;
     const strategy = this.headStrategy;
+    const full = new FullHead(this.headMatrix, capacity, owner, strategy === 'q8_0' ? 'q8_0' : 'full');
+    const arena = this.arena;
     if (arena && strategy === 'hot-rows' && this.hotRows)
       return new HotRowsHead(arena, this.hotRows, full, owner);
     if (arena && strategy === 'int8-screen' && this.screenRows)

@@ -78,7 +78,17 @@ export interface KernelExports {
     plain: boolean,
   ): void;
   relaxedDotWorks(): number;
-  linearRows(out: number, x: number, w: number, bias: number, n: number, IC: number, OC: number, o0: number, o1: number): void;
+  linearRows(
+    out: number,
+    x: number,
+    w: number,
+    bias: number,
+    n: number,
+    IC: number,
+    OC: number,
+    o0: number,
+    o1: number,
+  ): void;
   headRowMajor(out: number, gmax: number, h: number, w: number, C: number, v0: number, v1: number): void;
   headRowMajorAt(vals: number, h: number, w: number, ids: number, count: number, C: number): void;
   rowNorms(norms: number, w: number, V: number, C: number): void;

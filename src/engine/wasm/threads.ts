@@ -4,7 +4,7 @@
  * Kernels a helper thread can run, by index (the worker instantiates the same module and calls them by name).
  * Every argument is a number: byte offsets, sizes, floats, and booleans as 0/1.
  */
-export const HELPER_KERNELS = ['gemm', 'gemv'] as const;
+export const HELPER_KERNELS = ['gemm', 'linearRows', 'q8Gemv', 'headRowMajor', 'screenHead'] as const;
 export type HelperKernel = (typeof HELPER_KERNELS)[number];
 
 /** Most arguments a helper job carries. */
@@ -17,7 +17,8 @@ export const HELPER_MAX_ARGS = 16;
 export interface KernelHelper {
   /** Gemm scratch of its own at this byte offset (gemmWorkBytes() + 128 bytes). */
   readonly work: number;
-  start(kernel: HelperKernel, args: ArrayLike<number>): void;
+  /** Starts kernel(args[0], …, args[count − 1]) on the helper. */
+  start(kernel: HelperKernel, args: ArrayLike<number>, count?: number): void;
   wait(): void;
 }
 
@@ -45,37 +46,53 @@ export function kernelThreads(): number {
 }
 
 /**
- * Runs `parts` pieces of one kernel call: piece p > 0 on helper p − 1 (started first), piece 0 here, then waits
- * for every helper before returning or throwing (none may still write when this returns).
+ * One kernel call site whose output range [0, extent) can be cut between this thread and the helpers: each piece
+ * computes its own outputs completely, so the results are the same bits on any number of threads.
  */
-export function runPieces(
-  memory: WebAssembly.Memory,
-  parts: number,
-  kernel: HelperKernel,
-  piece: (p: number) => ArrayLike<number> | null,
-  here: (args: ArrayLike<number>) => void,
-): void {
-  const more = helpersOver(memory);
-  const started: KernelHelper[] = [];
-  let failure: unknown = null;
-  try {
-    for (let p = 1; p < parts && p <= more.length; p++) {
-      const args = piece(p);
-      if (!args) continue;
-      more[p - 1].start(kernel, args);
-      started.push(more[p - 1]);
+export class SplitCall {
+  private readonly args = new Float64Array(HELPER_MAX_ARGS);
+
+  /**
+   * `fill` writes the kernel's arguments for outputs [from, to) into args; `own` runs that piece on this thread.
+   * Both are made once per call site, so a call allocates nothing.
+   */
+  constructor(
+    readonly kernel: HelperKernel,
+    private readonly fill: (args: Float64Array, from: number, to: number) => number,
+    private readonly own: (from: number, to: number) => void,
+  ) {}
+
+  /**
+   * Outputs [0, extent) in pieces of whole `unit`s: the helpers over `memory` take the later pieces when
+   * `parallel` (the call is large enough to pay for waking them), this thread the first.
+   */
+  run(memory: WebAssembly.Memory, extent: number, unit: number, parallel: boolean): void {
+    const more = parallel ? helpersOver(memory) : [];
+    if (more.length === 0) {
+      this.own(0, extent);
+      return;
     }
-    const own = piece(0);
-    if (own) here(own);
-  } catch (e) {
-    failure = e;
-  }
-  for (const h of started) {
+    const parts = more.length + 1;
+    const step = Math.max(unit, Math.ceil(extent / parts / unit) * unit);
+    let started = 0;
+    let failure: unknown = null;
     try {
-      h.wait();
+      for (let p = 1; p < parts && p * step < extent; p++) {
+        const count = this.fill(this.args, p * step, Math.min(extent, (p + 1) * step));
+        more[p - 1].start(this.kernel, this.args, count);
+        started++;
+      }
+      this.own(0, Math.min(step, extent));
     } catch (e) {
-      failure ??= e;
+      failure = e;
     }
+    for (let p = 0; p < started; p++) {
+      try {
+        more[p].wait();
+      } catch (e) {
+        failure ??= e;
+      }
+    }
+    if (failure) throw failure;
   }
-  if (failure) throw failure;
 }

@@ -1394,7 +1394,9 @@ function rowDot(h: usize, w: usize, C: i32): f32 {
     a0 = madd(v128.load(h + off), v128.load(w + off), a0);
   }
   let s: f32 =
-    f32x4.extract_lane(a0, 0) + f32x4.extract_lane(a0, 1) + (f32x4.extract_lane(a0, 2) + f32x4.extract_lane(a0, 3));
+    f32x4.extract_lane(a0, 0) +
+    f32x4.extract_lane(a0, 1) +
+    (f32x4.extract_lane(a0, 2) + f32x4.extract_lane(a0, 3));
   for (; c < C; c++) s = fmadd(load<f32>(h + ((<usize>c) << 2)), load<f32>(w + ((<usize>c) << 2)), s);
   return s;
 }
@@ -1523,7 +1525,10 @@ export function geluRows(out: usize, x: usize, count: i32): void {
     const xv = v128.load(x + off);
     const lo = gelu2(f64x2.promote_low_f32x4(xv));
     const hi = gelu2(f64x2.promote_low_f32x4(v128.shuffle<f32>(xv, xv, 2, 3, 0, 1)));
-    v128.store(out + off, v128.shuffle<f32>(f32x4.demote_f64x2_zero(lo), f32x4.demote_f64x2_zero(hi), 0, 1, 4, 5));
+    v128.store(
+      out + off,
+      v128.shuffle<f32>(f32x4.demote_f64x2_zero(lo), f32x4.demote_f64x2_zero(hi), 0, 1, 4, 5),
+    );
   }
   for (; i < count; i++) {
     const off = (<usize>i) << 2;
@@ -1552,10 +1557,10 @@ export function addRows(x: usize, y: usize, count: i32): void {
 function exp4(x: v128): v128 {
   const lo = f32x4.lt(x, f32x4.splat(-87.33654));
   const xc = f32x4.max(x, f32x4.splat(-87.33654));
-  const n = f32x4.nearest(f32x4.mul(xc, f32x4.splat(1.44269504)));
+  const n = f32x4.nearest(f32x4.mul(xc, f32x4.splat(<f32>Math.LOG2E)));
   let r = f32x4.sub(xc, f32x4.mul(n, f32x4.splat(0.693359375)));
-  r = f32x4.sub(r, f32x4.mul(n, f32x4.splat(-2.12194440e-4)));
-  let p = f32x4.add(f32x4.mul(f32x4.splat(1.9875691500e-4), r), f32x4.splat(1.3981999507e-3));
+  r = f32x4.sub(r, f32x4.mul(n, f32x4.splat(-2.1219444e-4)));
+  let p = f32x4.add(f32x4.mul(f32x4.splat(1.98756915e-4), r), f32x4.splat(1.3981999507e-3));
   p = f32x4.add(f32x4.mul(p, r), f32x4.splat(8.3334519073e-3));
   p = f32x4.add(f32x4.mul(p, r), f32x4.splat(4.1665795894e-2));
   p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.6666665459e-1));
@@ -1601,7 +1606,10 @@ export function attendRow(
       v128.store(p, e);
       sv = f32x4.add(sv, e);
     }
-    const sum = f32x4.extract_lane(sv, 0) + f32x4.extract_lane(sv, 1) + (f32x4.extract_lane(sv, 2) + f32x4.extract_lane(sv, 3));
+    const sum =
+      f32x4.extract_lane(sv, 0) +
+      f32x4.extract_lane(sv, 1) +
+      (f32x4.extract_lane(sv, 2) + f32x4.extract_lane(sv, 3));
     const inv: f32 = 1 / sum;
     const po = out + hoff;
     let i = 0;
