@@ -48,16 +48,19 @@ export function loadOrt(): Ort {
 export async function ortRunnerFor(
   model: BenchModel,
   threads: number,
+  tokens?: number,
 ): Promise<DecodeRunner & { close(): Promise<void> }> {
   if (model.dir === seedTinyDir) {
-    return ortRunner(join(seedTinyDir, 'seed-tiny-with-past.onnx'), model.config.nPositions, threads);
+    return ortRunner(join(seedTinyDir, 'seed-tiny-with-past.onnx'), model.config.nPositions, threads, tokens);
   }
   if (!ortInstalled()) throw new Error('onnxruntime-node is not installed: run `npm run bench:peers`');
+  const params = model.params;
+  if (!params) throw new Error(`${model.dir} holds no f32 weights to export to ONNX`);
   const dir = mkdtempSync(join(tmpdir(), 'tiny-llm-bench-onnx-'));
   try {
     const file = join(dir, `${model.name}.onnx`);
-    await exportOnnx(file, { config: model.config, params: model.params, name: model.name });
-    const runner = await ortRunner(file, model.config.nPositions, threads);
+    await exportOnnx(file, { config: model.config, params, name: model.name });
+    const runner = await ortRunner(file, model.config.nPositions, threads, tokens);
     return {
       ...runner,
       label: `${runner.label}, our ONNX export`,
@@ -77,6 +80,7 @@ export async function ortRunner(
   onnxPath: string,
   nPositions: number,
   threads: number,
+  tokens?: number,
 ): Promise<DecodeRunner & { close(): Promise<void> }> {
   if (!ortInstalled()) {
     throw new Error('onnxruntime-node is not installed: run `npm run bench:peers`');
@@ -92,7 +96,7 @@ export async function ortRunner(
   const keyShape = meta.find((m) => m.name === 'past_key')?.shape;
   if (!keyShape) throw new Error(`${onnxPath} has no past_key input`);
   const [L, , H, , D] = keyShape as number[];
-  const n = decodeLength(nPositions);
+  const n = decodeLength(nPositions, tokens);
   const params = { temperature: 1, topK: 50, topP: 0.95, repetitionPenalty: 1 };
   let scratch: SamplerScratch | null = null;
   const decode = async (sample: boolean, seed: number) => {

@@ -163,8 +163,7 @@ export function* generate(
   promptIds: readonly number[],
   options: GenerateOptions,
 ): Generator<GenerateDelta, GenerateResult, void> {
-  const context = session.weights.config.nPositions;
-  const gen = new Generation(tokenizer, promptIds, options, context, scratchFor(session));
+  const gen = new Generation(tokenizer, promptIds, options, session.capacity, scratchFor(session));
   session.reset();
   let logits = session.next(promptIds, gen.k, gen.topIds, gen.topValues);
   while (!gen.done) {

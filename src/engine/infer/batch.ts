@@ -41,14 +41,13 @@ export class BatchDecoder {
     if (n < 1 || n > this.capacity)
       throw new RangeError(`batch of ${n} sequences, room for ${this.capacity}`);
     const b = this.buffers;
-    const maxT = this.weights.config.nPositions;
     for (let r = 0; r < n; r++) {
       const s = sessions[r];
       if (s.weights !== this.weights) throw new Error(`sequence ${r} runs on other weights`);
       const cache = s.kvCache;
       for (let q = 0; q < r; q++)
         if (b.caches[q] === cache) throw new Error(`sequence ${r} appears twice in one step`);
-      if (cache.position >= maxT) throw new RangeError(`sequence ${r}: context full (${maxT} positions)`);
+      if (cache.position >= cache.maxT) throw new RangeError(`sequence ${r}: context full (${cache.maxT} positions)`);
       b.caches[r] = cache;
       b.positions[r] = cache.position;
     }

@@ -11,8 +11,13 @@ export class KvCache {
   /** Positions already in the cache. */
   position = 0;
 
-  constructor(weights: InferenceWeights, alloc: (floats: number) => Float32Array) {
-    const { nLayer: L, nPositions: maxT, nEmbd: C } = weights.config;
+  /** Room for `maxT` positions (at most the model's context). */
+  constructor(
+    weights: InferenceWeights,
+    readonly maxT: number,
+    alloc: (floats: number) => Float32Array,
+  ) {
+    const { nLayer: L, nEmbd: C } = weights.config;
     this.keys = Array.from({ length: L }, () => alloc(maxT * C));
     this.values = Array.from({ length: L }, () => alloc(maxT * C));
   }

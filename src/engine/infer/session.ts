@@ -22,8 +22,15 @@ export function floatAllocator(arena: WasmArena | null, owner: object): (floats:
   };
 }
 
+export interface InferenceSessionOptions {
+  /** Positions this session's KV cache holds (default: the model's context); fewer take less memory. */
+  positions?: number;
+}
+
 export class InferenceSession {
   readonly weights: InferenceWeights;
+  /** Positions the KV cache holds: the most this session's sequence can span. */
+  readonly capacity: number;
   private readonly cache: KvCache;
   private readonly buffers: RunBuffers;
   private readonly ops: RowOps;
@@ -32,11 +39,15 @@ export class InferenceSession {
   private readonly noIds = new Int32Array(0);
   private readonly noValues = new Float64Array(0);
 
-  constructor(weights: InferenceWeights) {
+  constructor(weights: InferenceWeights, options: InferenceSessionOptions = {}) {
     this.weights = weights;
-    const { nPositions: maxT } = weights.config;
+    const context = weights.config.nPositions;
+    const maxT = options.positions ?? context;
+    if (!Number.isInteger(maxT) || maxT < 1 || maxT > context)
+      throw new RangeError(`a session holds 1 to ${context} positions, not ${options.positions}`);
+    this.capacity = maxT;
     const alloc = floatAllocator(weights.arena, this);
-    this.cache = new KvCache(weights, alloc);
+    this.cache = new KvCache(weights, maxT, alloc);
     const rows = Math.min(maxT, PREFILL_CHUNK);
     this.buffers = new RunBuffers(weights, rows, alloc);
     this.buffers.caches.fill(this.cache);
@@ -49,9 +60,9 @@ export class InferenceSession {
     return this.cache.position;
   }
 
-  /** Positions left in the context. */
+  /** Positions left in this session's cache. */
   get remaining(): number {
-    return this.weights.config.nPositions - this.cache.position;
+    return this.capacity - this.cache.position;
   }
 
   /** This session's LM head (for tests and the bench). */
@@ -118,7 +129,7 @@ export class InferenceSession {
   private run(ids: ArrayLike<number>): void {
     const n = ids.length;
     if (n === 0) throw new RangeError('prefill needs at least one token');
-    const maxT = this.weights.config.nPositions;
+    const maxT = this.capacity;
     if (this.cache.position + n > maxT) {
       throw new RangeError(
         `context full: ${this.cache.position} + ${n} positions exceed the context of ${maxT}`,

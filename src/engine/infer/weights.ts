@@ -311,9 +311,16 @@ export class InferenceWeights {
     return shared && this.arena ? { arena: this.arena, ptr: shared.ptr, blocks: shared.blocks } : null;
   }
 
-  /** Bytes of weights a decode step reads through the products and a full LM head (for the bench). */
+  /** Bytes of weights a decode step reads: the products, and the LM head as its strategy reads it (for the bench). */
   get decodeBytes(): number {
-    let bytes = this.headMatrix.bytes;
+    const strategy = this.headStrategy;
+    const C = this.config.nEmbd;
+    let bytes =
+      strategy === 'int8-screen' && this.screenRows
+        ? this.screenRows.groups * 64 * (this.screenRows.C2 + 4)
+        : strategy === 'hot-rows' && this.hotRows
+          ? this.hotRows.ids.length * C * 4
+          : this.headMatrix.bytes;
     for (const l of this.layers) bytes += l.qkv.bytes + l.attnProj.bytes + l.fc.bytes + l.fcProj.bytes;
     return bytes;
   }
