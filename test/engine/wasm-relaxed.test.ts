@@ -27,7 +27,7 @@ describe('relaxed-SIMD kernels', () => {
     assert.ok(WebAssembly.validate(Buffer.from(KERNELS_WASM_BASE64, 'base64')));
   });
 
-  it('gemm, gemv and lmHead equal the JS loops on odd shapes; lmHeadMax and headRows equal lmHead', () => {
+  it('gemm, linearRows and lmHead equal the JS loops on odd shapes; lmHeadMax and headRows equal lmHead', () => {
     const arena = new WasmArena(new WebAssembly.Module(relaxedBytes));
     const rng = new Rng(21);
     const work = arena.alloc(arena.kernels.gemmWorkBytes());
@@ -59,12 +59,12 @@ describe('relaxed-SIMD kernels', () => {
       const w = randomArray(rng, IC * OC, 0.5);
       const bias = randomArray(rng, OC);
       const out = arena.alloc(OC * 4);
-      arena.kernels.gemv(out, place(arena, x), place(arena, w), place(arena, bias), IC, OC);
+      arena.kernels.linearRows(out, place(arena, x), place(arena, w), place(arena, bias), 1, IC, OC, 0, OC);
       const expected = new Float32Array(OC);
       matmulForward(expected, x, w, bias, 1, IC, OC);
       const diff = maxAbsDiff(arena.f32(out, OC), expected);
       worstGemv = Math.max(worstGemv, diff);
-      assert.ok(diff < 1e-5, `gemv ${IC}→${OC}: diff ${diff}`);
+      assert.ok(diff < 1e-5, `linearRows ${IC}→${OC}: diff ${diff}`);
     }
     // lmHead over a head packed as [V/16][C][16].
     const V = 100;
@@ -82,7 +82,7 @@ describe('relaxed-SIMD kernels', () => {
     matmulTransposedForward(expected, x, head, 1, C, V);
     const headDiff = maxAbsDiff(arena.f32(logits, V), expected);
     console.log(
-      `relaxed SIMD vs JS: gemm ${worstGemm.toExponential(2)} (÷√K), gemv ${worstGemv.toExponential(2)}, ` +
+      `relaxed SIMD vs JS: gemm ${worstGemm.toExponential(2)} (÷√K), linearRows ${worstGemv.toExponential(2)}, ` +
         `lmHead ${headDiff.toExponential(2)}`,
     );
     assert.ok(headDiff < 1e-5, `lmHead diff ${headDiff}`);

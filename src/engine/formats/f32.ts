@@ -62,16 +62,11 @@ export class F32Linear implements Linear {
       matmulForwardLoops(out, inp, this.weight, this.bias, n, IC, OC);
       return;
     }
-    const k = arena.kernels;
-    for (let r = 0; r < n; r++)
-      k.gemv(
-        out.byteOffset + r * OC * 4,
-        inp.byteOffset + r * IC * 4,
-        this.weight.byteOffset,
-        this.bias.byteOffset,
-        IC,
-        OC,
-      );
+    this.outPtr = out.byteOffset;
+    this.inPtr = inp.byteOffset;
+    this.n = n;
+    // Columns in whole 16s: every piece's outputs are computed as one call would compute them.
+    split.run(arena.memory, OC, 16, n * IC * OC >= PARALLEL_MIN_MACS);
   }
 
   matmul(out: Float32Array, inp: Float32Array, n: number): void {

@@ -72,6 +72,15 @@ export class FullHead implements LmHead {
     this.h = h;
     this.n = n;
     this.done.fill(0, 0, n);
+    // As the strategy itself (not a fallback), a head that can score several rows in one pass does so now.
+    const group = this.group;
+    if (this.name === 'q8_0' && n > 1 && group && this.matrix.logitsRowsWasm) {
+      this.matrix.logitsRowsWasm(this.logitsPtr, this.stride, this.gmaxPtr, group.groups, h.byteOffset, n);
+      for (let r = 0; r < n; r++) {
+        group.fixLastGroup(this.rowLogits[r], this.rowGmax[r]);
+        this.done[r] = 1;
+      }
+    }
   }
 
   /** Row r's logits, computed now unless they already were for this step. */

@@ -17,6 +17,12 @@ export interface HeadMatrix {
   logitsWasm(out: number, gmax: number, h: number): void;
   /** The logits of rows ids[0..n) into vals (n rounded up to 4 entries), bit-identical to logitsWasm's. */
   rowsWasm(vals: number, h: number, ids: number, n: number): void;
+  /**
+   * The logits of n rows at h (row r at h + r·C floats) in one pass over the head: row r's into out + r·stride
+   * floats and its group maxima into gmax + r·gstride, the same bits logitsWasm gives each row alone. Absent
+   * where a head computes rows one at a time.
+   */
+  logitsRowsWasm?(out: number, stride: number, gmax: number, gstride: number, h: number, n: number): void;
   /** All V logits of h[hOff .. hOff + C) into out (the pure-JS path). */
   logitsJs(out: Float32Array, h: Float32Array, hOff: number): void;
 }

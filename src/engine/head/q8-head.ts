@@ -46,6 +46,14 @@ export class Q8HeadMatrix implements HeadMatrix {
     );
   }
 
+  logitsRowsWasm(out: number, stride: number, gmax: number, gstride: number, h: number, n: number): void {
+    const m = this.matrix;
+    const arena = m.arena!;
+    const [xq, xd] = inputBuffers(arena, n, m.cols);
+    arena.kernels.q8Quantize(xq, xd, h, n, m.cols);
+    m.gemv(out, stride, gmax, gstride, xq, xd, 0, n);
+  }
+
   rowsWasm(vals: number, h: number, ids: number, n: number): void {
     const m = this.matrix;
     const arena = m.arena!;

@@ -101,15 +101,16 @@ export class ScreenedHead implements LmHead {
   private readonly rowGmax: Float32Array[];
   private readonly inPtr: number;
   private readonly rowIn: Int16Array[];
-  private readonly inScale: Float64Array;
+  /** The rows' input scales as the kernel takes them (f32, in the arena). */
+  private readonly inScales: Float32Array;
   private readonly errs: Float64Array;
   /** 1 when row r was screened (finite, non-zero input). */
   private readonly screened: Uint8Array;
   private readonly exactPtr: number;
   private candidates = 0;
   lastSource: LmHead['name'] | 'none' = 'none';
-  /** The screening call in progress, split between threads by 64-row groups. */
-  private readonly call = { out: 0, gmax: 0, m: 0, hScale: 0 };
+  /** The screening call in progress (rows [first, first + n)), split between threads by 64-row groups. */
+  private readonly call = { first: 0, n: 0 };
   private readonly split: SplitCall;
 
   constructor(
@@ -144,32 +145,47 @@ export class ScreenedHead implements LmHead {
     const c = this.call;
     const { q, scale } = screen;
     const k = arena.kernels;
+    const G = groups;
+    const stride = this.rowsPad;
+    // Groups [from, to) of rows [first, first + n): the pointers each piece starts from.
+    const out = (from: number) => this.approxPtr + (c.first * stride + from * TOP_GROUP) * 4;
+    const gmax = (from: number) => this.gmaxPtr + (c.first * G + from) * 4;
+    const h = () => this.inPtr + c.first * C2 * 2;
+    const hs = () => this.inScales.byteOffset + c.first * 4;
     this.split = new SplitCall(
       'screenHead',
       (a, from, to) => {
-        a[0] = c.out + from * TOP_GROUP * 4;
-        a[1] = c.gmax + from * 4;
+        a[0] = out(from);
+        a[1] = gmax(from);
         a[2] = q + from * TOP_GROUP * C2;
         a[3] = scale + from * TOP_GROUP * 4;
-        a[4] = c.m;
-        a[5] = c.hScale;
-        a[6] = to - from;
-        a[7] = C2;
-        return 8;
+        a[4] = h();
+        a[5] = hs();
+        a[6] = c.n;
+        a[7] = to - from;
+        a[8] = C2;
+        a[9] = stride;
+        a[10] = G;
+        a[11] = C2;
+        return 12;
       },
       (from, to) =>
         k.screenHead(
-          c.out + from * TOP_GROUP * 4,
-          c.gmax + from * 4,
+          out(from),
+          gmax(from),
           q + from * TOP_GROUP * C2,
           scale + from * TOP_GROUP * 4,
-          c.m,
-          c.hScale,
+          h(),
+          hs(),
+          c.n,
           to - from,
+          C2,
+          stride,
+          G,
           C2,
         ),
     );
-    this.inScale = new Float64Array(capacity);
+    this.inScales = arena.f32(alloc(capacity * 4), capacity);
     this.errs = new Float64Array(capacity);
     this.screened = new Uint8Array(capacity);
   }
@@ -197,23 +213,21 @@ export class ScreenedHead implements LmHead {
         if (a > hmax) hmax = a;
         l1 += a;
       }
-      if (!finite || hmax === 0) continue;
-      const hScale = hmax / mMax;
+      // A row that cannot be screened is scored anyway (zero input) and answered by the full head.
+      const hScale = finite && hmax > 0 ? hmax / mMax : 0;
       const m = this.rowIn[r];
-      for (let c = 0; c < C; c++) m[c] = Math.round(h[r * C + c] / hScale);
-      this.inScale[r] = hScale;
+      for (let c = 0; c < C; c++) m[c] = hScale > 0 ? Math.round(h[r * C + c] / hScale) : 0;
+      this.inScales[r] = hScale;
       this.errs[r] =
         0.5 * sh.maxScale * l1 +
         0.5 * hScale * sh.maxL1 +
         2 ** -20 * (C + 8) * (sh.maxAbs * l1 + sh.maxL1 * hmax);
-      const call = this.call;
-      call.out = this.rowApprox[r].byteOffset;
-      call.gmax = this.rowGmax[r].byteOffset;
-      call.m = m.byteOffset;
-      call.hScale = hScale;
-      this.split.run(this.arena.memory, sh.groups, 1, sh.groups * TOP_GROUP * sh.C2 >= PARALLEL_MIN_MACS);
-      this.screened[r] = 1;
+      this.screened[r] = hScale > 0 ? 1 : 0;
     }
+    // One pass over the int8 head for every row.
+    this.call.first = 0;
+    this.call.n = n;
+    this.split.run(this.arena.memory, sh.groups, 1, n * sh.groups * TOP_GROUP * sh.C2 >= PARALLEL_MIN_MACS);
   }
 
   top(r: number, k: number, ids: Int32Array, values: Float64Array): boolean {

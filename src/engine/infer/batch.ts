@@ -47,7 +47,8 @@ export class BatchDecoder {
       const cache = s.kvCache;
       for (let q = 0; q < r; q++)
         if (b.caches[q] === cache) throw new Error(`sequence ${r} appears twice in one step`);
-      if (cache.position >= cache.maxT) throw new RangeError(`sequence ${r}: context full (${cache.maxT} positions)`);
+      if (cache.position >= cache.maxT)
+        throw new RangeError(`sequence ${r}: context full (${cache.maxT} positions)`);
       b.caches[r] = cache;
       b.positions[r] = cache.position;
     }

@@ -4,7 +4,6 @@ import { KERNELS_RELAXED_WASM_BASE64, KERNELS_WASM_BASE64 } from './kernels-wasm
 /** The kernels' exports; every pointer is a byte offset into the arena's memory. */
 export interface KernelExports {
   lmHead(out: number, x: number, w: number, blocks: number, C: number): void;
-  gemv(out: number, x: number, w: number, bias: number, IC: number, OC: number): void;
   topK(scores: number, V: number, k: number, ids: number, vals: number): void;
   argmax(scores: number, V: number): number;
   lmHeadMax(out: number, gmax: number, x: number, w: number, blocks: number, C: number): void;
@@ -15,9 +14,13 @@ export interface KernelExports {
     q: number,
     scale: number,
     h: number,
-    hScale: number,
+    hScales: number,
+    n: number,
     groups: number,
     C2: number,
+    outStride: number,
+    gmaxStride: number,
+    hStride: number,
   ): void;
   headRows(vals: number, x: number, w: number, ids: number, count: number, C: number): void;
   collectAtLeast(

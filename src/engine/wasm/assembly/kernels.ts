@@ -69,66 +69,75 @@ export function lmHeadMax(out: usize, gmax: usize, x: usize, w: usize, blocks: i
   headBlocks(out, gmax, x, w, blocks, C);
 }
 
-/**
- * One row through an HF Conv1D: out[o] = bias[o] + Σ_c x[c]·W[c, o], W stored [IC][OC] (rows contiguous over
- * o), bias 0 = none. Sixteen outputs at a time in four f32x4 accumulators, then groups of four, then scalars;
- * each output adds its products in channel order. Decode runs every layer's products through this.
- */
-export function gemv(out: usize, x: usize, w: usize, bias: usize, IC: i32, OC: i32): void {
-  const rowBytes = (<usize>OC) << 2;
-  let o = 0;
-  for (; o + 16 <= OC; o += 16) {
-    const off = (<usize>o) << 2;
-    let a0 = bias ? v128.load(bias + off) : f32x4.splat(0);
-    let a1 = bias ? v128.load(bias + off, 16) : f32x4.splat(0);
-    let a2 = bias ? v128.load(bias + off, 32) : f32x4.splat(0);
-    let a3 = bias ? v128.load(bias + off, 48) : f32x4.splat(0);
-    let p = w + off;
-    for (let c = 0; c < IC; c++) {
-      const xs = v128.load32_splat(x + ((<usize>c) << 2));
-      a0 = madd(xs, v128.load(p), a0);
-      a1 = madd(xs, v128.load(p, 16), a1);
-      a2 = madd(xs, v128.load(p, 32), a2);
-      a3 = madd(xs, v128.load(p, 48), a3);
-      p += rowBytes;
-    }
-    v128.store(out + off, a0);
-    v128.store(out + off, a1, 16);
-    v128.store(out + off, a2, 32);
-    v128.store(out + off, a3, 48);
-  }
-  for (; o + 4 <= OC; o += 4) {
-    const off = (<usize>o) << 2;
-    let a = bias ? v128.load(bias + off) : f32x4.splat(0);
-    let p = w + off;
-    for (let c = 0; c < IC; c++) {
-      a = madd(v128.load32_splat(x + ((<usize>c) << 2)), v128.load(p), a);
-      p += rowBytes;
-    }
-    v128.store(out + off, a);
-  }
-  for (; o < OC; o++) {
-    const off = (<usize>o) << 2;
-    let a: f32 = bias ? load<f32>(bias + off) : 0;
-    let p = w + off;
-    for (let c = 0; c < IC; c++) {
-      a += load<f32>(x + ((<usize>c) << 2)) * load<f32>(p);
-      p += rowBytes;
-    }
-    store<f32>(out + off, a);
-  }
-}
-
 /** Rows per group of the LM head's logits whose maximum lmHeadMax records (four blocks). */
 const GROUP: i32 = 64;
 
 /**
- * Approximate logits from an int8 copy of the LM head, for screening (see InferenceSession.screenedTop):
- * out[v] = scale[v]·hScale·Σ_c q[v, c]·m[c] with exact integer sums, q packed as [rows/4][C2/2][4 rows][2 ch]
- * int8 (C2 = C rounded up to even, zero-padded) and m the int16 input at h (C2 values). Each int16 dot product
- * adds two channels of four rows. gmax[g] gets each 64-row group's largest score. Rows come in whole groups.
+ * Approximate logits from an int8 copy of the LM head, for screening (see head/screen.ts), for n input rows:
+ * out[r][v] = scale[v]·hScales[r]·Σ_c q[v, c]·m[r][c] with exact integer sums, q packed as [rows/4][C2/2][4 rows]
+ * [2 ch] int8 (C2 = C rounded up to even, zero-padded) and m[r] the int16 input of row r at h + r·hStride·2
+ * (C2 values). Each int16 dot product adds two channels of four rows. gmax[r][g] gets each 64-row group's
+ * largest score; row r's outputs start at out + r·outStride·4, its maxima at gmax + r·gmaxStride·4. Rows come
+ * in whole groups. Each row's scores are the same bits whatever n is; the weights are read once for all rows.
  */
 export function screenHead(
+  out: usize,
+  gmax: usize,
+  q: usize,
+  scale: usize,
+  h: usize,
+  hScales: usize,
+  n: i32,
+  groups: i32,
+  C2: i32,
+  outStride: i32,
+  gmaxStride: i32,
+  hStride: i32,
+): void {
+  if (n === 1) {
+    screenHeadOne(out, gmax, q, scale, h, load<f32>(hScales), groups, C2);
+    return;
+  }
+  const pairs = C2 >> 1;
+  const quadBytes = <usize>(pairs << 3);
+  let pq = q;
+  let ps = scale;
+  for (let g = 0; g < groups; g++) {
+    for (let quad = 0; quad < GROUP >> 2; quad++) {
+      const sv = v128.load(ps);
+      const at = (<usize>(g * GROUP + (quad << 2))) << 2;
+      for (let r = 0; r < n; r++) {
+        const hr = h + ((<usize>(r * hStride)) << 1);
+        let acc = i32x4.splat(0);
+        let p = pq;
+        for (let j = 0; j < pairs; j++) {
+          acc = i32x4.add(
+            acc,
+            i32x4.dot_i16x8_s(v128.load8x8_s(p), v128.load32_splat(hr + ((<usize>j) << 2))),
+          );
+          p += 8;
+        }
+        const hs = f32x4.splat(load<f32>(hScales + ((<usize>r) << 2)));
+        v128.store(
+          out + ((<usize>(r * outStride)) << 2) + at,
+          f32x4.mul(f32x4.mul(f32x4.convert_i32x4_s(acc), sv), hs),
+        );
+      }
+      pq += quadBytes;
+      ps += 16;
+    }
+    // Each row's group maximum over its 16 stored quads, in quad order as the one-row kernel takes it.
+    for (let r = 0; r < n; r++) {
+      const po = out + ((<usize>(r * outStride + g * GROUP)) << 2);
+      let m = f32x4.splat(-Infinity);
+      for (let quad = 0; quad < GROUP >> 2; quad++) m = f32x4.pmax(m, v128.load(po + ((<usize>quad) << 4)));
+      store<f32>(gmax + ((<usize>(r * gmaxStride + g)) << 2), laneMax(m));
+    }
+  }
+}
+
+/** screenHead for one row (see there), the seed model's n_embd 16 with its eight input pairs in registers. */
+function screenHeadOne(
   out: usize,
   gmax: usize,
   q: usize,
@@ -1264,9 +1273,9 @@ export function q8Rows(
 /**
  * Columns [o0, o1) of out[r·OC + o] = bias[o] + Σ_c x[r·IC + c]·W[c, o] for the n rows of x, W stored [IC][OC]
  * (a Conv1D as the checkpoint holds it, read in place), bias 0 = none. Each output adds its products in channel
- * order onto the bias (the multiply-add chain gemv uses), so a row gets the same bits alone or among n and
+ * order onto the bias (one multiply-add chain), so a row gets the same bits alone or among n and
  * whatever columns the call covers. The weights stream row by row, four channels at a time, into the output
- * rows (kept in cache by tiles of columns when n > 1); each weight is read once per call. o0 and o1 are
+ * rows (two rows at a time share each weight vector); each weight is read once per call. o0 and o1 are
  * multiples of 4 except o1 = OC.
  */
 export function linearRows(
@@ -1281,8 +1290,9 @@ export function linearRows(
   o1: i32,
 ): void {
   const rowBytes = (<usize>OC) << 2;
-  // Tiles of columns whose n output rows fit in ~16 KiB (the whole range for one row).
-  const tile = n === 1 ? o1 - o0 : max(16, ((4096 / n) >> 4) << 4);
+  // Tiles of columns whose n output rows stay in L2 (~192 KiB): up to a few rows that is the whole range,
+  // so each weight row streams in one piece (a weight row cut into pieces defeats the prefetchers).
+  const tile = max(16, ((49152 / n) >> 4) << 4);
   const v1 = o0 + ((o1 - o0) & ~3);
   for (let t0 = o0; t0 < o1; t0 += tile) {
     const t1 = min(o1, t0 + tile);
@@ -1298,37 +1308,56 @@ export function linearRows(
       const w1 = w0 + rowBytes;
       const w2 = w1 + rowBytes;
       const w3 = w2 + rowBytes;
-      if (n === 1) {
-        const x0 = v128.load32_splat(x + ((<usize>c) << 2));
-        const x1 = v128.load32_splat(x + ((<usize>c) << 2), 4);
-        const x2 = v128.load32_splat(x + ((<usize>c) << 2), 8);
-        const x3 = v128.load32_splat(x + ((<usize>c) << 2), 12);
-        for (let o = t0; o < tv; o += 4) {
-          const off = (<usize>o) << 2;
-          let a = v128.load(out + off);
-          a = madd(x0, v128.load(w0 + off), a);
-          a = madd(x1, v128.load(w1 + off), a);
-          a = madd(x2, v128.load(w2 + off), a);
-          a = madd(x3, v128.load(w3 + off), a);
-          v128.store(out + off, a);
-        }
-      } else {
+      // Two rows at a time share each weight vector; every output still adds its channels in order.
+      let r = 0;
+      for (; r + 2 <= n; r += 2) {
+        const px = x + ((<usize>(r * IC + c)) << 2);
+        const py = px + ((<usize>IC) << 2);
+        const x0 = v128.load32_splat(px);
+        const x1 = v128.load32_splat(px, 4);
+        const x2 = v128.load32_splat(px, 8);
+        const x3 = v128.load32_splat(px, 12);
+        const y0 = v128.load32_splat(py);
+        const y1 = v128.load32_splat(py, 4);
+        const y2 = v128.load32_splat(py, 8);
+        const y3 = v128.load32_splat(py, 12);
+        const po = out + <usize>r * rowBytes;
+        const pp = po + rowBytes;
         for (let o = t0; o < tv; o += 4) {
           const off = (<usize>o) << 2;
           const a0 = v128.load(w0 + off);
           const a1 = v128.load(w1 + off);
           const a2 = v128.load(w2 + off);
           const a3 = v128.load(w3 + off);
-          for (let r = 0; r < n; r++) {
-            const px = x + ((<usize>(r * IC + c)) << 2);
-            const po = out + <usize>r * rowBytes + off;
-            let a = v128.load(po);
-            a = madd(v128.load32_splat(px), a0, a);
-            a = madd(v128.load32_splat(px, 4), a1, a);
-            a = madd(v128.load32_splat(px, 8), a2, a);
-            a = madd(v128.load32_splat(px, 12), a3, a);
-            v128.store(po, a);
-          }
+          let a = v128.load(po + off);
+          let b = v128.load(pp + off);
+          a = madd(x0, a0, a);
+          b = madd(y0, a0, b);
+          a = madd(x1, a1, a);
+          b = madd(y1, a1, b);
+          a = madd(x2, a2, a);
+          b = madd(y2, a2, b);
+          a = madd(x3, a3, a);
+          b = madd(y3, a3, b);
+          v128.store(po + off, a);
+          v128.store(pp + off, b);
+        }
+      }
+      if (r < n) {
+        const px = x + ((<usize>(r * IC + c)) << 2);
+        const x0 = v128.load32_splat(px);
+        const x1 = v128.load32_splat(px, 4);
+        const x2 = v128.load32_splat(px, 8);
+        const x3 = v128.load32_splat(px, 12);
+        const po = out + <usize>r * rowBytes;
+        for (let o = t0; o < tv; o += 4) {
+          const off = (<usize>o) << 2;
+          let a = v128.load(po + off);
+          a = madd(x0, v128.load(w0 + off), a);
+          a = madd(x1, v128.load(w1 + off), a);
+          a = madd(x2, v128.load(w2 + off), a);
+          a = madd(x3, v128.load(w3 + off), a);
+          v128.store(po + off, a);
         }
       }
       // Columns past the last whole vector, one at a time (the same chain per output).
