@@ -49,8 +49,8 @@ export function checkQ8Kernels(arena: WasmArena): Q8CheckResult {
       // A block of zeros (scale 0) and a block of tiny values (an f16-subnormal scale).
       x.fill(0, 0, 32);
       if (cols >= 64) for (let i = 32; i < 64; i++) x[i] = (rng.random() - 0.5) * 1e-6;
-      const [xq, xd] = inputBuffers(arena, n, cols);
-      k.q8Quantize(xq, xd, x.byteOffset, n, cols);
+      const [xq, xd, xw] = inputBuffers(arena, n, cols);
+      k.q8Quantize(xq, xd, xw, x.byteOffset, n, cols);
       const jq = new Int8Array(n * cols);
       const jd = new Float32Array((n * cols) / 32);
       quantizeInputJs(jq, jd, x, 0, n, cols);
@@ -70,7 +70,7 @@ export function checkQ8Kernels(arena: WasmArena): Q8CheckResult {
           rows,
           gmaxPtr,
           groups,
-          xq,
+          xw,
           xd,
           m.q.byteOffset,
           m.d.byteOffset,
@@ -100,7 +100,7 @@ export function checkQ8Kernels(arena: WasmArena): Q8CheckResult {
             rows,
             0,
             0,
-            xq + r * cols,
+            xw + r * cols * 4,
             xd + (r * cols) / 8,
             m.q.byteOffset,
             m.d.byteOffset,
@@ -122,7 +122,7 @@ export function checkQ8Kernels(arena: WasmArena): Q8CheckResult {
       const idsPtr = arena.alloc(ids.length * 4);
       arena.i32(idsPtr, ids.length).set(ids);
       const valsPtr = arena.alloc(Math.ceil(ids.length / 4) * 16);
-      k.q8Rows(valsPtr, xq, xd, m.q.byteOffset, m.d.byteOffset, idsPtr, ids.length, cols, m.plain);
+      k.q8Rows(valsPtr, xw, xd, m.q.byteOffset, m.d.byteOffset, idsPtr, ids.length, cols, m.plain);
       const want = new Float32Array(rows);
       m.gemvJs(want, rows, jq, jd, null, 1);
       const vals = arena.f32(valsPtr, ids.length);

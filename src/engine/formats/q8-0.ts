@@ -195,11 +195,11 @@ export class Q8Matrix {
   }
 
   /** The q8Gemv call in progress (read by the split's pieces). */
-  private call = { out: 0, ldo: 0, gmax: 0, gstride: 0, xq: 0, xd: 0, bias: 0, n: 0 };
+  private call = { out: 0, ldo: 0, gmax: 0, gstride: 0, xw: 0, xd: 0, bias: 0, n: 0 };
   private split: SplitCall | null = null;
 
   /**
-   * q8Gemv over every output row (see the kernel) for the n inputs quantised at xq/xd, split between threads by
+   * q8Gemv over every output row (see the kernel) for the n inputs quantised at xw/xd, split between threads by
    * quads (by 16 quads, whole 64-row groups, when it records group maxima).
    */
   gemv(
@@ -207,7 +207,7 @@ export class Q8Matrix {
     ldo: number,
     gmax: number,
     gstride: number,
-    xq: number,
+    xw: number,
     xd: number,
     bias: number,
     n: number,
@@ -224,7 +224,7 @@ export class Q8Matrix {
           a[1] = c.ldo;
           a[2] = c.gmax;
           a[3] = c.gstride;
-          a[4] = c.xq;
+          a[4] = c.xw;
           a[5] = c.xd;
           a[6] = w;
           a[7] = wd;
@@ -237,7 +237,7 @@ export class Q8Matrix {
           return 14;
         },
         (from, to) =>
-          k.q8Gemv(c.out, c.ldo, c.gmax, c.gstride, c.xq, c.xd, w, wd, c.bias, c.n, IC, from, to, this.plain),
+          k.q8Gemv(c.out, c.ldo, c.gmax, c.gstride, c.xw, c.xd, w, wd, c.bias, c.n, IC, from, to, this.plain),
       );
     }
     const c = this.call;
@@ -245,7 +245,7 @@ export class Q8Matrix {
     c.ldo = ldo;
     c.gmax = gmax;
     c.gstride = gstride;
-    c.xq = xq;
+    c.xw = xw;
     c.xd = xd;
     c.bias = bias;
     c.n = n;
@@ -360,17 +360,21 @@ export function quantizeInputJs(
 /** Each arena's scratch for quantised inputs (int8 values, then float scales), grown as needed. */
 const inputScratch = new WeakMap<WasmArena, { ptr: number; bytes: number }>();
 
-/** Byte offsets of room for n quantised rows of cols inputs: [xq, xd]. */
-export function inputBuffers(arena: WasmArena, n: number, cols: number): [number, number] {
+/**
+ * Byte offsets of room for n quantised rows of cols inputs: [xq (int8), xd (a float per 32), xw (the kernels'
+ * expansions, 4·cols bytes a row)].
+ */
+export function inputBuffers(arena: WasmArena, n: number, cols: number): [number, number, number] {
   const qBytes = Math.ceil((n * cols) / 64) * 64;
-  const bytes = qBytes + (n * cols) / 8; // one float per 32 inputs
+  const dBytes = Math.ceil((n * cols) / 8 / 64) * 64; // one float per 32 inputs
+  const bytes = qBytes + dBytes + 4 * n * cols;
   let s = inputScratch.get(arena);
   if (!s || s.bytes < bytes) {
     if (s) arena.free(s.ptr, s.bytes);
     s = { ptr: arena.alloc(bytes), bytes };
     inputScratch.set(arena, s);
   }
-  return [s.ptr, s.ptr + qBytes];
+  return [s.ptr, s.ptr + qBytes, s.ptr + qBytes + dBytes];
 }
 
 /** A Conv1D layer in q8_0: the [out, in] matrix as Q8_0, the bias in float32. */
@@ -407,9 +411,9 @@ export class Q8Linear implements Linear {
       matrix.gemvJs(out, this.outFeatures, xq, xd, this.bias, n);
       return;
     }
-    const [xq, xd] = inputBuffers(arena, n, IC);
-    arena.kernels.q8Quantize(xq, xd, inp.byteOffset, n, IC);
-    matrix.gemv(out.byteOffset, this.outFeatures, 0, 0, xq, xd, this.bias.byteOffset, n);
+    const [xq, xd, xw] = inputBuffers(arena, n, IC);
+    arena.kernels.q8Quantize(xq, xd, xw, inp.byteOffset, n, IC);
+    matrix.gemv(out.byteOffset, this.outFeatures, 0, 0, xw, xd, this.bias.byteOffset, n);
   }
 
   matmul(out: Float32Array, inp: Float32Array, n: number): void {

@@ -26,40 +26,25 @@ export class Q8HeadMatrix implements HeadMatrix {
   logitsWasm(out: number, gmax: number, h: number): void {
     const m = this.matrix;
     const arena = m.arena!;
-    const [xq, xd] = inputBuffers(arena, 1, m.cols);
-    arena.kernels.q8Quantize(xq, xd, h, 1, m.cols);
-    arena.kernels.q8Gemv(
-      out,
-      0,
-      gmax,
-      0,
-      xq,
-      xd,
-      m.q.byteOffset,
-      m.d.byteOffset,
-      0,
-      1,
-      m.cols,
-      0,
-      m.quads,
-      m.plain,
-    );
+    const [xq, xd, xw] = inputBuffers(arena, 1, m.cols);
+    arena.kernels.q8Quantize(xq, xd, xw, h, 1, m.cols);
+    m.gemv(out, 0, gmax, 0, xw, xd, 0, 1);
   }
 
   logitsRowsWasm(out: number, stride: number, gmax: number, gstride: number, h: number, n: number): void {
     const m = this.matrix;
     const arena = m.arena!;
-    const [xq, xd] = inputBuffers(arena, n, m.cols);
-    arena.kernels.q8Quantize(xq, xd, h, n, m.cols);
-    m.gemv(out, stride, gmax, gstride, xq, xd, 0, n);
+    const [xq, xd, xw] = inputBuffers(arena, n, m.cols);
+    arena.kernels.q8Quantize(xq, xd, xw, h, n, m.cols);
+    m.gemv(out, stride, gmax, gstride, xw, xd, 0, n);
   }
 
   rowsWasm(vals: number, h: number, ids: number, n: number): void {
     const m = this.matrix;
     const arena = m.arena!;
-    const [xq, xd] = inputBuffers(arena, 1, m.cols);
-    arena.kernels.q8Quantize(xq, xd, h, 1, m.cols);
-    arena.kernels.q8Rows(vals, xq, xd, m.q.byteOffset, m.d.byteOffset, ids, n, m.cols, m.plain);
+    const [xq, xd, xw] = inputBuffers(arena, 1, m.cols);
+    arena.kernels.q8Quantize(xq, xd, xw, h, 1, m.cols);
+    arena.kernels.q8Rows(vals, xw, xd, m.q.byteOffset, m.d.byteOffset, ids, n, m.cols, m.plain);
   }
 
   logitsJs(out: Float32Array, h: Float32Array, hOff: number): void {

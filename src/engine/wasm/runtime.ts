@@ -52,13 +52,13 @@ export interface KernelExports {
   packHeadRows(dst: number, src: number, rows: number, C: number, norms: number): void;
   hotRows(norms: number, n: number, minRatio: number, ids: number, coldMax: number, work: number): number;
   packHeadSubset(dst: number, head: number, ids: number, count: number, C: number): void;
-  q8Quantize(xq: number, xd: number, x: number, n: number, IC: number): void;
+  q8Quantize(xq: number, xd: number, xw: number, x: number, n: number, IC: number): void;
   q8Gemv(
     out: number,
     ldo: number,
     gmax: number,
     gstride: number,
-    xq: number,
+    xw: number,
     xd: number,
     w: number,
     wd: number,
@@ -71,7 +71,7 @@ export interface KernelExports {
   ): void;
   q8Rows(
     vals: number,
-    xq: number,
+    xw: number,
     xd: number,
     w: number,
     wd: number,

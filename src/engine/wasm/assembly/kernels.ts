@@ -1072,14 +1072,17 @@ function roundToHalf(x: f32): f32 {
 /**
  * Quantises n rows of IC floats at x to Q8_0 blocks as llama.cpp does for a product's input: per block of 32,
  * d = amax / 127 (stored at xd rounded to f16, as a float), q = round-to-nearest-even(x · 127 / amax) as int8 at
- * xq [n][IC]. IC is a multiple of 32.
+ * xq [n][IC]. IC is a multiple of 32. xw [n][4·IC] gets each row's values as q8Dot reads them: int16 (2·IC
+ * bytes), then, in the relaxed build, |q| and the sign bytes (0 or −1).
  */
-export function q8Quantize(xq: usize, xd: usize, x: usize, n: i32, IC: i32): void {
+export function q8Quantize(xq: usize, xd: usize, xw: usize, x: usize, n: i32, IC: i32): void {
   const NB = IC / QK;
   let px = x;
   let pq = xq;
   let pd = xd;
   for (let r = 0; r < n; r++) {
+    const pw = xw + <usize>r * ((<usize>IC) << 2);
+    const rowStart = pq;
     for (let b = 0; b < NB; b++) {
       const v0 = v128.load(px);
       const v1 = v128.load(px, 16);
@@ -1114,6 +1117,17 @@ export function q8Quantize(xq: usize, xd: usize, x: usize, n: i32, IC: i32): voi
       pq += 32;
       pd += 4;
     }
+    // The row's expansions, 16 values at a time.
+    for (let i = 0; i < IC; i += 16) {
+      const v = v128.load(rowStart + <usize>i);
+      const p16 = pw + ((<usize>i) << 1);
+      v128.store(p16, i16x8.extend_low_i8x16_s(v));
+      v128.store(p16, i16x8.extend_high_i8x16_s(v), 16);
+      if (ASC_FEATURE_RELAXED_SIMD) {
+        v128.store(pw + ((<usize>IC) << 1) + <usize>i, i8x16.abs(v));
+        v128.store(pw + <usize>IC * 3 + <usize>i, i8x16.lt_s(v, i8x16.splat(0)));
+      }
+    }
   }
 }
 
@@ -1137,39 +1151,42 @@ export function relaxedDotWorks(): i32 {
 /**
  * Σ_b float(Σ_i w[row, b, i]·q[b, i]) · (wd[row, b]·qd[b]) for the four weight rows of one quad over NB blocks:
  * w holds each block as eight 16-byte groups [row 0: 4 bytes, row 1: 4, row 2: 4, row 3: 4] (group j covers
- * inputs 4j..4j+3), wd the rows' scales per block, q the input's int8 and qd its scale per block. The blocks
+ * inputs 4j..4j+3), wd the rows' scales per block, xw the input as q8Quantize expands it and qd its scale per
+ * block. The blocks
  * add in order with separate multiplies and adds (no fused rounding). Built with relaxed SIMD and `plain`
  * false, the input's sign moves onto the weights so the 7-bit operand of relaxed_dot_i8x16_i7x16_add is
  * |q| ≤ 127 (where its result is defined; a −128 weight would overflow, so callers pass `plain` for matrices
  * holding one, and where relaxedDotWorks() is not 1); otherwise int16 dot products. Both give the same exact
  * integer sums, so every build gives the same bits.
  */
-function q8Dot(w: usize, wd: usize, q: usize, qd: usize, NB: i32, plain: bool): v128 {
+function q8Dot(w: usize, wd: usize, xw: usize, qd: usize, NB: i32, IC: i32, plain: bool): v128 {
   let acc = f32x4.splat(0);
   if (ASC_FEATURE_RELAXED_SIMD && !plain) {
-    const zero = i8x16.splat(0);
+    let xa = xw + ((<usize>IC) << 1); // |q|
+    let xs = xw + <usize>IC * 3; // sign bytes
     for (let b = 0; b < NB; b++) {
       let isum = i32x4.splat(0);
       for (let j = 0; j < 8; j++) {
-        const x = v128.load32_splat(q + ((<usize>j) << 2));
-        const s = i8x16.lt_s(x, zero);
+        const s = v128.load32_splat(xs + ((<usize>j) << 2));
         const wv = i8x16.sub(v128.xor(v128.load(w + ((<usize>j) << 4)), s), s);
-        isum = i32x4.relaxed_dot_i8x16_i7x16_add_s(wv, i8x16.abs(x), isum);
+        isum = i32x4.relaxed_dot_i8x16_i7x16_add_s(wv, v128.load32_splat(xa + ((<usize>j) << 2)), isum);
       }
       const scale = f32x4.mul(v128.load(wd), v128.load32_splat(qd));
       acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), scale));
       w += 128;
       wd += 16;
-      q += QK;
+      xa += QK;
+      xs += QK;
       qd += 4;
     }
     return acc;
   }
+  let q = xw; // int16 values
   for (let b = 0; b < NB; b++) {
     let lo = i32x4.splat(0); // [row 0, row 0, row 1, row 1] halves
     let hi = i32x4.splat(0); // [row 2, row 2, row 3, row 3]
     for (let j = 0; j < 8; j++) {
-      const x = i16x8.extend_low_i8x16_s(v128.load32_splat(q + ((<usize>j) << 2)));
+      const x = v128.load64_splat(q + ((<usize>j) << 3));
       const wv = v128.load(w + ((<usize>j) << 4));
       lo = i32x4.add(lo, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(wv), x));
       hi = i32x4.add(hi, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(wv), x));
@@ -1179,15 +1196,15 @@ function q8Dot(w: usize, wd: usize, q: usize, qd: usize, NB: i32, plain: bool): 
     acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), scale));
     w += 128;
     wd += 16;
-    q += QK;
+    q += QK << 1;
     qd += 4;
   }
   return acc;
 }
 
 /**
- * out[r·ldo + o] = bias[o] + Σ_b float(Σ_i w[o, b, i]·xq[r, b, i]) · (wd[o, b]·xd[r, b]) for the n input rows
- * (quantised by q8Quantize) and the output rows of quads [q0, q1): the weights packed as [OC/4][IC/32][128]
+ * out[r·ldo + o] = bias[o] + Σ_b float(Σ_i w[o, b, i]·q[r, b, i]) · (wd[o, b]·xd[r, b]) for the n input rows
+ * (quantised by q8Quantize; xw its expansions) and the output rows of quads [q0, q1): the weights packed as [OC/4][IC/32][128]
  * (see q8Dot; `plain` as there), scales wd [OC/4][IC/32][4] f32, bias 0 = none. Each output sums its blocks in order with
  * separate multiplies and adds (no fused rounding), so every build gives the same bits, and each input row
  * gets the same result whatever n is. With gmax ≠ 0, gmax[r·gstride + g] also gets each 64-output group's
@@ -1198,7 +1215,7 @@ export function q8Gemv(
   ldo: i32,
   gmax: usize,
   gstride: i32,
-  xq: usize,
+  xw: usize,
   xd: usize,
   w: usize,
   wd: usize,
@@ -1216,9 +1233,9 @@ export function q8Gemv(
     const pd0 = wd + ((<usize>quad * <usize>NB) << 4);
     const bv = bias ? v128.load(bias + ((<usize>quad) << 4)) : f32x4.splat(0);
     for (let r = 0; r < n; r++) {
-      const px = xq + <usize>r * <usize>IC;
+      const px = xw + ((<usize>r * <usize>IC) << 2);
       const ps = xd + ((<usize>r * <usize>NB) << 2);
-      const acc = q8Dot(pw0, pd0, px, ps, NB, plain);
+      const acc = q8Dot(pw0, pd0, px, ps, NB, IC, plain);
       const y = f32x4.add(acc, bv);
       v128.store(out + ((<usize>r * <usize>ldo + ((<usize>quad) << 2)) << 2), y);
       if (gmax) {
@@ -1231,12 +1248,12 @@ export function q8Gemv(
 }
 
 /**
- * vals[i] = output row ids[i] of q8Gemv for one input row (xq, xd), no bias: the same sums in the same order,
+ * vals[i] = output row ids[i] of q8Gemv for one input row (xw, xd), no bias: the same sums in the same order,
  * so the same bits. vals holds count rounded up to 4 entries.
  */
 export function q8Rows(
   vals: usize,
-  xq: usize,
+  xw: usize,
   xd: usize,
   w: usize,
   wd: usize,
@@ -1252,7 +1269,7 @@ export function q8Rows(
     const quad = id >> 2;
     const pw = w + <usize>quad * quadBytes;
     const pd = wd + ((<usize>quad * <usize>NB) << 4);
-    const acc = q8Dot(pw, pd, xq, xd, NB, plain);
+    const acc = q8Dot(pw, pd, xw, xd, NB, IC, plain);
     const y = f32x4.add(acc, f32x4.splat(0));
     const lane = id & 3;
     store<f32>(
