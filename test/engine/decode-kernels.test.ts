@@ -1,5 +1,5 @@
 // The decode path's kernels against their JS definitions: the streaming f32 product (each row the same bits alone or
-// among others, whatever column split), layer norm and GELU (bit for bit), attention, and the row-major LM head
+// among others, whatever column split), layer norm (bit for bit), GELU, attention, and the row-major LM head
 // of wide models (full logits, candidates, hot rows and the int8 screen all agreeing with a full scan).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -97,7 +97,7 @@ describe('decode kernels', { skip: arena ? false : 'needs the WebAssembly kernel
     assert.ok(worst < 1e-6);
   });
 
-  it('layer norm and GELU give the JS bits; attention is within float rounding of the JS loop', () => {
+  it('layer norm gives the JS bits; GELU and attention are within float rounding of the JS loops', () => {
     const k = arena!;
     const rng = new Rng(4);
     const js = new JsRowOps(8, 40);
@@ -119,7 +119,10 @@ describe('decode kernels', { skip: arena ? false : 'needs the WebAssembly kernel
     k.kernels.geluRows(gOut.byteOffset, g.byteOffset, g.length);
     const gWant = new Float32Array(g.length);
     js.gelu(gWant, g, g.length);
-    assert.deepEqual(Array.from(gOut), Array.from(gWant), 'GELU');
+    let geluWorst = 0;
+    for (let i = 0; i < g.length; i++)
+      geluWorst = Math.max(geluWorst, Math.abs(gOut[i] - gWant[i]) / Math.max(1, Math.abs(gWant[i])));
+    assert.ok(geluWorst < 1e-6, `GELU within ${geluWorst} of the JS one`);
     let worst = 0;
     for (const [NH, hs, T] of [
       [1, 16, 1],
@@ -148,7 +151,9 @@ describe('decode kernels', { skip: arena ? false : 'needs the WebAssembly kernel
       js.attend(want, 0, q, 0, keys, values, T, NH, hs);
       worst = Math.max(worst, maxAbsDiff(out, want));
     }
-    console.log(`layer norm and GELU identical to JS; attention within ${worst.toExponential(2)}`);
+    console.log(
+      `layer norm identical to JS; GELU within ${geluWorst.toExponential(2)}, attention within ${worst.toExponential(2)}`,
+    );
     assert.ok(worst < 1e-5);
   });
 

@@ -85,11 +85,11 @@ describe('gemm on two threads', () => {
 describe('decode on two threads', () => {
   after(() => stopGemmThreads());
 
-  it('gives the logits and top-k of one thread bit for bit: f32 products, the row-major head and its int8 screen, q8_0', async () => {
+  it('gives the logits and top-k of one thread bit for bit: a prompt, f32 products, the row-major head and its int8 screen, q8_0', async () => {
     // n_embd 192, 4 160 tokens: every product, the head and the screen pass the split threshold.
     const config = {
       vocabSize: 4160,
-      nPositions: 16,
+      nPositions: 128,
       nEmbd: 192,
       nLayer: 2,
       nHead: 4,
@@ -111,7 +111,8 @@ describe('decode on two threads', () => {
         const ids = new Int32Array(50);
         const values = new Float64Array(50);
         const out: number[] = [];
-        let logits = Float32Array.from(s.prefill([1, 2, 3]));
+        // A 100-token prompt: its products and attention are split too.
+        let logits = Float32Array.from(s.prefill(Array.from({ length: 100 }, (_, i) => (i * 41) % 4160)));
         for (let t = 0; t < 6; t++) {
           out.push(...logits);
           assert.ok(s.lmHead.top(0, 50, ids, values));

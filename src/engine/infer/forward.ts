@@ -61,8 +61,8 @@ export class RunBuffers {
  * Runs tokens ids[0..n) through the model, row r at b.positions[r] of b.caches[r] (a prompt: one cache,
  * consecutive positions; a batched step: one row per sequence), writing every layer's keys and values into
  * the caches. Then b.h gets the final layer norm of the last row (`head` 'last', into row 0) or of every row
- * ('all'). `prefill` picks the products' blocked method; decode rows give each row the same bits alone or
- * together.
+ * ('all'). `prefill` (one cache, consecutive positions) picks the products' blocked method; decode rows give
+ * each row the same bits alone or together.
  */
 export function forward(
   w: InferenceWeights,
@@ -100,9 +100,14 @@ export function forward(
         values[dst + c] = qkv[src + 2 * C + c];
       }
     }
-    for (let r = 0; r < n; r++) {
-      const cache = caches[r];
-      ops.attend(atty, r * C, qkv, r * 3 * C, cache.keys[l], cache.values[l], positions[r] + 1, NH, hs);
+    if (prefill) {
+      // A prompt: every row in one cache at consecutive positions.
+      ops.attendPrompt(atty, qkv, caches[0].keys[l], caches[0].values[l], positions[0], n, NH, hs);
+    } else {
+      for (let r = 0; r < n; r++) {
+        const cache = caches[r];
+        ops.attend(atty, r * C, qkv, r * 3 * C, cache.keys[l], cache.values[l], positions[r] + 1, NH, hs);
+      }
     }
     if (prefill) layer.attnProj.matmul(proj, atty, n);
     else layer.attnProj.rows(proj, atty, n);

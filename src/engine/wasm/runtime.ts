@@ -98,6 +98,20 @@ export interface KernelExports {
   layerNormRows(out: number, x: number, w: number, b: number, n: number, C: number, eps: number): void;
   geluRows(out: number, x: number, count: number): void;
   addRows(x: number, y: number, count: number): void;
+  attendRows(
+    out: number,
+    q: number,
+    qStride: number,
+    keys: number,
+    values: number,
+    t0: number,
+    r0: number,
+    r1: number,
+    NH: number,
+    hs: number,
+    scale: number,
+    scores: number,
+  ): void;
   attendRow(
     out: number,
     q: number,

@@ -4,7 +4,14 @@
  * Kernels a helper thread can run, by index (the worker instantiates the same module and calls them by name).
  * Every argument is a number: byte offsets, sizes, floats, and booleans as 0/1.
  */
-export const HELPER_KERNELS = ['gemm', 'linearRows', 'q8Gemv', 'headRowMajor', 'screenHead'] as const;
+export const HELPER_KERNELS = [
+  'gemm',
+  'linearRows',
+  'q8Gemv',
+  'headRowMajor',
+  'screenHead',
+  'attendRows',
+] as const;
 export type HelperKernel = (typeof HELPER_KERNELS)[number];
 
 /** Most arguments a helper job carries. */
@@ -53,12 +60,12 @@ export class SplitCall {
   private readonly args = new Float64Array(HELPER_MAX_ARGS);
 
   /**
-   * `fill` writes the kernel's arguments for outputs [from, to) into args; `own` runs that piece on this thread.
-   * Both are made once per call site, so a call allocates nothing.
+   * `fill` writes the kernel's arguments for outputs [from, to) (piece p ≥ 1, for helper p − 1) into args; `own`
+   * runs piece 0 on this thread. Both are made once per call site, so a call allocates nothing.
    */
   constructor(
     readonly kernel: HelperKernel,
-    private readonly fill: (args: Float64Array, from: number, to: number) => number,
+    private readonly fill: (args: Float64Array, from: number, to: number, piece: number) => number,
     private readonly own: (from: number, to: number) => void,
   ) {}
 
@@ -78,7 +85,7 @@ export class SplitCall {
     let failure: unknown = null;
     try {
       for (let p = 1; p < parts && p * step < extent; p++) {
-        const count = this.fill(this.args, p * step, Math.min(extent, (p + 1) * step));
+        const count = this.fill(this.args, p * step, Math.min(extent, (p + 1) * step), p);
         more[p - 1].start(this.kernel, this.args, count);
         started++;
       }

@@ -1538,48 +1538,28 @@ export function layerNormRows(out: usize, x: usize, w: usize, b: usize, n: i32, 
   }
 }
 
-/** e^x for x ≤ 0 in f64 lanes, as ops.ts's expNeg computes it ((Taylor e^(x/1024))^1024; 0 below −87.5). */
-function expNeg2(x: v128): v128 {
-  const y = f64x2.mul(x, f64x2.splat(1.0 / 1024));
-  let p = f64x2.add(f64x2.splat(1.0 / 120), f64x2.mul(y, f64x2.splat(1.0 / 720)));
-  p = f64x2.add(f64x2.splat(1.0 / 24), f64x2.mul(y, p));
-  p = f64x2.add(f64x2.splat(1.0 / 6), f64x2.mul(y, p));
-  p = f64x2.add(f64x2.splat(0.5), f64x2.mul(y, p));
-  p = f64x2.add(f64x2.splat(1), f64x2.mul(y, p));
-  p = f64x2.add(f64x2.splat(1), f64x2.mul(y, p));
-  for (let i = 0; i < 10; i++) p = f64x2.mul(p, p);
-  return v128.bitselect(f64x2.splat(0), p, f64x2.lt(x, f64x2.splat(-87.5)));
-}
-
-/** gelu_new on two f64 lanes as ops.ts computes it: 0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³))). */
-function gelu2(x: v128): v128 {
-  const u = f64x2.mul(
-    f64x2.splat(0.7978845608028654),
-    f64x2.add(x, f64x2.mul(f64x2.mul(f64x2.mul(f64x2.splat(0.044715), x), x), x)),
+/** gelu_new on four lanes: 0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³))), tanh through exp4 of −2|u| (≤ 1). */
+function gelu4(x: v128): v128 {
+  const u = f32x4.mul(
+    f32x4.splat(0.7978845608028654),
+    f32x4.add(x, f32x4.mul(f32x4.mul(f32x4.mul(f32x4.splat(0.044715), x), x), x)),
   );
-  const e = expNeg2(f64x2.mul(f64x2.splat(-2), f64x2.abs(u)));
-  const t = f64x2.div(f64x2.sub(f64x2.splat(1), e), f64x2.add(f64x2.splat(1), e));
-  const th = v128.bitselect(f64x2.neg(t), t, f64x2.lt(u, f64x2.splat(0)));
-  return f64x2.mul(f64x2.mul(f64x2.splat(0.5), x), f64x2.add(f64x2.splat(1), th));
+  const e = exp4(f32x4.mul(f32x4.splat(-2), f32x4.abs(u)));
+  const t = f32x4.div(f32x4.sub(f32x4.splat(1), e), f32x4.add(f32x4.splat(1), e));
+  const th = v128.bitselect(f32x4.neg(t), t, f32x4.lt(u, f32x4.splat(0)));
+  return f32x4.mul(f32x4.mul(f32x4.splat(0.5), x), f32x4.add(f32x4.splat(1), th));
 }
 
-/** out[i] = gelu_new(x[i]) for count floats, in f64 as ops.ts's geluForward, so the same bits. */
+/** out[i] = gelu_new(x[i]) for count floats (within float rounding of ops.ts's geluForward). */
 export function geluRows(out: usize, x: usize, count: i32): void {
   let i = 0;
   for (; i + 4 <= count; i += 4) {
     const off = (<usize>i) << 2;
-    const xv = v128.load(x + off);
-    const lo = gelu2(f64x2.promote_low_f32x4(xv));
-    const hi = gelu2(f64x2.promote_low_f32x4(v128.shuffle<f32>(xv, xv, 2, 3, 0, 1)));
-    v128.store(
-      out + off,
-      v128.shuffle<f32>(f32x4.demote_f64x2_zero(lo), f32x4.demote_f64x2_zero(hi), 0, 1, 4, 5),
-    );
+    v128.store(out + off, gelu4(v128.load(x + off)));
   }
   for (; i < count; i++) {
     const off = (<usize>i) << 2;
-    const y = gelu2(f64x2.splat(<f64>load<f32>(x + off)));
-    store<f32>(out + off, <f32>f64x2.extract_lane(y, 0));
+    store<f32>(out + off, f32x4.extract_lane(gelu4(f32x4.splat(load<f32>(x + off))), 0));
   }
 }
 
@@ -1697,4 +1677,37 @@ export function attendRow(
       store<f32>(po + ((<usize>i) << 2), a);
     }
   }
+}
+
+/**
+ * A prompt's rows [r0, r1) against their cache: row r (query at q + r·qStride floats, output at out + r·C
+ * floats) attends positions [0, t0 + r] as attendRow does; `scores` room for t0 + r1 rounded up to 4 floats.
+ */
+export function attendRows(
+  out: usize,
+  q: usize,
+  qStride: i32,
+  keys: usize,
+  values: usize,
+  t0: i32,
+  r0: i32,
+  r1: i32,
+  NH: i32,
+  hs: i32,
+  scale: f32,
+  scores: usize,
+): void {
+  const C = NH * hs;
+  for (let r = r0; r < r1; r++)
+    attendRow(
+      out + ((<usize>(r * C)) << 2),
+      q + ((<usize>(r * qStride)) << 2),
+      keys,
+      values,
+      t0 + r + 1,
+      NH,
+      hs,
+      scale,
+      scores,
+    );
 }
