@@ -33,10 +33,10 @@ const { values: args } = parseArgs({
 const rounds = Number(args.rounds);
 if (!Number.isInteger(rounds) || rounds < 1)
   throw new Error(`--rounds must be a positive integer, got ${args.rounds}`);
-/** Decode, prefill, batch and bound run on --model (every section asked for with --only, else these four). */
+/** Decode, prefill, batch, bound and quality run on --model (the sections asked for with --only, else these). */
 const sections = new Set(
   args.only === 'decode,matmul,server,train' && args.model
-    ? ['decode', 'prefill', 'batch', 'bound']
+    ? ['decode', 'prefill', 'batch', 'bound', 'quality']
     : args.only.split(','),
 );
 /**
@@ -434,12 +434,16 @@ const machine = results.machine as Record<string, unknown>;
 console.log(
   `${machine.cpu}, ${machine.cores} cores, Node ${machine.node}, kernels: ${machine.kernels}, ${rounds} rounds`,
 );
-const modelSections = ['decode', 'prefill', 'batch', 'bound'].filter((s) => sections.has(s));
+const modelSections = ['decode', 'prefill', 'batch', 'bound', 'quality'].filter((s) => sections.has(s));
 const plans = modelSections.length > 0 ? await loadPlans() : [];
 if (sections.has('decode')) await benchDecode(plans);
 if (sections.has('prefill')) await benchPrefill(plans);
 if (sections.has('batch')) await benchBatch(plans);
 if (sections.has('bound')) await benchBound(plans);
+if (sections.has('quality')) {
+  const { benchQuality } = await import('./quality.js');
+  results.quality = benchQuality(plans.map((p) => p.model));
+}
 if (sections.has('matmul')) {
   const { benchMatmul } = await import('./matmul.js');
   results.matmul = await benchMatmul(rounds, skip);

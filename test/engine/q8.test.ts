@@ -8,12 +8,14 @@ import { describe, it } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { f16Bits, halfToFloat, roundToHalf } from '../../src/engine/formats/half.js';
 import { dequantizeQ8_0, Q8Matrix, quantizeQ8_0 } from '../../src/engine/formats/q8-0.js';
-import { InferenceSession, InferenceWeights } from '../../src/engine/inference.js';
+import { InferenceSession, InferenceWeights, meanTokenLoss } from '../../src/engine/inference.js';
 import { parameterLayout } from '../../src/engine/layout.js';
+import { GPT2 } from '../../src/engine/model.js';
 import { Rng } from '../../src/engine/rng.js';
 import { KERNELS_RELAXED_WASM_BASE64, KERNELS_WASM_BASE64 } from '../../src/engine/wasm/kernels-wasm.js';
 import { setWasmKernelsEnabled, WasmArena, wasmArena } from '../../src/engine/wasm/runtime.js';
-import { maxAbsDiff, repoRoot } from '../helpers/fixtures.js';
+import { loadModelDir } from '../../src/io/checkpoint.js';
+import { fixture, maxAbsDiff, repoRoot } from '../helpers/fixtures.js';
 import { checkQ8Kernels } from '../helpers/q8-check.js';
 
 if (Number(process.versions.node.split('.')[0]) < 22) setFlagsFromString('--experimental-wasm-relaxed-simd');
@@ -193,5 +195,40 @@ describe('a q8_0 model', { skip: wasmArena() ? false : 'needs the WebAssembly ke
     const diff = maxAbsDiff(s.prefill([1, 2, 3]), f.prefill([1, 2, 3]));
     console.log(`n_embd 48, one q8_0 product per layer: logits within ${diff.toExponential(2)} of f32`);
     assert.ok(diff < 0.01);
+  });
+});
+
+describe('eval loss through inference sessions', () => {
+  it("meanTokenLoss equals the training forward's loss; a q8_0 model stays within 0.02 nats/token of f32", async () => {
+    const m = await loadModelDir(fixture('multi-v512'));
+    const rng = new Rng(2);
+    const sequences = [40, 17, 64, 2].map((n) =>
+      Array.from({ length: n }, () => Math.floor(rng.random() * 512)),
+    );
+    const ours = meanTokenLoss(new InferenceSession(new InferenceWeights(m.config, m.params)), sequences);
+    const model = new GPT2(m.config, m.params);
+    let total = 0;
+    for (const ids of sequences) {
+      const targets = new Int32Array(ids.length).fill(-1);
+      for (let t = 0; t + 1 < ids.length; t++) targets[t] = ids[t + 1];
+      total += model.loss(Int32Array.from(ids), targets, 1, ids.length) * (ids.length - 1);
+    }
+    const reference = total / ours.tokens;
+    assert.equal(ours.tokens, 39 + 16 + 63 + 1);
+    const { config, params } = randomModel(64, 11);
+    const long = [30, 31, 29].map((n) =>
+      Array.from({ length: n }, () => Math.floor(rng.random() * config.vocabSize)),
+    );
+    const f32 = meanTokenLoss(new InferenceSession(new InferenceWeights(config, params)), long);
+    const q8 = meanTokenLoss(
+      new InferenceSession(new InferenceWeights(config, params, { quantize: 'q8_0' })),
+      long,
+    );
+    console.log(
+      `eval loss: sessions ${ours.loss.toFixed(6)} vs training forward ${reference.toFixed(6)}; q8_0 ${q8.loss.toFixed(5)} vs f32 ${f32.loss.toFixed(5)}`,
+    );
+    assert.ok(Math.abs(ours.loss - reference) < 1e-5);
+    assert.ok(Math.abs(q8.loss - f32.loss) < 0.02);
+    assert.notEqual(q8.loss, f32.loss, 'the q8_0 model computes in int8');
   });
 });
