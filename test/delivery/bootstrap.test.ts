@@ -1,7 +1,8 @@
 // Checks terraform/bootstrap with an HCL parser: every API enabled before anything uses it, each of the deployer's
-// rights bound where it is used, a runtime account with no roles, Workload Identity
+// rights bound where it is used (and listed in docs/deploy.md), a runtime account with no roles, Workload Identity
 // that admits only the repository's protected branch in its GitHub Environment, and a private, pruned state bucket.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import {
@@ -159,6 +160,19 @@ describe('bootstrap: least privilege', () => {
       actAs.map((b) => `${b.member} on ${b.on}`),
       [`${deployer} on ${tf('google_service_account.runtime.name')}`],
     );
+  });
+
+  test('docs/deploy.md has a roles table naming every role bound here', () => {
+    const docs = readFileSync(join(repoRoot, 'docs/deploy.md'), 'utf8');
+    const rows = docs.split('\n').filter((l) => l.startsWith('|'));
+    const roleId = String(resources(doc, 'google_project_iam_custom_role').cloud_run_deployer?.role_id);
+    for (const b of granted) {
+      const role = b.role.startsWith('roles/') ? b.role : roleId;
+      assert.ok(
+        rows.some((r) => r.includes(`\`${role}\``)),
+        `docs/deploy.md's table lists ${role} (${b.address})`,
+      );
+    }
   });
 });
 
