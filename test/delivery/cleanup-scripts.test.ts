@@ -23,6 +23,13 @@ import { repoRoot } from './hcl-model.js';
 const destroyScript = join(repoRoot, '.github/scripts/destroy-environment.sh');
 const sweepScript = join(repoRoot, '.github/scripts/janitor-sweep.sh');
 const fakeCli = join(import.meta.dirname, 'fake-cloud-cli.mjs');
+// The scripts read JSON with jq, which GitHub's runners have; where it is missing (or JQ_STANDIN=1), a stand-in
+// covers their filters.
+const jqStandin = join(import.meta.dirname, 'jq-standin.mjs');
+const hasJq =
+  process.env.JQ_STANDIN !== '1' &&
+  spawnSync('sh', ['-c', 'command -v jq'], { encoding: 'utf8' }).status === 0;
+console.log(`jq: ${hasJq ? 'installed' : 'not installed, using test/delivery/jq-standin.mjs'}`);
 
 const bucket = 'tfstate-bucket';
 const root = 'tiny-llm/envs';
@@ -45,6 +52,10 @@ beforeEach(() => {
   for (const d of [cloud, workdir, bin]) mkdirSync(d, { recursive: true });
   chmodSync(fakeCli, 0o755);
   for (const tool of ['gcloud', 'terraform', 'gh']) symlinkSync(fakeCli, join(bin, tool));
+  if (!hasJq) {
+    chmodSync(jqStandin, 0o755);
+    symlinkSync(jqStandin, join(bin, 'jq'));
+  }
 });
 
 afterEach(() => rmSync(dirname(cloud), { recursive: true, force: true }));
