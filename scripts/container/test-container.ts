@@ -1,10 +1,13 @@
-// Proves docker/Dockerfile on a machine without a Docker engine: builds it unchanged with buildah on local
-// stand-ins of its base images, then runs the image's own command and checks the live service over loopback.
+// Proves docker/Dockerfile on a machine without a Docker engine: builds it with buildah on local stand-ins of its
+// base images (unchanged but for the FROM lines' digest pins, which no stand-in can match), then runs the image's
+// own command and checks the live service over loopback.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../lib/free-port.js';
+import { dockerfileForStandins } from './standin-dockerfile.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 const cacheDir = process.env.STANDIN_CACHE ?? '/var/tmp/tiny-llm-standins';
@@ -352,28 +355,40 @@ async function main(): Promise<void> {
   buildah(['rm', '--all']);
 
   const buildArgs = process.env.TRAIN_ARGS ? ['--build-arg', `TRAIN_ARGS=${process.env.TRAIN_ARGS}`] : [];
+  // The stand-ins carry the FROM tags, not the upstream digests: build a copy with the pins removed.
+  const { text: standinDockerfile, pins } = dockerfileForStandins(
+    readFileSync(join(repoRoot, 'docker/Dockerfile'), 'utf8'),
+  );
+  for (const pin of pins) log(`base ${pin.image} is pinned to ${pin.digest}; built here on its stand-in`);
+  const dockerfileDir = mkdtempSync(join(tmpdir(), 'tiny-llm-dockerfile-'));
+  const dockerfile = join(dockerfileDir, 'Dockerfile');
+  writeFileSync(dockerfile, standinDockerfile);
   const buildStarted = performance.now();
   const buildStartedAt = Date.now();
-  execFileSync(
-    'buildah',
-    [
-      ...storage,
-      'bud',
-      '--pull=never',
-      '--isolation',
-      'chroot',
-      '--network',
-      'host',
-      '--layers=false',
-      ...buildArgs,
-      '-f',
-      'docker/Dockerfile',
-      '-t',
-      imageTag,
-      '.',
-    ],
-    { cwd: repoRoot, stdio: 'inherit' },
-  );
+  try {
+    execFileSync(
+      'buildah',
+      [
+        ...storage,
+        'bud',
+        '--pull=never',
+        '--isolation',
+        'chroot',
+        '--network',
+        'host',
+        '--layers=false',
+        ...buildArgs,
+        '-f',
+        dockerfile,
+        '-t',
+        imageTag,
+        '.',
+      ],
+      { cwd: repoRoot, stdio: 'inherit' },
+    );
+  } finally {
+    rmSync(dockerfileDir, { recursive: true, force: true });
+  }
   const buildSeconds = (performance.now() - buildStarted) / 1000;
   log(`image built in ${buildSeconds.toFixed(0)} s`);
 

@@ -1,17 +1,20 @@
-// Static checks of docker/Dockerfile and the stand-in script: one supported Node major in both stages, the
-// stand-ins tagged with the Dockerfile's exact FROM names, and a runtime stage that is non-root with exec-form CMD.
+// Static checks of docker/Dockerfile and the stand-in script: both base images pinned by digest (and kept current
+// by Dependabot), one supported Node major in both stages, the stand-ins tagged with the Dockerfile's FROM names,
+// and a runtime stage that is non-root with exec-form CMD.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
+import { dockerfileForStandins } from '../../scripts/container/standin-dockerfile.js';
 
 const dockerfile = readFileSync('docker/Dockerfile', 'utf8');
 const standins = readFileSync('scripts/container/make-standins.sh', 'utf8');
 
-/** FROM lines in order, as `{ image, alias }`. */
-function froms(text: string): { image: string; alias: string | null }[] {
-  return [...text.matchAll(/^FROM\s+(\S+)(?:\s+AS\s+(\S+))?\s*$/gim)].map((m) => ({
+/** FROM lines in order, as `{ image, digest, alias }` (image is name:tag, digest the pin if any). */
+function froms(text: string): { image: string; digest: string | null; alias: string | null }[] {
+  return [...text.matchAll(/^FROM\s+([^\s@]+)(?:@(\S+))?(?:\s+AS\s+(\S+))?\s*$/gim)].map((m) => ({
     image: m[1],
-    alias: m[2] ?? null,
+    digest: m[2] ?? null,
+    alias: m[3] ?? null,
   }));
 }
 
@@ -29,6 +32,33 @@ function shellConst(name: string): string {
 
 describe('docker/Dockerfile', () => {
   const stages = froms(dockerfile);
+
+  it('pins both base images by digest, under the tag that names their line', () => {
+    for (const stage of stages) {
+      assert.match(stage.digest ?? '', /^sha256:[0-9a-f]{64}$/, `${stage.image} is pinned by digest`);
+      assert.match(stage.image, /:[\w.-]+$/, `${stage.image} keeps its tag, so Dependabot knows the line`);
+    }
+    const dependabot = readFileSync('.github/dependabot.yml', 'utf8');
+    assert.match(
+      dependabot,
+      /package-ecosystem:\s*docker\s*\n\s*directory:\s*\/docker\b/,
+      'Dependabot moves the pins',
+    );
+  });
+
+  it('the stand-in build sees the same Dockerfile with only the digest pins removed', () => {
+    const { text, pins } = dockerfileForStandins(dockerfile);
+    assert.deepEqual(
+      pins,
+      stages.map((s) => ({ image: s.image, digest: s.digest })),
+    );
+    assert.doesNotMatch(text, /@sha256:/);
+    assert.equal(text, dockerfile.replace(/@sha256:[0-9a-f]{64}/g, ''), 'nothing else changes');
+    assert.deepEqual(
+      froms(text).map((s) => `${s.image} ${s.alias}`),
+      stages.map((s) => `${s.image} ${s.alias}`),
+    );
+  });
 
   it('has a node build stage and a distroless runtime stage of the same, still supported, Node major', () => {
     assert.equal(stages.length, 2, `expected 2 FROM lines, got ${JSON.stringify(stages)}`);
