@@ -1,18 +1,26 @@
-// Drives the chat page in Debian's Chromium against a real server and model: streaming, stop, seeds, errors, XSS.
+// Drives the chat page in Chromium (test/helpers/browser.ts picks which) against a real server and model:
+// streaming, stop, seeds, errors, XSS.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { after, before, test } from 'node:test';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import { after, before, test as nodeTest } from 'node:test';
+import type { Browser, Page } from 'playwright-core';
 import { buildApp } from '../../src/server/app.js';
+import { type ChromiumChoice, chooseChromium, launchChromium } from '../helpers/browser.js';
 import { repoRoot } from '../helpers/fixtures.js';
+import { failIfMissing, skipOutsideCi } from '../helpers/needs.js';
 import { createTinyModel, type TinyModel } from '../helpers/tiny-model.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const artifacts = path.join(repoRoot, 'artifacts');
 /** A long context so a reply runs long enough to be stopped mid-stream. */
 const CONTEXT = 512;
+
+const choice = await chooseChromium();
+const missing = 'missing' in choice ? choice.missing : null;
+// With no Chromium to drive, every test here is skipped outside CI, with the reason (and fails under CI).
+const skip = skipOutsideCi(missing);
+const test = (name: string, fn: () => Promise<void>) => nodeTest(name, { skip }, fn);
 
 let browser: Browser;
 let page: Page;
@@ -44,21 +52,14 @@ async function startServer(): Promise<string> {
 }
 
 before(async () => {
+  if (skip) return;
+  failIfMissing(missing);
   // Bundle the page from the current sources, so this test never runs against a stale dist/web.
   execFileSync(process.execPath, [path.join(repoRoot, 'scripts', 'build-web.mjs')], { stdio: 'ignore' });
   baseUrl = await startServer();
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-    ],
-  });
+  const chosen = choice as ChromiumChoice;
+  browser = await launchChromium(chosen);
+  console.log(`browser: ${chosen.source}, version ${browser.version()}`);
   page = await browser.newPage({ viewport: { width: 1280, height: 860 }, colorScheme: 'light' });
   // Generous: the suite may share a loaded machine with other tests.
   page.setDefaultTimeout(60_000);
