@@ -2,9 +2,18 @@
 // base images (unchanged but for the FROM lines' digest pins, which no stand-in can match), then runs the image's
 // own command and checks the live service over loopback.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  accessSync,
+  constants,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../lib/free-port.js';
 import { dockerfileForStandins } from './standin-dockerfile.js';
@@ -60,12 +69,27 @@ function buildah(args: string[]): string {
   }).trim();
 }
 
-function requireTool(name: string): void {
-  try {
-    execFileSync('sh', ['-c', `command -v ${name}`], { stdio: 'ignore' });
-  } catch {
-    fail(`'${name}' is not installed (apt-get install ${name}); .ci/run installs it`);
-  }
+function onPath(name: string): boolean {
+  return (process.env.PATH ?? '').split(delimiter).some((dir) => {
+    try {
+      accessSync(join(dir || '.', name), constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+}
+
+// When tools are missing, the first line printed is the command that installs them, ready to paste.
+function requireTools(names: string[]): void {
+  const missing = names.filter((name) => !onPath(name));
+  if (missing.length === 0) return;
+  const sudo = process.getuid?.() === 0 ? '' : 'sudo ';
+  process.stdout.write(`${sudo}apt-get install -y ${missing.join(' ')}\n`);
+  fail(
+    `${missing.join(' and ')} ${missing.length === 1 ? 'is' : 'are'} not installed: the line above installs ` +
+      `${missing.length === 1 ? 'it' : 'them'} on Debian or Ubuntu (.ci/run does)`,
+  );
 }
 
 // Every process whose parent chain leads to rootPid (the buildah run we started).
@@ -343,7 +367,7 @@ function mb(bytes: number): string {
 }
 
 async function main(): Promise<void> {
-  for (const tool of ['buildah', 'mmdebstrap']) requireTool(tool);
+  requireTools(['buildah', 'mmdebstrap']);
   if (process.getuid?.() !== 0) fail('needs root (buildah vfs storage and chroot isolation)');
 
   execFileSync('bash', [join(repoRoot, 'scripts/container/make-standins.sh')], {
