@@ -1,0 +1,106 @@
+// POST /tokenize, /detokenize and /apply-template in llama.cpp's shapes (with vLLM's fields): ids of a text or of a
+// chat as the template lays it out, and text of ids. The tokenizer runs on a worker, never on the event loop.
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { formatChat } from '../../generate/chat-template.js';
+import { ORIGINAL_SAMPLING } from '../../generate/original-sampling.js';
+import { completeText } from '../completion.js';
+import { badRequest } from '../errors.js';
+import {
+  type ApplyTemplateBody,
+  applyTemplateBodySchema,
+  type DetokenizeBody,
+  detokenizeBodySchema,
+  nonTextPart,
+  type TokenizeBody,
+  tokenizeBodySchema,
+} from '../schemas/openai.js';
+import type { JobRequest } from '../workers/protocol.js';
+import { chatMessages, checkModel } from './openai.js';
+
+function task(kind: 'tokenize' | 'detokenize', prompt: string, promptIds?: number[]): JobRequest {
+  return { ...ORIGINAL_SAMPLING, prompt, promptIds, maxNewTokens: 0, seed: 0, stop: [], task: kind };
+}
+
+/** The chat a request holds, laid out as /v1/chat/completions lays it out (without the final "Bot:" if asked). */
+function chatPrompt(
+  app: FastifyInstance,
+  messages: TokenizeBody['messages'] & {},
+  generationPrompt: boolean,
+) {
+  const prompt = formatChat(app.settings.systemPrompt, chatMessages(messages));
+  return generationPrompt ? prompt : prompt.slice(0, -'\nBot:'.length);
+}
+
+async function refuseNonText(request: FastifyRequest) {
+  const part = nonTextPart(request.body);
+  if (part) throw badRequest(part.message, part.field, 'unsupported_value');
+}
+
+export async function tokenizeRoutes(app: FastifyInstance): Promise<void> {
+  app.post<{ Body: TokenizeBody }>(
+    '/tokenize',
+    { schema: { body: tokenizeBodySchema }, preValidation: refuseNonText },
+    async (request, reply: FastifyReply) => {
+      const body = request.body;
+      checkModel(body.model);
+      const given = (['content', 'prompt', 'messages'] as const).filter((k) => body[k] !== undefined);
+      if (given.length !== 1)
+        throw badRequest(
+          given.length === 0
+            ? "Missing required field 'content': send the text as content (or prompt), or the chat as messages."
+            : `Send one of content, prompt and messages, not ${given.join(' and ')}.`,
+          given[1] ?? 'content',
+        );
+      const text = body.messages
+        ? chatPrompt(app, body.messages, body.add_generation_prompt !== false)
+        : (body.content ?? body.prompt ?? '');
+      const result =
+        text === ''
+          ? { tokenized: [] }
+          : await completeText(request, reply, {
+              request: task('tokenize', text),
+              promptParam: given[0],
+              maxParam: given[0],
+            });
+      const tokens = result.tokenized ?? [];
+      const context = app.generation.model?.config.nPositions ?? null;
+      return {
+        tokens: body.with_pieces
+          ? tokens.map((t) => ({ id: t.id, piece: t.token, bytes: t.bytes }))
+          : tokens.map((t) => t.id),
+        count: tokens.length,
+        max_model_len: context,
+      };
+    },
+  );
+
+  app.post<{ Body: DetokenizeBody }>(
+    '/detokenize',
+    { schema: { body: detokenizeBodySchema } },
+    async (request, reply) => {
+      const body = request.body;
+      checkModel(body.model);
+      const vocabSize = app.generation.model?.config.vocabSize ?? null;
+      const at = vocabSize === null ? -1 : body.tokens.findIndex((id) => id >= vocabSize);
+      if (at >= 0)
+        throw badRequest(
+          `Invalid field 'tokens[${at}]': token ${body.tokens[at]} is outside the vocabulary of ${vocabSize} tokens.`,
+          `tokens[${at}]`,
+          'invalid_value',
+        );
+      if (body.tokens.length === 0) return { content: '', prompt: '' };
+      const result = await completeText(request, reply, {
+        request: task('detokenize', '', body.tokens),
+        promptParam: 'tokens',
+        maxParam: 'tokens',
+      });
+      return { content: result.text, prompt: result.text };
+    },
+  );
+
+  app.post<{ Body: ApplyTemplateBody }>(
+    '/apply-template',
+    { schema: { body: applyTemplateBodySchema }, preValidation: refuseNonText },
+    async (request) => ({ prompt: chatPrompt(app, request.body.messages, true) }),
+  );
+}
