@@ -45,46 +45,67 @@ export function cleanReply(text: string): string {
  */
 export function messageText(content: string): string {
   const text = content.trim();
-  let out = '';
-  let from = 0;
-  let lineStart = true;
-  for (let i = 0; i < text.length; i++) {
+  // Most messages need no change: find the first place that does before copying anything.
+  let first = -1;
+  for (let i = 0, lineStart = true; i < text.length && first < 0; i++) {
     const c = text.charCodeAt(i);
-    if (c === 13 /* \r */) {
-      out += `${text.slice(from, i)}\n`;
-      if (text.charCodeAt(i + 1) === 10) i++;
-      from = i + 1;
-      lineStart = true;
-      continue;
+    if (c === 13) first = i;
+    else if (c === 10) lineStart = true;
+    else if (lineStart) {
+      lineStart = false;
+      if (opensTurn(text, i)) first = i;
     }
-    if (c === 10 /* \n */) {
+  }
+  if (first < 0) return text;
+  // Copy code units into one buffer (each line gains at most one space) and decode it once.
+  const out = new Uint16Array(2 * text.length + 1);
+  let n = 0;
+  for (let i = 0; i < first; i++) out[n++] = text.charCodeAt(i);
+  let lineStart = first === 0 || text.charCodeAt(first - 1) === 10;
+  for (let i = first; i < text.length; i++) {
+    let c = text.charCodeAt(i);
+    if (c === 13) {
+      if (text.charCodeAt(i + 1) === 10) i++;
+      c = 10;
+    }
+    if (c === 10) {
+      out[n++] = 10;
       lineStart = true;
       continue;
     }
     if (lineStart) {
       lineStart = false;
-      if (opensTurn(text, i)) {
-        out += `${text.slice(from, i)} `;
-        from = i;
-      }
+      if (opensTurn(text, i)) out[n++] = 32;
     }
+    out[n++] = c;
   }
-  return out + text.slice(from);
+  return UTF16.decode(out.subarray(0, n));
 }
 
+/** Decodes the copied code units back into a string (a lone surrogate becomes U+FFFD, as the tokenizer reads it anyway). */
+const UTF16 = new TextDecoder('utf-16le');
+
+/** Lower-case names of the turn markers, without their colon. */
+const MARKER_NAMES = TURN_MARKERS.map((m) => m.slice(0, -1).toLowerCase());
+
 /**
- * Whether the line starting at `at` begins (after spaces and tabs) with a turn marker's name and colon.
- * Reads at most a few characters past the indentation, and the indentation is read once per line.
+ * Whether the line starting at `at` begins (after spaces and tabs) with a turn marker's name and colon,
+ * in any letter case. Compares character codes in place: nothing is allocated per line.
  */
 function opensTurn(text: string, at: number): boolean {
   let i = at;
-  while (i < text.length && (text.charCodeAt(i) === 32 || text.charCodeAt(i) === 9)) i++;
-  for (const marker of TURN_MARKERS) {
-    const name = marker.slice(0, -1);
-    if (text.slice(i, i + name.length).toLowerCase() !== name.toLowerCase()) continue;
-    let j = i + name.length;
-    while (j < text.length && (text.charCodeAt(j) === 32 || text.charCodeAt(j) === 9)) j++;
+  while (isBlank(text.charCodeAt(i))) i++;
+  for (const name of MARKER_NAMES) {
+    let k = 0;
+    while (k < name.length && (text.charCodeAt(i + k) | 0x20) === name.charCodeAt(k)) k++;
+    if (k < name.length) continue;
+    let j = i + k;
+    while (isBlank(text.charCodeAt(j))) j++;
     if (text.charCodeAt(j) === 58 /* : */) return true;
   }
   return false;
+}
+
+function isBlank(c: number): boolean {
+  return c === 32 || c === 9;
 }

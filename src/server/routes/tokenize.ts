@@ -17,8 +17,12 @@ import {
 import type { JobRequest } from '../workers/protocol.js';
 import { chatMessages, checkModel } from './openai.js';
 
-function task(kind: 'tokenize' | 'detokenize', prompt: string, promptIds?: number[]): JobRequest {
-  return { ...ORIGINAL_SAMPLING, prompt, promptIds, maxNewTokens: 0, seed: 0, stop: [], task: kind };
+function task(
+  kind: 'tokenize' | 'detokenize',
+  prompt: string,
+  options: { promptIds?: number[]; withPieces?: boolean } = {},
+): JobRequest {
+  return { ...ORIGINAL_SAMPLING, prompt, ...options, maxNewTokens: 0, seed: 0, stop: [], task: kind };
 }
 
 /** The chat a request holds, laid out as /v1/chat/completions lays it out (without the final "Bot:" if asked). */
@@ -56,21 +60,18 @@ export async function tokenizeRoutes(app: FastifyInstance): Promise<void> {
         : (body.content ?? body.prompt ?? '');
       const result =
         text === ''
-          ? { tokenized: [] }
+          ? { tokenized: { json: '[]', count: 0 } }
           : await completeText(request, reply, {
-              request: task('tokenize', text),
+              request: task('tokenize', text, { withPieces: body.with_pieces === true }),
               promptParam: given[0],
               maxParam: given[0],
             });
-      const tokens = result.tokenized ?? [];
+      const { json, count } = result.tokenized ?? { json: '[]', count: 0 };
       const context = app.generation.model?.config.nPositions ?? null;
-      return {
-        tokens: body.with_pieces
-          ? tokens.map((t) => ({ id: t.id, piece: t.token, bytes: t.bytes }))
-          : tokens.map((t) => t.id),
-        count: tokens.length,
-        max_model_len: context,
-      };
+      // The worker wrote the tokens' JSON; this thread only wraps it.
+      return reply
+        .type('application/json; charset=utf-8')
+        .send(`{"tokens":${json},"count":${count},"max_model_len":${JSON.stringify(context)}}`);
     },
   );
 
@@ -90,7 +91,7 @@ export async function tokenizeRoutes(app: FastifyInstance): Promise<void> {
         );
       if (body.tokens.length === 0) return { content: '', prompt: '' };
       const result = await completeText(request, reply, {
-        request: task('detokenize', '', body.tokens),
+        request: task('detokenize', '', { promptIds: body.tokens }),
         promptParam: 'tokens',
         maxParam: 'tokens',
       });

@@ -55,19 +55,25 @@ function cancelled(jobId: number): boolean {
 /** A tokenize or detokenize task: answered at once, nothing is generated. */
 function runTask(jobId: number, request: JobRequest): void {
   const ids = request.promptIds ?? [];
-  const done = (text: string, tokenized?: Array<{ id: number; token: string; bytes: number[] }>) =>
+  const done = (text: string, promptTokens: number, tokenized?: { json: string; count: number }) =>
     post({
       type: 'done',
       jobId,
       firstTokenMs: -1,
-      outcome: { text, finishReason: 'length', promptTokens: ids.length, completionTokens: 0, tokenized },
+      outcome: { text, finishReason: 'length', promptTokens, completionTokens: 0, tokenized },
     });
-  if (request.task === 'detokenize') done(tokenizer.decode(ids));
-  else
-    done(
-      '',
-      tokenizer.encode(request.prompt).map((id) => describeToken(tokenizer, id)),
-    );
+  if (request.task === 'detokenize') {
+    done(tokenizer.decode(ids), ids.length);
+    return;
+  }
+  const encoded = tokenizer.encode(request.prompt);
+  const tokens = request.withPieces
+    ? encoded.map((id) => {
+        const { token, bytes } = describeToken(tokenizer, id);
+        return { id, piece: token, bytes };
+      })
+    : encoded;
+  done('', encoded.length, { json: JSON.stringify(tokens), count: encoded.length });
 }
 
 function run({ jobId, request, stream }: Extract<ToWorker, { type: 'job' }>): void {

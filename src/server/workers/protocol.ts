@@ -53,6 +53,8 @@ export interface JobRequest {
    * promptIds (outcome.text). Runs on a worker so a long text never blocks the event loop.
    */
   task?: 'generate' | 'tokenize' | 'detokenize';
+  /** tokenize: each token as {id, piece, bytes} instead of its id. */
+  withPieces?: boolean;
 }
 
 /** The prompt as echo returns it: its text (decoded from its ids) and its tokens. */
@@ -93,8 +95,11 @@ export interface JobOutcome {
   logprobs?: DescribedLogprob[];
   /** With request.echo, unstreamed (streamed: in the first token message). */
   echo?: EchoedPrompt;
-  /** A tokenize task's ids and each one's text and bytes. */
-  tokenized?: Array<{ id: number; token: string; bytes: number[] }>;
+  /**
+   * A tokenize task's tokens as JSON text (ids, or {id, piece, bytes} objects), written here: a long text's
+   * tokens cross to the main thread as one string instead of a graph of objects to copy and serialise there.
+   */
+  tokenized?: { json: string; count: number };
 }
 
 export type FromWorker =
