@@ -11,27 +11,32 @@ export const builtServerAvailable = existsSync(join(repoRoot, 'dist', 'server', 
 export interface BuiltServer {
   /** http://127.0.0.1:port */
   url: string;
-  model: TinyModel;
+  /** The model directory served. */
+  modelDir: string;
   /** Everything the process printed so far. */
   output(): string;
   /** SIGTERM, wait for the exit (SIGKILL after 10 s), remove the model; resolves with the exit code. */
   stop(): Promise<number | null>;
 }
 
-/** Spawns the compiled server on port 0 and waits until /ready answers 200. */
+/**
+ * Spawns the compiled server on port 0 and waits until /ready answers 200; it serves `modelDir`, or a fresh
+ * tiny model (removed at stop).
+ */
 export async function startBuiltServer(
   args: string[] = [],
   env: Record<string, string> = {},
-  modelOptions: Parameters<typeof createTinyModel>[0] = {},
+  modelDir?: string,
 ): Promise<BuiltServer> {
-  const model = await createTinyModel(modelOptions);
+  const model: TinyModel | null = modelDir ? null : await createTinyModel();
+  const dir = modelDir ?? (model as TinyModel).dir;
   const child: ChildProcess = spawn(
     process.execPath,
     [
       join(repoRoot, 'bin', 'tiny-llm.js'),
       'serve',
       '--model-dir',
-      model.dir,
+      dir,
       '--host',
       '127.0.0.1',
       '--port',
@@ -74,14 +79,14 @@ export async function startBuiltServer(
   }
   return {
     url,
-    model,
+    modelDir: dir,
     output: () => out,
     async stop() {
       if (child.exitCode === null) child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
       const code = await exited;
       clearTimeout(timer);
-      model.remove();
+      model?.remove();
       return code;
     },
   };
