@@ -13,9 +13,6 @@ export interface CompletionSpec {
   maxParam: string;
 }
 
-/** A finished choice: the job's result, and for a streamed one the echo it started with. */
-export type ChoiceResult = JobResult;
-
 /** Route-specific event bodies of a stream of one or more choices (`index`: the choice's place in specs). */
 export interface StreamFormat {
   /** Sent once a choice's prompt is accepted (e.g. the chat role chunk, an echoed prompt); null for none. */

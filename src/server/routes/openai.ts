@@ -28,7 +28,7 @@ export const MODEL_ID = 'tiny-llm';
 const COMPLETIONS_MAX_TOKENS = 16;
 const STARTED = Math.floor(Date.now() / 1000);
 
-/** Prompt tokens once per prompt (choice `promptOf[i]` says whose), completion tokens of every choice. */
+/** Prompt tokens once per prompt (from the first choice of each), completion tokens of every choice. */
 function usage(results: JobResult[], firstChoiceOfPrompt: number[]) {
   let prompt = 0;
   let completion = 0;
