@@ -220,7 +220,7 @@ async function chatCompletion(
     prompt,
     body.max_completion_tokens ?? body.max_tokens ?? null,
     [...CHAT_STOP, ...stopList(body.stop)],
-    { logprobs },
+    { logprobs, plainText: true },
   );
   const specs = choiceRequests(base, n, body.seed != null).map((r) => ({
     request: r,

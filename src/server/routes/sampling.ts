@@ -9,6 +9,8 @@ import type { JobRequest } from '../workers/protocol.js';
 /** What a route adds to the sampling fields of its body. */
 export interface JobExtras {
   promptIds?: number[];
+  /** The prompt is a chat template's text: "<|endoftext|>" in it is plain text. */
+  plainText?: boolean;
   logprobs?: number | null;
   echo?: boolean;
 }
@@ -38,6 +40,7 @@ export function jobRequest(
   if (body.logit_bias && Object.keys(body.logit_bias).length > 0)
     request.logitBias = Object.entries(body.logit_bias).map(([id, bias]) => [Number(id), bias]);
   if (extras.promptIds) request.promptIds = extras.promptIds;
+  if (extras.plainText) request.plainText = true;
   if (extras.logprobs !== undefined && extras.logprobs !== null) request.logprobs = extras.logprobs;
   if (extras.echo) request.echo = true;
   return request;

@@ -20,7 +20,7 @@ import { chatMessages, checkModel } from './openai.js';
 function task(
   kind: 'tokenize' | 'detokenize',
   prompt: string,
-  options: { promptIds?: number[]; withPieces?: boolean } = {},
+  options: { promptIds?: number[]; withPieces?: boolean; plainText?: boolean } = {},
 ): JobRequest {
   return { ...ORIGINAL_SAMPLING, prompt, ...options, maxNewTokens: 0, seed: 0, stop: [], task: kind };
 }
@@ -62,7 +62,11 @@ export async function tokenizeRoutes(app: FastifyInstance): Promise<void> {
         text === ''
           ? { tokenized: { json: '[]', count: 0 } }
           : await completeText(request, reply, {
-              request: task('tokenize', text, { withPieces: body.with_pieces === true }),
+              // A chat is tokenized as the chat route tokenizes it ("<|endoftext|>" as plain text).
+              request: task('tokenize', text, {
+                withPieces: body.with_pieces === true,
+                plainText: body.messages !== undefined,
+              }),
               promptParam: given[0],
               maxParam: given[0],
             });

@@ -66,7 +66,7 @@ function runTask(jobId: number, request: JobRequest): void {
     done(tokenizer.decode(ids), ids.length);
     return;
   }
-  const encoded = tokenizer.encode(request.prompt);
+  const encoded = tokenizer.encode(request.prompt, { special: request.plainText !== true });
   const tokens = request.withPieces
     ? encoded.map((id) => {
         const { token, bytes } = describeToken(tokenizer, id);
@@ -81,7 +81,7 @@ function run({ jobId, request, stream }: Extract<ToWorker, { type: 'job' }>): vo
     runTask(jobId, request);
     return;
   }
-  const ids = request.promptIds ?? tokenizer.encode(request.prompt);
+  const ids = request.promptIds ?? tokenizer.encode(request.prompt, { special: request.plainText !== true });
   const maxNewTokens = request.maxNewTokens ?? context - ids.length;
   // max_tokens 0 scores an echoed prompt without generating.
   const fewest = request.echo ? 0 : 1;

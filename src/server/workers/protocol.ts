@@ -31,6 +31,11 @@ export interface JobRequest {
   prompt: string;
   /** The prompt as token ids (then `prompt` is ignored; ids are checked against the vocabulary before). */
   promptIds?: number[];
+  /**
+   * Tokenize "<|endoftext|>" in the prompt as plain text, not as the end-of-text token: a chat message cannot
+   * end the document and start another.
+   */
+  plainText?: boolean;
   /** null: generate until the context is full; 0 only with echo (the prompt is scored, nothing generated). */
   maxNewTokens: number | null;
   temperature: number;
