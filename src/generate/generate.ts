@@ -2,6 +2,16 @@
 import type { InferenceSession } from '../engine/inference.js';
 import { Rng } from '../engine/rng.js';
 import {
+  applyLogitBias,
+  applyPenalties,
+  GeneratedCounts,
+  NO_PROCESSORS,
+  type ProcessorParams,
+  processorsActive,
+} from './logits-processors.js';
+import { type TokenLogprob, tokenLogprob } from './logprobs.js';
+import {
+  applyRepetitionPenalty,
   hotSamplingApplies,
   SamplerScratch,
   type SamplingParams,
@@ -13,7 +23,7 @@ import {
 import { StopMatcher } from './stop.js';
 import { type TokenBytes, TokenTextStream } from './text-stream.js';
 
-export interface GenerateOptions extends SamplingParams {
+export interface GenerateOptions extends SamplingParams, Partial<ProcessorParams> {
   /** Upper bound on generated tokens (the context may end generation earlier). */
   maxNewTokens: number;
   /** Seed for the sampler's RNG: same seed, same prompt, same options → same tokens. */
@@ -22,6 +32,11 @@ export interface GenerateOptions extends SamplingParams {
   stop?: readonly string[];
   /** End-of-text id that ends generation (not emitted); null to never stop on it. */
   eosTokenId: number | null;
+  /**
+   * Report each generated token's log-probability with this many most likely alternatives (see
+   * logprobs.ts); null or absent for none.
+   */
+  logprobs?: number | null;
 }
 
 export type FinishReason = 'stop' | 'length';
@@ -30,6 +45,8 @@ export type FinishReason = 'stop' | 'length';
 export interface GenerateDelta {
   id: number;
   text: string;
+  /** The token's log-probability, when options.logprobs asked for them (not for an end-of-text token). */
+  logprob?: TokenLogprob;
 }
 
 export interface GenerateResult {
@@ -62,6 +79,15 @@ export function* generate(
   }
   const rng = new Rng(options.seed);
   const scratch = scratchFor(session);
+  // Log-probabilities and the processors below need every step's full logits: the shortcuts that find
+  // only the largest logits are skipped (they give the same tokens, so a seed means the same either way).
+  const processors: ProcessorParams = { ...NO_PROCESSORS, ...definedOnly(options) };
+  const processing = processorsActive(processors);
+  const wantLogprobs = options.logprobs !== null && options.logprobs !== undefined;
+  const fullLogits = processing || wantLogprobs;
+  const counts = new GeneratedCounts();
+  // With processors the repetition penalty is applied by `processed`, with the others, before the sampler.
+  const afterRepetition: SamplingParams = { ...options, repetitionPenalty: 1 };
   // Without a tokenizer only ids are produced (text stays empty and stop sequences cannot apply).
   if (!tokenizer && options.stop && options.stop.length > 0)
     throw new Error('stop sequences need a tokenizer');
@@ -76,14 +102,14 @@ export function* generate(
   // A model trained on part of the vocabulary: score its hot LM-head rows first and the rest only when the
   // bound on them cannot rule them out (same tokens as scoring everything; see sampleHotToken).
   const hotIds = session.hasHotHead ? session.weights.hotHead?.ids : undefined;
-  const useHot = hotIds !== undefined && hotSamplingApplies(options, hotIds.length);
+  const useHot = !fullLogits && hotIds !== undefined && hotSamplingApplies(options, hotIds.length);
   // Top-k and greedy sampling need only the k largest logits: the session finds them from the head's
   // group maxima without scanning all V (same ids and values; see InferenceSession.topLogits).
   const topCount = topCountNeeded(options);
-  const useTop = topCount > 0 && topCount <= session.topLimit;
+  const useTop = !fullLogits && topCount > 0 && topCount <= session.topLimit;
   // A large vocabulary without hot rows: score the head in int8 first and compute only the rows that can be
   // among the k largest in f32 (same ids and values again; see InferenceSession.screenedTop).
-  const useScreen = !useHot && topCount > 0 && topCount <= session.screenLimit;
+  const useScreen = !fullLogits && !useHot && topCount > 0 && topCount <= session.screenLimit;
   let logits: Float32Array | null = null;
   if (useHot) logits = session.prefillHot(promptIds);
   else if (useScreen) session.prefillScreened(promptIds);
@@ -103,7 +129,19 @@ export function* generate(
     }
     if (id < 0 && useTop && session.topLogits(topCount, scratch.ids, scratch.values))
       id = sampleFromTop(options, coin, scratch);
-    if (id < 0) id = sampleToken(logits ?? session.completeLogits(), options, coin, scratch, seen);
+    let logprob: TokenLogprob | undefined;
+    if (id < 0) {
+      const full = logits ?? session.completeLogits();
+      id = processing
+        ? sampleToken(
+            processed(full, scratch, seen, counts, options, processors),
+            afterRepetition,
+            coin,
+            scratch,
+          )
+        : sampleToken(full, options, coin, scratch, seen);
+      if (wantLogprobs) logprob = tokenLogprob(full, id, options.logprobs ?? 0);
+    }
     generated++;
     if (options.eosTokenId !== null && id === options.eosTokenId) {
       finishReason = 'stop';
@@ -112,9 +150,10 @@ export function* generate(
     }
     ids.push(id);
     if (options.repetitionPenalty !== 1) seen.push(id);
+    if (processing) counts.add(id);
     const piece = stream ? stops.push(stream.push(id)) : '';
     text += piece;
-    yield { id, text: piece };
+    yield logprob ? { id, text: piece, logprob } : { id, text: piece };
     if (stops.done) {
       finishReason = 'stop';
       break;
@@ -132,6 +171,38 @@ export function* generate(
     }
   }
   return { ids, text, finishReason, endedByEos, promptTokens: promptIds.length, completionTokens: generated };
+}
+
+/** The fields of ProcessorParams that `options` sets (absent or undefined ones keep their neutral value). */
+function definedOnly(options: Partial<ProcessorParams>): Partial<ProcessorParams> {
+  const out: Partial<ProcessorParams> = {};
+  if (options.presencePenalty !== undefined) out.presencePenalty = options.presencePenalty;
+  if (options.frequencyPenalty !== undefined) out.frequencyPenalty = options.frequencyPenalty;
+  if (options.logitBias !== undefined) out.logitBias = options.logitBias;
+  return out;
+}
+
+/**
+ * The logits the sampler draws from when processors apply: a copy of `full` with the repetition penalty,
+ * the presence/frequency penalties and the logit bias applied, in that order (Hugging Face's order of
+ * processors, OpenAI's penalties and bias after it).
+ */
+function processed(
+  full: Float32Array,
+  scratch: SamplerScratch,
+  seen: readonly number[],
+  counts: GeneratedCounts,
+  options: SamplingParams,
+  processors: ProcessorParams,
+): Float32Array {
+  if (!scratch.penalised || scratch.penalised.length !== full.length)
+    scratch.penalised = new Float32Array(full.length);
+  const out = scratch.penalised;
+  out.set(full);
+  applyRepetitionPenalty(out, seen, options.repetitionPenalty);
+  applyPenalties(out, counts, processors.presencePenalty, processors.frequencyPenalty);
+  applyLogitBias(out, processors.logitBias);
+  return out;
 }
 
 /** Each session's sampler scratch (two vocabulary-sized arrays), made once rather than per generation. */

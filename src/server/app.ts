@@ -5,6 +5,7 @@ import { DEFAULT_QUEUE_LIMIT, DEFAULT_RATE_LIMIT, PACKAGE_ROOT, type RateLimitOp
 import { ApiError } from './errors.js';
 import { CloudLogController, traceChildLoggerFactory } from './logging.js';
 import type { ServedModel } from './model.js';
+import { apiKeyPlugin, corsPlugin } from './plugins/access.js';
 import { errorHandlerPlugin } from './plugins/error-handler.js';
 import { generationPlugin } from './plugins/generation.js';
 import { metricsPlugin } from './plugins/metrics.js';
@@ -14,6 +15,7 @@ import { generateRoutes } from './routes/generate.js';
 import { healthRoutes } from './routes/health.js';
 import { modelInfoRoutes } from './routes/model-info.js';
 import { openaiRoutes } from './routes/openai.js';
+import { tokenizeRoutes } from './routes/tokenize.js';
 import { webRoutes } from './routes/web.js';
 import {
   type PrecompiledValidators,
@@ -48,6 +50,10 @@ export interface AppOptions {
   /** Process metrics (memory, CPU, event loop) in /metrics. */
   processMetrics?: boolean;
   cancelGraceMs?: number;
+  /** Keys accepted as `Authorization: Bearer <key>` (none: the API is open); the probes never need one. */
+  apiKeys?: readonly string[];
+  /** Origins allowed to call the API from a browser ('*': any); none: no CORS. */
+  corsOrigins?: readonly string[];
   /** Check the route schemas against JSON Schema's meta-schema when the app is made ready (tests do). */
   checkSchemas?: boolean;
   /**
@@ -112,7 +118,16 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // JSON types are checked as sent: "5" is not a number here.
     // Checking our fixed schemas against JSON Schema's meta-schema costs a start ~100 ms of CPU; tests check them.
     ajv: {
-      customOptions: { coerceTypes: false, allErrors: false, validateSchema: options.checkSchemas === true },
+      // Strict: a field a schema does not list is refused by name (Fastify's default silently drops it).
+      customOptions: {
+        coerceTypes: false,
+        removeAdditional: false,
+        // Fields that take several shapes are unions whose branch if/then picks by the first item or type.
+        allowUnionTypes: true,
+        strictTuples: false,
+        allErrors: false,
+        validateSchema: options.checkSchemas === true,
+      },
     },
     return503OnClosing: true,
     forceCloseConnections: 'idle',
@@ -146,8 +161,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(errorHandlerPlugin);
   await app.register(metricsPlugin, { processMetrics: options.processMetrics });
   await app.register(securityPlugin);
+  await app.register(corsPlugin, { corsOrigins: options.corsOrigins });
   const rateLimit = options.rateLimit ?? DEFAULT_RATE_LIMIT;
   if (rateLimit) await app.register(rateLimitPlugin, rateLimit);
+  await app.register(apiKeyPlugin, { apiKeys: options.apiKeys });
   await app.register(generationPlugin, {
     model,
     workers: options.workers,
@@ -158,6 +175,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(healthRoutes);
   await app.register(generateRoutes);
   await app.register(openaiRoutes);
+  await app.register(tokenizeRoutes);
   await app.register(modelInfoRoutes);
   await app.register(webRoutes, { root: options.webRoot ?? PACKAGE_ROOT });
   return app;

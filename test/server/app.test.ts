@@ -304,8 +304,8 @@ describe('POST /v1/chat/completions', () => {
       [chat({ max_tokens: 0 }), 'max_tokens'],
       [chat({ max_tokens: 1e300 }), 'max_tokens'],
       [chat({ seed: 0.5 }), 'seed'],
-      [chat({ n: 2 }), 'n'],
-      [chat({ stop: ['a', 'b', 'c', 'd', 'e'] }), 'stop'],
+      [chat({ n: 9 }), 'n'],
+      [chat({ stop: Array.from({ length: 17 }, (_, i) => `s${i}`) }), 'stop'],
       [chat({ stop: '' }), 'stop'],
       [chat({ stream: 'yes' }), 'stream'],
     ];
@@ -351,7 +351,8 @@ describe('POST /v1/completions', () => {
 
   it('rejects an empty prompt and a non-string prompt naming the field', async () => {
     assert.equal(errorOf(await post('/v1/completions', { prompt: '' }), 400).param, 'prompt');
-    assert.equal(errorOf(await post('/v1/completions', { prompt: ['a', 1] }), 400).param, 'prompt');
+    assert.equal(errorOf(await post('/v1/completions', { prompt: ['a', 1] }), 400).param, 'prompt[1]');
+    assert.equal(errorOf(await post('/v1/completions', { prompt: true }), 400).param, 'prompt');
   });
 });
 

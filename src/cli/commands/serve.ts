@@ -6,6 +6,7 @@ import path from 'node:path';
 // Only light modules load up front: the worker that loads the model starts first and loads while the HTTP
 // stack (fastify, pino, prom-client: the slow part of a cold start) loads in the main thread.
 import { DEFAULT_QUEUE_LIMIT, DEFAULT_RATE_LIMIT, PACKAGE_ROOT } from '../../server/defaults.js';
+import { parseList } from '../../server/keys.js';
 import type { ServedModel } from '../../server/model.js';
 import type { PrecompiledValidators } from '../../server/validators.js';
 import { loadServedModelInThread } from '../../server/workers/pool.js';
@@ -19,6 +20,10 @@ const usage = `usage: tiny-llm serve [options]
   --workers N          generation worker threads (default $WORKERS or one per CPU core)
   --queue-limit N      generations that may wait for a worker before 503 (default ${DEFAULT_QUEUE_LIMIT})
   --rate-limit N       requests per client per minute, 0 = off (default $RATE_LIMIT or ${DEFAULT_RATE_LIMIT.max})
+  --api-key K          require "Authorization: Bearer K" on every route but /health, /ready and the chat
+                       page's files; repeat it (or comma-separate) for several keys (default $API_KEY: none)
+  --cors-origin O      let browsers on origin O call the API (CORS, preflights answered); repeat it or
+                       comma-separate; '*' for any origin (default $CORS_ORIGIN: none)
 
 environment: $SYSTEM_PROMPT_FILE (default data/system_prompt.txt in the package), $LOG_LEVEL (info),
 $GOOGLE_CLOUD_PROJECT (links log lines to traces), $TRUST_PROXY_HOPS (proxies in front, default 1)`;
@@ -92,6 +97,8 @@ export const command: Command = {
       workers: { type: 'string' },
       'queue-limit': { type: 'string' },
       'rate-limit': { type: 'string' },
+      'api-key': { type: 'string', multiple: true },
+      'cors-origin': { type: 'string', multiple: true },
     });
     const modelDir = path.resolve(values['model-dir'] ?? process.env.MODEL_DIR ?? 'model');
     const port =
@@ -106,6 +113,9 @@ export const command: Command = {
     const rate =
       numberArg('rate-limit', values['rate-limit'] ?? envNumber('RATE_LIMIT'), { min: 0, integer: true }) ??
       DEFAULT_RATE_LIMIT.max;
+    // Flags replace the environment's values; an empty list means none.
+    const apiKeys = parseList(values['api-key'] ?? [process.env.API_KEY]);
+    const corsOrigins = parseList(values['cors-origin'] ?? [process.env.CORS_ORIGIN]);
     const trustHops =
       numberArg('TRUST_PROXY_HOPS', envNumber('TRUST_PROXY_HOPS'), { min: 0, max: 10, integer: true }) ?? 1;
 
@@ -137,11 +147,16 @@ export const command: Command = {
       rateLimit: rate === 0 ? false : { max: rate, windowMs: 60_000 },
       logger,
       trustProxy: trustHops,
+      apiKeys,
+      corsOrigins,
       traceProject: process.env.GOOGLE_CLOUD_PROJECT || undefined,
       // Validators generated at build time: ajv does not generate and compile them again at every start.
       validators: validators ? { use: validators.exports } : undefined,
     });
     logger.info(`serving ${modelDir} on ${server.url} with ${workers} workers`);
+    logger.info(
+      `access: ${apiKeys.length > 0 ? `${apiKeys.length} API key${apiKeys.length === 1 ? '' : 's'} required` : 'no API key (open)'}; CORS ${corsOrigins.length > 0 ? corsOrigins.join(', ') : 'off'}`,
+    );
     if (codeCache !== undefined && saveCodeCache) {
       // A start that compiled the bundle from source saves what it compiled, once it has served (best effort).
       if (codeCache === 'used') logger.info('HTTP stack: code cache used');

@@ -29,6 +29,8 @@ export const command: Command = {
       port: { type: 'string' },
       host: { type: 'string' },
       workers: { type: 'string' },
+      'api-key': { type: 'string', multiple: true },
+      'cors-origin': { type: 'string', multiple: true },
     });
     const modelDir = path.resolve(values['model-dir'] ?? process.env.MODEL_DIR ?? 'model');
     if (!(await hasModel(modelDir))) {
@@ -44,6 +46,8 @@ export const command: Command = {
       const value = values[flag];
       if (value !== undefined) serveArgs.push(`--${flag}`, value);
     }
+    for (const flag of ['api-key', 'cors-origin'] as const)
+      for (const value of values[flag] ?? []) serveArgs.push(`--${flag}`, value);
     const { command: serve } = await import('./serve.js');
     return serve.run(serveArgs);
   },

@@ -3,9 +3,17 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { InferenceSession, InferenceWeights, type SharedHead } from '../../engine/inference.js';
 import { adoptWasmMemory } from '../../engine/wasm/runtime.js';
 import { generate } from '../../generate/generate.js';
+import { logitBiasFrom } from '../../generate/logits-processors.js';
+import {
+  AlignedLogprobs,
+  type DescribedLogprob,
+  describePrompt,
+  describeToken,
+  scorePrompt,
+} from '../../generate/logprobs.js';
 import { Gpt2Tokenizer } from '../../tokenizer/gpt2-bpe.js';
 import type { ServedModel } from '../model.js';
-import type { FromWorker, ToWorker, WorkerInit } from './protocol.js';
+import type { EchoedPrompt, FromWorker, JobRequest, ToWorker, WorkerInit } from './protocol.js';
 import { type TokenBatch, TokenBatcher } from './token-batcher.js';
 
 const port = parentPort;
@@ -44,10 +52,40 @@ function cancelled(jobId: number): boolean {
   return Atomics.load(init.cancel, 0) === jobId || Atomics.load(init.cancel, 1) === jobId;
 }
 
+/** A tokenize or detokenize task: answered at once, nothing is generated. */
+function runTask(jobId: number, request: JobRequest): void {
+  const ids = request.promptIds ?? [];
+  const done = (text: string, promptTokens: number, tokenized?: { json: string; count: number }) =>
+    post({
+      type: 'done',
+      jobId,
+      firstTokenMs: -1,
+      outcome: { text, finishReason: 'length', promptTokens, completionTokens: 0, tokenized },
+    });
+  if (request.task === 'detokenize') {
+    done(tokenizer.decode(ids), ids.length);
+    return;
+  }
+  const encoded = tokenizer.encode(request.prompt, { special: request.plainText !== true });
+  const tokens = request.withPieces
+    ? encoded.map((id) => {
+        const { token, bytes } = describeToken(tokenizer, id);
+        return { id, piece: token, bytes };
+      })
+    : encoded;
+  done('', encoded.length, { json: JSON.stringify(tokens), count: encoded.length });
+}
+
 function run({ jobId, request, stream }: Extract<ToWorker, { type: 'job' }>): void {
-  const ids = tokenizer.encode(request.prompt);
+  if (request.task === 'tokenize' || request.task === 'detokenize') {
+    runTask(jobId, request);
+    return;
+  }
+  const ids = request.promptIds ?? tokenizer.encode(request.prompt, { special: request.plainText !== true });
   const maxNewTokens = request.maxNewTokens ?? context - ids.length;
-  if (ids.length === 0 || maxNewTokens < 1 || ids.length + maxNewTokens > context) {
+  // max_tokens 0 scores an echoed prompt without generating.
+  const fewest = request.echo ? 0 : 1;
+  if (ids.length === 0 || maxNewTokens < fewest || ids.length + maxNewTokens > context) {
     post({
       type: 'rejected',
       jobId,
@@ -63,11 +101,41 @@ function run({ jobId, request, stream }: Extract<ToWorker, { type: 'job' }>): vo
   }
   // A streamed job posts its text in token messages, the first saying that the prompt fit (the stream starts
   // then); an unstreamed one posts only its end.
-  let start: { promptTokens: number; maxNewTokens: number } | undefined = {
+  const received = performance.now();
+  const topN = request.logprobs ?? null;
+  // Echo: the prompt's tokens, scored first when log-probabilities are asked for (a pass of their own).
+  const echo: EchoedPrompt | undefined = request.echo
+    ? {
+        text: tokenizer.decode(ids),
+        tokens: describePrompt(tokenizer, ids, topN === null ? null : scorePrompt(session, ids, topN)),
+      }
+    : undefined;
+  let start: { promptTokens: number; maxNewTokens: number; echo?: EchoedPrompt } | undefined = {
     promptTokens: ids.length,
     maxNewTokens,
+    echo,
   };
-  const received = performance.now();
+  // A streamed echo goes out at once, before the first generated text.
+  if (stream && echo) {
+    post({ type: 'token', jobId, text: '', tokens: 0, start });
+    start = undefined;
+  }
+  if (maxNewTokens === 0) {
+    post({
+      type: 'done',
+      jobId,
+      firstTokenMs: -1,
+      outcome: {
+        text: '',
+        finishReason: 'length',
+        promptTokens: ids.length,
+        completionTokens: 0,
+        ...(stream ? {} : { echo }),
+        ...(topN === null || stream ? {} : { logprobs: [] }),
+      },
+    });
+    return;
+  }
   let firstTokenMs = -1;
   const it = generate(session, tokenizer, ids, {
     temperature: request.temperature,
@@ -78,13 +146,22 @@ function run({ jobId, request, stream }: Extract<ToWorker, { type: 'job' }>): vo
     seed: request.seed,
     stop: request.stop,
     eosTokenId: weights.config.eosTokenId,
+    presencePenalty: request.presencePenalty ?? 0,
+    frequencyPenalty: request.frequencyPenalty ?? 0,
+    logitBias: logitBiasFrom(request.logitBias ? Object.fromEntries(request.logitBias) : null),
+    logprobs: topN,
   });
   let tokens = 0;
+  // Log-probabilities go out with the text their tokens released (see AlignedLogprobs).
+  const aligned = topN === null ? null : new AlignedLogprobs(tokenizer);
+  let released = 0;
+  const entries: DescribedLogprob[] = [];
   // A streamed job's texts, coalesced into few messages (see TokenBatcher).
   const batcher = new TokenBatcher();
   const postBatch = (batch: TokenBatch | null) => {
-    if (!batch) return;
-    post({ type: 'token', jobId, ...batch, start });
+    if (!batch && entries.length === 0) return;
+    const logprobs = aligned ? { logprobs: entries.splice(0) } : {};
+    post({ type: 'token', jobId, ...(batch ?? { text: '', tokens }), start, ...logprobs });
     start = undefined;
   };
   const flush = () => postBatch(batcher.flush(performance.now()));
@@ -99,6 +176,7 @@ function run({ jobId, request, stream }: Extract<ToWorker, { type: 'job' }>): vo
     const next = it.next();
     if (next.done) {
       const r = next.value;
+      if (aligned) entries.push(...aligned.finish(r.finishReason === 'stop' && !r.endedByEos));
       if (stream) flush();
       post({
         type: 'done',
@@ -109,9 +187,16 @@ function run({ jobId, request, stream }: Extract<ToWorker, { type: 'job' }>): vo
           finishReason: r.finishReason,
           promptTokens: r.promptTokens,
           completionTokens: r.completionTokens,
+          ...(stream ? {} : { echo }),
+          ...(aligned && !stream ? { logprobs: entries } : {}),
         },
       });
       return;
+    }
+    if (aligned) {
+      if (next.value.logprob) aligned.add(next.value.logprob);
+      released += next.value.text.length;
+      entries.push(...aligned.release(released));
     }
     // The final flush of held-back text has id -1 and is not a new token.
     if (next.value.id >= 0 && ++tokens === 1) firstTokenMs = performance.now() - received;

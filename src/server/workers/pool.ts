@@ -1,9 +1,10 @@
 // A fixed pool of generation worker threads with a bounded FIFO queue, cancellation and crash recovery.
 import { statSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
+import type { DescribedLogprob } from '../../generate/logprobs.js';
 import { ApiError, unavailable } from '../errors.js';
 import type { ServedModel } from '../model.js';
-import type { FromWorker, JobOutcome, JobRequest, ToWorker, WorkerInit } from './protocol.js';
+import type { EchoedPrompt, FromWorker, JobOutcome, JobRequest, ToWorker, WorkerInit } from './protocol.js';
 
 /** Compiled (dist/*.js) or run from source under tsx (*.ts): the worker file has the same extension as this one. */
 const fromSource = import.meta.url.endsWith('.ts');
@@ -129,10 +130,16 @@ export interface PoolObserver {
 }
 
 export interface JobHandlers {
-  /** The prompt fit in the context: called with the first generated text, just before its onToken. */
-  onStart?(promptTokens: number, maxNewTokens: number): void;
-  /** Text released since the last call (never empty; several tokens' worth when coalesced). */
-  onToken?(text: string): void;
+  /**
+   * The prompt fit in the context: called with the first generated text, just before its onToken (or, with
+   * echo, as soon as the prompt is scored, with its tokens).
+   */
+  onStart?(promptTokens: number, maxNewTokens: number, echo?: EchoedPrompt): void;
+  /**
+   * Text released since the last call (several tokens' worth when coalesced), and with request.logprobs the
+   * log-probabilities of the tokens that released it; called when either is not empty.
+   */
+  onToken?(text: string, logprobs?: DescribedLogprob[]): void;
 }
 
 export interface JobResult extends JobOutcome {
@@ -586,13 +593,13 @@ export class WorkerPool {
         this.tokenMessages++;
         if (message.start) {
           job.promptTokens = message.start.promptTokens;
-          job.handlers.onStart?.(message.start.promptTokens, message.start.maxNewTokens);
+          job.handlers.onStart?.(message.start.promptTokens, message.start.maxNewTokens, message.start.echo);
         }
-        if (job.tokens === 0)
+        if (job.tokens === 0 && message.tokens > 0)
           this.options.observer?.firstToken?.((performance.now() - job.submittedAt) / 1000);
         job.tokens = message.tokens;
         job.text += message.text;
-        if (message.text) job.handlers.onToken?.(message.text);
+        if (message.text || message.logprobs?.length) job.handlers.onToken?.(message.text, message.logprobs);
         return;
       case 'done':
         job.promptTokens = message.outcome.promptTokens;

@@ -1,6 +1,7 @@
 // Messages between the main thread and a generation worker, and the data each worker starts with.
 import type { GPTConfig } from '../../engine/config.js';
 import type { SharedHead } from '../../engine/inference.js';
+import type { DescribedLogprob, DescribedPromptToken } from '../../generate/logprobs.js';
 import type { TokenizerTables } from '../../tokenizer/gpt2-bpe.js';
 import type { ServedModel } from '../model.js';
 
@@ -28,7 +29,14 @@ export interface WorkerInit {
 /** What a job asks for; the prompt is text, tokenized in the worker so long prompts never block the event loop. */
 export interface JobRequest {
   prompt: string;
-  /** null: generate until the context is full. */
+  /** The prompt as token ids (then `prompt` is ignored; ids are checked against the vocabulary before). */
+  promptIds?: number[];
+  /**
+   * Tokenize "<|endoftext|>" in the prompt as plain text, not as the end-of-text token: a chat message cannot
+   * end the document and start another.
+   */
+  plainText?: boolean;
+  /** null: generate until the context is full; 0 only with echo (the prompt is scored, nothing generated). */
   maxNewTokens: number | null;
   temperature: number;
   topK: number;
@@ -36,6 +44,28 @@ export interface JobRequest {
   repetitionPenalty: number;
   seed: number;
   stop: string[];
+  /** OpenAI's penalties over the generated tokens (0: off). */
+  presencePenalty?: number;
+  frequencyPenalty?: number;
+  /** [token id, bias] pairs added to the logits before sampling. */
+  logitBias?: Array<[number, number]> | null;
+  /** Report each generated token's log-probability with this many alternatives; null/absent: none. */
+  logprobs?: number | null;
+  /** Return the prompt's tokens (scored when `logprobs` is set) with the result. */
+  echo?: boolean;
+  /**
+   * Not a generation: 'tokenize' returns the prompt's ids (outcome.tokenized), 'detokenize' the text of
+   * promptIds (outcome.text). Runs on a worker so a long text never blocks the event loop.
+   */
+  task?: 'generate' | 'tokenize' | 'detokenize';
+  /** tokenize: each token as {id, piece, bytes} instead of its id. */
+  withPieces?: boolean;
+}
+
+/** The prompt as echo returns it: its text (decoded from its ids) and its tokens. */
+export interface EchoedPrompt {
+  text: string;
+  tokens: DescribedPromptToken[];
 }
 
 /**
@@ -66,6 +96,15 @@ export interface JobOutcome {
   finishReason: 'stop' | 'length';
   promptTokens: number;
   completionTokens: number;
+  /** With request.logprobs, unstreamed: the generated tokens' log-probabilities (streamed ones come with the text). */
+  logprobs?: DescribedLogprob[];
+  /** With request.echo, unstreamed (streamed: in the first token message). */
+  echo?: EchoedPrompt;
+  /**
+   * A tokenize task's tokens as JSON text (ids, or {id, piece, bytes} objects), written here: a long text's
+   * tokens cross to the main thread as one string instead of a graph of objects to copy and serialise there.
+   */
+  tokenized?: { json: string; count: number };
 }
 
 export type FromWorker =
@@ -85,7 +124,9 @@ export type FromWorker =
       jobId: number;
       text: string;
       tokens: number;
-      start?: { promptTokens: number; maxNewTokens: number };
+      start?: { promptTokens: number; maxNewTokens: number; echo?: EchoedPrompt };
+      /** With request.logprobs: the entries of the tokens whose text this message (or an earlier one) carries. */
+      logprobs?: DescribedLogprob[];
     }
   /** firstTokenMs: from the worker receiving the job to its first token (-1: none was generated). */
   | { type: 'done'; jobId: number; outcome: JobOutcome; firstTokenMs: number }
