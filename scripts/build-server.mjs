@@ -115,12 +115,6 @@ async function standaloneCommonJs(entry, outfile) {
 }
 const workerFile = join(serverDir, 'workers', 'generation-worker.cjs');
 await standaloneCommonJs(join(serverDir, 'workers', 'generation-worker.js'), workerFile);
-// Its entry, which a worker thread starts from: runs generation-worker.cjs through V8's code cache (written
-// by the first worker once it has served, or by the image's build), so a worker does not parse and compile
-// again what an earlier start compiled.
-const workerEntryFile = join(serverDir, 'workers', 'generation-worker-entry.cjs');
-await standaloneCommonJs(join(serverDir, 'workers', 'worker-entry.js'), workerEntryFile);
-
 // Runs the start-up in fresh processes (the Node that serves must be the one that writes the caches): once to
 // record the request validators ajv generates (validators.cjs), once on them to save the code caches.
 const warmUp = (mode) => {
@@ -137,5 +131,5 @@ const recorded = warmUp('validators');
 const warm = { stdout: warmUp('cache') };
 const kib = async (file) => `${((await readFile(file)).length / 1024).toFixed(0)} KiB`;
 console.log(
-  `server: ${relative(root, bundleFile)} (${await kib(bundleFile)}), ${recorded}, code cache ${warm.stdout}; ${relative(root, workerFile)} (${await kib(workerFile)}, started through ${relative(root, workerEntryFile)})`,
+  `server: ${relative(root, bundleFile)} (${await kib(bundleFile)}), ${recorded}, code cache ${warm.stdout}; ${relative(root, workerFile)} (${await kib(workerFile)})`,
 );

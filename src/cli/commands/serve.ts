@@ -7,9 +7,8 @@ import path from 'node:path';
 // stack (fastify, pino, prom-client: the slow part of a cold start) loads in the main thread.
 import { DEFAULT_QUEUE_LIMIT, DEFAULT_RATE_LIMIT, PACKAGE_ROOT } from '../../server/defaults.js';
 import { parseList } from '../../server/keys.js';
-import type { ServedModel } from '../../server/model.js';
 import type { PrecompiledValidators } from '../../server/validators.js';
-import { loadServedModelInThread } from '../../server/workers/pool.js';
+import { loadModelInWorker } from '../../server/workers/model-load.js';
 import { type Command, numberArg, parseCommandArgs } from '../command.js';
 
 const usage = `usage: tiny-llm serve [options]
@@ -122,8 +121,7 @@ export const command: Command = {
     // The first worker loads the model while this thread loads the HTTP stack. The other workers start once
     // the model is loaded: booting them meanwhile took the two cores from the load (spawn → /ready 348 → 301
     // ms, median of 15 interleaved spawns); /ready is 200 once the first can generate, and they join in ms.
-    const loading = loadServedModelInThread(modelDir);
-    loading.catch(() => {});
+    const loading = loadModelInWorker(modelDir);
     const { createLogger, startServer, codeCache, saveCodeCache, validators } = await loadHttpStack();
     const logger = createLogger({ level: process.env.LOG_LEVEL ?? 'info' });
     const promptFile = process.env.SYSTEM_PROMPT_FILE ?? path.join(PACKAGE_ROOT, 'data', 'system_prompt.txt');
@@ -132,15 +130,15 @@ export const command: Command = {
 
     // The app is built while the model loads, but listens only once the model is loaded and checked: a broken
     // directory exits 1 instead of serving half a service. The workers start as soon as the model is there.
-    const model: Promise<ServedModel> = loading.catch((err: unknown) => {
+    const loaded = loading.model.catch((err: unknown) => {
       throw new Error(`cannot serve the model: ${err instanceof Error ? err.message : String(err)}`);
     });
-    model.catch(() => {});
+    loaded.catch(() => {});
     const server = await startServer({
       port,
       host,
-      model,
-      listenAfter: model,
+      model: loading,
+      listenAfter: loaded,
       systemPrompt: prompt.text,
       workers,
       queueLimit,
