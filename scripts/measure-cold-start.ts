@@ -175,8 +175,9 @@ export async function measureColdStart(options: ColdStartOptions): Promise<ColdS
   if (!Number.isInteger(options.runs) || options.runs < 1) throw new RangeError('runs must be >= 1');
   if (!Number.isInteger(options.workers) || options.workers < 1) throw new RangeError('workers must be >= 1');
   const bin = options.bin ?? path.join(REPO_ROOT, 'bin', 'tiny-llm.js');
-  const dist = path.join(path.dirname(bin), '..', 'dist', 'cli', 'main.js');
-  if (!existsSync(dist)) throw new Error(`${dist} is missing: run \`npm run build\` first`);
+  const dist = path.join(path.dirname(bin), '..', 'dist');
+  if (!existsSync(bin) || !existsSync(dist))
+    throw new Error(`${bin} or ${dist} is missing: run \`npm run build\` first`);
   if (!existsSync(path.join(options.modelDir, 'config.json')))
     throw new Error(`${options.modelDir} holds no model (config.json is missing)`);
   const result: ColdStartResult = { readyMs: [], firstReplyMs: [], rssMiB: [], readyCpuMs: [] };

@@ -21,7 +21,7 @@ import {
   type PrecompiledValidators,
   precompiledValidatorFactory,
   recordingValidatorFactory,
-} from './validators.js';
+} from './startup/validators.js';
 import { loadModelInWorker, type ModelLoad } from './workers/model-load.js';
 
 /** Request bodies above this are refused with 413 (a chat history of this size is far beyond the context). */
@@ -60,7 +60,7 @@ export interface AppOptions {
   /** Check the route schemas against JSON Schema's meta-schema when the app is made ready (tests do). */
   checkSchemas?: boolean;
   /**
-   * Request validators: `use` takes them from validators compiled at build time (validators.cjs; a route
+   * Request validators: `use` takes them from validators compiled at build time (precompiledValidators; a route
    * whose schema changed since is compiled as usual), `record` hands each compiled one's code to the build.
    * Without this, ajv compiles every validator when the app is made ready.
    */

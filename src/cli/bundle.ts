@@ -1,0 +1,15 @@
+// What the CLI's bundle (dist/cli/cli.cjs) gives its launcher: the command line, and the warm-up the build runs before saving the bundle's code cache.
+import { launch } from '../server/startup/serve.js';
+import { runCli } from './main.js';
+
+/** Runs the command line; `codeCache` says what the launcher's code cache did, for the start-up log. */
+export function start(codeCache: string): void {
+  launch.codeCache = codeCache;
+  runCli();
+}
+
+/** The build's warm-up (loaded only when asked: a start must not load the HTTP stack before its model worker). */
+export async function warmUp(): Promise<string[]> {
+  const { warmUp: run } = await import('../server/startup/warm-up.js');
+  return run();
+}
