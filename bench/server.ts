@@ -72,7 +72,7 @@ export interface ServerResults {
     workers: number;
     /**
      * 'image': without NODE_EXTRA_CA_CERTS, as the container runs; 'host': this machine's environment;
-     * 'image-node': as 'image', run by the image's Node major on a copy of the build with its code caches.
+     * 'image-node': as 'image', run by the image's Node major on a copy of the build with its code cache.
      */
     environment: Environment;
     /** The Node that ran it (process.version). */

@@ -2,6 +2,6 @@
 import { loadCli } from '../dist/cli/launch.js';
 
 const { cli, bundle } = loadCli();
-const answered = await cli.warmUp();
+await cli.warmUp();
 // Written even over a current cache: this run compiled the start-up's code, whatever wrote that one.
-console.log(`code cache ${bundle.cache}; ${await bundle.save(true)} (warmed by ${answered.join(', ')})`);
+console.log(`code cache ${bundle.cache}; ${await bundle.save(true)}`);

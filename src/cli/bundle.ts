@@ -9,7 +9,7 @@ export function start(codeCache: string): void {
 }
 
 /** The build's warm-up (loaded only when asked: a start must not load the HTTP stack before its model worker). */
-export async function warmUp(): Promise<string[]> {
+export async function warmUp(): Promise<void> {
   const { warmUp: run } = await import('../server/startup/warm-up.js');
   return run();
 }

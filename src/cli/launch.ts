@@ -4,7 +4,7 @@ import { type CachedScript, runCachedCommonJs } from '../server/startup/code-cac
 /** What the bundle exports (src/cli/bundle.ts). */
 export interface CliBundle {
   start(codeCache: string): void;
-  warmUp(): Promise<string[]>;
+  warmUp(): Promise<void>;
 }
 
 /** Loads the bundle beside this file; `bundle.cache` says whether V8 took its code cache, `bundle.save` writes it. */

@@ -1,5 +1,5 @@
-// A generation worker thread: loads its code (the first one also the model), takes the shared model in an init message, then runs one job at a time.
-import { parentPort, workerData } from 'node:worker_threads';
+// A generation worker thread: loads its code (the first one also the model, when asked), takes the shared model in an init message, then runs its jobs.
+import { parentPort } from 'node:worker_threads';
 import { InferenceSession, InferenceWeights, type SharedHead } from '../../engine/inference.js';
 import { adoptWasmMemory } from '../../engine/wasm/runtime.js';
 import { generate } from '../../generate/generate.js';
@@ -205,14 +205,16 @@ function run({ jobId, slot, request, stream }: Extract<ToWorker, { type: 'job' }
   }
 }
 
-// The worker started with { loadModel: dir } loads the served model for everyone (see ModelLoad),
-// while the main thread loads its own code; its tables and weights are in shared memory, so posting shares them.
-const loadModel = (workerData as { loadModel?: string } | undefined)?.loadModel;
-/** The model this worker loaded (its id and head), if it was the one started to load. */
+/** The model this worker loaded (its id and head), if it was the one asked to load. */
 let loaded: Pick<ServedModel, 'id' | 'head'> | null = null;
-if (loadModel !== undefined) {
+
+/**
+ * Loads the served model for everyone (see ModelLoad) while the main thread loads its own code; its tables and
+ * weights are in shared memory, so posting shares them.
+ */
+function load(dir: string): void {
   import('../model.js')
-    .then(({ loadServedModel }) => loadServedModel(loadModel))
+    .then(({ loadServedModel }) => loadServedModel(dir))
     .then(
       (model) => {
         loaded = model;
@@ -224,6 +226,10 @@ if (loadModel !== undefined) {
 }
 
 port.on('message', (message: ToWorker) => {
+  if (message.type === 'load') {
+    load(message.dir);
+    return;
+  }
   if (message.type === 'init') {
     // A model that cannot be built here ends the worker: the pool reports why it exited before it was ready.
     setUp(message.init);

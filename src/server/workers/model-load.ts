@@ -1,7 +1,7 @@
 // Loads the served model in a generation worker started for it, which then serves as the pool's first worker.
 import type { Worker } from 'node:worker_threads';
 import type { ServedModel } from '../model.js';
-import type { FromWorker } from './protocol.js';
+import type { FromWorker, ToWorker } from './protocol.js';
 import { startGenerationWorker } from './worker-file.js';
 
 /**
@@ -15,7 +15,7 @@ export class ModelLoad {
   private worker: Worker | null;
 
   constructor(readonly dir: string) {
-    const worker = startGenerationWorker({ loadModel: dir });
+    const worker = startGenerationWorker();
     this.worker = worker;
     // Until a pool takes it, a failure of the thread only shows as the model's rejection.
     worker.on('error', () => {});
@@ -50,6 +50,8 @@ export class ModelLoad {
       });
     });
     this.model.catch(() => {});
+    const message: ToWorker = { type: 'load', dir };
+    worker.postMessage(message);
   }
 
   /**

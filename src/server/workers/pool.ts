@@ -19,8 +19,7 @@ export interface PoolOptions {
   log?: (level: 'info' | 'warn' | 'error', message: string) => void;
   /**
    * A worker thread already running the generation code, typically the one that loaded the model
-   * (ModelLoad.takeWorker): it becomes worker 0, and the others start once it is ready, so their start-up
-   * does not take the cores from it.
+   * (ModelLoad.takeWorker): it becomes worker 0, ready as soon as it has the model's views.
    */
   firstWorker?: Worker | null;
 }
@@ -58,19 +57,15 @@ export class WorkerPool {
   }
 
   /**
-   * Starts every worker and resolves once one of them can generate (options.firstWorker, when given, is
-   * ready at once and the others start after it); the others join as they come up (allReady). Rejects, with
-   * the first worker's reason, only when none starts. A worker that fails to start while another serves is
-   * replaced (with retries, as a crashed one is).
+   * Starts every worker and resolves once one of them can generate (options.firstWorker, when given, first);
+   * the others join as they come up (allReady). Rejects, with the first worker's reason, only when none
+   * starts. A worker that fails to start while another serves is replaced (with retries, as a crashed one is).
    */
   async start(): Promise<void> {
-    const started: Promise<void>[] = [];
     const first = this.options.firstWorker;
-    if (first) {
-      started.push(this.spawn(0, first));
-      await started[0].catch(() => {});
-    }
-    for (let i = started.length; i < this.options.size; i++) started.push(this.spawn(i));
+    const started = Array.from({ length: this.options.size }, (_, i) =>
+      i === 0 && first ? this.spawn(0, first) : this.spawn(i),
+    );
     const any = Promise.any(started);
     started.forEach((spawned, index) => {
       spawned.catch((err: Error) =>

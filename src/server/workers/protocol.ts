@@ -78,7 +78,9 @@ export interface EchoedPrompt {
 export const STREAM_FLUSH_MS = 10;
 
 export type ToWorker =
-  /** First message: the model to serve (a worker may be started before the model is loaded). */
+  /** Load the served model from `dir` and post it (a 'model' message): the first worker does, see ModelLoad. */
+  | { type: 'load'; dir: string }
+  /** The model to serve (a worker may be started before the model is loaded). */
   | { type: 'init'; init: WorkerInit }
   /**
    * `slot`: the job's entry in the worker's cancel flags. `stream`: post the tokens' text in token messages.
@@ -104,7 +106,7 @@ export interface JobOutcome {
 }
 
 export type FromWorker =
-  /** The worker started to load the model (workerData.loadModel) has it, in shared memory, or says why not. */
+  /** The worker asked to load the model has it, in shared memory, or says why not. */
   | { type: 'model'; ok: true; model: ServedModel }
   | { type: 'model'; ok: false; message: string }
   /** ownHead: the worker had to pack its own copy of the LM head instead of computing in the shared one. */

@@ -14,8 +14,8 @@ export const generationWorkerUrl = new URL(
  * Starts a generation worker thread. Node 20 does not apply the parent's `--import tsx` loader hooks inside
  * worker threads, so from source the worker first registers tsx itself.
  */
-export function startGenerationWorker(workerData?: unknown): Worker {
-  if (!fromSource) return new Worker(generationWorkerUrl, { workerData });
+export function startGenerationWorker(): Worker {
+  if (!fromSource) return new Worker(generationWorkerUrl);
   const bootstrap = `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(generationWorkerUrl.href)}); });`;
-  return new Worker(bootstrap, { eval: true, workerData });
+  return new Worker(bootstrap, { eval: true });
 }
