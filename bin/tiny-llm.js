@@ -1,6 +1,5 @@
 #!/usr/bin/env node
 // Entry point of the `tiny-llm` command: runs the CLI that `npm run build` bundled into dist/cli/ (built by `npm ci` through `prepare`).
-import { loadCli } from '../dist/cli/launch.js';
+import { runCli } from '../dist/cli/launch.js';
 
-const { cli, bundle } = loadCli();
-cli.start(bundle.cache);
+runCli();

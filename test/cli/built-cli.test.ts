@@ -2,6 +2,7 @@
 // each of our classes (so `instanceof` and module state mean the same as in the sources), the workers run bundles of
 // their own, and the built server starts from the bundle's code cache with the validators compiled in.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -61,6 +62,23 @@ describe('the build', () => {
       assert.doesNotMatch(text, /\bimport\.meta\b/, `import.meta left in ${file}`);
       assert.doesNotMatch(text, /"fastify"|(this,"ApiError")/, `${file} holds the HTTP stack`);
     }
+  });
+});
+
+describe('the built CLI', () => {
+  it('a serving command that ends at once (bad flags) exits without waiting for the worker its launcher booted', () => {
+    assertBuildCurrent();
+    const started = performance.now();
+    const run = spawnSync(process.execPath, [join(repoRoot, 'bin', 'tiny-llm.js'), 'serve', '--workers=0'], {
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    const ms = performance.now() - started;
+    console.log(
+      `serve --workers=0: exit ${run.status} after ${ms.toFixed(0)} ms: ${run.stderr.trim().split('\n').at(-1)}`,
+    );
+    assert.equal(run.status, 2, run.stderr);
+    assert.match(run.stderr, /--workers must be >= 1, got 0/);
   });
 });
 

@@ -204,7 +204,13 @@ describe('tiny-llm serve process', () => {
       );
       await bothStarted;
       s.child.kill('SIGTERM');
-      await new Promise((r) => setTimeout(r, 50));
+      // Once the server has taken the signal (on a busy machine that can take a while).
+      for (let i = 0; i < 250; i++) {
+        const probe = await fetch(`http://127.0.0.1:${s.port}/ready`);
+        await probe.body?.cancel();
+        if (probe.status === 503) break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
       const [ready, refused] = await Promise.all([
         fetch(`http://127.0.0.1:${s.port}/ready`),
         fetch(`http://127.0.0.1:${s.port}/generate`, {

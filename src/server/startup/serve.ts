@@ -1,5 +1,6 @@
 // How a server process starts and ends: the model loads in a generation worker while this thread loads the HTTP stack, it listens once the model is in, and it exits after the drain.
 import { readFile } from 'node:fs/promises';
+import type { Worker } from 'node:worker_threads';
 import type { RateLimitOptions } from '../defaults.js';
 import { loadModelInWorker } from '../workers/model-load.js';
 
@@ -26,10 +27,12 @@ export interface ServiceOptions {
   traceProject?: string;
 }
 
-/** How the process was started, for the start-up log: set by the built CLI's launcher. */
-export const launch = {
-  /** What the CLI bundle's V8 code cache did (see runCachedCommonJs), or that the CLI runs from source. */
+/** What the built CLI's launcher did before the bundle ran (nothing, from source). */
+export const launch: { codeCache: string; modelWorker: Worker | null } = {
+  /** What the CLI bundle's V8 code cache did (see runCachedCommonJs), for the start-up log. */
   codeCache: 'none: running from source',
+  /** The generation worker it booted for a serving command, before loading the bundle (see bootModelWorker). */
+  modelWorker: null,
 };
 
 /** The system prompt file's text, or the built-in default when the file is missing or blank. */
@@ -48,9 +51,10 @@ export async function systemPrompt(file: string): Promise<{ text: string; source
  * served (the process then never listens).
  */
 export async function runService(options: ServiceOptions): Promise<number> {
-  // The worker that loads the model starts first; this thread loads the HTTP stack (fastify, pino, prom-client
-  // and the precompiled validators) meanwhile. The other workers start once the model is in (see WorkerPool).
-  const load = loadModelInWorker(options.modelDir);
+  // The worker that loads the model (booted by the launcher before it loaded the CLI, when built) starts first;
+  // this thread loads the HTTP stack (fastify, pino, prom-client and the precompiled validators) meanwhile.
+  const load = loadModelInWorker(options.modelDir, launch.modelWorker);
+  launch.modelWorker = null;
   const [{ createLogger }, { startServer }, { precompiledValidators }] = await Promise.all([
     import('../logging.js'),
     import('../server.js'),

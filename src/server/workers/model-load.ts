@@ -14,9 +14,13 @@ export class ModelLoad {
   readonly model: Promise<ServedModel>;
   private worker: Worker | null;
 
-  constructor(readonly dir: string) {
-    const worker = startGenerationWorker();
+  /** `worker`: a generation worker booted ahead (see bootModelWorker); by default one is started now. */
+  constructor(
+    readonly dir: string,
+    worker: Worker = startGenerationWorker(),
+  ) {
     this.worker = worker;
+    worker.ref();
     // Until a pool takes it, a failure of the thread only shows as the model's rejection.
     worker.on('error', () => {});
     worker.once('exit', () => {
@@ -73,7 +77,7 @@ export class ModelLoad {
   }
 }
 
-/** Starts loading the model in `dir` in a generation worker. */
-export function loadModelInWorker(dir: string): ModelLoad {
-  return new ModelLoad(dir);
+/** Starts loading the model in `dir` in a generation worker: `worker` if one was booted ahead, else a new one. */
+export function loadModelInWorker(dir: string, worker?: Worker | null): ModelLoad {
+  return new ModelLoad(dir, worker ?? undefined);
 }
