@@ -417,7 +417,7 @@ async function main(): Promise<void> {
     const coldStartMs = await runImage(command);
     log('summary (base images are local stand-ins, see README "Delivery"):');
     log(`  image size    ${size} (buildah); files ${mb(rootfsBytes)}, of which /app ${mb(appBytes)}`);
-    log(`  build time    ${buildSeconds.toFixed(0)} s (npm ci, tsc, training, prune, SBOM)`);
+    log(`  build time    ${buildSeconds.toFixed(0)} s (npm ci, build, training, prune, SBOM)`);
     log(`  cold start    ${(coldStartMs / 1000).toFixed(2)} s (buildah run → /ready 200)`);
   } finally {
     if (!process.env.KEEP_IMAGE) {

@@ -11,7 +11,13 @@ import {
 import { createTinyModel, type TinyModel } from './tiny-model.js';
 
 /** What the build's output is made from: a change here after `npm run build` leaves dist/ stale. */
-const SOURCES = ['src', 'bin', 'scripts/build-cli.mjs'];
+const SOURCES = [
+  'src',
+  'bin',
+  'scripts/build-cli.mjs',
+  'scripts/record-validators.ts',
+  'scripts/warm-code-cache.mjs',
+];
 
 function newestIn(path: string): number {
   const stat = statSync(path);

@@ -1,13 +1,14 @@
-// Loads the served model in a generation worker started for it, which then serves as the pool's first worker.
+// Loads the served model in a generation worker (booted ahead by the launcher, or started for it), which then serves as the pool's first worker.
 import type { Worker } from 'node:worker_threads';
 import type { ServedModel } from '../model.js';
 import type { FromWorker, ToWorker } from './protocol.js';
 import { startGenerationWorker } from './worker-file.js';
 
 /**
- * A model loading in a generation worker (see loadServedModel): the main thread loads other code meanwhile,
- * and no thread starts only to load. The model's weights, tables and head are in shared memory, so the
- * worker posts them without a copy. Once loaded, the worker waits for a pool to take it (takeWorker).
+ * A model loading in a generation worker (see loadServedModel; the directory goes in a 'load' message): the
+ * main thread loads other code meanwhile, and no thread starts only to load. The model's weights, tables and
+ * head are in shared memory, so the worker posts them without a copy. Once loaded, the worker waits for a pool
+ * to take it (takeWorker).
  */
 export class ModelLoad {
   /** The model, or loadServedModel's error. */
