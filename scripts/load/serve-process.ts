@@ -19,6 +19,8 @@ export interface ServeOptions {
   nodeArgs?: string[];
   /** Environment variables added to this process's. */
   env?: NodeJS.ProcessEnv;
+  /** More `serve` flags. */
+  args?: string[];
 }
 
 export interface ServeProcess {
@@ -44,6 +46,7 @@ export function startServeProcess(options: ServeOptions): Promise<ServeProcess> 
   if (options.workers !== undefined) args.push('--workers', String(options.workers));
   if (options.queueLimit !== undefined) args.push('--queue-limit', String(options.queueLimit));
   if (options.rateLimit !== undefined) args.push('--rate-limit', String(options.rateLimit));
+  args.push(...(options.args ?? []));
   const bin = path.join(REPO_ROOT, 'bin', 'tiny-llm.js');
   if (options.compiled && !existsSync(path.join(REPO_ROOT, 'dist', 'cli', 'cli.cjs')))
     throw new Error('the compiled server is missing: run `npm run build` first');

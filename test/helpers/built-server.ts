@@ -1,5 +1,6 @@
 // Starts the server as the image runs it (`bin/tiny-llm.js serve` over dist/, bundle and code cache included) on a small model, for the suites that test what ships.
-import { readdirSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   REPO_ROOT,
@@ -47,57 +48,68 @@ export function assertBuildCurrent(): void {
 }
 
 export interface BuiltServer extends ServeProcess {
-  model: TinyModel;
-  /** Sends SIGTERM, waits for the exit (SIGKILL after 15 s) and removes the model. */
+  /** The tiny model written for it (null when it serves a given directory). */
+  model: TinyModel | null;
+  /** The model directory served. */
+  modelDir: string;
+  /** Sends SIGTERM, waits for the exit (SIGKILL after 15 s) and removes the tiny model. */
   close(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
 /**
- * Writes a tiny model (see createTinyModel), spawns `bin/tiny-llm.js serve --port 0` on it (2 workers, no
- * rate limit unless asked) and resolves once /ready answers 200 with every worker up.
+ * Spawns `bin/tiny-llm.js serve --port 0` (2 workers, no rate limit unless asked) on `options.modelDir`, or on a
+ * tiny model written for it (see createTinyModel), and resolves once /ready answers 200 with every worker up.
  */
 export async function startBuiltServer(
-  options: Partial<Omit<ServeOptions, 'modelDir' | 'compiled'>> & {
+  options: Partial<Omit<ServeOptions, 'compiled'>> & {
     /** The system prompt, written to a file the server reads through $SYSTEM_PROMPT_FILE. */
     systemPrompt?: string;
   } = {},
   modelOptions: Parameters<typeof createTinyModel>[0] = {},
 ): Promise<BuiltServer> {
   assertBuildCurrent();
-  const model = await createTinyModel(modelOptions);
+  const model = options.modelDir ? null : await createTinyModel(modelOptions);
+  const modelDir = options.modelDir ?? model!.dir;
   const { systemPrompt, ...serveOptions } = options;
+  const promptFile =
+    systemPrompt === undefined ? null : join(tmpdir(), `tiny-llm-prompt-${process.pid}-${Date.now()}.txt`);
+  const removeAll = () => {
+    model?.remove();
+    if (promptFile) rmSync(promptFile, { force: true });
+  };
   let server: ServeProcess;
   try {
     const env = { ...serveOptions.env };
-    if (systemPrompt !== undefined) {
-      env.SYSTEM_PROMPT_FILE = join(model.dir, '..', 'system_prompt.txt');
-      writeFileSync(env.SYSTEM_PROMPT_FILE, systemPrompt);
+    if (promptFile) {
+      writeFileSync(promptFile, systemPrompt ?? '');
+      env.SYSTEM_PROMPT_FILE = promptFile;
     }
     server = await startServeProcess({
       workers: 2,
       rateLimit: 0,
       ...serveOptions,
       env,
-      modelDir: model.dir,
+      modelDir,
       compiled: true,
     });
   } catch (err) {
-    model.remove();
+    removeAll();
     throw err;
   }
   try {
     await waitReady(server.url);
   } catch (err) {
     await server.stop();
-    model.remove();
+    removeAll();
     throw new Error(`${(err as Error).message}\n${server.output().slice(-2000)}`);
   }
   return {
     ...server,
     model,
+    modelDir,
     async close() {
       const exit = await server.stop();
-      model.remove();
+      removeAll();
       return exit;
     },
   };

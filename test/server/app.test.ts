@@ -83,7 +83,7 @@ describe('probes, models and security headers', () => {
 
   it('GET /api/model reports the config, parameter count, defaults and system prompt', async () => {
     const body = (await send('/api/model')).json();
-    const c = server.model.config;
+    const c = server.model!.config;
     assert.deepEqual(body.config, {
       vocab_size: c.vocabSize,
       n_positions: c.nPositions,
