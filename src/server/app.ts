@@ -21,8 +21,8 @@ import {
   type PrecompiledValidators,
   precompiledValidatorFactory,
   recordingValidatorFactory,
-} from './validators.js';
-import { loadServedModelInThread } from './workers/pool.js';
+} from './startup/validators.js';
+import { loadModelInWorker, type ModelLoad } from './workers/model-load.js';
 
 /** Request bodies above this are refused with 413 (a chat history of this size is far beyond the context). */
 export const BODY_LIMIT = 256 * 1024;
@@ -30,8 +30,11 @@ export const BODY_LIMIT = 256 * 1024;
 export interface AppOptions {
   /** Model directory to load; ignored when `model` is given. */
   modelDir?: string;
-  /** An already loaded model, or its pending load (the app answers /health and /ready: 503 meanwhile). */
-  model?: ServedModel | Promise<ServedModel>;
+  /**
+   * An already loaded model, its pending load (the app answers /health and /ready: 503 meanwhile), or its
+   * load in a generation worker (loadModelInWorker), which then serves as the first worker.
+   */
+  model?: ServedModel | Promise<ServedModel> | ModelLoad;
   systemPrompt: string;
   /** Generation worker threads. */
   workers: number;
@@ -57,7 +60,7 @@ export interface AppOptions {
   /** Check the route schemas against JSON Schema's meta-schema when the app is made ready (tests do). */
   checkSchemas?: boolean;
   /**
-   * Request validators: `use` takes them from validators compiled at build time (validators.cjs; a route
+   * Request validators: `use` takes them from validators compiled at build time (precompiledValidators; a route
    * whose schema changed since is compiled as usual), `record` hands each compiled one's code to the build.
    * Without this, ajv compiles every validator when the app is made ready.
    */
@@ -105,7 +108,7 @@ function forbiddenKey(): ApiError {
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // Loaded in a generation worker (which then serves with it), as `serve` does: the engine and the file
   // readers stay out of this thread.
-  const model = options.model ?? (options.modelDir ? loadServedModelInThread(options.modelDir) : null);
+  const model = options.model ?? (options.modelDir ? loadModelInWorker(options.modelDir) : null);
   if (!model) throw new Error('buildApp needs modelDir or model');
   const app = Fastify({
     ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),

@@ -3,7 +3,7 @@ import { PassThrough } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { DescribedLogprob } from '../generate/logprobs.js';
 import { ApiError, badRequest, contextLengthExceeded, unavailable } from './errors.js';
-import { ContextOverflow, type Job, type JobResult } from './workers/pool.js';
+import { ContextOverflow, type Job, type JobResult } from './workers/job.js';
 import type { EchoedPrompt, JobRequest } from './workers/protocol.js';
 
 export interface CompletionSpec {

@@ -86,28 +86,28 @@ describe('docker/Dockerfile', () => {
     assert.ok(!/\b(sh|bash)\b/.test(cmd[1]), 'CMD starts no shell');
   });
 
-  it("refreshes V8's code caches with the runtime's own Node: the HTTP stack's, and the generation worker's made on the served model", () => {
+  it("writes the CLI bundle's V8 code cache with the runtime's own Node, as root, before the service user takes over", () => {
     const runtimePart = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
     const runs = [...runtimePart.matchAll(/^RUN\s+(\[.*\])\s*$/gm)].map((m) => JSON.parse(m[1]) as string[]);
-    assert.ok(
-      runs.some((r) => r.join(' ') === '/nodejs/bin/node scripts/warm-http-stack.mjs cache'),
-      `no HTTP-stack cache step in ${JSON.stringify(runs)}`,
-    );
-    const worker = runs.find((r) => r[1] === 'scripts/warm-generation-worker.mjs');
-    assert.deepEqual(worker, ['/nodejs/bin/node', 'scripts/warm-generation-worker.mjs', '/app/model']);
-    // After the model and dist/ are in place, as root (the base image's nonroot user cannot write the
+    assert.deepEqual(runs, [['/nodejs/bin/node', 'scripts/warm-code-cache.mjs']]);
+    // After bin/, dist/ and node_modules are in place, as root (the base image's nonroot user cannot write the
     // root-owned dist/: a cache it tried to write would be missing), before the image drops to its service user.
     const at = (text: string) => runtimePart.indexOf(text);
-    const warmHttp = at('warm-http-stack.mjs", "cache"');
-    const warmWorker = at('warm-generation-worker.mjs", "/app/model"');
-    assert.ok(at('COPY --from=build /app/model') < warmWorker);
-    assert.ok(at('COPY --from=build /app/dist') < warmHttp);
+    const warm = at('warm-code-cache.mjs"]');
+    for (const copied of ['/app/bin', '/app/dist', '/app/node_modules'])
+      assert.ok(at(`COPY --from=build ${copied} `) >= 0 && at(`COPY --from=build ${copied} `) < warm, copied);
     const root = at('\nUSER 0:0');
-    assert.ok(root >= 0 && root < Math.min(warmHttp, warmWorker), 'the cache steps must run as root');
-    assert.ok(
-      Math.max(warmHttp, warmWorker) < at('\nUSER 65532'),
-      'the service user must be set after the cache steps',
-    );
+    assert.ok(root >= 0 && root < warm, 'the cache step must run as root');
+    assert.ok(warm < at('\nUSER 65532'), 'the service user must be set after the cache step');
+  });
+
+  it('builds the model and serves with the built CLI, bin/tiny-llm.js (what the tests start)', () => {
+    assert.match(dockerfile, /^RUN node bin\/tiny-llm\.js create-model --train/m);
+    const runtimePart = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
+    assert.deepEqual(JSON.parse(runtimePart.match(/^CMD\s+(.+)$/m)?.[1] ?? 'null'), [
+      'bin/tiny-llm.js',
+      'serve',
+    ]);
   });
 
   it('trains the model in the build stage behind the quality gate', () => {

@@ -1,16 +1,15 @@
-// Drives the chat page in Chromium (test/helpers/browser.ts picks which) against a real server and model:
-// streaming, stop, seeds, errors, XSS.
+// Drives the chat page in Chromium (test/helpers/browser.ts picks which) against the built server
+// (`bin/tiny-llm.js serve`) and a model: streaming, stop, seeds, errors, XSS.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, test as nodeTest } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
-import { buildApp } from '../../src/server/app.js';
 import { type ChromiumChoice, chooseChromium, launchChromium } from '../helpers/browser.js';
+import { type BuiltServer, startBuiltServer } from '../helpers/built-server.js';
 import { repoRoot } from '../helpers/fixtures.js';
 import { failIfMissing, skipOutsideCi } from '../helpers/needs.js';
-import { createTinyModel, type TinyModel } from '../helpers/tiny-model.js';
 import { startStreamGate } from './stream-gate.js';
 
 const artifacts = path.join(repoRoot, 'artifacts');
@@ -26,30 +25,16 @@ const test = (name: string, fn: () => Promise<void>) => nodeTest(name, { skip },
 let browser: Browser;
 let page: Page;
 let baseUrl: string;
-let model: TinyModel;
-let app: Awaited<ReturnType<typeof buildApp>>;
+let server: BuiltServer;
 const pageProblems: string[] = [];
 
-/** The real app on 127.0.0.1 with a random-init tiny GPT-2 and the real tokenizer; resolves once /ready is 200. */
+/** The built server on 127.0.0.1 with a random-init tiny GPT-2 and the real tokenizer; resolves once /ready is 200. */
 async function startServer(): Promise<string> {
-  model = await createTinyModel({ nPositions: CONTEXT });
-  app = await buildApp({
-    modelDir: model.dir,
-    systemPrompt: 'You are a friendly chatbot.',
-    workers: 2,
-    rateLimit: false,
-    logger: false,
-    webRoot: repoRoot,
-  });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  const { port } = app.server.address() as { port: number };
-  const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 90_000;
-  while ((await fetch(`${url}/ready`)).status !== 200) {
-    if (Date.now() > deadline) throw new Error('the server did not become ready within 90 s');
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  return url;
+  server = await startBuiltServer(
+    { workers: 2, systemPrompt: 'You are a friendly chatbot.' },
+    { nPositions: CONTEXT },
+  );
+  return server.url;
 }
 
 before(async () => {
@@ -77,8 +62,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  await app?.close();
-  model?.remove();
+  await server?.close();
 });
 
 const botBubbles = () => page.locator('.msg-bot');

@@ -19,7 +19,7 @@ import {
   unsupportedField,
 } from '../schemas/openai.js';
 import { stopList } from '../schemas/sampling.js';
-import type { JobResult } from '../workers/pool.js';
+import type { JobResult } from '../workers/job.js';
 import type { EchoedPrompt } from '../workers/protocol.js';
 import { checkLogitBias, choiceRequests, jobRequest } from './sampling.js';
 

@@ -1,5 +1,5 @@
-// A generation worker thread: loads its code (the first one also the model), takes the shared model in an init message, then runs one job at a time.
-import { parentPort, workerData } from 'node:worker_threads';
+// A generation worker thread: loads its code (the first one also the model, when asked), takes the shared model in an init message, then runs its jobs.
+import { parentPort } from 'node:worker_threads';
 import { InferenceSession, InferenceWeights, type SharedHead } from '../../engine/inference.js';
 import { adoptWasmMemory } from '../../engine/wasm/runtime.js';
 import { generate } from '../../generate/generate.js';
@@ -47,9 +47,9 @@ function post(message: FromWorker): void {
   port!.postMessage(message);
 }
 
-/** The pool flags the running job in cancel[0] and a job posted behind it in cancel[1]. */
-function cancelled(jobId: number): boolean {
-  return Atomics.load(init.cancel, 0) === jobId || Atomics.load(init.cancel, 1) === jobId;
+/** The pool cancels a job by writing its id into the job's slot of the cancel flags. */
+function cancelled(slot: number, jobId: number): boolean {
+  return Atomics.load(init.cancel, slot) === jobId;
 }
 
 /** A tokenize or detokenize task: answered at once, nothing is generated. */
@@ -76,7 +76,7 @@ function runTask(jobId: number, request: JobRequest): void {
   done('', encoded.length, { json: JSON.stringify(tokens), count: encoded.length });
 }
 
-function run({ jobId, request, stream }: Extract<ToWorker, { type: 'job' }>): void {
+function run({ jobId, slot, request, stream }: Extract<ToWorker, { type: 'job' }>): void {
   if (request.task === 'tokenize' || request.task === 'detokenize') {
     runTask(jobId, request);
     return;
@@ -95,7 +95,7 @@ function run({ jobId, request, stream }: Extract<ToWorker, { type: 'job' }>): vo
     });
     return;
   }
-  if (cancelled(jobId)) {
+  if (cancelled(slot, jobId)) {
     post({ type: 'cancelled', jobId, promptTokens: ids.length, completionTokens: 0 });
     return;
   }
@@ -167,7 +167,7 @@ function run({ jobId, request, stream }: Extract<ToWorker, { type: 'job' }>): vo
   const flush = () => postBatch(batcher.flush(performance.now()));
   for (;;) {
     // The loop is synchronous, so a cancel cannot arrive as a message: read the shared flag between tokens.
-    if (cancelled(jobId)) {
+    if (cancelled(slot, jobId)) {
       it.return(undefined as never);
       if (stream) flush();
       post({ type: 'cancelled', jobId, promptTokens: ids.length, completionTokens: tokens });
@@ -205,14 +205,16 @@ function run({ jobId, request, stream }: Extract<ToWorker, { type: 'job' }>): vo
   }
 }
 
-// The worker started with { loadModel: dir } loads the served model for everyone (see loadServedModelInThread),
-// while the main thread loads its own code; its tables and weights are in shared memory, so posting shares them.
-const loadModel = (workerData as { loadModel?: string } | undefined)?.loadModel;
-/** The model this worker loaded (its id and head), if it was the one started to load. */
+/** The model this worker loaded (its id and head), if it was the one asked to load. */
 let loaded: Pick<ServedModel, 'id' | 'head'> | null = null;
-if (loadModel !== undefined) {
+
+/**
+ * Loads the served model for everyone (see ModelLoad) while the main thread loads its own code; its tables and
+ * weights are in shared memory, so posting shares them.
+ */
+function load(dir: string): void {
   import('../model.js')
-    .then(({ loadServedModel }) => loadServedModel(loadModel))
+    .then(({ loadServedModel }) => loadServedModel(dir))
     .then(
       (model) => {
         loaded = model;
@@ -224,6 +226,10 @@ if (loadModel !== undefined) {
 }
 
 port.on('message', (message: ToWorker) => {
+  if (message.type === 'load') {
+    load(message.dir);
+    return;
+  }
   if (message.type === 'init') {
     // A model that cannot be built here ends the worker: the pool reports why it exited before it was ready.
     setUp(message.init);

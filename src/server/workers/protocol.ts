@@ -15,8 +15,9 @@ export interface WorkerInit {
   /** The LM head packed once in a shared WebAssembly memory (and the compiled kernels): workers compute in it. */
   head: SharedHead | null;
   /**
-   * Int32Array[2] over a SharedArrayBuffer, checked between tokens: the id of the running job to cancel, and
-   * of the job posted behind it (a busy worker may hold one more, see WorkerPool's pipelining).
+   * The worker's cancel flags: an Int32Array over a SharedArrayBuffer with one entry per job slot (see
+   * JobSlots). The pool writes a job's id into its slot's entry to cancel it; the worker reads the entry between
+   * tokens. Ids are never reused, so a flag left for an ended job cannot stop the next one in that slot.
    */
   cancel: Int32Array;
   /**
@@ -77,19 +78,16 @@ export interface EchoedPrompt {
 export const STREAM_FLUSH_MS = 10;
 
 export type ToWorker =
-  /** First message: the model to serve (a worker may be started before the model is loaded). */
+  /** Load the served model from `dir` and post it (a 'model' message): the first worker does, see ModelLoad. */
+  | { type: 'load'; dir: string }
+  /** The model to serve (a worker may be started before the model is loaded). */
   | { type: 'init'; init: WorkerInit }
   /**
-   * `stream`: post the tokens' text in token messages. Otherwise only the end is posted, with the
-   * text and the time to the first token: a non-streamed reply costs the main thread one message.
+   * `slot`: the job's entry in the worker's cancel flags. `stream`: post the tokens' text in token messages.
+   * Otherwise only the end is posted, with the text and the time to the first token: a non-streamed reply
+   * costs the main thread one message.
    */
-  | { type: 'job'; jobId: number; request: JobRequest; stream: boolean }
-  /**
-   * Answered by the compiled worker's entry (generation-worker-entry.cjs), not by the worker's code: write V8's
-   * code cache of the worker bundle from what this worker has compiled, unless the cache it started from is
-   * current (`force`: even then).
-   */
-  | { type: 'save-code-cache'; force?: boolean };
+  | { type: 'job'; jobId: number; slot: number; request: JobRequest; stream: boolean };
 
 export interface JobOutcome {
   text: string;
@@ -108,7 +106,7 @@ export interface JobOutcome {
 }
 
 export type FromWorker =
-  /** The worker started to load the model (workerData.loadModel) has it, in shared memory, or says why not. */
+  /** The worker asked to load the model has it, in shared memory, or says why not. */
   | { type: 'model'; ok: true; model: ServedModel }
   | { type: 'model'; ok: false; message: string }
   /** ownHead: the worker had to pack its own copy of the LM head instead of computing in the shared one. */
@@ -133,6 +131,4 @@ export type FromWorker =
   | { type: 'cancelled'; jobId: number; promptTokens: number; completionTokens: number }
   /** The prompt does not fit in the context (or is empty after tokenization). */
   | { type: 'rejected'; jobId: number; promptTokens: number; maxNewTokens: number; context: number }
-  | { type: 'failed'; jobId: number; message: string }
-  /** The answer to save-code-cache: what the worker's start did with the cache, and what saving did. */
-  | { type: 'code-cache'; cache: string; saved: string };
+  | { type: 'failed'; jobId: number; message: string };
