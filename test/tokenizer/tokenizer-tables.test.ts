@@ -7,7 +7,6 @@ import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import {
   defaultTokenizerData,
-  loadTokenizerData,
   loadTokenizerTables,
   parseTokenizerJson,
   tokenizerFileContents,
@@ -29,7 +28,6 @@ interface GoldenCase {
 const cases: GoldenCase[] = JSON.parse(
   await readFile(new URL('../fixtures/tokenizer-cases.json', import.meta.url), 'utf8'),
 );
-const utf8 = new TextEncoder();
 
 /** Tables as plain JSON-able values (typed arrays as arrays), to compare two builds field by field. */
 function plain(t: TokenizerTables): Record<string, unknown> {
