@@ -64,6 +64,9 @@ export interface LoadedModelDir {
   /** config.json as stored. */
   hfConfig: Record<string, unknown>;
   dir: string;
+  /** The weight files read (model.safetensors, or the shards) and the dtypes they store parameters in. */
+  weightFiles: string[];
+  storedDtypes: string[];
 }
 
 export interface SaveModelOptions {
@@ -124,8 +127,17 @@ export async function loadModelDir(dir: string, options: LoadModelOptions = {}):
   }
 
   const weights = await findWeightFiles(dir);
-  const params = readParams(weights.files, weights.index, config, options.sharedParams === true);
-  const loaded: LoadedModelDir = { config, params, generationConfig, tokenizerData, hfConfig, dir };
+  const { params, dtypes } = readParams(weights.files, weights.index, config, options.sharedParams === true);
+  const loaded: LoadedModelDir = {
+    config,
+    params,
+    generationConfig,
+    tokenizerData,
+    hfConfig,
+    dir,
+    weightFiles: weights.files,
+    storedDtypes: dtypes,
+  };
   if (asTables) {
     loaded.tokenizerTables = tokenizerTables;
     if (loadedTables) loaded.tokenizerSource = loadedTables.source;
@@ -385,7 +397,7 @@ function readParams(
   index: { file: string; map: Map<string, string> } | null,
   config: GPTConfig,
   shared: boolean,
-): Float32Array {
+): { params: Float32Array; dtypes: string[] } {
   const open: OpenWeights[] = [];
   try {
     for (const file of paths) {
@@ -404,7 +416,8 @@ function readParams(
     }
     if (index) checkShardIndex(index, open);
     const plan = planTensors(open, config);
-    return readPlanned(plan, config, shared);
+    const dtypes = [...new Set(plan.map((t) => t.entry.dtype))].sort();
+    return { params: readPlanned(plan, config, shared), dtypes };
   } catch (err) {
     if (err instanceof CheckpointError) throw err;
     const file = open.length > 0 ? open[open.length - 1].path : paths[0];
