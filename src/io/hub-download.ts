@@ -120,9 +120,11 @@ export async function downloadHubModel(
     );
   const transport = new Transport(o.stallTimeoutMs);
   const common = { hubUrl: o.endpoint, accessToken: token, fetch: transport.fetch };
+  // Messages name the commit once it is known.
+  let label = what;
   const explain = (err: unknown, file?: string) =>
     new HubDownloadError(
-      describeFailure(err, { what, file, endpoint: o.endpoint, token, transport }),
+      describeFailure(err, { what: label, file, endpoint: o.endpoint, token, transport }),
       file !== undefined && (err instanceof Stalled || transport.lastError instanceof Stalled),
     );
 
@@ -148,6 +150,7 @@ export async function downloadHubModel(
   if (!/^[0-9a-f]{40}$/.test(commit))
     throw new HubDownloadError(`${what}: the Hub did not say which commit ${ref.revision ?? 'main'} is`);
   o.log(`${what}: revision ${ref.revision ?? 'main'} is commit ${commit}`);
+  label = `${what}@${commit}`;
 
   const listing = new Map<string, ListedFile>();
   try {
@@ -307,7 +310,7 @@ async function downloadVerified(
       if (err instanceof Stalled || err instanceof HttpStatus)
         throw new HubDownloadError(
           describeFailure(err, {
-            what: `hf:${params.repo}`,
+            what: `hf:${params.repo}@${params.revision}`,
             file: name,
             endpoint: o.endpoint,
             token: params.accessToken,

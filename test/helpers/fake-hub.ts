@@ -105,7 +105,8 @@ export async function startFakeHub(): Promise<FakeHub> {
     };
     const commitOf = (repo: FakeRepo, rev: string): string | null => {
       if (rev === repo.commit || rev === 'main' || rev === 'HEAD') return repo.commit;
-      return repo.refs?.[rev] ?? null;
+      const refs = repo.refs ?? {};
+      return refs[rev] ?? (Object.values(refs).includes(rev) ? rev : null);
     };
 
     // GET /api/models/{repo}/revision/{rev} and /api/models/{repo}/tree/{rev}[/{path}]
