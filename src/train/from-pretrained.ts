@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { GPTConfig } from '../engine/config.js';
 import { parameterLayout } from '../engine/layout.js';
 import { GPT2 } from '../engine/model.js';
-import { CheckpointError, type LoadedModelDir, loadModelDir, saveModelDir } from '../io/checkpoint.js';
+import { type LoadedModelDir, loadModelDir, saveModelDir } from '../io/checkpoint.js';
 import { GcsFetchError } from '../io/gcs-fetch.js';
 import { HubDownloadError } from '../io/hub-download.js';
 import {
@@ -89,7 +89,8 @@ export async function createFromPretrained(o: PretrainedOptions): Promise<Pretra
     loaded = await loadModelDir(local.dir, { requireTokenizer: false });
   } catch (err) {
     if (o.source.kind !== 'dir') await removeStaging(staging);
-    if (err instanceof CheckpointError) {
+    // Checkpoint and tokenizer problems alike name their file; a downloaded copy's by its source.
+    if (err instanceof Error) {
       const where = label ? err.message.split(local.dir).join(label) : err.message;
       throw new PretrainedError(where);
     }
