@@ -446,9 +446,10 @@ class Stalled extends Error {
 }
 
 /**
- * The fetch handed to @huggingface/hub: every request is aborted after `stallMs` without a byte (the timer
- * restarts with each chunk of the body), and a range request answered with the whole file is refused, so
- * a resumed download never appends the file to its own beginning.
+ * The fetch handed to @huggingface/hub: a request fails after `stallMs` without its headers, and a body
+ * read fails after `stallMs` without its next chunk (a body nobody reads, like a size probe's, is never
+ * timed); a range request answered with the whole file is refused, so a resumed download never appends
+ * the file to its own beginning.
  */
 class Transport {
   lastError: Error | null = null;
@@ -466,41 +467,44 @@ class Transport {
         this.lastError = err;
         controller.abort(err);
       }, this.stallMs);
+      timer.unref();
     };
     arm();
     let response: Response;
     try {
       response = await fetch(input, { ...init, signal });
     } catch (err) {
-      clearTimeout(timer);
       throw this.lastError instanceof Stalled ? this.lastError : err;
+    } finally {
+      clearTimeout(timer);
     }
     const range = new Headers(init.headers).get('range');
     if (!response.ok)
       this.lastError = new HttpStatus(response.status, `${response.status} ${response.statusText}`);
     const start = range ? Number(/^bytes=(\d+)-/.exec(range)?.[1] ?? 0) : 0;
     if (start > 0 && response.status === 200) {
-      clearTimeout(timer);
       await response.body?.cancel();
       const err = new RangeIgnored(`${url} answered a range request with the whole file`);
       this.lastError = err;
       throw err;
     }
-    if (!response.body) {
-      clearTimeout(timer);
-      return response;
-    }
-    const watched = response.body.pipeThrough(
-      new TransformStream<Uint8Array, Uint8Array>({
-        transform(chunk, out) {
-          arm();
-          out.enqueue(chunk);
-        },
-        flush() {
+    if (!response.body) return response;
+    const reader = response.body.getReader();
+    const watched = new ReadableStream<Uint8Array>({
+      pull: async (out) => {
+        arm();
+        try {
+          const next = await reader.read();
+          if (next.done) out.close();
+          else out.enqueue(next.value);
+        } catch (err) {
+          throw this.lastError instanceof Stalled ? this.lastError : err;
+        } finally {
           clearTimeout(timer);
-        },
-      }),
-    );
+        }
+      },
+      cancel: (reason) => reader.cancel(reason),
+    });
     const wrapped = new Response(watched, {
       status: response.status,
       statusText: response.statusText,

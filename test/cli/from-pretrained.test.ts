@@ -92,12 +92,14 @@ after(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
+// Generous: this process serves the stand-in while other suites load the machine. Stall tests set a short one.
 const hubEnv = (extra: NodeJS.ProcessEnv = {}) => ({
   HF_ENDPOINT: hub.url,
   HF_TOKEN: '',
-  HF_HUB_DOWNLOAD_TIMEOUT: '1',
+  HF_HUB_DOWNLOAD_TIMEOUT: '120',
   ...extra,
 });
+const STALL_S = '8';
 
 function create(out: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
   return runCli(['create-model', '--model-dir', out, ...args], { env });
@@ -294,10 +296,14 @@ describe('create-model --from-pretrained hf:... against a stand-in for the Hub',
     const size = hub.repos.get('tiny-org/multi-v512')!.files.get('model.safetensors')!.length;
     hub.faults.set('model.safetensors', { stallAfter: 100_000, times: 1 });
     const t0 = Date.now();
-    const r = await create(out, ['--from-pretrained', 'hf:tiny-org/multi-v512'], hubEnv());
+    const r = await create(
+      out,
+      ['--from-pretrained', 'hf:tiny-org/multi-v512'],
+      hubEnv({ HF_HUB_DOWNLOAD_TIMEOUT: STALL_S }),
+    );
     failsWithOneLine(
       r,
-      /multi-v512@c0ffee1+\/model\.safetensors: download stalled \(no data for 1 s.*the next run resumes it/,
+      /multi-v512@c0ffee1+\/model\.safetensors: download stalled \(no data for 8 s.*the next run resumes it/,
     );
     console.log(`# stalled run ended after ${Date.now() - t0} ms`);
     assert.ok(!existsSync(out), 'no model where a server would look');
@@ -429,38 +435,41 @@ describe('create-model --from-pretrained gs://... against a fake Cloud Storage',
   it('fetches the prefix with CRC32C/MD5 checks; a corrupted or stalled object fails cleanly', async () => {
     const gcs = await startFakeGcs();
     try {
-      for (const [name, data] of readDir(hfDir)) gcs.objects.set(`models-bucket/gpt2/multi/${name}`, data);
+      for (const [name, data] of readDir(hfDir)) gcs.objects.set(`test-models/gpt2/multi/${name}`, data);
       // Not part of the model: a sub-folder and a dot file.
-      gcs.objects.set('models-bucket/gpt2/multi/old/model.safetensors', Buffer.from('x'));
-      gcs.objects.set('models-bucket/gpt2/multi/.gitattributes', Buffer.from('x'));
-      const env = { STORAGE_EMULATOR_HOST: gcs.url, HF_HUB_DOWNLOAD_TIMEOUT: '1' };
+      gcs.objects.set('test-models/gpt2/multi/old/model.safetensors', Buffer.from('x'));
+      gcs.objects.set('test-models/gpt2/multi/.gitattributes', Buffer.from('x'));
+      const env = { STORAGE_EMULATOR_HOST: gcs.url, HF_HUB_DOWNLOAD_TIMEOUT: '120' };
       const out = fresh('gcs');
-      const r = await create(out, ['--from-pretrained', 'gs://models-bucket/gpt2/multi/'], env);
+      const r = await create(out, ['--from-pretrained', 'gs://test-models/gpt2/multi/'], env);
       assert.equal(r.code, 0, r.stderr);
       assert.equal(sha(join(out, 'model.safetensors')), sha(join(golden, 'model.safetensors')));
       const source = JSON.parse(readFileSync(join(out, 'source.json'), 'utf8'));
-      assert.equal(source.uri, 'gs://models-bucket/gpt2/multi/');
+      assert.equal(source.uri, 'gs://test-models/gpt2/multi/');
       assert.ok(/^\d+$/.test(source.generations['model.safetensors']));
       assert.match(
         r.stderr,
-        /fetched gs:\/\/models-bucket\/gpt2\/multi\/model\.safetensors .*CRC32C and MD5 verified/,
+        /fetched gs:\/\/test-models\/gpt2\/multi\/model\.safetensors .*CRC32C and MD5 verified/,
       );
       noLeftovers(out);
 
       const before = snapshot(out);
-      gcs.faults.set('models-bucket/gpt2/multi/model.safetensors', { corrupt: true });
+      gcs.faults.set('test-models/gpt2/multi/model.safetensors', { corrupt: true });
       failsWithOneLine(
-        await create(out, ['--from-pretrained', 'gs://models-bucket/gpt2/multi'], env),
+        await create(out, ['--from-pretrained', 'gs://test-models/gpt2/multi'], env),
         /model\.safetensors: CRC32C \S+ does not match the listed \S+/,
       );
-      gcs.faults.set('models-bucket/gpt2/multi/model.safetensors', { stallAfter: 1000 });
+      gcs.faults.set('test-models/gpt2/multi/model.safetensors', { stallAfter: 1000 });
       failsWithOneLine(
-        await create(out, ['--from-pretrained', 'gs://models-bucket/gpt2/multi'], env),
-        /model\.safetensors: download stalled \(no data for 1 s\)/,
+        await create(out, ['--from-pretrained', 'gs://test-models/gpt2/multi'], {
+          ...env,
+          HF_HUB_DOWNLOAD_TIMEOUT: STALL_S,
+        }),
+        /model\.safetensors: download stalled \(no data for 8 s\)/,
       );
       failsWithOneLine(
-        await create(out, ['--from-pretrained', 'gs://models-bucket/nothing-here'], env),
-        /gs:\/\/models-bucket\/nothing-here: no objects under this prefix/,
+        await create(out, ['--from-pretrained', 'gs://test-models/nothing-here'], env),
+        /gs:\/\/test-models\/nothing-here: no objects under this prefix/,
       );
       assert.deepEqual(snapshot(out), before);
       noLeftovers(out);
