@@ -242,7 +242,11 @@ describe('loadModelDir rejects broken directories, naming the file and the probl
     editConfig(d, (c) => {
       c.model_type = 'llama';
     });
-    await expectLoadError(d, 'config.json', /model_type is "llama"/);
+    await expectLoadError(
+      d,
+      'config.json',
+      /architecture GPT2LMHeadModel \(model_type "llama"\) is not GPT-2: only GPT2LMHeadModel/,
+    );
   });
   it('eos id outside the vocabulary', async () => {
     const dir = copyModel();
