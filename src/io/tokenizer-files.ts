@@ -10,6 +10,7 @@ import {
   type TokenizerTables,
 } from '../tokenizer/gpt2-bpe.js';
 import { writeFileAtomic } from './atomic.js';
+import { pythonJsonString } from './python-json.js';
 import {
   decodeTokenizerCacheBody,
   encodeTokenizerCache,
@@ -444,14 +445,6 @@ function tokensById(vocab: Record<string, number>): string[] {
     if (tokens[id] === undefined) throw new Error(`tokenizer files: vocab has no token with id ${id}`);
   }
   return tokens;
-}
-
-/** A JSON string as Python's json.dumps writes it (ensure_ascii): non-ASCII and DEL as \uXXXX. */
-function pythonJsonString(s: string): string {
-  return JSON.stringify(s).replace(
-    /[\u007f-\uffff]/g,
-    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
-  );
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {
