@@ -17,10 +17,10 @@ import {
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { brotliDecompressSync, createBrotliDecompress } from 'node:zlib';
+import { createBrotliDecompress } from 'node:zlib';
 import { type Browser, chromium } from 'playwright-core';
+import { extract } from 'tar-fs';
 import { repoRoot } from './fixtures.js';
-import { untar } from './untar.js';
 
 export const DEBIAN_CHROMIUM = '/usr/bin/chromium';
 const NPM_CHROMIUM = '@sparticuz/chromium';
@@ -128,7 +128,13 @@ export async function unpackNpmChromium(binDir: string, dir: string): Promise<st
       createWriteStream(join(partial, 'chromium'), { mode: 0o755 }),
     );
     for (const archive of ['al2023.tar.br', 'fonts.tar.br']) {
-      untar(archive, brotliDecompressSync(readFileSync(join(binDir, archive))), partial);
+      await pipeline(
+        createReadStream(join(binDir, archive)),
+        createBrotliDecompress(),
+        extract(partial),
+      ).catch((error: Error) => {
+        throw new Error(`${archive}: cannot unpack (${error.message})`);
+      });
     }
     // The package's own fonts.conf names serverless paths; this one names the fonts unpacked here.
     writeFileSync(

