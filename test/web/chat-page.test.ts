@@ -51,8 +51,10 @@ before(async () => {
   page.setDefaultTimeout(60_000);
   // CSP violations and script errors surface as console errors or page errors.
   page.on('console', (msg) => {
-    // Failed chat requests are provoked on purpose below; anything else is a problem.
-    const deliberate = msg.location().url.endsWith('/v1/chat/completions');
+    // Failed chat requests (and the keyed server's 401s) are provoked on purpose below; anything else is a problem.
+    const url = msg.location().url;
+    const deliberate =
+      url.endsWith('/v1/chat/completions') || (url.endsWith('/api/model') && msg.text().includes('401'));
     if (msg.type() === 'error' && !deliberate) pageProblems.push(`${msg.text()} (${msg.location().url})`);
   });
   page.on('pageerror', (err) => pageProblems.push(err.message));
@@ -92,7 +94,7 @@ async function sendAndWait(text: string): Promise<string> {
 
 test('the page loads CSP-clean, with a labelled form and the model card from /api/model', async () => {
   assert.equal(await page.locator('#conversation').getAttribute('aria-live'), 'polite');
-  for (const id of ['prompt', 'temperature', 'top-k', 'top-p', 'max-tokens', 'seed']) {
+  for (const id of ['prompt', 'temperature', 'top-k', 'top-p', 'max-tokens', 'seed', 'api-key']) {
     assert.equal(await page.locator(`label[for="${id}"]`).count(), 1, `#${id} has a label`);
   }
   const card = (await page.locator('#model-card').textContent()) ?? '';
@@ -363,6 +365,45 @@ test('a model with a training report shows its figures and the loss curve as an 
   await card.screenshot({ path: path.join(artifacts, 'model-card.png') });
   await page.reload();
   await page.waitForSelector('#model-card[aria-busy="false"]');
+});
+
+test('on a server started with an API key, the page asks for it, then chats with it', async () => {
+  const KEY = 'sk-page-test-key';
+  const keyed = await startBuiltServer({ workers: 1, env: { API_KEY: KEY } }, { nPositions: CONTEXT });
+  try {
+    await page.goto(keyed.url);
+    await page.waitForSelector('#model-card[aria-busy="false"]');
+    assert.match((await page.locator('#model-card').textContent()) ?? '', /API key under Settings/);
+    await page.fill('#prompt', 'hello?');
+    await page.press('#prompt', 'Enter');
+    await page.waitForSelector('.msg-bot[data-state="error"]');
+    assert.equal(
+      await lastBot().locator('.msg-text').textContent(),
+      'This server needs an API key. Enter it under Settings → API key.',
+    );
+    await page.fill('#api-key', 'sk-wrong');
+    await page.dispatchEvent('#api-key', 'change');
+    await freshChat({ seed: '3', maxTokens: '8' });
+    await page.fill('#prompt', 'hello?');
+    await page.press('#prompt', 'Enter');
+    await page.waitForSelector('.msg-bot[data-state="error"]');
+    assert.match((await lastBot().locator('.msg-text').textContent()) ?? '', /did not accept that API key/);
+    await page.fill('#api-key', KEY);
+    await page.dispatchEvent('#api-key', 'change');
+    await page.waitForFunction(() =>
+      /Parameters/.test(document.querySelector('#model-card')?.textContent ?? ''),
+    );
+    await freshChat({ seed: '3', maxTokens: '8' });
+    const reply = await sendAndWait('hello?');
+    assert.equal(await lastBot().getAttribute('data-state'), 'done', `reply: ${reply}`);
+    // The key is kept for this tab: a reload still has it.
+    await page.reload();
+    assert.equal(await page.inputValue('#api-key'), KEY);
+  } finally {
+    await page.goto(baseUrl);
+    await page.waitForSelector('#model-card[aria-busy="false"]');
+    await keyed.close();
+  }
 });
 
 test('screenshots in light and dark mode', async () => {
