@@ -308,9 +308,8 @@ async function benchPrefill(plans: Plan[]): Promise<void> {
       );
       for (const r of runners) await r.close?.();
       await useThreads(1);
-      runners.forEach((r, i) =>
-        rows.push({ model: model.name, engine: r.label, tokens, tokensPerS: medianOf(samples[i], 0) }),
-      );
+      for (const [i, r] of runners.entries())
+        rows.push({ model: model.name, engine: r.label, tokens, tokensPerS: medianOf(samples[i], 0) });
     }
   }
   results.prefill = rows;
@@ -361,15 +360,14 @@ async function benchBatch(plans: Plan[]): Promise<void> {
       (r) => `${r.format} ×${r.streams}`,
     );
     await useThreads(1);
-    runners.forEach((r, i) =>
+    for (const [i, r] of runners.entries())
       rows.push({
         model: p.model.name,
         format: r.format,
         threads: r.threads,
         streams: r.streams,
         tokensPerS: medianOf(samples[i], 0),
-      }),
-    );
+      });
   }
   results.batch = rows;
   printTable(

@@ -72,7 +72,7 @@ export interface ServerResults {
     workers: number;
     /**
      * 'image': without NODE_EXTRA_CA_CERTS, as the container runs; 'host': this machine's environment;
-     * 'image-node': as 'image', run by the image's Node major on a copy of the build with its code caches.
+     * 'image-node': as 'image', run by the image's Node major on a copy of the build with its code cache.
      */
     environment: Environment;
     /** The Node that ran it (process.version). */
@@ -464,23 +464,19 @@ const fmt = (x: number | undefined, digits = 1) =>
   x === undefined || !Number.isFinite(x) ? '' : x.toFixed(digits);
 
 export async function benchServer(rounds: number, skip: Skip): Promise<ServerResults | undefined> {
-  if (!existsSync(join(repoRoot, 'dist', 'cli', 'main.js'))) {
+  if (!existsSync(join(repoRoot, 'dist', 'cli', 'cli.cjs'))) {
     skip('server', 'dist/ is missing: run `npm run build` first (the section measures the compiled server)');
     return undefined;
   }
   const out: ServerResults = { load: [], memory: [], coldStart: [], targets: {} };
   const models = locateModels();
-  // Its generation worker's code cache is made on the default model (the image makes it on the one it serves).
-  const warmOn = models.find((m) => m.ok && m.name === 'default') ?? models.find((m) => m.ok);
   let runtime: ImageRuntime | null = null;
-  if (warmOn?.ok) {
-    try {
-      const got = imageRuntime(repoRoot, warmOn.dir);
-      if (typeof got === 'string') skip("server cold start on the image's Node", got);
-      else runtime = got;
-    } catch (e) {
-      skip("server cold start on the image's Node", e);
-    }
+  try {
+    const got = imageRuntime(repoRoot);
+    if (typeof got === 'string') skip("server cold start on the image's Node", got);
+    else runtime = got;
+  } catch (e) {
+    skip("server cold start on the image's Node", e);
   }
   try {
     await benchModels(models, rounds, out, skip, runtime);

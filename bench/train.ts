@@ -66,7 +66,7 @@ function runOnce(preset: string): TrainRun {
  * wall time and tokens/s, the loss of the last round (a seed fixes it: every round gives the same).
  */
 export async function benchTrain(rounds: number, skip: (what: string, why: unknown) => void) {
-  if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js'))) {
+  if (!existsSync(join(ROOT, 'dist', 'cli', 'cli.cjs'))) {
     skip('train', 'dist/ is missing: run `npm run build` first (the benchmark times the compiled CLI)');
     return null;
   }

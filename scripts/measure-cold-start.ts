@@ -175,8 +175,9 @@ export async function measureColdStart(options: ColdStartOptions): Promise<ColdS
   if (!Number.isInteger(options.runs) || options.runs < 1) throw new RangeError('runs must be >= 1');
   if (!Number.isInteger(options.workers) || options.workers < 1) throw new RangeError('workers must be >= 1');
   const bin = options.bin ?? path.join(REPO_ROOT, 'bin', 'tiny-llm.js');
-  const dist = path.join(path.dirname(bin), '..', 'dist', 'cli', 'main.js');
-  if (!existsSync(dist)) throw new Error(`${dist} is missing: run \`npm run build\` first`);
+  const dist = path.join(path.dirname(bin), '..', 'dist');
+  if (!existsSync(bin) || !existsSync(dist))
+    throw new Error(`${bin} or ${dist} is missing: run \`npm run build\` first`);
   if (!existsSync(path.join(options.modelDir, 'config.json')))
     throw new Error(`${options.modelDir} holds no model (config.json is missing)`);
   const result: ColdStartResult = { readyMs: [], firstReplyMs: [], rssMiB: [], readyCpuMs: [] };
@@ -196,9 +197,12 @@ const usage = `usage: node --import tsx scripts/measure-cold-start.ts [options]
   --workers N     generation workers (default 2)
   --runs N        spawns, medians printed (default 7)
   --bin FILE      CLI entry to spawn (default bin/tiny-llm.js: the compiled server in dist/)
-  --compare FILE  a second CLI entry (e.g. an older build) measured interleaved with --bin
+  --compare [NAME=]FILE
+                  another CLI entry (e.g. an older build, or a variant of this one) measured interleaved
+                  with --bin, one spawn of each in turn; repeatable
+  --requests N    requests after the first reply, before RSS is read (default 8)
   --node FILE     the Node executable for the spawns (default: the one running this script); its build's
-                  code caches must be written by that Node (see bench/lib/image-runtime.ts)
+                  code cache must be written by that Node (see bench/lib/image-runtime.ts)
   --host-env      spawn with this environment as it is; by default NODE_EXTRA_CA_CERTS is left out, as
                   in the container image (a CA bundle named there is parsed at every Node start)
   --json          print the raw figures as JSON too`;
@@ -206,7 +210,7 @@ const usage = `usage: node --import tsx scripts/measure-cold-start.ts [options]
 function summary(label: string, r: ColdStartResult, workers: number): string {
   const f = (x: number) => x.toFixed(0).padStart(6);
   const rss = median(r.rssMiB);
-  return `${label.padEnd(8)} ready ${f(median(r.readyMs))} ms (CPU ${f(median(r.readyCpuMs))} ms)   first reply ${f(median(r.firstReplyMs))} ms   RSS ${f(rss)} MiB (${(rss / workers).toFixed(1)} per worker)   [ready min ${Math.min(...r.readyMs).toFixed(0)} max ${Math.max(...r.readyMs).toFixed(0)}]`;
+  return `${label.padEnd(12)} ready ${f(median(r.readyMs))} ms (CPU ${f(median(r.readyCpuMs))} ms)   first reply ${f(median(r.firstReplyMs))} ms   RSS ${f(rss)} MiB (${(rss / workers).toFixed(1)} per worker)   [ready min ${Math.min(...r.readyMs).toFixed(0)} max ${Math.max(...r.readyMs).toFixed(0)}]`;
 }
 
 async function main(): Promise<number> {
@@ -216,7 +220,8 @@ async function main(): Promise<number> {
       workers: { type: 'string' },
       runs: { type: 'string' },
       bin: { type: 'string' },
-      compare: { type: 'string' },
+      compare: { type: 'string', multiple: true },
+      requests: { type: 'string' },
       node: { type: 'string' },
       'host-env': { type: 'boolean' },
       json: { type: 'boolean' },
@@ -233,16 +238,34 @@ async function main(): Promise<number> {
   if (!Number.isInteger(workers) || workers < 1)
     throw new Error(`--workers must be >= 1, got ${values.workers}`);
   if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be >= 1, got ${values.runs}`);
+  const requests = Number(values.requests ?? 8);
+  if (!Number.isInteger(requests) || requests < 0)
+    throw new Error(`--requests must be >= 0, got ${values.requests}`);
   const environment = values['host-env'] ? 'host' : 'image';
   const bins: Array<[string, string | undefined]> = [['this', values.bin && path.resolve(values.bin)]];
-  if (values.compare) bins.push(['compare', path.resolve(values.compare)]);
+  for (const [i, compare] of (values.compare ?? []).entries()) {
+    const named = /^([^=/]+)=(.+)$/.exec(compare);
+    bins.push([named?.[1] ?? `compare ${i + 1}`, path.resolve(named?.[2] ?? compare)]);
+  }
   const results = bins.map(
     (): ColdStartResult => ({ readyMs: [], firstReplyMs: [], rssMiB: [], readyCpuMs: [] }),
   );
-  // Interleaved one spawn at a time, so a busy moment on a shared machine hits both builds alike.
+  // Interleaved one spawn at a time, the order reversed every other round, so a busy moment on a shared machine
+  // hits every build alike.
   for (let i = 0; i < runs; i++) {
-    for (const [b, [, bin]] of bins.entries()) {
-      const r = await measureColdStart({ modelDir, workers, runs: 1, bin, environment, node: values.node });
+    const order = [...bins.keys()];
+    if (i % 2) order.reverse();
+    for (const b of order) {
+      const bin = bins[b][1];
+      const r = await measureColdStart({
+        modelDir,
+        workers,
+        runs: 1,
+        bin,
+        environment,
+        node: values.node,
+        requests,
+      });
       results[b].readyMs.push(...r.readyMs);
       results[b].firstReplyMs.push(...r.firstReplyMs);
       results[b].rssMiB.push(...r.rssMiB);

@@ -1,22 +1,18 @@
-# One ephemeral environment: a runtime service account with no roles, the Cloud Run v2 service, and public access.
+# One ephemeral environment: the Cloud Run v2 service, running as the bootstrap's role-less runtime account, and
+# public access.
 locals {
   name       = "tiny-llm-${var.environment_id}"
   expires_at = var.created_at + var.ttl_hours * 3600
 
-  # Label values: lowercase letters, digits, - and _ only; the janitor reads expires-at (Unix seconds).
+  # Label values: lowercase letters, digits, - and _ only. expires-at (Unix seconds) tells a person looking at the
+  # console when the environment goes; the janitor decides from the inputs recorded next to the state, which carry
+  # the same created_at and ttl_hours.
   labels = {
     app            = "tiny-llm"
     ephemeral      = "true"
     environment-id = var.environment_id
     expires-at     = tostring(local.expires_at)
   }
-}
-
-# The service's identity. It is granted no roles: the app calls no Google API at run time.
-resource "google_service_account" "runtime" {
-  account_id   = "tiny-llm-${var.environment_id}"
-  display_name = "tiny-llm runtime (${var.environment_id}), no roles"
-  description  = "Runtime identity of the ephemeral Cloud Run service ${local.name}; holds no IAM roles."
 }
 
 resource "google_cloud_run_v2_service" "app" {
@@ -28,11 +24,11 @@ resource "google_cloud_run_v2_service" "app" {
   # The provider defaults this to true since 6.0, which makes `terraform destroy` fail.
   deletion_protection = false
 
-  # Public access without an allUsers binding, where an organisation policy forbids allUsers.
+  # Public access without an allUsers binding (Google's recommended way, and the one domain-restricted sharing allows).
   invoker_iam_disabled = var.public_access && var.public_access_mode == "invoker_check_disabled"
 
   template {
-    service_account                  = google_service_account.runtime.email
+    service_account                  = var.runtime_service_account
     labels                           = local.labels
     max_instance_request_concurrency = var.concurrency
     timeout                          = "60s"
@@ -85,7 +81,8 @@ resource "google_cloud_run_v2_service" "app" {
   }
 }
 
-# Public access the way the original did it: roles/run.invoker for allUsers, only when asked for.
+# Public access through an allUsers binding of roles/run.invoker, only when asked for: organisations with
+# domain-restricted sharing reject it.
 resource "google_cloud_run_v2_service_iam_member" "public_invoker" {
   count = var.public_access && var.public_access_mode == "iam_binding" ? 1 : 0
 

@@ -11,7 +11,7 @@ output "service_name" {
 
 output "runtime_service_account" {
   description = "Email of the service's runtime identity, which holds no roles."
-  value       = google_service_account.runtime.email
+  value       = google_cloud_run_v2_service.app.template[0].service_account
 }
 
 output "expires_at" {

@@ -15,8 +15,8 @@ variable "region" {
   default     = "europe-west1"
 
   validation {
-    condition     = can(regex("^[a-z]+-[a-z]+[0-9]$", var.region))
-    error_message = "region must look like europe-west1 or us-central1."
+    condition     = can(regex("^[a-z]+-[a-z]+[1-9][0-9]*$", var.region))
+    error_message = "region must be a Google Cloud region name such as europe-west1, europe-west10 or northamerica-northeast2."
   }
 }
 
@@ -40,6 +40,16 @@ variable "image" {
   }
 }
 
+variable "runtime_service_account" {
+  description = "Email of the role-less service account the service runs as (the bootstrap's tiny-llm-runtime); the deployer may act as it and as no other."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z][a-z0-9-]{4,28}[a-z0-9]\\.iam\\.gserviceaccount\\.com$", var.runtime_service_account))
+    error_message = "runtime_service_account must be a service account email: NAME@PROJECT.iam.gserviceaccount.com."
+  }
+}
+
 variable "public_access" {
   description = "Let anyone call the service (the original's behaviour). When false, callers need roles/run.invoker."
   type        = bool
@@ -47,9 +57,9 @@ variable "public_access" {
 }
 
 variable "public_access_mode" {
-  description = "How public access is granted: \"iam_binding\" gives allUsers roles/run.invoker; \"invoker_check_disabled\" turns off the invoker IAM check, for organisations whose policy forbids allUsers."
+  description = "How public access is granted: \"invoker_check_disabled\" turns off Cloud Run's invoker IAM check (Google's recommendation, allowed under domain-restricted sharing); \"iam_binding\" gives allUsers roles/run.invoker, which domain-restricted sharing rejects."
   type        = string
-  default     = "iam_binding"
+  default     = "invoker_check_disabled"
 
   validation {
     condition     = contains(["iam_binding", "invoker_check_disabled"], var.public_access_mode)

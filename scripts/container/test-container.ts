@@ -1,10 +1,22 @@
-// Proves docker/Dockerfile on a machine without a Docker engine: builds it unchanged with buildah on local
-// stand-ins of its base images, then runs the image's own command and checks the live service over loopback.
+// Proves docker/Dockerfile on a machine without a Docker engine: builds it with buildah on local stand-ins of its
+// base images (unchanged but for the FROM lines' digest pins, which no stand-in can match), then runs the image's
+// own command and checks the live service over loopback.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import {
+  accessSync,
+  constants,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../lib/free-port.js';
+import { dockerfileForStandins } from './standin-dockerfile.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 const cacheDir = process.env.STANDIN_CACHE ?? '/var/tmp/tiny-llm-standins';
@@ -57,12 +69,27 @@ function buildah(args: string[]): string {
   }).trim();
 }
 
-function requireTool(name: string): void {
-  try {
-    execFileSync('sh', ['-c', `command -v ${name}`], { stdio: 'ignore' });
-  } catch {
-    fail(`'${name}' is not installed (apt-get install ${name}); .ci/run installs it`);
-  }
+function onPath(name: string): boolean {
+  return (process.env.PATH ?? '').split(delimiter).some((dir) => {
+    try {
+      accessSync(join(dir || '.', name), constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+}
+
+// When tools are missing, the first line printed is the command that installs them, ready to paste.
+function requireTools(names: string[]): void {
+  const missing = names.filter((name) => !onPath(name));
+  if (missing.length === 0) return;
+  const sudo = process.getuid?.() === 0 ? '' : 'sudo ';
+  process.stdout.write(`${sudo}apt-get install -y ${missing.join(' ')}\n`);
+  fail(
+    `${missing.join(' and ')} ${missing.length === 1 ? 'is' : 'are'} not installed: the line above installs ` +
+      `${missing.length === 1 ? 'it' : 'them'} on Debian or Ubuntu (.ci/run does)`,
+  );
 }
 
 // Every process whose parent chain leads to rootPid (the buildah run we started).
@@ -309,13 +336,9 @@ async function runImage(command: string[]): Promise<number> {
     const metrics = await get(base, '/metrics');
     check(metrics.status === 200, `GET /metrics → ${metrics.status}`);
 
-    // The image's build wrote the generation worker's code cache with its own Node, on the served model: the
-    // first worker reports, after its first job, that it started from it.
-    const cacheLine = /generation worker code cache: ([^"\n]*)/;
-    for (let waited = 0; !cacheLine.test(output) && waited < 3000; waited += 100)
-      await new Promise((r) => setTimeout(r, 100));
-    const workerCache = cacheLine.exec(output)?.[1] ?? 'no log line';
-    check(workerCache.startsWith('used'), `generation worker code cache: ${workerCache}`);
+    // The image's build wrote the CLI bundle's code cache with its own Node: the start-up log says it was used.
+    const startup = /start-up: ([^"\n]*)/.exec(output)?.[1] ?? 'no log line';
+    check(startup.startsWith('CLI code cache used'), `start-up: ${startup}`);
 
     const stopAt = performance.now();
     process.kill(node.pid, 'SIGTERM');
@@ -340,7 +363,7 @@ function mb(bytes: number): string {
 }
 
 async function main(): Promise<void> {
-  for (const tool of ['buildah', 'mmdebstrap']) requireTool(tool);
+  requireTools(['buildah', 'mmdebstrap']);
   if (process.getuid?.() !== 0) fail('needs root (buildah vfs storage and chroot isolation)');
 
   execFileSync('bash', [join(repoRoot, 'scripts/container/make-standins.sh')], {
@@ -352,28 +375,40 @@ async function main(): Promise<void> {
   buildah(['rm', '--all']);
 
   const buildArgs = process.env.TRAIN_ARGS ? ['--build-arg', `TRAIN_ARGS=${process.env.TRAIN_ARGS}`] : [];
+  // The stand-ins carry the FROM tags, not the upstream digests: build a copy with the pins removed.
+  const { text: standinDockerfile, pins } = dockerfileForStandins(
+    readFileSync(join(repoRoot, 'docker/Dockerfile'), 'utf8'),
+  );
+  for (const pin of pins) log(`base ${pin.image} is pinned to ${pin.digest}; built here on its stand-in`);
+  const dockerfileDir = mkdtempSync(join(tmpdir(), 'tiny-llm-dockerfile-'));
+  const dockerfile = join(dockerfileDir, 'Dockerfile');
+  writeFileSync(dockerfile, standinDockerfile);
   const buildStarted = performance.now();
   const buildStartedAt = Date.now();
-  execFileSync(
-    'buildah',
-    [
-      ...storage,
-      'bud',
-      '--pull=never',
-      '--isolation',
-      'chroot',
-      '--network',
-      'host',
-      '--layers=false',
-      ...buildArgs,
-      '-f',
-      'docker/Dockerfile',
-      '-t',
-      imageTag,
-      '.',
-    ],
-    { cwd: repoRoot, stdio: 'inherit' },
-  );
+  try {
+    execFileSync(
+      'buildah',
+      [
+        ...storage,
+        'bud',
+        '--pull=never',
+        '--isolation',
+        'chroot',
+        '--network',
+        'host',
+        '--layers=false',
+        ...buildArgs,
+        '-f',
+        dockerfile,
+        '-t',
+        imageTag,
+        '.',
+      ],
+      { cwd: repoRoot, stdio: 'inherit' },
+    );
+  } finally {
+    rmSync(dockerfileDir, { recursive: true, force: true });
+  }
   const buildSeconds = (performance.now() - buildStarted) / 1000;
   log(`image built in ${buildSeconds.toFixed(0)} s`);
 
@@ -382,7 +417,7 @@ async function main(): Promise<void> {
     const coldStartMs = await runImage(command);
     log('summary (base images are local stand-ins, see README "Delivery"):');
     log(`  image size    ${size} (buildah); files ${mb(rootfsBytes)}, of which /app ${mb(appBytes)}`);
-    log(`  build time    ${buildSeconds.toFixed(0)} s (npm ci, tsc, training, prune, SBOM)`);
+    log(`  build time    ${buildSeconds.toFixed(0)} s (npm ci, build, training, prune, SBOM)`);
     log(`  cold start    ${(coldStartMs / 1000).toFixed(2)} s (buildah run → /ready 200)`);
   } finally {
     if (!process.env.KEEP_IMAGE) {

@@ -15,6 +15,12 @@ export interface ServeOptions {
   /** Run bin/tiny-llm.js (needs `npm run build`) instead of the TypeScript source under tsx. */
   compiled?: boolean;
   logLevel?: string;
+  /** Node options before the script (e.g. `--require` of a test's preload). */
+  nodeArgs?: string[];
+  /** Environment variables added to this process's. */
+  env?: NodeJS.ProcessEnv;
+  /** More `serve` flags. */
+  args?: string[];
 }
 
 export interface ServeProcess {
@@ -40,15 +46,22 @@ export function startServeProcess(options: ServeOptions): Promise<ServeProcess> 
   if (options.workers !== undefined) args.push('--workers', String(options.workers));
   if (options.queueLimit !== undefined) args.push('--queue-limit', String(options.queueLimit));
   if (options.rateLimit !== undefined) args.push('--rate-limit', String(options.rateLimit));
+  args.push(...(options.args ?? []));
   const bin = path.join(REPO_ROOT, 'bin', 'tiny-llm.js');
-  if (options.compiled && !existsSync(path.join(REPO_ROOT, 'dist', 'cli', 'main.js')))
+  if (options.compiled && !existsSync(path.join(REPO_ROOT, 'dist', 'cli', 'cli.cjs')))
     throw new Error('the compiled server is missing: run `npm run build` first');
   const nodeArgs = options.compiled
-    ? [bin, ...args]
-    : ['--import', 'tsx', path.join(REPO_ROOT, 'src', 'cli', 'main.ts'), ...args];
+    ? [...(options.nodeArgs ?? []), bin, ...args]
+    : [
+        ...(options.nodeArgs ?? []),
+        '--import',
+        'tsx',
+        path.join(REPO_ROOT, 'src', 'cli', 'main.ts'),
+        ...args,
+      ];
   const child = spawn(process.execPath, nodeArgs, {
     cwd: REPO_ROOT,
-    env: { ...process.env, PORT: '', LOG_LEVEL: options.logLevel ?? 'info' },
+    env: { ...process.env, PORT: '', LOG_LEVEL: options.logLevel ?? 'info', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

@@ -1,4 +1,6 @@
 // The `tiny-llm` command line: finds the sub-command and turns errors into exit codes (2 usage, 1 runtime).
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Command } from './command.js';
 import { UsageError } from './command.js';
 
@@ -24,7 +26,7 @@ function mainUsage(): string {
   ].join('\n');
 }
 
-async function main(argv: string[]): Promise<number> {
+export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(`${mainUsage()}\n`);
@@ -55,12 +57,18 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err) => {
-    process.stderr.write(`tiny-llm: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exitCode = 1;
-  },
-);
+/** Runs the command line of this process and sets its exit code. */
+export function runCli(): void {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err) => {
+      process.stderr.write(`tiny-llm: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}
+
+// Run directly (from source, under tsx); the built CLI's launcher calls runCli itself.
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) runCli();

@@ -24,6 +24,27 @@ export interface ParameterLayout {
   total: number;
 }
 
+/** Token embedding's HF name (the tied LM head's weights). */
+export const HF_TOKEN_EMBEDDING = 'transformer.wte.weight';
+/** LM head's HF name: stored only when untied, though some tied checkpoints store a copy. */
+export const HF_LM_HEAD = 'lm_head.weight';
+const HF_PREFIX = 'transformer.';
+/** GPT-2 attention buffers (causal mask, masked fill value) older checkpoints store; not parameters. */
+const HF_BUFFER = /^transformer\.h\.\d+\.attn\.(bias|masked_bias)$/;
+
+/**
+ * The layout-table name of a stored tensor: `GPT2Model` checkpoints (the Hub's `gpt2`, `distilgpt2`) store
+ * the body's tensors without the `transformer.` prefix that `GPT2LMHeadModel` adds.
+ */
+export function canonicalHfName(stored: string): string {
+  return stored.startsWith(HF_PREFIX) || stored === HF_LM_HEAD ? stored : `${HF_PREFIX}${stored}`;
+}
+
+/** True for a stored tensor that is a buffer, not a parameter (takes a canonical name). */
+export function isHfBuffer(canonical: string): boolean {
+  return HF_BUFFER.test(canonical);
+}
+
 /** Builds the table for a config; the buffer order is the order of this list. */
 export function parameterLayout(config: GPTConfig): ParameterLayout {
   const { vocabSize: V, nPositions: maxT, nEmbd: C, nLayer: L } = config;
@@ -34,7 +55,7 @@ export function parameterLayout(config: GPTConfig): ParameterLayout {
     tensors.push({ hfName, ggufName, shape, offset, size, conv1d });
     offset += size;
   };
-  add('transformer.wte.weight', 'token_embd.weight', [V, C]);
+  add(HF_TOKEN_EMBEDDING, 'token_embd.weight', [V, C]);
   add('transformer.wpe.weight', 'position_embd.weight', [maxT, C]);
   for (let l = 0; l < L; l++) {
     const h = `transformer.h.${l}`;
@@ -54,7 +75,7 @@ export function parameterLayout(config: GPTConfig): ParameterLayout {
   }
   add('transformer.ln_f.weight', 'output_norm.weight', [C]);
   add('transformer.ln_f.bias', 'output_norm.bias', [C]);
-  if (!config.tieWordEmbeddings) add('lm_head.weight', 'output.weight', [V, C]);
+  if (!config.tieWordEmbeddings) add(HF_LM_HEAD, 'output.weight', [V, C]);
   return { tensors, byName: new Map(tensors.map((t) => [t.hfName, t])), total: offset };
 }
 
@@ -109,13 +130,13 @@ export function modelViews(layout: ParameterLayout, buffer: Float32Array, nLayer
       fcprojb: view(`${h}.mlp.c_proj.bias`),
     });
   }
-  const wte = view('transformer.wte.weight');
+  const wte = view(HF_TOKEN_EMBEDDING);
   return {
     wte,
     wpe: view('transformer.wpe.weight'),
     layers,
     lnfw: view('transformer.ln_f.weight'),
     lnfb: view('transformer.ln_f.bias'),
-    lmHead: layout.byName.has('lm_head.weight') ? view('lm_head.weight') : wte,
+    lmHead: layout.byName.has(HF_LM_HEAD) ? view(HF_LM_HEAD) : wte,
   };
 }

@@ -2,13 +2,7 @@
 // and the backward pass that fills one flat gradient buffer of the same layout. Optional for training:
 // dropout with seeded masks, and an LM head restricted to a subset of the vocabulary (see setTrainingVocab).
 import { type GPTConfig, validateConfig } from './config.js';
-import {
-  applyMask,
-  attentionBackwardDropout,
-  attentionValuesDropout,
-  dropoutMask,
-  maskedCopy,
-} from './dropout.js';
+import { applyMask, dropoutMask, maskedCopy } from './dropout.js';
 import { type ModelViews, modelViews, type ParameterLayout, parameterLayout } from './layout.js';
 import {
   matmulBackward,
@@ -272,8 +266,7 @@ export class GPT2 {
       const p = w.layers[l];
       layernormForward(a.ln1[l], a.ln1Mean[l], a.ln1Rstd[l], residual, p.ln1w, p.ln1b, N, C, eps);
       matmulForward(a.qkv[l], a.ln1[l], p.qkvw, p.qkvb, N, C, 3 * C);
-      attentionForward(a.atty[l], a.preatt[l], a.att[l], a.qkv[l], B, T, C, NH);
-      if (masks.attn) attentionValuesDropout(a.atty[l], a.att[l], masks.attn[l], a.qkv[l], B, T, C, NH);
+      attentionForward(a.atty[l], a.preatt[l], a.att[l], a.qkv[l], B, T, C, NH, masks.attn?.[l]);
       matmulForward(a.attproj[l], a.atty[l], p.attprojw, p.attprojb, N, C, C);
       if (masks.attnResid) applyMask(a.attproj[l], masks.attnResid[l], N * C);
       residualForward(a.residual2[l], residual, a.attproj[l], N * C);
@@ -388,12 +381,8 @@ export class GPT2 {
       if (masks.attnResid) maskedCopy(branch, g.dresidual, masks.attnResid[l], N * C);
       matmulBackward(g.datty, dp.attprojw, dp.attprojb, dattproj, a.atty[l], p.attprojw, N, C, C);
       g.dqkv.fill(0, 0, N * 3 * C);
-      if (masks.attn) {
-        const m = masks.attn[l];
-        attentionBackwardDropout(g.dqkv, g.dpreatt, g.datt, g.datty, a.qkv[l], a.att[l], m, B, T, C, NH);
-      } else {
-        attentionBackward(g.dqkv, g.dpreatt, g.datt, g.datty, a.qkv[l], a.att[l], B, T, C, NH);
-      }
+      const m = masks.attn?.[l];
+      attentionBackward(g.dqkv, g.dpreatt, g.datt, g.datty, a.qkv[l], a.att[l], B, T, C, NH, m);
       g.dln.fill(0, 0, N * C);
       matmulBackward(g.dln, dp.qkvw, dp.qkvb, g.dqkv, a.ln1[l], p.qkvw, N, C, 3 * C);
       layernormBackward(

@@ -142,7 +142,9 @@ export function layernormBackward(
 
 /**
  * Causal multi-head self-attention. inp[B,T,3C] holds q,k,v (head h uses channels h·hs..); out[B,T,C].
- * preatt and att are [B,NH,T,T] (only t2 ≤ t is written), kept for the backward pass.
+ * preatt and att are [B,NH,T,T] (only t2 ≤ t is written), kept for the backward pass. `dropMask`
+ * (optional, [B,NH,T,T], 0 or 1/(1−p)) drops attention probabilities: out = Σ (att ⊙ mask)·v, while att
+ * keeps the softmax before dropout, which the backward pass needs.
  */
 export function attentionForward(
   out: Float32Array,
@@ -153,6 +155,7 @@ export function attentionForward(
   T: number,
   C: number,
   NH: number,
+  dropMask?: Float32Array,
 ): void {
   const C3 = 3 * C;
   const hs = C / NH;
@@ -192,7 +195,7 @@ export function attentionForward(
         for (let i = 0; i < hs; i++) out[o + i] = 0;
         for (let t2 = 0; t2 <= t; t2++) {
           const v = (b * T + t2) * C3 + h * hs + 2 * C;
-          const a = att[row + t2];
+          const a = dropMask ? att[row + t2] * dropMask[row + t2] : att[row + t2];
           let i = 0;
           for (; i + 4 <= hs; i += 4) {
             out[o + i] += a * inp[v + i];
@@ -207,7 +210,10 @@ export function attentionForward(
   }
 }
 
-/** Backward of attentionForward; accumulates dinp[B,T,3C]; dpreatt/datt are scratch [B,NH,T,T]. */
+/**
+ * Backward of attentionForward; accumulates dinp[B,T,3C]; dpreatt/datt are scratch [B,NH,T,T]. att is the
+ * softmax before dropout; `dropMask` is the forward's mask, if it had one.
+ */
 export function attentionBackward(
   dinp: Float32Array,
   dpreatt: Float32Array,
@@ -219,6 +225,7 @@ export function attentionBackward(
   T: number,
   C: number,
   NH: number,
+  dropMask?: Float32Array,
 ): void {
   const C3 = 3 * C;
   const hs = C / NH;
@@ -228,10 +235,11 @@ export function attentionBackward(
       for (let t = 0; t < T; t++) {
         const row = ((b * NH + h) * T + t) * T;
         const d = (b * T + t) * C + h * hs;
-        // out = Σ att·v
+        // out = Σ (att ⊙ mask)·v: v's gradient uses the dropped weights, att's goes through the mask.
         for (let t2 = 0; t2 <= t; t2++) {
           const v = (b * T + t2) * C3 + h * hs + 2 * C;
-          const a = att[row + t2];
+          const m = dropMask ? dropMask[row + t2] : 1;
+          const a = att[row + t2] * m;
           let s = 0;
           let i = 0;
           for (; i + 4 <= hs; i += 4) {
@@ -248,7 +256,7 @@ export function attentionBackward(
             s += inp[v + i] * dout[d + i];
             dinp[v + i] += a * dout[d + i];
           }
-          datt[row + t2] = s;
+          datt[row + t2] = s * m;
         }
         // softmax: dpre = att ⊙ (datt − Σ att·datt)
         let dot = 0;

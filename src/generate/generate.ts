@@ -2,6 +2,16 @@
 import type { InferenceSession } from '../engine/inference.js';
 import { Rng } from '../engine/rng.js';
 import {
+  applyLogitBias,
+  applyPenalties,
+  GeneratedCounts,
+  NO_PROCESSORS,
+  type ProcessorParams,
+  processorsActive,
+} from './logits-processors.js';
+import { type TokenLogprob, tokenLogprob } from './logprobs.js';
+import {
+  applyRepetitionPenalty,
   SamplerScratch,
   type SamplingParams,
   sampleFromTop,
@@ -11,7 +21,7 @@ import {
 import { StopMatcher } from './stop.js';
 import { type TokenBytes, TokenTextStream } from './text-stream.js';
 
-export interface GenerateOptions extends SamplingParams {
+export interface GenerateOptions extends SamplingParams, Partial<ProcessorParams> {
   /** Upper bound on generated tokens (the context may end generation earlier). */
   maxNewTokens: number;
   /** Seed for the sampler's RNG: same seed, same prompt, same options → same tokens. */
@@ -20,6 +30,11 @@ export interface GenerateOptions extends SamplingParams {
   stop?: readonly string[];
   /** End-of-text id that ends generation (not emitted); null to never stop on it. */
   eosTokenId: number | null;
+  /**
+   * Report each generated token's log-probability with this many most likely alternatives (see
+   * logprobs.ts); null or absent for none.
+   */
+  logprobs?: number | null;
 }
 
 export type FinishReason = 'stop' | 'length';
@@ -28,6 +43,8 @@ export type FinishReason = 'stop' | 'length';
 export interface GenerateDelta {
   id: number;
   text: string;
+  /** The token's log-probability, when options.logprobs asked for them (not for an end-of-text token). */
+  logprob?: TokenLogprob;
 }
 
 export interface GenerateResult {
@@ -63,6 +80,13 @@ export class Generation {
   private readonly stream: TokenTextStream | null;
   private readonly stops: StopMatcher;
   private readonly seen: number[];
+  private readonly processors: ProcessorParams;
+  /** Whether presence/frequency penalties or a logit bias apply (then the full logits are processed). */
+  private readonly processing: boolean;
+  private readonly wantLogprobs: boolean;
+  private readonly counts = new GeneratedCounts();
+  /** The sampling parameters once `processed` has applied the repetition penalty. */
+  private readonly afterRepetition: SamplingParams;
   private readonly ids: number[] = [];
   private text = '';
   private finishReason: FinishReason = 'length';
@@ -89,9 +113,14 @@ export class Generation {
     this.stream = tokenizer ? new TokenTextStream(tokenizer) : null;
     this.stops = new StopMatcher(options.stop ?? []);
     this.seen = options.repetitionPenalty !== 1 ? [...promptIds] : [];
+    this.processors = { ...NO_PROCESSORS, ...definedOnly(options) };
+    this.processing = processorsActive(this.processors);
+    this.wantLogprobs = options.logprobs !== null && options.logprobs !== undefined;
+    this.afterRepetition = { ...options, repetitionPenalty: 1 };
     // Top-k and greedy sampling need only the k largest logits: the model's LM head answers them exactly,
     // however it finds them (see src/engine/head/); otherwise, or when it cannot tell, it returns all V logits.
-    this.k = topCountNeeded(options);
+    // Log-probabilities and the processors need every step's full logits (the same tokens either way).
+    this.k = this.processing || this.wantLogprobs ? 0 : topCountNeeded(options);
     this.topIds = scratch.ids;
     this.topValues = scratch.values;
     this.done = options.maxNewTokens <= 0;
@@ -107,9 +136,20 @@ export class Generation {
     const { options, scratch } = this;
     // Draw the coin even for greedy decoding so a seed means the same thing at every temperature.
     const coin = this.rng.random();
-    const id = logits
-      ? sampleToken(logits, options, coin, scratch, this.seen)
-      : sampleFromTop(options, coin, scratch);
+    let id: number;
+    let logprob: TokenLogprob | undefined;
+    if (!logits) id = sampleFromTop(options, coin, scratch);
+    else {
+      id = this.processing
+        ? sampleToken(
+            processed(logits, scratch, this.seen, this.counts, options, this.processors),
+            this.afterRepetition,
+            coin,
+            scratch,
+          )
+        : sampleToken(logits, options, coin, scratch, this.seen);
+      if (this.wantLogprobs) logprob = tokenLogprob(logits, id, options.logprobs ?? 0);
+    }
     this.generated++;
     if (options.eosTokenId !== null && id === options.eosTokenId) {
       this.finishReason = 'stop';
@@ -119,6 +159,7 @@ export class Generation {
     }
     this.ids.push(id);
     if (options.repetitionPenalty !== 1) this.seen.push(id);
+    if (this.processing) this.counts.add(id);
     const piece = this.stream ? this.stops.push(this.stream.push(id)) : '';
     this.text += piece;
     if (this.stops.done) {
@@ -126,7 +167,7 @@ export class Generation {
       this.done = true;
     } else if (this.generated >= options.maxNewTokens || !roomLeft) this.done = true;
     this.input[0] = id;
-    return { id, text: piece };
+    return logprob ? { id, text: piece, logprob } : { id, text: piece };
   }
 
   /** Once done: the text held back for a possible stop sequence or an unfinished character (id -1), if any. */
@@ -175,6 +216,38 @@ export function* generate(
   const tail = gen.finish();
   if (tail) yield tail;
   return gen.result();
+}
+
+/** The fields of ProcessorParams that `options` sets (absent or undefined ones keep their neutral value). */
+function definedOnly(options: Partial<ProcessorParams>): Partial<ProcessorParams> {
+  const out: Partial<ProcessorParams> = {};
+  if (options.presencePenalty !== undefined) out.presencePenalty = options.presencePenalty;
+  if (options.frequencyPenalty !== undefined) out.frequencyPenalty = options.frequencyPenalty;
+  if (options.logitBias !== undefined) out.logitBias = options.logitBias;
+  return out;
+}
+
+/**
+ * The logits the sampler draws from when processors apply: a copy of `full` with the repetition penalty,
+ * the presence/frequency penalties and the logit bias applied, in that order (Hugging Face's order of
+ * processors, OpenAI's penalties and bias after it).
+ */
+function processed(
+  full: Float32Array,
+  scratch: SamplerScratch,
+  seen: readonly number[],
+  counts: GeneratedCounts,
+  options: SamplingParams,
+  processors: ProcessorParams,
+): Float32Array {
+  if (!scratch.penalised || scratch.penalised.length !== full.length)
+    scratch.penalised = new Float32Array(full.length);
+  const out = scratch.penalised;
+  out.set(full);
+  applyRepetitionPenalty(out, seen, options.repetitionPenalty);
+  applyPenalties(out, counts, processors.presencePenalty, processors.frequencyPenalty);
+  applyLogitBias(out, processors.logitBias);
+  return out;
 }
 
 /** Each session's sampler scratch (two vocabulary-sized arrays), made once rather than per generation. */

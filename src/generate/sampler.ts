@@ -103,9 +103,12 @@ export function sampleFromTop(params: SamplingParams, coin: number, scratch: Sam
 /** Temperature softmax, nucleus cut and the draw over `count` candidates sorted descending in scratch. */
 function drawCandidate(count: number, params: SamplingParams, coin: number, scratch: SamplerScratch): number {
   const { ids, values } = scratch;
-  // Softmax over the kept candidates (sorted descending) at the given temperature.
+  // Softmax over the kept candidates (sorted descending) at the given temperature. A temperature whose
+  // reciprocal overflows, or a top score that is not finite (a penalty that pushed it to infinity), is the
+  // limit of the distribution: all mass on the first candidate, as greedy decoding picks it.
   const invT = 1 / params.temperature;
   const max = values[0];
+  if (!Number.isFinite(invT) || !Number.isFinite(max) || count <= 1) return ids[0];
   let sum = 0;
   for (let i = 0; i < count; i++) {
     const e = Math.exp((values[i] - max) * invT);
@@ -127,6 +130,8 @@ function drawCandidate(count: number, params: SamplingParams, coin: number, scra
     sum = 0;
     for (let i = 0; i < kept; i++) sum += values[i];
   }
+  // Every kept weight is finite and the first is 1, so the sum is at least 1; this guards the draw anyway.
+  if (!(sum >= 1 && Number.isFinite(sum))) return ids[0];
   const target = coin * sum;
   let cumulative = 0;
   for (let i = 0; i < kept; i++) {

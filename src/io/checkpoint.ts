@@ -3,11 +3,20 @@ import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { ConfigError, type GPTConfig, validateConfig } from '../engine/config.js';
-import { parameterLayout } from '../engine/layout.js';
+import {
+  canonicalHfName,
+  HF_LM_HEAD,
+  HF_TOKEN_EMBEDDING,
+  isHfBuffer,
+  parameterLayout,
+  type TensorSpec,
+} from '../engine/layout.js';
 import { recoverInterruptedDirWrite, writeDirAtomic, writeFileAtomic } from './atomic.js';
+import { pythonJson } from './python-json.js';
 import {
   decodeTensor,
   parseSafetensorsHeader,
+  type SafetensorsEntry,
   type SafetensorsHeader,
   safetensorsHeaderLength,
   serializeSafetensors,
@@ -26,6 +35,8 @@ import {
 export const CONFIG_FILE = 'config.json';
 export const GENERATION_CONFIG_FILE = 'generation_config.json';
 export const WEIGHTS_FILE = 'model.safetensors';
+/** The index of a sharded checkpoint: tensor name → shard file. */
+export const WEIGHTS_INDEX_FILE = 'model.safetensors.index.json';
 /** The transformers version we write into config files (the reference stack's). */
 export const TRANSFORMERS_VERSION = '5.17.0';
 
@@ -54,6 +65,9 @@ export interface LoadedModelDir {
   /** config.json as stored. */
   hfConfig: Record<string, unknown>;
   dir: string;
+  /** The weight files read (model.safetensors, or the shards) and the dtypes they store parameters in. */
+  weightFiles: string[];
+  storedDtypes: string[];
 }
 
 export interface SaveModelOptions {
@@ -67,9 +81,6 @@ export interface SaveModelOptions {
   /** More files for the directory (training.json, loss-curve.svg, README.md, ...): name → content. */
   extraFiles?: Record<string, string | Uint8Array>;
 }
-
-/** GPT-2 attention buffers some checkpoints carry; they are not parameters. */
-const BUFFER_NAME = /^transformer\.h\.\d+\.attn\.(bias|masked_bias)$/;
 
 /**
  * Loads a model directory: config.json, model.safetensors, optional generation_config.json and tokenizer
@@ -116,9 +127,18 @@ export async function loadModelDir(dir: string, options: LoadModelOptions = {}):
     }
   }
 
-  const weightsFile = path.join(dir, WEIGHTS_FILE);
-  const params = readParams(weightsFile, config, options.sharedParams === true);
-  const loaded: LoadedModelDir = { config, params, generationConfig, tokenizerData, hfConfig, dir };
+  const weights = await findWeightFiles(dir);
+  const { params, dtypes } = readParams(weights.files, weights.index, config, options.sharedParams === true);
+  const loaded: LoadedModelDir = {
+    config,
+    params,
+    generationConfig,
+    tokenizerData,
+    hfConfig,
+    dir,
+    weightFiles: weights.files,
+    storedDtypes: dtypes,
+  };
   if (asTables) {
     loaded.tokenizerTables = tokenizerTables;
     if (loadedTables) loaded.tokenizerSource = loadedTables.source;
@@ -162,15 +182,31 @@ export function configFromHf(hf: Record<string, unknown>, file = CONFIG_FILE): R
   const fail = (problem: string): never => {
     throw new CheckpointError(file, problem);
   };
-  if (hf.model_type !== 'gpt2') fail(`model_type is ${JSON.stringify(hf.model_type)}, expected "gpt2"`);
-  if (hf.architectures !== undefined) {
-    const archs = hf.architectures;
-    if (!Array.isArray(archs) || !archs.includes('GPT2LMHeadModel')) {
-      fail(`architectures is ${JSON.stringify(archs)}, expected ["GPT2LMHeadModel"]`);
-    }
+  const archs = hf.architectures;
+  if (
+    archs !== undefined &&
+    archs !== null &&
+    (!Array.isArray(archs) || archs.some((a) => typeof a !== 'string'))
+  )
+    fail(`architectures must be a list of class names, got ${JSON.stringify(archs)}`);
+  const named = (archs as string[] | undefined | null) ?? [];
+  if (hf.model_type !== 'gpt2') {
+    const found =
+      named.length > 0
+        ? `architecture ${named.join(', ')} (model_type ${JSON.stringify(hf.model_type)})`
+        : `model_type ${JSON.stringify(hf.model_type)}`;
+    fail(`${found} is not GPT-2: only GPT2LMHeadModel checkpoints (model_type "gpt2") are supported`);
   }
+  // GPT2Model is the same network without the head; our head is tied to its token embedding.
+  const usable = ['GPT2LMHeadModel', 'GPT2Model'];
+  if (named.length > 0 && !named.some((a) => usable.includes(a))) {
+    fail(
+      `architecture ${named.join(', ')} is not supported: only GPT2LMHeadModel (or GPT2Model) checkpoints are`,
+    );
+  }
+  // gelu_pytorch_tanh is PyTorch's name for the same tanh approximation.
   const activation = hf.activation_function ?? 'gelu_new';
-  if (activation !== 'gelu_new') {
+  if (activation !== 'gelu_new' && activation !== 'gelu_pytorch_tanh') {
     fail(`activation_function ${JSON.stringify(activation)} is not supported (only "gelu_new")`);
   }
   const positiveInt = (key: string, fallbackKey?: string): number => {
@@ -191,14 +227,20 @@ export function configFromHf(hf: Record<string, unknown>, file = CONFIG_FILE): R
   if (hf.n_inner !== undefined && hf.n_inner !== null && hf.n_inner !== 4 * nEmbd) {
     fail(`n_inner ${JSON.stringify(hf.n_inner)} is not supported (only null or 4·n_embd = ${4 * nEmbd})`);
   }
-  const flags: Array<[string, unknown]> = [
-    ['scale_attn_weights', true],
-    ['scale_attn_by_inverse_layer_idx', false],
-    ['add_cross_attention', false],
+  // Settings that change what the network computes. reorder_and_upcast_attn only changes the order of
+  // rounding in half precision (we compute in float32), so either value is accepted.
+  const flags: Array<[string, unknown, string]> = [
+    ['scale_attn_weights', true, 'attention scores are always scaled by 1/sqrt(head size)'],
+    ['scale_attn_by_inverse_layer_idx', false, 'attention scores are not scaled by the layer index'],
+    ['add_cross_attention', false, 'GPT-2 here has no cross-attention'],
   ];
-  for (const [key, supported] of flags) {
+  for (const [key, supported, why] of flags) {
     if (hf[key] !== undefined && hf[key] !== supported)
-      fail(`${key} ${JSON.stringify(hf[key])} is not supported`);
+      fail(`${key} ${JSON.stringify(hf[key])} is not supported (${why})`);
+  }
+  for (const key of ['reorder_and_upcast_attn', 'use_cache']) {
+    if (hf[key] !== undefined && typeof hf[key] !== 'boolean')
+      fail(`field "${key}" must be a boolean, got ${JSON.stringify(hf[key])}`);
   }
   const eps = hf.layer_norm_epsilon ?? 1e-5;
   if (typeof eps !== 'number' || !(eps > 0) || !Number.isFinite(eps)) {
@@ -226,13 +268,26 @@ export function configFromHf(hf: Record<string, unknown>, file = CONFIG_FILE): R
     bosTokenId: tokenId('bos_token_id'),
     eosTokenId: tokenId('eos_token_id'),
   };
+  let valid: Readonly<GPTConfig>;
   try {
-    return validateConfig(config);
+    valid = validateConfig(config);
   } catch (err) {
     if (err instanceof ConfigError) throw new CheckpointError(file, err.message);
     throw err;
   }
+  // The layout's size is a product of config fields: bound it before anything is sized from it.
+  const total = parameterLayout(valid).total;
+  if (total > MAX_PARAMETERS) {
+    fail(
+      `n_embd ${nEmbd}, n_layer ${nLayer}, vocab_size ${vocabSize} and n_positions ${nPositions} make ` +
+        `${total.toExponential(3)} parameters, more than this engine holds (${MAX_PARAMETERS})`,
+    );
+  }
+  return valid;
 }
+
+/** Parameters one flat float32 buffer may hold here (8 GiB); GPT-2 XL has 1.6e9. */
+const MAX_PARAMETERS = 2 ** 31;
 
 /** Number of token ids the tokenizer can produce (ids are 0..n-1). */
 function tokenizerVocabSize(data: TokenizerData): number {
@@ -252,114 +307,259 @@ function readFully(fd: number, into: Uint8Array, offset: number, length: number,
   return true;
 }
 
+/** Other checkpoint formats a model directory may hold instead of safetensors, and what they are. */
+const OTHER_WEIGHT_FORMATS: Array<[string, string]> = [
+  ['pytorch_model.bin', 'a PyTorch pickle checkpoint'],
+  ['pytorch_model.bin.index.json', 'the index of a sharded PyTorch pickle checkpoint'],
+  ['tf_model.h5', 'a TensorFlow checkpoint'],
+  ['flax_model.msgpack', 'a Flax checkpoint'],
+];
+
 /**
- * Reads model.safetensors into one flat parameter buffer, validated against the layout table. The header is
- * read and checked first; then each float32 tensor goes from the file straight to its place in the buffer,
- * so the file is never held in memory a second time (one 13 MB allocation, page-in and copy less at every
- * server start). F16/BF16 tensors and a stored tied head pass through a buffer of their own. Synchronous:
- * the reads are few and large, and the loader has nothing else to do meanwhile.
+ * The weight files of a model directory: model.safetensors, else the shards that
+ * model.safetensors.index.json names (each checked to be a plain file name beside it), with the tensor → shard
+ * map to check the shards' headers against. Other formats are refused by name.
  */
-function readParams(file: string, config: GPTConfig, shared: boolean): Float32Array {
-  const fail = (problem: string): never => {
-    throw new CheckpointError(file, problem);
-  };
-  let fd: number;
-  try {
-    fd = openSync(file, 'r');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new CheckpointError(file, 'missing');
-    throw new CheckpointError(file, `cannot be read (${(err as Error).message})`);
+async function findWeightFiles(
+  dir: string,
+): Promise<{ files: string[]; index: { file: string; map: Map<string, string> } | null }> {
+  const single = path.join(dir, WEIGHTS_FILE);
+  if (await exists(single)) return { files: [single], index: null };
+  const indexFile = path.join(dir, WEIGHTS_INDEX_FILE);
+  const indexText = await readOptional(indexFile);
+  if (indexText === null) {
+    for (const [name, what] of OTHER_WEIGHT_FORMATS) {
+      if (await exists(path.join(dir, name))) {
+        throw new CheckpointError(
+          path.join(dir, name),
+          `is ${what}; only safetensors weights are read (${WEIGHTS_FILE} or ${WEIGHTS_INDEX_FILE}). ` +
+            'Convert it with transformers: from_pretrained(dir) then save_pretrained(out, safe_serialization=True)',
+        );
+      }
+    }
+    throw new CheckpointError(single, `missing (and no ${WEIGHTS_INDEX_FILE})`);
   }
+  const index = parseJsonObject(indexText, indexFile);
+  const weightMap = index.weight_map;
+  if (weightMap === null || typeof weightMap !== 'object' || Array.isArray(weightMap))
+    throw new CheckpointError(indexFile, '"weight_map" must be an object of tensor name → shard file');
+  const map = new Map<string, string>();
+  const shards: string[] = [];
+  for (const [tensor, shard] of Object.entries(weightMap as Record<string, unknown>)) {
+    if (typeof shard !== 'string' || !isPlainFileName(shard) || !shard.endsWith('.safetensors')) {
+      throw new CheckpointError(
+        indexFile,
+        `weight_map["${tensor}"] must name a .safetensors file in the same directory, got ${JSON.stringify(shard)}`,
+      );
+    }
+    map.set(tensor, shard);
+    if (!shards.includes(shard)) shards.push(shard);
+  }
+  if (shards.length === 0) throw new CheckpointError(indexFile, 'weight_map is empty');
+  shards.sort();
+  return { files: shards.map((s) => path.join(dir, s)), index: { file: indexFile, map } };
+}
+
+function isPlainFileName(name: string): boolean {
+  return name !== '' && name !== '.' && name !== '..' && name === path.basename(name) && !name.includes('\\');
+}
+
+async function exists(file: string): Promise<boolean> {
+  return stat(file).then(
+    (s) => s.isFile(),
+    () => false,
+  );
+}
+
+/** A stored tensor matched to its place in the layout table (or to the tied head, which has none). */
+interface PlannedTensor {
+  file: OpenWeights;
+  stored: string;
+  entry: SafetensorsEntry;
+  spec: TensorSpec | null;
+}
+
+interface OpenWeights {
+  path: string;
+  fd: number;
+  header: SafetensorsHeader;
+}
+
+/**
+ * Reads the weight files into one flat parameter buffer, validated against the layout table. Every header
+ * is read and checked first, and every tensor matched to the table by name, dtype and shape; only then is
+ * the buffer allocated, so its size is bounded by what the files really hold, whatever config.json claims.
+ * Each float32 tensor goes from the file straight to its place in the buffer (the file is never held in
+ * memory a second time); F16/BF16 tensors and a stored tied head pass through a buffer of their own.
+ * Synchronous: the reads are few and large, and the loader has nothing else to do meanwhile.
+ */
+function readParams(
+  paths: string[],
+  index: { file: string; map: Map<string, string> } | null,
+  config: GPTConfig,
+  shared: boolean,
+): { params: Float32Array; dtypes: string[] } {
+  const open: OpenWeights[] = [];
   try {
-    return readParamsFrom(fd, file, config, shared, fail);
+    for (const file of paths) {
+      let fd: number;
+      try {
+        fd = openSync(file, 'r');
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+          const by = index ? ` (named by ${path.basename(index.file)})` : '';
+          throw new CheckpointError(file, `missing${by}`);
+        }
+        throw new CheckpointError(file, `cannot be read (${(err as Error).message})`);
+      }
+      open.push({ path: file, fd, header: { entries: [], metadata: null } });
+      open[open.length - 1].header = readHeader(fd, file);
+    }
+    if (index) checkShardIndex(index, open);
+    const plan = planTensors(open, config);
+    const dtypes = [...new Set(plan.map((t) => t.entry.dtype))].sort();
+    return { params: readPlanned(plan, config, shared), dtypes };
   } catch (err) {
     if (err instanceof CheckpointError) throw err;
+    const file = open.length > 0 ? open[open.length - 1].path : paths[0];
     throw new CheckpointError(file, `cannot be read (${(err as Error).message})`);
   } finally {
-    closeSync(fd);
+    for (const f of open) closeSync(f.fd);
   }
 }
 
-function readParamsFrom(
-  fd: number,
-  file: string,
-  config: GPTConfig,
-  shared: boolean,
-  fail: (problem: string) => never,
-): Float32Array {
+/** The checked header of an open safetensors file. */
+function readHeader(fd: number, file: string): SafetensorsHeader {
   const size = fstatSync(fd).size;
   const read = (length: number, position: number): Uint8Array => {
     const out = new Uint8Array(length);
-    if (!readFully(fd, out, 0, length, position)) fail('truncated while it was being read');
+    if (!readFully(fd, out, 0, length, position))
+      throw new CheckpointError(file, 'truncated while it was being read');
     return out;
   };
-  let header: SafetensorsHeader;
   try {
     const headerLength = safetensorsHeaderLength(read(Math.min(8, size), 0), size, file);
-    header = parseSafetensorsHeader(read(headerLength, 8), size, file);
+    return parseSafetensorsHeader(read(headerLength, 8), size, file);
   } catch (err) {
     if (err instanceof CheckpointError) throw err;
     throw new CheckpointError(file, (err as Error).message.replace(`${file}: `, ''));
   }
+}
+
+/** Every tensor of every shard must be where the index says, and every indexed tensor in its shard. */
+function checkShardIndex(index: { file: string; map: Map<string, string> }, open: OpenWeights[]): void {
+  const found = new Set<string>();
+  for (const f of open) {
+    const shard = path.basename(f.path);
+    for (const e of f.header.entries) {
+      const listed = index.map.get(e.name);
+      if (listed !== shard) {
+        throw new CheckpointError(
+          index.file,
+          listed === undefined
+            ? `tensor ${e.name} of ${shard} is not in weight_map`
+            : `weight_map puts tensor ${e.name} in ${listed}, but it is stored in ${shard}`,
+        );
+      }
+      found.add(e.name);
+    }
+  }
+  for (const [tensor, shard] of index.map) {
+    if (!found.has(tensor))
+      throw new CheckpointError(
+        index.file,
+        `weight_map puts tensor ${tensor} in ${shard}, which does not hold it`,
+      );
+  }
+}
+
+/** Matches the stored tensors to the layout table: names, dtypes, shapes, nothing missing, nothing extra. */
+function planTensors(open: OpenWeights[], config: GPTConfig): PlannedTensor[] {
+  const layout = parameterLayout(config);
+  const plan: PlannedTensor[] = [];
+  const seen = new Map<string, string>(); // canonical name → stored name
+  const unexpected: string[] = [];
+  for (const file of open) {
+    const fail = (problem: string): never => {
+      throw new CheckpointError(file.path, problem);
+    };
+    for (const entry of file.header.entries) {
+      const stored = entry.name;
+      const canonical = canonicalHfName(stored);
+      if (isHfBuffer(canonical)) continue;
+      const spec = layout.byName.get(canonical) ?? null;
+      const isTiedHead = !spec && canonical === HF_LM_HEAD && config.tieWordEmbeddings;
+      if (!spec && !isTiedHead) {
+        unexpected.push(stored);
+        continue;
+      }
+      if (seen.has(canonical)) fail(`tensors ${seen.get(canonical)} and ${stored} are the same parameter`);
+      seen.set(canonical, stored);
+      if (entry.dtype !== 'F32' && entry.dtype !== 'F16' && entry.dtype !== 'BF16') {
+        fail(`tensor ${stored} has dtype ${entry.dtype}, expected F32 (or F16/BF16)`);
+      }
+      const expectedShape = spec ? spec.shape : [config.vocabSize, config.nEmbd];
+      if (!sameShape(entry.shape, expectedShape)) {
+        fail(
+          `tensor ${stored} has shape ${fmtShape(entry.shape)}, expected ${fmtShape(expectedShape)} ` +
+            `(config.json: vocab_size ${config.vocabSize}, n_positions ${config.nPositions}, n_embd ${config.nEmbd})`,
+        );
+      }
+      plan.push({ file, stored, entry, spec });
+    }
+  }
+  const where = open.length === 1 ? open[0].path : path.dirname(open[0].path);
+  if (unexpected.length > 0) {
+    throw new CheckpointError(
+      where,
+      `unexpected tensors ${unexpected.join(', ')} (not part of a GPT-2 with n_layer=${config.nLayer})`,
+    );
+  }
+  const missing = layout.tensors.filter((t) => !seen.has(t.hfName)).map((t) => t.hfName);
+  if (missing.length > 0) {
+    const hint = missing.includes(HF_LM_HEAD)
+      ? ` (tie_word_embeddings is false, so ${HF_LM_HEAD} is needed)`
+      : '';
+    throw new CheckpointError(where, `missing tensors ${missing.join(', ')}${hint}`);
+  }
+  return plan;
+}
+
+/** Allocates the parameter buffer (its size now backed by the files) and reads every planned tensor into it. */
+function readPlanned(plan: PlannedTensor[], config: GPTConfig, shared: boolean): Float32Array {
   const layout = parameterLayout(config);
   const params = new Float32Array(
     shared ? new SharedArrayBuffer(layout.total * 4) : new ArrayBuffer(layout.total * 4),
   );
   const paramBytes = new Uint8Array(params.buffer);
-  const seen = new Map<string, string>(); // canonical name → stored name
-  const unexpected: string[] = [];
-  let storedLmHead: Float32Array | null = null;
-
-  for (const tensor of header.entries) {
-    const stored = tensor.name;
-    const canonical =
-      stored.startsWith('transformer.') || stored === 'lm_head.weight' ? stored : `transformer.${stored}`;
-    if (BUFFER_NAME.test(canonical)) continue;
-    const spec = layout.byName.get(canonical);
-    const isTiedHead = !spec && canonical === 'lm_head.weight' && config.tieWordEmbeddings;
-    if (!spec && !isTiedHead) {
-      unexpected.push(stored);
-      continue;
-    }
-    if (seen.has(canonical)) fail(`tensors ${seen.get(canonical)} and ${stored} are the same parameter`);
-    seen.set(canonical, stored);
-    if (tensor.dtype !== 'F32' && tensor.dtype !== 'F16' && tensor.dtype !== 'BF16') {
-      fail(`tensor ${stored} has dtype ${tensor.dtype}, expected F32 (or F16/BF16)`);
-    }
-    const expectedShape = spec ? spec.shape : [config.vocabSize, config.nEmbd];
-    if (!sameShape(tensor.shape, expectedShape)) {
-      fail(`tensor ${stored} has shape ${fmtShape(tensor.shape)}, expected ${fmtShape(expectedShape)}`);
-    }
+  let storedLmHead: { data: Float32Array; file: string } | null = null;
+  for (const { file, stored, entry, spec } of plan) {
+    const fail = (problem: string): never => {
+      throw new CheckpointError(file.path, problem);
+    };
     let data: Float32Array;
-    if (spec && tensor.dtype === 'F32') {
-      if (!readFully(fd, paramBytes, spec.offset * 4, tensor.bytes, tensor.start))
+    if (spec && entry.dtype === 'F32') {
+      if (!readFully(file.fd, paramBytes, spec.offset * 4, entry.bytes, entry.start))
         fail('truncated while it was being read');
       data = params.subarray(spec.offset, spec.offset + spec.size);
     } else {
-      data = decodeTensor(tensor.dtype, read(tensor.bytes, tensor.start)) as Float32Array;
+      const bytes = new Uint8Array(entry.bytes);
+      if (!readFully(file.fd, bytes, 0, entry.bytes, entry.start)) fail('truncated while it was being read');
+      data = decodeTensor(entry.dtype, bytes) as Float32Array;
       if (spec) params.set(data, spec.offset);
     }
     const bad = firstNonFinite(data);
     if (bad >= 0) fail(`tensor ${stored} holds a non-finite value at index ${bad}`);
-    if (!spec) storedLmHead = data;
-  }
-  if (unexpected.length > 0) {
-    fail(`unexpected tensors ${unexpected.join(', ')} (not part of a GPT-2 with n_layer=${config.nLayer})`);
-  }
-  const missing = layout.tensors.filter((t) => !seen.has(t.hfName)).map((t) => t.hfName);
-  if (missing.length > 0) {
-    const hint = missing.includes('lm_head.weight')
-      ? ' (tie_word_embeddings is false, so lm_head.weight is needed)'
-      : '';
-    fail(`missing tensors ${missing.join(', ')}${hint}`);
+    if (!spec) storedLmHead = { data, file: file.path };
   }
   if (storedLmHead) {
-    const wte = layout.byName.get('transformer.wte.weight')!;
+    const wte = layout.byName.get(HF_TOKEN_EMBEDDING)!;
     const embedding = params.subarray(wte.offset, wte.offset + wte.size);
     for (let i = 0; i < embedding.length; i++) {
-      if (!Object.is(embedding[i], storedLmHead[i])) {
-        fail(
-          'lm_head.weight differs from transformer.wte.weight but config.json says tie_word_embeddings is true',
+      if (!Object.is(embedding[i], storedLmHead.data[i])) {
+        throw new CheckpointError(
+          storedLmHead.file,
+          `${HF_LM_HEAD} differs from ${HF_TOKEN_EMBEDDING} but config.json says tie_word_embeddings is true`,
         );
       }
     }
@@ -399,7 +599,7 @@ function fmtShape(shape: number[]): string {
 }
 
 /** config.json keys transformers writes as floats (Python prints them with a decimal point). */
-const FLOAT_KEYS = new Set([
+const CONFIG_FLOAT_KEYS = new Set([
   'attn_pdrop',
   'embd_pdrop',
   'resid_pdrop',
@@ -506,8 +706,11 @@ export async function saveModelDir(dir: string, options: SaveModelOptions): Prom
     }
     if (RESERVED_FILES.has(name)) throw new Error(`extra file ${name} would overwrite a model file`);
   }
-  const configText = pythonJson(hfConfigFor(config, options.configOverrides));
-  const generationText = pythonJson(options.generationConfig ?? defaultGenerationConfig(config));
+  const configText = pythonJson(hfConfigFor(config, options.configOverrides), CONFIG_FLOAT_KEYS);
+  const generationText = pythonJson(
+    options.generationConfig ?? defaultGenerationConfig(config),
+    CONFIG_FLOAT_KEYS,
+  );
 
   await writeDirAtomic(dir, async (tmp) => {
     await writeFileAtomic(path.join(tmp, CONFIG_FILE), configText);
@@ -520,59 +723,4 @@ export async function saveModelDir(dir: string, options: SaveModelOptions): Prom
     }
     for (const [name, content] of extraFiles) await writeFileAtomic(path.join(tmp, name), content);
   });
-}
-
-/** JSON as Python's `json.dumps(obj, indent=2, sort_keys=True) + "\n"` prints it (how transformers saves configs). */
-export function pythonJson(value: unknown): string {
-  return `${pyValue(value, '', null)}\n`;
-}
-
-function pyValue(value: unknown, indent: string, key: string | null): string {
-  if (value === null || value === undefined) return 'null';
-  if (typeof value === 'boolean') return value ? 'true' : 'false';
-  if (typeof value === 'number') {
-    if (!Number.isFinite(value)) throw new Error(`cannot write ${value} for ${key} as JSON`);
-    return Number.isInteger(value) && !(key && FLOAT_KEYS.has(key)) ? String(value) : pyFloat(value);
-  }
-  if (typeof value === 'string') return pyString(value);
-  const inner = `${indent}  `;
-  if (Array.isArray(value)) {
-    if (value.length === 0) return '[]';
-    return `[\n${value.map((v) => inner + pyValue(v, inner, null)).join(',\n')}\n${indent}]`;
-  }
-  if (typeof value === 'object') {
-    const keys = Object.keys(value).sort(compareCodePoints);
-    if (keys.length === 0) return '{}';
-    const body = keys.map(
-      (k) => `${inner}${pyString(k)}: ${pyValue((value as Record<string, unknown>)[k], inner, k)}`,
-    );
-    return `{\n${body.join(',\n')}\n${indent}}`;
-  }
-  throw new Error(`cannot write a ${typeof value} as JSON`);
-}
-
-function compareCodePoints(a: string, b: string): number {
-  const x = [...a].map((c) => c.codePointAt(0)!);
-  const y = [...b].map((c) => c.codePointAt(0)!);
-  for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i] !== y[i]) return x[i] - y[i];
-  return x.length - y.length;
-}
-
-/** Python's float repr: shortest round-trip digits, exponent form below 1e-4 and from 1e16 on. */
-export function pyFloat(x: number): string {
-  if (x === 0) return Object.is(x, -0) ? '-0.0' : '0.0';
-  const [mantissa, expText] = x.toExponential().split('e');
-  const exp = Number(expText);
-  if (exp < -4 || exp >= 16)
-    return `${mantissa}e${exp < 0 ? '-' : '+'}${String(Math.abs(exp)).padStart(2, '0')}`;
-  const text = String(x);
-  return text.includes('.') ? text : `${text}.0`;
-}
-
-/** JSON string with Python's ensure_ascii escaping (everything outside space..tilde as \uXXXX). */
-function pyString(s: string): string {
-  return JSON.stringify(s).replace(
-    /[\u007f-\uffff]/g,
-    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
-  );
 }

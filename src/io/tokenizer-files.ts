@@ -9,12 +9,8 @@ import {
   type TokenizerData,
   type TokenizerTables,
 } from '../tokenizer/gpt2-bpe.js';
-import {
-  isGpt2PreTokenizer,
-  tablesFromTokenizerJson,
-  tablesFromVocabAndMerges,
-} from '../tokenizer/tokenizer-json.js';
 import { writeFileAtomic } from './atomic.js';
+import { pythonJsonString } from './python-json.js';
 import {
   decodeTokenizerCacheBody,
   encodeTokenizerCache,
@@ -35,25 +31,40 @@ const MERGES_HEADER = '#version: 0.2';
  * Returns null when the directory has none of these files. Errors name the file and the problem.
  */
 export async function loadTokenizerData(dir: string): Promise<TokenizerData | null> {
-  const tokenizerJson = path.join(dir, 'tokenizer.json');
+  const read = await readTokenizerSources(dir);
+  if (!read) {
+    await missingPartner(dir);
+    return null;
+  }
+  return parseTokenizerSources(dir, read.sources);
+}
+
+/** Null when neither vocab.json nor merges.txt is there; an error naming the missing one when only one is. */
+async function missingPartner(dir: string): Promise<void> {
   const vocabJson = path.join(dir, 'vocab.json');
   const mergesTxt = path.join(dir, 'merges.txt');
-  if (await exists(tokenizerJson)) return parseTokenizerJson(await readText(tokenizerJson), tokenizerJson);
   const [hasVocab, hasMerges] = await Promise.all([exists(vocabJson), exists(mergesTxt)]);
-  if (!hasVocab && !hasMerges) return null;
-  if (!hasMerges) throw new Error(`${mergesTxt}: missing (vocab.json is present; both are needed)`);
-  if (!hasVocab) throw new Error(`${vocabJson}: missing (merges.txt is present; both are needed)`);
-  const [vocabText, mergesText] = await Promise.all([readText(vocabJson), readText(mergesTxt)]);
+  if (hasVocab && !hasMerges)
+    throw new Error(`${mergesTxt}: missing (vocab.json is present; both are needed)`);
+  if (hasMerges && !hasVocab)
+    throw new Error(`${vocabJson}: missing (merges.txt is present; both are needed)`);
+}
+
+/** Parses the files readHashedTokenizerSources read (tokenizer.json, or vocab.json + merges.txt). */
+function parseTokenizerSources(dir: string, sources: TokenizerSources): TokenizerData {
+  const text = (i: number) => new TextDecoder('utf-8', { fatal: false }).decode(sources[i][1]);
+  const file = (i: number) => path.join(dir, sources[i][0]);
+  if (sources.length === 1) return parseTokenizerJson(text(0), file(0));
   return {
-    vocab: parseVocab(parseJson(vocabText, vocabJson), vocabJson, 'the file'),
-    merges: parseMergesTxt(mergesText, mergesTxt),
+    vocab: parseVocab(parseJson(text(0), file(0)), file(0), 'the file'),
+    merges: parseMergesTxt(text(1), file(1)),
   };
 }
 
 /** Tokenizer tables and where they came from (for the server's start-up log). */
 export interface LoadedTokenizerTables {
   tables: TokenizerTables;
-  /** e.g. "tokenizer-tables.bin", or "scanned tokenizer.json (no tokenizer-tables.bin)". */
+  /** e.g. "tokenizer-tables.bin", or "parsed tokenizer.json (no tokenizer-tables.bin)". */
   source: string;
 }
 
@@ -61,8 +72,7 @@ export interface LoadedTokenizerTables {
  * Loads the tokenizer of a model directory straight into checked tables (SharedArrayBuffers a worker
  * thread adopts without re-parsing), from the same files as loadTokenizerData. The tables saved in
  * tokenizer-tables.bin are used when that file was made from exactly these files and passes its checks;
- * otherwise a well-formed file takes a fast scan, and anything else goes through loadTokenizerData's parser
- * and checks, with their messages. Returns null when the directory has no tokenizer files.
+ * otherwise the files are parsed and checked. Returns null when the directory has no tokenizer files.
  */
 export async function loadTokenizerTables(dir: string): Promise<TokenizerTables | null> {
   return (await loadTokenizerTablesFrom(dir))?.tables ?? null;
@@ -76,7 +86,10 @@ export async function loadTokenizerTables(dir: string): Promise<TokenizerTables 
 export async function loadTokenizerTablesFrom(dir: string): Promise<LoadedTokenizerTables | null> {
   const cacheFile = path.join(dir, TOKENIZER_CACHE_FILE);
   const [read, cache] = await Promise.all([readHashedTokenizerSources(dir), readBytes(cacheFile)]);
-  if (!read) return loadTokenizerData(dir).then((data) => data && scanned(data, dir, 'tokenizer files'));
+  if (!read) {
+    await missingPartner(dir);
+    return null;
+  }
   const { sources } = read;
   // Avoids an unhandled rejection while the cache is checked; awaited below.
   read.hash.catch(() => {});
@@ -101,15 +114,8 @@ export async function loadTokenizerTablesFrom(dir: string): Promise<LoadedTokeni
     why = `${TOKENIZER_CACHE_FILE} not used: ${problem}`;
   }
   const names = sources.map(([name]) => name).join(' + ');
-  const fast =
-    sources.length === 1
-      ? tablesFromTokenizerJson(sources[0][1])
-      : tablesFromVocabAndMerges(sources[0][1], sources[1][1]);
-  if (fast) return { tables: fast, source: `scanned ${names} (${why})` };
-  const data = await loadTokenizerData(dir);
-  if (!data) return null;
   return scanned(
-    data,
+    parseTokenizerSources(dir, sources),
     path.join(dir, sources[0][0]) + (sources.length > 1 ? ' + merges.txt' : ''),
     `parsed ${names} (${why})`,
   );
@@ -133,6 +139,16 @@ function scanned(data: TokenizerData, where: string, source: string): LoadedToke
 export async function readHashedTokenizerSources(
   dir: string,
 ): Promise<{ sources: TokenizerSources; hash: Promise<Uint8Array> } | null> {
+  const read = await readTokenizerSources(dir);
+  if (!read) return null;
+  const hash = webcrypto.subtle.digest('SHA-256', read.hashInput).then((digest) => new Uint8Array(digest));
+  return { sources: read.sources, hash };
+}
+
+/** The tokenizer's source files, read into one buffer laid out as tokenizerSourceHash's input. */
+async function readTokenizerSources(
+  dir: string,
+): Promise<{ sources: TokenizerSources; hashInput: Uint8Array } | null> {
   const json = await openIfPresent(path.join(dir, 'tokenizer.json'));
   let files: Array<[string, FileHandle]>;
   if (json) files = [['tokenizer.json', json]];
@@ -162,8 +178,7 @@ export async function readHashedTokenizerSources(
       sources.push([name, await readInto(handle, input.subarray(at, at + sizes[i]), path.join(dir, name))]);
       at += sizes[i];
     }
-    const hash = webcrypto.subtle.digest('SHA-256', input).then((digest) => new Uint8Array(digest));
-    return { sources, hash };
+    return { sources, hashInput: input };
   } finally {
     await Promise.all(files.map(([, handle]) => handle.close()));
   }
@@ -317,6 +332,13 @@ export function tokenizerFileContents(
   };
 }
 
+/** GPT-2's pre-tokenizer: byte level, no prefix space, GPT-2's split pattern. */
+function isGpt2PreTokenizer(pre: unknown): boolean {
+  return (
+    isObject(pre) && pre.type === 'ByteLevel' && pre.add_prefix_space !== true && pre.use_regex !== false
+  );
+}
+
 /** Parses HF's tokenizer.json (GPT-2 byte-level BPE only); `file` names the source in errors. */
 export function parseTokenizerJson(text: string, file: string): TokenizerData {
   const root = parseJson(text, file);
@@ -364,7 +386,8 @@ export function parseTokenizerJson(text: string, file: string): TokenizerData {
     if (t.single_word === true || t.lstrip === true || t.rstrip === true) {
       throw new Error(`${where} (${t.content}): single_word/lstrip/rstrip are not supported`);
     }
-    const inVocab = vocab[t.content];
+    // Own properties only: an added token named like an Object.prototype member is not in the vocab.
+    const inVocab = Object.hasOwn(vocab, t.content) ? vocab[t.content] : undefined;
     if (inVocab === undefined) vocab[t.content] = t.id as number;
     else if (inVocab !== t.id) {
       throw new Error(`${where} (${t.content}) has id ${t.id} but model.vocab says ${inVocab}`);
@@ -422,14 +445,6 @@ function tokensById(vocab: Record<string, number>): string[] {
     if (tokens[id] === undefined) throw new Error(`tokenizer files: vocab has no token with id ${id}`);
   }
   return tokens;
-}
-
-/** A JSON string as Python's json.dumps writes it (ensure_ascii): non-ASCII and DEL as \uXXXX. */
-function pythonJsonString(s: string): string {
-  return JSON.stringify(s).replace(
-    /[\u007f-\uffff]/g,
-    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
-  );
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

@@ -5,6 +5,7 @@ import { DEFAULT_QUEUE_LIMIT, DEFAULT_RATE_LIMIT, PACKAGE_ROOT, type RateLimitOp
 import { ApiError } from './errors.js';
 import { CloudLogController, traceChildLoggerFactory } from './logging.js';
 import type { ServedModel } from './model.js';
+import { apiKeyPlugin, corsPlugin } from './plugins/access.js';
 import { errorHandlerPlugin } from './plugins/error-handler.js';
 import { generationPlugin } from './plugins/generation.js';
 import { metricsPlugin } from './plugins/metrics.js';
@@ -14,13 +15,14 @@ import { generateRoutes } from './routes/generate.js';
 import { healthRoutes } from './routes/health.js';
 import { modelInfoRoutes } from './routes/model-info.js';
 import { openaiRoutes } from './routes/openai.js';
+import { tokenizeRoutes } from './routes/tokenize.js';
 import { webRoutes } from './routes/web.js';
 import {
   type PrecompiledValidators,
   precompiledValidatorFactory,
   recordingValidatorFactory,
-} from './validators.js';
-import { loadServedModelInThread } from './workers/pool.js';
+} from './startup/validators.js';
+import { loadModelInWorker, type ModelLoad } from './workers/model-load.js';
 
 /** Request bodies above this are refused with 413 (a chat history of this size is far beyond the context). */
 export const BODY_LIMIT = 256 * 1024;
@@ -28,8 +30,11 @@ export const BODY_LIMIT = 256 * 1024;
 export interface AppOptions {
   /** Model directory to load; ignored when `model` is given. */
   modelDir?: string;
-  /** An already loaded model, or its pending load (the app answers /health and /ready: 503 meanwhile). */
-  model?: ServedModel | Promise<ServedModel>;
+  /**
+   * An already loaded model, its pending load (the app answers /health and /ready: 503 meanwhile), or its
+   * load in a generation worker (loadModelInWorker), which then serves as the first worker.
+   */
+  model?: ServedModel | Promise<ServedModel> | ModelLoad;
   systemPrompt: string;
   /** Generation worker threads. */
   workers: number;
@@ -48,10 +53,14 @@ export interface AppOptions {
   /** Process metrics (memory, CPU, event loop) in /metrics. */
   processMetrics?: boolean;
   cancelGraceMs?: number;
+  /** Keys accepted as `Authorization: Bearer <key>` (none: the API is open); the probes never need one. */
+  apiKeys?: readonly string[];
+  /** Origins allowed to call the API from a browser ('*': any); none: no CORS. */
+  corsOrigins?: readonly string[];
   /** Check the route schemas against JSON Schema's meta-schema when the app is made ready (tests do). */
   checkSchemas?: boolean;
   /**
-   * Request validators: `use` takes them from validators compiled at build time (validators.cjs; a route
+   * Request validators: `use` takes them from validators compiled at build time (precompiledValidators; a route
    * whose schema changed since is compiled as usual), `record` hands each compiled one's code to the build.
    * Without this, ajv compiles every validator when the app is made ready.
    */
@@ -99,7 +108,7 @@ function forbiddenKey(): ApiError {
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // Loaded in a generation worker (which then serves with it), as `serve` does: the engine and the file
   // readers stay out of this thread.
-  const model = options.model ?? (options.modelDir ? loadServedModelInThread(options.modelDir) : null);
+  const model = options.model ?? (options.modelDir ? loadModelInWorker(options.modelDir) : null);
   if (!model) throw new Error('buildApp needs modelDir or model');
   const app = Fastify({
     ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
@@ -112,7 +121,16 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // JSON types are checked as sent: "5" is not a number here.
     // Checking our fixed schemas against JSON Schema's meta-schema costs a start ~100 ms of CPU; tests check them.
     ajv: {
-      customOptions: { coerceTypes: false, allErrors: false, validateSchema: options.checkSchemas === true },
+      // Strict: a field a schema does not list is refused by name (Fastify's default silently drops it).
+      customOptions: {
+        coerceTypes: false,
+        removeAdditional: false,
+        // Fields that take several shapes are unions whose branch if/then picks by the first item or type.
+        allowUnionTypes: true,
+        strictTuples: false,
+        allErrors: false,
+        validateSchema: options.checkSchemas === true,
+      },
     },
     return503OnClosing: true,
     forceCloseConnections: 'idle',
@@ -146,8 +164,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(errorHandlerPlugin);
   await app.register(metricsPlugin, { processMetrics: options.processMetrics });
   await app.register(securityPlugin);
+  await app.register(corsPlugin, { corsOrigins: options.corsOrigins });
   const rateLimit = options.rateLimit ?? DEFAULT_RATE_LIMIT;
   if (rateLimit) await app.register(rateLimitPlugin, rateLimit);
+  await app.register(apiKeyPlugin, { apiKeys: options.apiKeys });
   await app.register(generationPlugin, {
     model,
     workers: options.workers,
@@ -158,6 +178,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(healthRoutes);
   await app.register(generateRoutes);
   await app.register(openaiRoutes);
+  await app.register(tokenizeRoutes);
   await app.register(modelInfoRoutes);
   await app.register(webRoutes, { root: options.webRoot ?? PACKAGE_ROOT });
   return app;

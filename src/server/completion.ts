@@ -1,9 +1,10 @@
-// Runs one generation for a route: waits for the whole text, or streams it as server-sent events; a client that leaves cancels it.
+// Runs a route's generations (one per choice): waits for the whole texts, or streams them as server-sent events; a client that leaves cancels them.
 import { PassThrough } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { DescribedLogprob } from '../generate/logprobs.js';
 import { ApiError, badRequest, contextLengthExceeded, unavailable } from './errors.js';
-import { ContextOverflow, type Job, type JobResult } from './workers/pool.js';
-import type { JobRequest } from './workers/protocol.js';
+import { ContextOverflow, type Job, type JobResult } from './workers/job.js';
+import type { EchoedPrompt, JobRequest } from './workers/protocol.js';
 
 export interface CompletionSpec {
   request: JobRequest;
@@ -12,14 +13,16 @@ export interface CompletionSpec {
   maxParam: string;
 }
 
-/** Route-specific event bodies of a stream. */
+/** Route-specific event bodies of a stream of one or more choices (`index`: the choice's place in specs). */
 export interface StreamFormat {
-  /** Sent once the prompt is accepted (e.g. the chat role chunk); null for none. */
-  first(): unknown | null;
-  /** A chunk for released text; null to skip this piece. */
-  delta(text: string): unknown | null;
-  /** The closing chunks (finish reason, usage). */
-  last(result: JobResult): unknown[];
+  /** Sent once a choice's prompt is accepted (e.g. the chat role chunk, an echoed prompt); null for none. */
+  first(index: number, echo?: EchoedPrompt): unknown | null;
+  /** A chunk for released text and its tokens' log-probabilities; null to skip this piece. */
+  delta(index: number, text: string, logprobs?: DescribedLogprob[]): unknown | null;
+  /** The chunk that closes one choice (its finish reason), sent when that choice ends. */
+  finish(index: number, result: JobResult): unknown;
+  /** The closing chunks after every choice has ended (usage). */
+  last(results: JobResult[]): unknown[];
 }
 
 function mapJobError(err: unknown, spec: CompletionSpec): unknown {
@@ -37,30 +40,69 @@ function mapJobError(err: unknown, spec: CompletionSpec): unknown {
   return err;
 }
 
-/** Cancels the job if the connection closes before the response was fully written. */
-function cancelOnDisconnect(reply: FastifyReply, job: Job): void {
+/** Cancels the jobs if the connection closes before the response was fully written. */
+function cancelOnDisconnect(reply: FastifyReply, jobs: readonly Job[]): void {
   reply.raw.on('close', () => {
-    if (!reply.raw.writableFinished) job.cancel();
+    if (!reply.raw.writableFinished) for (const job of jobs) job.cancel();
   });
 }
 
-/** Generates to the end and returns the result; a shutdown that cut it short becomes a 503. */
+const shuttingDown = () =>
+  unavailable('The server is shutting down; the generation was stopped.', 'shutting_down');
+
+/**
+ * Submits one job per spec; a job the pool refuses (a full queue) cancels those already submitted, so a
+ * request gets all of its choices or none.
+ */
+function submitAll(
+  request: FastifyRequest,
+  specs: readonly CompletionSpec[],
+  handlers: (index: number) => Parameters<FastifyRequest['server']['generation']['submit']>[1],
+): Job[] {
+  const jobs: Job[] = [];
+  try {
+    specs.forEach((spec, i) => {
+      jobs.push(request.server.generation.submit(spec.request, handlers(i)));
+    });
+  } catch (err) {
+    for (const job of jobs) job.cancel();
+    throw err;
+  }
+  return jobs;
+}
+
+/** Waits for every job; the first failure cancels the others and is thrown, mapped for the route. */
+async function allResults(jobs: readonly Job[], specs: readonly CompletionSpec[]): Promise<JobResult[]> {
+  try {
+    return await Promise.all(
+      jobs.map((job, i) => job.result.catch((err: unknown) => Promise.reject(mapJobError(err, specs[i])))),
+    );
+  } catch (err) {
+    for (const job of jobs) job.cancel();
+    throw err;
+  }
+}
+
+/** Generates every choice to the end and returns the results in order; a shutdown that cut one short is a 503. */
+export async function completeAll(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  specs: readonly CompletionSpec[],
+): Promise<JobResult[]> {
+  const jobs = submitAll(request, specs, () => ({}));
+  cancelOnDisconnect(reply, jobs);
+  const results = await allResults(jobs, specs);
+  if (results.some((r) => r.cancelled)) throw shuttingDown();
+  return results;
+}
+
+/** One generation to the end (completeAll with one spec). */
 export async function completeText(
   request: FastifyRequest,
   reply: FastifyReply,
   spec: CompletionSpec,
 ): Promise<JobResult> {
-  const job = request.server.generation.submit(spec.request);
-  cancelOnDisconnect(reply, job);
-  let result: JobResult;
-  try {
-    result = await job.result;
-  } catch (err) {
-    throw mapJobError(err, spec);
-  }
-  if (result.cancelled)
-    throw unavailable('The server is shutting down; the generation was stopped.', 'shutting_down');
-  return result;
+  return (await completeAll(request, reply, [spec]))[0];
 }
 
 function event(body: unknown): string {
@@ -68,17 +110,17 @@ function event(body: unknown): string {
 }
 
 /**
- * Streams a generation as SSE. Headers are sent only once the worker has accepted the prompt, so a prompt
+ * Streams the choices as SSE. Headers are sent only once every worker has accepted its prompt, so a prompt
  * that does not fit still gets a proper 400; failures after that end the stream with an `error` event.
  */
-export async function streamText(
+export async function streamAll(
   request: FastifyRequest,
   reply: FastifyReply,
-  spec: CompletionSpec,
+  specs: readonly CompletionSpec[],
   format: StreamFormat,
 ): Promise<FastifyReply> {
   const out = new PassThrough();
-  // Events are written once per turn of the event loop: what one wake-up brings from the worker (the start
+  // Events are written once per turn of the event loop: what one wake-up brings from the workers (the start
   // and first text, or the last text and the end) leaves in one write, so one packet wakes the client.
   let buffered = '';
   let scheduled = false;
@@ -97,49 +139,66 @@ export async function streamText(
     buffered = '';
     out.end(all);
   };
-  let resolveStart!: () => void;
-  let didStart = false;
-  const started = new Promise<void>((resolve) => {
-    resolveStart = resolve;
+  let anyStarted = false;
+  const starts = specs.map(() => {
+    let resolve!: () => void;
+    const promise = new Promise<void>((r) => {
+      resolve = r;
+    });
+    return { promise, resolve };
   });
-  const job = request.server.generation.submit(spec.request, {
-    onStart() {
-      didStart = true;
-      const first = format.first();
+  const jobs = submitAll(request, specs, (i) => ({
+    onStart(_promptTokens, _maxNewTokens, echo) {
+      anyStarted = true;
+      const first = format.first(i, echo);
       if (first !== null) write(event(first));
-      resolveStart();
+      starts[i].resolve();
     },
-    onToken(text) {
-      const chunk = format.delta(text);
+    onToken(text, logprobs) {
+      const chunk = format.delta(i, text, logprobs);
       if (chunk !== null) write(event(chunk));
     },
-  });
-  cancelOnDisconnect(reply, job);
+  }));
+  cancelOnDisconnect(reply, jobs);
   try {
-    await Promise.race([started, job.result]);
+    await Promise.all(
+      jobs.map((job, i) =>
+        Promise.race([starts[i].promise, job.result]).catch((err: unknown) =>
+          Promise.reject(mapJobError(err, specs[i])),
+        ),
+      ),
+    );
   } catch (err) {
+    for (const job of jobs) job.cancel();
     out.destroy();
-    throw mapJobError(err, spec);
+    throw err;
   }
   // Cancelled while still queued (a drain that ran out of time): nothing was sent yet, so answer a plain
   // 503 with Retry-After, as a non-streamed request gets, instead of a 200 stream holding only an error.
-  if (!didStart && (await job.result).cancelled) {
-    out.destroy();
-    throw unavailable('The server is shutting down; the generation was stopped.', 'shutting_down');
+  if (!anyStarted) {
+    const settled = await Promise.allSettled(jobs.map((job) => job.result));
+    if (settled.some((s) => s.status === 'fulfilled' && s.value.cancelled)) {
+      out.destroy();
+      throw shuttingDown();
+    }
   }
-  job.result.then(
-    (result) => {
-      if (result.cancelled) {
-        end(
-          event(
-            unavailable('The server is shutting down; the generation was stopped.', 'shutting_down').toBody(),
-          ),
-        );
+  // Each choice closes as it ends; the stream closes once all have.
+  const closed = jobs.map((job, i) =>
+    job.result.then((result) => {
+      if (!result.cancelled) write(event(format.finish(i, result)));
+      return result;
+    }),
+  );
+  Promise.all(closed).then(
+    (results) => {
+      if (results.some((r) => r.cancelled)) {
+        end(event(shuttingDown().toBody()));
         return;
       }
-      end(`${format.last(result).map(event).join('')}data: [DONE]\n\n`);
+      end(`${format.last(results).map(event).join('')}data: [DONE]\n\n`);
     },
-    (err) => {
+    (err: unknown) => {
+      for (const job of jobs) job.cancel();
       const apiError =
         err instanceof ApiError
           ? err

@@ -14,12 +14,6 @@ export interface ServerOptions extends AppOptions {
    * starts), and a rejection closes it and rejects startServer with that error instead of listening.
    */
   listenAfter?: Promise<unknown>;
-  /**
-   * Runs once the app is ready, before it waits for listenAfter: the build's warm-up sends requests through
-   * app.inject here, so the code cache it saves holds the request path compiled (a first request then does
-   * not compile it).
-   */
-  afterReady?: (app: FastifyInstance) => Promise<void>;
 }
 
 export interface RunningServer {
@@ -40,7 +34,6 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     try {
       // Finish the app (route schemas compile on ready) while the model is still loading.
       await app.ready();
-      await options.afterReady?.(app);
       await options.listenAfter;
     } catch (err) {
       await app.close().catch(() => {});

@@ -240,14 +240,17 @@ export class Gpt2Tokenizer {
     this.specialSplit = alternatives.length > 0 ? new RegExp(alternatives.join('|'), 'gu') : null;
   }
 
-  /** Text → ids, as HF `tokenizers` GPT-2 encodes it (special tokens in the text become their ids). */
-  encode(text: string): number[] {
+  /**
+   * Text → ids, as HF `tokenizers` GPT-2 encodes it: special tokens in the text become their ids, unless
+   * `special` is false (then "<|endoftext|>" is encoded as the plain characters it is made of).
+   */
+  encode(text: string, options: { special?: boolean } = {}): number[] {
     if (typeof text !== 'string')
       throw new TypeError(`tokenizer: encode expects a string, got ${typeof text}`);
     // UTF-8 cannot carry lone surrogates: they become U+FFFD, as in HF's (Rust) strings.
     if (/\p{Cs}/u.test(text)) text = text.replace(/\p{Cs}/gu, '\uFFFD');
     const out: number[] = [];
-    const split = this.specialSplit;
+    const split = options.special === false ? null : this.specialSplit;
     if (split === null) {
       this.encodeOrdinary(text, out);
       return out;

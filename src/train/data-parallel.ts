@@ -34,7 +34,8 @@ const MAX_TOKENS = 1 << 16;
 const TIMEOUT_MS = 120_000;
 
 const fromSource = import.meta.url.endsWith('.ts');
-const workerUrl = new URL(`./train-worker${fromSource ? '.ts' : '.js'}`, import.meta.url);
+/** Its file: train-worker.ts beside this one, or the bundle `npm run build` writes beside the CLI's (dist/cli/). */
+const workerUrl = new URL(`./train-worker${fromSource ? '.ts' : '.cjs'}`, import.meta.url);
 
 /** Node 20 does not pass the parent's `--import tsx` hooks to worker threads: from source, register tsx first. */
 function startWorker(workerData: ReplicaInit): Worker {

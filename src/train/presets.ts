@@ -128,3 +128,20 @@ export const DEFAULT_PRESET: Preset = {
 };
 
 export const PRESETS = { seed: SEED_PRESET, default: DEFAULT_PRESET } as const;
+
+/**
+ * Fine-tuning a pretrained model on the corpus (`create-model --from-pretrained SOURCE --train`): the
+ * default preset's data (windows from line starts, system prompt before dialogues) with a learning rate
+ * for weights that already know English, and the full softmax: a pretrained model's other tokens have
+ * real logits, which the restricted head's rest column (logits taken as 0) would misrepresent.
+ */
+export const FINETUNE_HYPER: HyperParams = {
+  ...DEFAULT_PRESET.hyper,
+  steps: 200,
+  batchSize: 8,
+  seqLen: 128,
+  lr: 1e-4,
+  warmup: 20,
+  minLrRatio: 0.1,
+  restrictVocab: false,
+};

@@ -39,6 +39,8 @@ export interface TrainInput {
    * trains the full-size model with a restricted head: the slower reference the compact path is tested against.
    */
   compactVocab?: boolean;
+  /** Start from these parameters (a pretrained model, fine-tuned) instead of GPT-2's random init. */
+  initialParams?: Float32Array;
 }
 
 export interface TrainResult {
@@ -174,7 +176,7 @@ function scatterCompact(
   params.set(compact.subarray(s.ids.length * C), config.vocabSize * C);
 }
 
-/** Trains a model from scratch and returns its parameters and the run's figures. */
+/** Trains a model (from scratch, or on from `initialParams`) and returns its parameters and the run's figures. */
 export function train(input: TrainInput): TrainResult {
   const { hyper: h, tokenizer, seed } = input;
   const config = validateConfig(input.config);
@@ -183,7 +185,13 @@ export function train(input: TrainInput): TrainResult {
     throw new RangeError(`seqLen ${h.seqLen} exceeds the model's ${config.nPositions} positions`);
   const rngs = seededRngs(seed);
   const params = new Float32Array(parameterLayout(config).total);
-  initGpt2Params(config, params, rngs.init);
+  if (input.initialParams) {
+    if (input.initialParams.length !== params.length)
+      throw new RangeError(
+        `initialParams has ${input.initialParams.length} floats, the config needs ${params.length}`,
+      );
+    params.set(input.initialParams);
+  } else initGpt2Params(config, params, rngs.init);
 
   // Data: either a token stream for random windows or the original's line samples in shuffled epochs.
   let nextBatch: () => Batch;

@@ -1,76 +1,38 @@
-# One-time setup for the pipeline (run once by a project owner): APIs, Artifact Registry, the Terraform state
-# bucket, a deployer service account, and Workload Identity Federation restricted to one GitHub repository.
-terraform {
-  required_version = ">= 1.6.0, < 2.0.0"
-
-  required_providers {
-    google = {
-      source  = "hashicorp/google"
-      version = "~> 6.8"
-    }
-  }
-}
-
-provider "google" {
-  project = var.project_id
-  region  = var.region
-}
-
-variable "project_id" {
-  description = "Google Cloud project that hosts the pipeline's environments."
-  type        = string
-
-  validation {
-    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project_id))
-    error_message = "project_id must be a Google Cloud project id."
-  }
-}
-
-variable "region" {
-  description = "Region of the Artifact Registry repository and the Cloud Run services."
-  type        = string
-  default     = "europe-west1"
-
-  validation {
-    condition     = can(regex("^[a-z]+-[a-z]+[0-9]$", var.region))
-    error_message = "region must look like europe-west1."
-  }
-}
-
-variable "github_repository" {
-  description = "The only GitHub repository (owner/name) whose workflows may impersonate the deployer."
-  type        = string
-
-  validation {
-    condition     = can(regex("^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", var.github_repository))
-    error_message = "github_repository must be owner/name."
-  }
-}
-
-variable "state_bucket_name" {
-  description = "Globally unique name of the GCS bucket that holds every environment's Terraform state."
-  type        = string
-
-  validation {
-    condition     = can(regex("^[a-z0-9][a-z0-9_.-]{1,61}[a-z0-9]$", var.state_bucket_name))
-    error_message = "state_bucket_name must be a valid bucket name."
-  }
-}
+# One-time setup for the pipeline (run once by a project owner): the APIs, the image repository, the state
+# bucket, a role-less runtime identity, a deployer with only the rights each pipeline step uses, and Workload
+# Identity Federation that admits one repository's protected branch, in one GitHub Environment, and nothing else.
 
 locals {
+  # Every API the pipeline and this bootstrap call. Everything below depends on them being enabled first:
+  # cloudresourcemanager serves project IAM policies, iam the service accounts, roles and the identity pool.
   services = [
     "artifactregistry.googleapis.com",
+    "cloudresourcemanager.googleapis.com",
     "iam.googleapis.com",
     "iamcredentials.googleapis.com",
     "run.googleapis.com",
+    "serviceusage.googleapis.com",
+    "storage.googleapis.com",
     "sts.googleapis.com",
   ]
-  deployer_roles = [
-    "roles/run.admin",                     # create, update and delete the Cloud Run services
-    "roles/iam.serviceAccountAdmin",       # create and delete each environment's runtime service account
-    "roles/iam.serviceAccountUser",        # deploy a service that runs as that account
-    "roles/artifactregistry.writer",       # push the scanned image
+
+  # Cloud Run does not recognise resource attributes in IAM Conditions, so roles/run.admin cannot be limited to
+  # this pipeline's services by a condition. This custom role is the narrower grant: services and their
+  # revisions only (no jobs, worker pools or builds), with the IAM policy rights public access needs.
+  cloud_run_deployer_permissions = [
+    "run.operations.get",
+    "run.revisions.get",
+    "run.revisions.list",
+    "run.services.create",
+    "run.services.delete",
+    "run.services.get",
+    "run.services.getIamPolicy",
+    "run.services.list",
+    "run.services.setIamPolicy",
+    "run.services.update",
   ]
+
+  deployer_member = "serviceAccount:${google_service_account.deployer.email}"
 }
 
 resource "google_project_service" "enabled" {
@@ -79,18 +41,20 @@ resource "google_project_service" "enabled" {
   disable_on_destroy = false
 }
 
+# ---- where images and state live ----------------------------------------------------------------------------
+
 resource "google_artifact_registry_repository" "images" {
   repository_id = "tiny-llm"
   location      = var.region
   format        = "DOCKER"
-  description   = "Images built, scanned and pushed by the tiny-llm pipeline."
+  description   = "Images built, scanned and pushed by the tiny-llm pipeline; each is deleted with its environment."
 
-  # Keep the registry small: untagged images go after a week.
+  # A backstop for images whose destroy never ran: every image is ephemeral, none outlives a week.
   cleanup_policies {
-    id     = "delete-old-untagged"
+    id     = "delete-after-a-week"
     action = "DELETE"
     condition {
-      tag_state  = "UNTAGGED"
+      tag_state  = "ANY"
       older_than = "604800s"
     }
   }
@@ -105,33 +69,100 @@ resource "google_storage_bucket" "state" {
   public_access_prevention    = "enforced"
   force_destroy               = false
 
+  # Old versions let a person recover a state that a failed write damaged; they are kept for a while, not forever.
   versioning {
     enabled = true
   }
+
+  lifecycle_rule {
+    condition {
+      with_state                 = "ARCHIVED"
+      days_since_noncurrent_time = var.state_versions_kept_days
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  depends_on = [google_project_service.enabled]
 }
 
+# ---- identities -----------------------------------------------------------------------------------------------
+
+# The identity every environment's Cloud Run service runs as. It is granted no roles: the app calls no Google API.
+resource "google_service_account" "runtime" {
+  account_id   = "tiny-llm-runtime"
+  display_name = "tiny-llm runtime, no roles"
+  description  = "Runtime identity of the pipeline's ephemeral Cloud Run services; holds no IAM roles."
+
+  depends_on = [google_project_service.enabled]
+}
+
+# The identity the pipeline's cloud jobs act as.
 resource "google_service_account" "deployer" {
   account_id   = "tiny-llm-deployer"
   display_name = "tiny-llm pipeline deployer"
+  description  = "Pushes, deploys and destroys the pipeline's ephemeral environments; see docs/deploy.md for each right."
+
+  depends_on = [google_project_service.enabled]
 }
 
-resource "google_project_iam_member" "deployer" {
-  for_each = toset(local.deployer_roles)
-  project  = var.project_id
-  role     = each.value
-  member   = "serviceAccount:${google_service_account.deployer.email}"
+# ---- the deployer's rights, each bound where it is used ------------------------------------------------------
+
+resource "google_project_iam_custom_role" "cloud_run_deployer" {
+  role_id     = "tinyLlmCloudRunDeployer"
+  title       = "tiny-llm Cloud Run deployer"
+  description = "Create, update and delete Cloud Run services and set their invoker policy; nothing else."
+  permissions = local.cloud_run_deployer_permissions
+
+  depends_on = [google_project_service.enabled]
 }
 
+# deploy (terraform apply), destroy and the janitor: the Cloud Run services of each environment.
+resource "google_project_iam_member" "deployer_cloud_run" {
+  project = var.project_id
+  role    = google_project_iam_custom_role.cloud_run_deployer.name
+  member  = local.deployer_member
+
+  depends_on = [google_project_service.enabled]
+}
+
+# deploy: a service may run as the runtime account, and as no other (serviceAccountUser on that account only).
+resource "google_service_account_iam_member" "deployer_acts_as_runtime" {
+  service_account_id = google_service_account.runtime.name
+  role               = "roles/iam.serviceAccountUser"
+  member             = local.deployer_member
+
+  depends_on = [google_project_service.enabled]
+}
+
+# push: upload the scanned image; destroy and the janitor: delete its version and tags (writer cannot).
+resource "google_artifact_registry_repository_iam_member" "deployer_images" {
+  project    = google_artifact_registry_repository.images.project
+  location   = google_artifact_registry_repository.images.location
+  repository = google_artifact_registry_repository.images.name
+  role       = "roles/artifactregistry.repoAdmin"
+  member     = local.deployer_member
+
+  depends_on = [google_project_service.enabled]
+}
+
+# deploy, destroy and the janitor: the recorded inputs, the state and its lock, in this bucket only.
 resource "google_storage_bucket_iam_member" "deployer_state" {
   bucket = google_storage_bucket.state.name
   role   = "roles/storage.objectAdmin"
-  member = "serviceAccount:${google_service_account.deployer.email}"
+  member = local.deployer_member
+
+  depends_on = [google_project_service.enabled]
 }
+
+# ---- Workload Identity Federation: GitHub's OIDC tokens, this repository's protected branch only ------------
 
 resource "google_iam_workload_identity_pool" "github" {
   workload_identity_pool_id = "tiny-llm-github"
   display_name              = "tiny-llm GitHub Actions"
-  depends_on                = [google_project_service.enabled]
+
+  depends_on = [google_project_service.enabled]
 }
 
 resource "google_iam_workload_identity_pool_provider" "github" {
@@ -140,40 +171,29 @@ resource "google_iam_workload_identity_pool_provider" "github" {
   display_name                       = "GitHub OIDC"
 
   attribute_mapping = {
-    "google.subject"       = "assertion.sub"
-    "attribute.repository" = "assertion.repository"
-    "attribute.ref"        = "assertion.ref"
+    "google.subject"                = "assertion.sub"
+    "attribute.repository"          = "assertion.repository"
+    "attribute.repository_id"       = "assertion.repository_id"
+    "attribute.repository_owner_id" = "assertion.repository_owner_id"
+    "attribute.ref"                 = "assertion.ref"
+    "attribute.environment"         = "assertion.environment"
   }
-  # Tokens from any other repository are rejected before any IAM check.
-  attribute_condition = "assertion.repository == \"${var.github_repository}\""
+  # Only tokens of this repository and its owner (numeric ids: they survive renames and cannot be re-registered,
+  # names can), from the protected branch, in the GitHub Environment the cloud jobs run in. Any other repository,
+  # branch, pull request or job is refused before any IAM check.
+  attribute_condition = "assertion.repository_id == \"${var.github_repository_id}\" && assertion.repository_owner_id == \"${var.github_repository_owner_id}\" && assertion.ref == \"refs/heads/${var.github_branch}\" && assertion.environment == \"${var.github_environment}\""
 
   oidc {
     issuer_uri = "https://token.actions.githubusercontent.com"
   }
+
+  depends_on = [google_project_service.enabled]
 }
 
 resource "google_service_account_iam_member" "github_impersonates_deployer" {
   service_account_id = google_service_account.deployer.name
   role               = "roles/iam.workloadIdentityUser"
-  member             = "principalSet://iam.googleapis.com/${google_iam_workload_identity_pool.github.name}/attribute.repository/${var.github_repository}"
-}
+  member             = "principalSet://iam.googleapis.com/${google_iam_workload_identity_pool.github.name}/attribute.repository_id/${var.github_repository_id}"
 
-output "workload_identity_provider" {
-  description = "Set as the repository variable GCP_WORKLOAD_IDENTITY_PROVIDER."
-  value       = google_iam_workload_identity_pool_provider.github.name
-}
-
-output "deployer_service_account" {
-  description = "Set as the repository variable GCP_SERVICE_ACCOUNT."
-  value       = google_service_account.deployer.email
-}
-
-output "artifact_registry" {
-  description = "Set as the repository variable GCP_ARTIFACT_REGISTRY (images are pushed below it)."
-  value       = "${var.region}-docker.pkg.dev/${var.project_id}/${google_artifact_registry_repository.images.repository_id}"
-}
-
-output "state_bucket" {
-  description = "Set as the repository variable TF_STATE_BUCKET."
-  value       = google_storage_bucket.state.name
+  depends_on = [google_project_service.enabled]
 }

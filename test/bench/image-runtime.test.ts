@@ -1,4 +1,4 @@
-// Proves the bench's cold start on the image's Node runs a copy of the build whose code caches that Node wrote,
+// Proves the bench's cold start on the image's Node runs a copy of the build whose code cache that Node wrote,
 // leaves the checkout's dist/ alone, serves from the copy, and reads the image's Node major from the Dockerfile.
 import assert from 'node:assert/strict';
 import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -9,8 +9,8 @@ import { measureColdStart } from '../../scripts/measure-cold-start.js';
 import { repoRoot } from '../helpers/fixtures.js';
 import { createTinyModel, type TinyModel } from '../helpers/tiny-model.js';
 
-const built = existsSync(join(repoRoot, 'dist', 'server', 'http-stack.cjs'));
-const CACHES = ['server/http-stack.cjs.cache', 'server/workers/generation-worker.cjs.cache'];
+const built = existsSync(join(repoRoot, 'dist', 'cli', 'cli.cjs'));
+const CACHES = ['cli/cli.cjs.cache'];
 
 describe('the image Node major named by the Dockerfile', () => {
   it("is the runtime stage's distroless nodejs major (24 in ours), not the build stage's", () => {
@@ -33,12 +33,12 @@ describe('a copy of the build for another Node', { skip: !built && 'dist/ is not
   });
   after(() => tiny?.remove());
 
-  it("writes the copy's code caches with the given Node, serves from it, and leaves dist/ as it was", async () => {
+  it("writes the copy's code cache with the given Node, serves from it, and leaves dist/ as it was", async () => {
     const before = CACHES.map((c) => {
       const file = join(repoRoot, 'dist', c);
       return existsSync(file) ? statSync(file).mtimeMs : null;
     });
-    const runtime = prepareImageRuntime(repoRoot, process.execPath, tiny.dir);
+    const runtime = prepareImageRuntime(repoRoot, process.execPath);
     try {
       assert.equal(runtime.version, process.version);
       const copyDist = join(runtime.bin, '..', '..', 'dist');

@@ -4,8 +4,6 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -14,6 +12,7 @@ import { defaultTokenizerData } from '../../src/io/tokenizer-files.js';
 import { buildModel } from '../../src/train/build.js';
 import { DEFAULT_PRESET } from '../../src/train/presets.js';
 import { runCli } from '../helpers/cli.js';
+import { startFakeGcs } from '../helpers/fake-gcs.js';
 import { repoRoot } from '../helpers/fixtures.js';
 
 const CORPUS = [
@@ -318,81 +317,3 @@ describe('create-model', () => {
     assert.match(r.stderr, /data file .*nope.txt: does not exist/);
   });
 });
-
-/** A minimal Cloud Storage JSON API (multipart upload, media download) on 127.0.0.1, objects in memory. */
-async function startFakeGcs() {
-  const objects = new Map<string, Buffer>();
-  const requests: string[] = [];
-  const table = Array.from({ length: 256 }, (_, n) => {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0x82f63b78 ^ (c >>> 1) : c >>> 1;
-    return c >>> 0;
-  });
-  const crc32c = (buf: Buffer) => {
-    let c = 0xffffffff;
-    for (const byte of buf) c = table[(c ^ byte) & 0xff] ^ (c >>> 8);
-    const out = Buffer.alloc(4);
-    out.writeUInt32BE((c ^ 0xffffffff) >>> 0);
-    return out.toString('base64');
-  };
-  const md5 = (b: Buffer) => createHash('md5').update(b).digest('base64');
-  const meta = (bucket: string, name: string, d: Buffer) => ({
-    kind: 'storage#object',
-    bucket,
-    name,
-    size: String(d.length),
-    md5Hash: md5(d),
-    crc32c: crc32c(d),
-  });
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const body = Buffer.concat(chunks);
-      const url = new URL(req.url ?? '/', 'http://127.0.0.1');
-      requests.push(`${req.method} ${url.pathname}`);
-      const send = (status: number, value: unknown) => {
-        res.writeHead(status, { 'content-type': 'application/json' });
-        res.end(JSON.stringify(value));
-      };
-      const upload = /^\/upload\/storage\/v1\/b\/([^/]+)\/o$/.exec(url.pathname);
-      if (upload && req.method === 'POST' && url.searchParams.get('uploadType') === 'multipart') {
-        const boundary = /boundary="?([^";]+)"?/.exec(req.headers['content-type'] ?? '')?.[1];
-        if (!boundary) return send(400, { error: { code: 400, message: 'no multipart boundary' } });
-        const text = body.toString('latin1');
-        const parts = text.split(`--${boundary}`).slice(1, -1);
-        const [metaPart, mediaPart] = parts;
-        const metadata = JSON.parse(metaPart.slice(metaPart.indexOf('\r\n\r\n') + 4).trim());
-        const media = Buffer.from(mediaPart.slice(mediaPart.indexOf('\r\n\r\n') + 4, -2), 'latin1');
-        const name = url.searchParams.get('name') ?? metadata.name;
-        objects.set(`${upload[1]}/${name}`, media);
-        return send(200, meta(upload[1], name, media));
-      }
-      const object = /^(?:\/storage\/v1)?\/b\/([^/]+)\/o\/(.+)$/.exec(url.pathname);
-      if (object && req.method === 'GET') {
-        const name = decodeURIComponent(object[2]);
-        const data = objects.get(`${object[1]}/${name}`);
-        if (!data)
-          return send(404, { error: { code: 404, message: `No such object: ${object[1]}/${name}` } });
-        if (url.searchParams.get('alt') !== 'media') return send(200, meta(object[1], name, data));
-        res.writeHead(200, {
-          'content-type': 'application/octet-stream',
-          'content-length': data.length,
-          'x-goog-hash': `crc32c=${crc32c(data)},md5=${md5(data)}`,
-        });
-        return res.end(data);
-      }
-      send(501, {
-        error: { code: 501, message: `fake GCS does not implement ${req.method} ${url.pathname}` },
-      });
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    objects,
-    requests,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
-}

@@ -1,17 +1,20 @@
-// Static checks of docker/Dockerfile and the stand-in script: one supported Node major in both stages, the
-// stand-ins tagged with the Dockerfile's exact FROM names, and a runtime stage that is non-root with exec-form CMD.
+// Static checks of docker/Dockerfile and the stand-in script: both base images pinned by digest (and kept current
+// by Dependabot), one supported Node major in both stages, the stand-ins tagged with the Dockerfile's FROM names,
+// and a runtime stage that is non-root with exec-form CMD.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
+import { dockerfileForStandins } from '../../scripts/container/standin-dockerfile.js';
 
 const dockerfile = readFileSync('docker/Dockerfile', 'utf8');
 const standins = readFileSync('scripts/container/make-standins.sh', 'utf8');
 
-/** FROM lines in order, as `{ image, alias }`. */
-function froms(text: string): { image: string; alias: string | null }[] {
-  return [...text.matchAll(/^FROM\s+(\S+)(?:\s+AS\s+(\S+))?\s*$/gim)].map((m) => ({
+/** FROM lines in order, as `{ image, digest, alias }` (image is name:tag, digest the pin if any). */
+function froms(text: string): { image: string; digest: string | null; alias: string | null }[] {
+  return [...text.matchAll(/^FROM\s+([^\s@]+)(?:@(\S+))?(?:\s+AS\s+(\S+))?\s*$/gim)].map((m) => ({
     image: m[1],
-    alias: m[2] ?? null,
+    digest: m[2] ?? null,
+    alias: m[3] ?? null,
   }));
 }
 
@@ -29,6 +32,33 @@ function shellConst(name: string): string {
 
 describe('docker/Dockerfile', () => {
   const stages = froms(dockerfile);
+
+  it('pins both base images by digest, under the tag that names their line', () => {
+    for (const stage of stages) {
+      assert.match(stage.digest ?? '', /^sha256:[0-9a-f]{64}$/, `${stage.image} is pinned by digest`);
+      assert.match(stage.image, /:[\w.-]+$/, `${stage.image} keeps its tag, so Dependabot knows the line`);
+    }
+    const dependabot = readFileSync('.github/dependabot.yml', 'utf8');
+    assert.match(
+      dependabot,
+      /package-ecosystem:\s*docker\s*\n\s*directory:\s*\/docker\b/,
+      'Dependabot moves the pins',
+    );
+  });
+
+  it('the stand-in build sees the same Dockerfile with only the digest pins removed', () => {
+    const { text, pins } = dockerfileForStandins(dockerfile);
+    assert.deepEqual(
+      pins,
+      stages.map((s) => ({ image: s.image, digest: s.digest })),
+    );
+    assert.doesNotMatch(text, /@sha256:/);
+    assert.equal(text, dockerfile.replace(/@sha256:[0-9a-f]{64}/g, ''), 'nothing else changes');
+    assert.deepEqual(
+      froms(text).map((s) => `${s.image} ${s.alias}`),
+      stages.map((s) => `${s.image} ${s.alias}`),
+    );
+  });
 
   it('has a node build stage and a distroless runtime stage of the same, still supported, Node major', () => {
     assert.equal(stages.length, 2, `expected 2 FROM lines, got ${JSON.stringify(stages)}`);
@@ -56,28 +86,28 @@ describe('docker/Dockerfile', () => {
     assert.ok(!/\b(sh|bash)\b/.test(cmd[1]), 'CMD starts no shell');
   });
 
-  it("refreshes V8's code caches with the runtime's own Node: the HTTP stack's, and the generation worker's made on the served model", () => {
+  it("writes the CLI bundle's V8 code cache with the runtime's own Node, as root, before the service user takes over", () => {
     const runtimePart = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
     const runs = [...runtimePart.matchAll(/^RUN\s+(\[.*\])\s*$/gm)].map((m) => JSON.parse(m[1]) as string[]);
-    assert.ok(
-      runs.some((r) => r.join(' ') === '/nodejs/bin/node scripts/warm-http-stack.mjs cache'),
-      `no HTTP-stack cache step in ${JSON.stringify(runs)}`,
-    );
-    const worker = runs.find((r) => r[1] === 'scripts/warm-generation-worker.mjs');
-    assert.deepEqual(worker, ['/nodejs/bin/node', 'scripts/warm-generation-worker.mjs', '/app/model']);
-    // After the model and dist/ are in place, as root (the base image's nonroot user cannot write the
+    assert.deepEqual(runs, [['/nodejs/bin/node', 'scripts/warm-code-cache.mjs']]);
+    // After bin/, dist/ and node_modules are in place, as root (the base image's nonroot user cannot write the
     // root-owned dist/: a cache it tried to write would be missing), before the image drops to its service user.
     const at = (text: string) => runtimePart.indexOf(text);
-    const warmHttp = at('warm-http-stack.mjs", "cache"');
-    const warmWorker = at('warm-generation-worker.mjs", "/app/model"');
-    assert.ok(at('COPY --from=build /app/model') < warmWorker);
-    assert.ok(at('COPY --from=build /app/dist') < warmHttp);
+    const warm = at('warm-code-cache.mjs"]');
+    for (const copied of ['/app/bin', '/app/dist', '/app/node_modules'])
+      assert.ok(at(`COPY --from=build ${copied} `) >= 0 && at(`COPY --from=build ${copied} `) < warm, copied);
     const root = at('\nUSER 0:0');
-    assert.ok(root >= 0 && root < Math.min(warmHttp, warmWorker), 'the cache steps must run as root');
-    assert.ok(
-      Math.max(warmHttp, warmWorker) < at('\nUSER 65532'),
-      'the service user must be set after the cache steps',
-    );
+    assert.ok(root >= 0 && root < warm, 'the cache step must run as root');
+    assert.ok(warm < at('\nUSER 65532'), 'the service user must be set after the cache step');
+  });
+
+  it('builds the model and serves with the built CLI, bin/tiny-llm.js (what the tests start)', () => {
+    assert.match(dockerfile, /^RUN node bin\/tiny-llm\.js create-model --train/m);
+    const runtimePart = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
+    assert.deepEqual(JSON.parse(runtimePart.match(/^CMD\s+(.+)$/m)?.[1] ?? 'null'), [
+      'bin/tiny-llm.js',
+      'serve',
+    ]);
   });
 
   it('trains the model in the build stage behind the quality gate', () => {

@@ -1,50 +1,14 @@
-// Checks the Terraform with an HCL parser: destroyable Cloud Run v2 service, probes on /ready and /health, limits,
-// a cost cap, a runtime identity without roles, public access behind a variable, per-run names, ephemeral labels.
+// Checks the per-run Terraform module with an HCL parser: destroyable Cloud Run v2 service, probes on /ready and
+// /health, limits, a cost cap, the bootstrap's role-less runtime identity, public access behind a variable (and
+// recorded by the pipeline), per-run names, ephemeral labels, region names that Google actually uses.
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { parse } from '@cdktf/hcl2json';
+import { loadModule, obj, repoRoot, resources, tf, validationRegex } from './hcl-model.js';
 
-type Json = { [key: string]: unknown };
+const root = repoRoot;
 
-// A Terraform interpolation as hcl2json writes it: tf('var.cpu') is "${var.cpu}".
-const tf = (expression: string): string => `\${${expression}}`;
-const root = join(import.meta.dirname, '../..');
-
-// Merges every *.tf file of a module into one JSON document, block kinds concatenated.
-async function loadModule(dir: string): Promise<{ doc: Json; text: string }> {
-  const doc: Json = {};
-  let text = '';
-  for (const file of readdirSync(dir).filter((f) => f.endsWith('.tf'))) {
-    const source = readFileSync(join(dir, file), 'utf8');
-    text += source;
-    const parsed = (await parse(file, source)) as Json;
-    for (const [kind, blocks] of Object.entries(parsed)) {
-      if (Array.isArray(blocks)) doc[kind] = [...((doc[kind] as unknown[]) ?? []), ...blocks];
-      else {
-        const into = (doc[kind] ?? {}) as Json;
-        for (const [key, value] of Object.entries(blocks as Json)) {
-          // variable/output: name → blocks; resource/data: type → name → blocks.
-          into[key] = Array.isArray(value) ? value : { ...((into[key] as Json) ?? {}), ...(value as Json) };
-        }
-        doc[kind] = into;
-      }
-    }
-  }
-  return { doc, text };
-}
-
-function obj(value: unknown): Json {
-  return Array.isArray(value) ? ((value[0] ?? {}) as Json) : ((value ?? {}) as Json);
-}
-
-function resources(doc: Json, type: string): Record<string, Json> {
-  const byName = obj(doc.resource)[type] as Record<string, unknown[]> | undefined;
-  return Object.fromEntries(Object.entries(byName ?? {}).map(([name, blocks]) => [name, obj(blocks)]));
-}
-
-const { doc, text } = await loadModule(join(root, 'terraform'));
+const { doc } = await loadModule(join(root, 'terraform'));
 const services = resources(doc, 'google_cloud_run_v2_service');
 const service = obj(Object.values(services)[0]);
 const template = obj(service.template);
@@ -85,38 +49,72 @@ describe('terraform: the Cloud Run v2 service', () => {
     assert.equal(typeof service.ingress, 'string');
   });
 
-  test('runs as a dedicated service account that holds no IAM roles', () => {
-    const accounts = resources(doc, 'google_service_account');
-    assert.equal(Object.keys(accounts).length, 1);
-    const [name] = Object.keys(accounts);
-    assert.equal(template.service_account, `\${google_service_account.${name}.email}`);
+  test('runs as the runtime account it is given, and grants no role to anyone but the invoker', () => {
+    assert.equal(template.service_account, tf('var.runtime_service_account'));
+    assert.deepEqual(
+      Object.keys(resources(doc, 'google_service_account')),
+      [],
+      'no per-run service account: the deployer may not create accounts',
+    );
     const roleGrants = Object.keys(obj(doc.resource)).filter(
       (type) =>
         /_iam_(member|binding|policy)$/.test(type) && type !== 'google_cloud_run_v2_service_iam_member',
     );
     assert.deepEqual(roleGrants, [], 'no project, account or other IAM grants');
-    assert.doesNotMatch(
-      text,
-      new RegExp(`serviceAccount:\\$\\{google_service_account\\.${name}`),
-      'no role names it',
-    );
+    const email = validationRegex(doc, 'runtime_service_account');
+    assert.ok(email.test('tiny-llm-runtime@example-project.iam.gserviceaccount.com'));
+    assert.ok(!email.test('tiny-llm-runtime@example-project.iam.gserviceaccount.com.evil.example'));
   });
 
-  test('public access is a variable, on by default: allUsers invoker or the invoker check disabled', () => {
+  test('public access is a variable, on by default: the invoker check disabled, or an optional allUsers binding', () => {
     assert.equal(obj(variables.public_access).default, true);
     assert.equal(obj(variables.public_access).type, tf('bool'));
+    // Google's recommended way, and the one domain-restricted sharing allows.
+    assert.equal(obj(variables.public_access_mode).default, 'invoker_check_disabled');
+    assert.match(
+      String(service.invoker_iam_disabled),
+      /var\.public_access && var\.public_access_mode == "invoker_check_disabled"/,
+    );
     const invoker = obj(Object.values(resources(doc, 'google_cloud_run_v2_service_iam_member'))[0]);
     assert.equal(invoker.role, 'roles/run.invoker');
     assert.equal(invoker.member, 'allUsers');
-    assert.match(String(invoker.count), /var\.public_access &&/);
-    assert.match(String(service.invoker_iam_disabled), /var\.public_access &&/);
+    assert.match(String(invoker.count), /var\.public_access && var\.public_access_mode == "iam_binding"/);
+  });
+
+  test('region names are matched by pattern, so newer regions such as europe-west10 and europe-west12 pass', () => {
+    const region = validationRegex(doc, 'region');
+    const real = [
+      'europe-west1',
+      'europe-west10',
+      'europe-west12',
+      'europe-north2',
+      'us-central1',
+      'us-east5',
+      'northamerica-northeast2',
+      'southamerica-west1',
+      'me-central2',
+      'africa-south1',
+      'asia-southeast1',
+      'australia-southeast2',
+    ];
+    for (const name of real) assert.ok(region.test(name), `${name} is accepted`);
+    for (const name of [
+      'europe-west',
+      'Europe-west1',
+      'europe_west1',
+      'us-central1-a',
+      'europe-west0',
+      'eu',
+    ]) {
+      assert.ok(!region.test(name), `${name} is rejected`);
+    }
   });
 
   test('every name carries the environment id, so parallel runs never collide', () => {
     assert.match(String(locals.name), /\$\{var\.environment_id\}/);
     assert.equal(service.name, tf('local.name'));
-    const account = obj(Object.values(resources(doc, 'google_service_account'))[0]);
-    assert.match(String(account.account_id), /\$\{var\.environment_id\}/);
+    // destroy-environment.sh deletes a service that state lost by this same name.
+    assert.equal(locals.name, `tiny-llm-${tf('var.environment_id')}`);
   });
 
   test('labels mark the service ephemeral with an expiry, on the service and its revisions', () => {
@@ -154,21 +152,5 @@ describe('terraform: the Cloud Run v2 service', () => {
     assert.ok(Number(/~> 6\.(\d+)/.exec(String(google.version))?.[1]) >= 8, '6.8+ has invoker_iam_disabled');
     const gcs = obj(obj(tf.backend).gcs);
     assert.deepEqual(gcs, {}, 'bucket and prefix come from -backend-config');
-  });
-});
-
-describe('terraform: bootstrap', () => {
-  test('Workload Identity is restricted to one repository and the state bucket is private', async () => {
-    const { doc: boot } = await loadModule(join(root, 'terraform/bootstrap'));
-    const provider = obj(Object.values(resources(boot, 'google_iam_workload_identity_pool_provider'))[0]);
-    assert.match(
-      String(provider.attribute_condition),
-      /assertion\.repository == "\$\{var\.github_repository\}"/,
-    );
-    const bucket = obj(Object.values(resources(boot, 'google_storage_bucket'))[0]);
-    assert.equal(bucket.public_access_prevention, 'enforced');
-    assert.equal(bucket.uniform_bucket_level_access, true);
-    const binding = obj(Object.values(resources(boot, 'google_service_account_iam_member'))[0]);
-    assert.match(String(binding.member), /attribute\.repository\/\$\{var\.github_repository\}/);
   });
 });

@@ -1,9 +1,13 @@
 // Checks the GitHub Actions workflows with GitHub's own parser: they are valid, the pipeline's job graph builds,
-// scans, pushes only the scanned image, deploys, smoke-tests, waits and always destroys, and every action is pinned.
+// scans, pushes only the scanned image, deploys, smoke-tests, waits and always destroys (recovering stale locks),
+// only main's jobs in the cloud Environment get credentials, and every action is pinned.
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { loadModule, obj, variable } from './hcl-model.js';
 import { asMap, type JobModel, loadWorkflow, type StepModel, type WorkflowModel } from './workflow-model.js';
 
 const root = join(import.meta.dirname, '../..');
@@ -14,6 +18,19 @@ const workflowFiles = readdirSync(workflowDir)
 
 const pipeline = await loadWorkflow(join(workflowDir, 'pipeline.yml'));
 const janitor = await loadWorkflow(join(workflowDir, 'janitor.yml'));
+const { doc: bootstrap } = await loadModule(join(root, 'terraform/bootstrap'));
+
+// The GitHub Environment a job runs in (`environment: NAME` or `environment: {name: NAME, url: ...}`).
+function environmentOf(j: JobModel): string | undefined {
+  const e = j.raw.environment;
+  if (typeof e === 'string') return e;
+  const name = asMap(e).name;
+  return typeof name === 'string' ? name : undefined;
+}
+
+function runs(j: JobModel): string {
+  return j.steps.map((s) => s.run ?? '').join('\n');
+}
 
 function job(w: WorkflowModel, id: string): JobModel {
   const j = w.jobs.get(id);
@@ -98,6 +115,34 @@ describe('workflow files', () => {
         }
       }
     }
+  });
+
+  test('only jobs in the cloud GitHub Environment authenticate; its name is the one Workload Identity requires', () => {
+    const required = String(variable(bootstrap, 'github_environment').default);
+    let cloudJobs = 0;
+    for (const w of [pipeline, janitor]) {
+      for (const j of w.jobs.values()) {
+        const authenticates = stepsUsing(j, 'google-github-actions/auth').length > 0;
+        if (!authenticates) continue;
+        assert.equal(environmentOf(j), required, `${w.file} ${j.id} runs in environment ${required}`);
+        cloudJobs++;
+      }
+    }
+    assert.equal(cloudJobs, 4, 'push, deploy, destroy and the janitor');
+  });
+
+  test('every variable the cloud jobs read is one the bootstrap outputs (or the optional access mode)', () => {
+    const outputs = Object.keys(obj(obj(obj(bootstrap.output).github_variables).value));
+    const used = new Set(
+      [pipeline, janitor].flatMap((w) => [...w.text.matchAll(/\bvars\.(\w+)/g)].map((m) => m[1] ?? '')),
+    );
+    for (const name of used) {
+      assert.ok(
+        outputs.includes(name) || name === 'GCP_PUBLIC_ACCESS_MODE',
+        `vars.${name} is a bootstrap output`,
+      );
+    }
+    assert.ok(used.has('GCP_RUNTIME_SERVICE_ACCOUNT'));
   });
 
   test('Google Cloud auth: Workload Identity Federation when configured, else the GCP_SA_KEY secret', () => {
@@ -212,10 +257,32 @@ describe('pipeline job graph', () => {
     const first = deploy.steps[0]!;
     assert.equal(first.id, 'env', 'the environment id is the first step, so destroy always knows it');
     assert.match(first.run ?? '', /GITHUB_RUN_ID\}-\$\{GITHUB_RUN_ATTEMPT/);
-    const runs = deploy.steps.map((s) => s.run ?? '').join('\n');
-    assert.match(runs, /terraform init[\s\S]*-backend-config="bucket=\$\{STATE_BUCKET\}"/);
-    assert.match(runs, /terraform apply -auto-approve -var-file=inputs\.tfvars\.json/);
-    assert.match(runs, /environment_id: \$env/);
+    const text = runs(deploy);
+    assert.match(text, /terraform init[\s\S]*-backend-config="bucket=\$\{STATE_BUCKET\}"/);
+    assert.match(
+      text,
+      /terraform apply -auto-approve -lock-timeout="\$\{TF_LOCK_TIMEOUT\}" -var-file=inputs\.tfvars\.json/,
+    );
+    assert.match(String(asMap(pipeline.raw.env).TF_LOCK_TIMEOUT), /^\d+[sm]$/);
+    assert.match(text, /environment_id: \$env/);
+  });
+
+  test('the recorded inputs carry everything destroy and the janitor need, public access mode included', () => {
+    const deploy = job(pipeline, 'deploy');
+    const record = deploy.steps.find(
+      (s) => /inputs\.tfvars\.json/.test(s.run ?? '') && /jq -n/.test(s.run ?? ''),
+    );
+    assert.ok(record, 'a step records the inputs');
+    // Every variable of the per-run module without a default, and the access mode, are recorded.
+    for (const key of ['project_id', 'region', 'environment_id', 'image', 'runtime_service_account']) {
+      assert.match(record.run ?? '', new RegExp(`\\b${key}: \\$`), `records ${key}`);
+    }
+    assert.match(record.run ?? '', /public_access: true, public_access_mode: \$access/);
+    assert.match(
+      envOf(record).PUBLIC_ACCESS_MODE ?? '',
+      /vars\.GCP_PUBLIC_ACCESS_MODE \|\| 'invoker_check_disabled'/,
+    );
+    assert.match(record.run ?? '', /created_at: \$created, ttl_hours: \$ttl/);
   });
 
   test('smoke checks the live URL before the wait, and the wait is an input with a default', () => {
@@ -229,20 +296,59 @@ describe('pipeline job graph', () => {
     }
     const input = asMap(asMap(asMap(asMap(pipeline.raw.on).workflow_dispatch).inputs).wait_minutes);
     assert.equal(input.default, 5);
-    assert.match(JSON.stringify(wait.steps.map((s) => s.raw.env)), /inputs\.wait_minutes \|\| 5/);
   });
 
-  test('destroy needs deploy and runs always(), after failures and cancellation too', () => {
+  test('the wait honours 0 minutes; an empty input (a push) waits 5; over 120 is refused', () => {
+    const step = job(pipeline, 'wait').steps.find((s) => s.name === 'Wait');
+    assert.ok(step?.run);
+    // GitHub renders a number input as its digits and a missing one as '': `|| 5` would turn 0 into 5.
+    assert.equal(envOf(step).WAIT_MINUTES, `\${{ inputs.wait_minutes }}`);
+    const dir = mkdtempSync(join(tmpdir(), 'wait-step-'));
+    try {
+      writeFileSync(join(dir, 'sleep'), '#!/bin/sh\necho "slept $1"\n', { mode: 0o755 });
+      const waitFor = (minutes: string) =>
+        spawnSync('bash', ['-e', '-c', step.run ?? ''], {
+          encoding: 'utf8',
+          env: { PATH: `${dir}:${process.env.PATH}`, WAIT_MINUTES: minutes },
+        });
+      const slept = (minutes: string) => /slept (\d+)/.exec(waitFor(minutes).stdout)?.[1];
+      assert.equal(slept('0'), '0');
+      assert.equal(slept(''), '300');
+      assert.equal(slept('7'), '420');
+      assert.notEqual(waitFor('121').status, 0);
+      assert.notEqual(waitFor('5m').status, 0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('destroy runs always() once push started, after failures and cancellation too', () => {
     const destroy = job(pipeline, 'destroy');
-    assert.ok(destroy.needs.includes('deploy'));
+    assert.ok(destroy.needs.includes('deploy') && destroy.needs.includes('push'));
     assert.ok(destroy.needs.includes('wait'), 'destroy waits for the wait');
-    assert.match(destroy.if, /^always\(\) && needs\.deploy\.result != 'skipped'$/);
-    const runs = destroy.steps.map((s) => s.run ?? '').join('\n');
-    assert.match(runs, /terraform destroy -auto-approve/);
+    assert.match(destroy.if, /^always\(\) && needs\.push\.result != 'skipped'$/);
     assert.match(
       String(asMap(destroy.raw.env).ENVIRONMENT_ID),
       /needs\.deploy\.outputs\.environment_id \|\| format\('\{0\}-\{1\}', github\.run_id, github\.run_attempt\)/,
     );
+  });
+
+  test('destroy recovers a stale lock and deletes what state lost, the image included (destroy-environment.sh)', () => {
+    const destroy = job(pipeline, 'destroy');
+    const step = destroy.steps.find((s) => /destroy-environment\.sh/.test(s.run ?? ''));
+    assert.ok(step, 'destroy runs destroy-environment.sh');
+    assert.match(step.run ?? '', /destroy-environment\.sh "\$\{ENVIRONMENT_ID\}" "\$\{IMAGE_REF\}"/);
+    // The image the registry holds, known even when push's digest check or deploy failed afterwards.
+    assert.match(envOf(step).IMAGE_REF ?? '', /needs\.push\.outputs\.pushed_ref/);
+    assert.match(
+      String(asMap(job(pipeline, 'push').raw.outputs).pushed_ref),
+      /steps\.push\.outputs\.pushed_ref/,
+    );
+    const script = readFileSync(join(root, '.github/scripts/destroy-environment.sh'), 'utf8');
+    assert.match(script, /terraform destroy [^\n]*-lock-timeout="\$\{lock_timeout\}"/);
+    assert.match(script, /terraform force-unlock -force "\$\{lock_id\}"/);
+    assert.match(script, /gcloud run services delete/);
+    assert.match(script, /gcloud artifacts docker images delete "\$\{ref\}" --delete-tags/);
   });
 
   test('one run per ref, never cancelled mid-deploy', () => {
@@ -252,12 +358,24 @@ describe('pipeline job graph', () => {
   });
 
   test('the test job audits production dependencies and runs the whole suite', () => {
-    const runs = job(pipeline, 'test')
-      .steps.map((s) => s.run ?? '')
-      .join('\n');
-    assert.match(runs, /npm audit --omit=dev --audit-level=high/);
-    assert.match(runs, /npm test/);
-    assert.match(runs, /npm ci/);
+    const text = runs(job(pipeline, 'test'));
+    assert.match(text, /npm audit --omit=dev --audit-level=high/);
+    assert.match(text, /npm test/);
+    assert.match(text, /npm ci/);
+  });
+
+  test('the test job checks terraform fmt, with terraform installed before npm test', () => {
+    const steps = job(pipeline, 'test').steps;
+    const setup = steps.findIndex((s) => s.uses?.startsWith('hashicorp/setup-terraform@'));
+    const fmt = steps.findIndex((s) => /terraform fmt -check -recursive/.test(s.run ?? ''));
+    const npmTest = steps.findIndex((s) => /npm test/.test(s.run ?? ''));
+    assert.ok(setup >= 0 && setup < fmt, 'terraform is installed, then fmt -check runs');
+    assert.ok(setup < npmTest, 'so terraform-files.test.ts runs its fmt check too');
+    assert.equal(steps[fmt]?.if, undefined, 'fmt runs on every leg');
+    assert.ok(
+      steps.some((s) => /terraform[^\n]*validate/.test(s.run ?? '')),
+      'both modules validate',
+    );
   });
 
   test('SBOMs are produced and kept as artifacts', () => {
@@ -273,17 +391,38 @@ describe('pipeline job graph', () => {
 });
 
 describe('janitor', () => {
-  test('runs on a schedule and destroys environments past their expiry', () => {
+  const sweep = readFileSync(join(root, '.github/scripts/janitor-sweep.sh'), 'utf8');
+
+  test('runs on a schedule and destroys environments past their expiry through destroy-environment.sh', () => {
     const on = asMap(janitor.raw.on);
     assert.ok(Array.isArray(on.schedule) && on.schedule.length > 0, 'scheduled');
-    const runs = job(janitor, 'sweep')
-      .steps.map((s) => s.run ?? '')
-      .join('\n');
-    assert.match(runs, /gcloud storage ls "gs:\/\/\$\{STATE_BUCKET\}\/\$\{TF_STATE_PREFIX_ROOT\}\/"/);
-    assert.match(runs, /\.created_at \+ 3600 \* \.ttl_hours/);
-    assert.match(runs, /terraform destroy -auto-approve/);
-    // Same state layout as the pipeline.
+    const j = job(janitor, 'sweep');
+    assert.match(runs(j), /janitor-sweep\.sh/);
+    assert.match(sweep, /root_url="gs:\/\/\$\{STATE_BUCKET\}\/\$\{TF_STATE_PREFIX_ROOT\}\/"/);
+    assert.match(sweep, /\.created_at \+ 3600 \* \.ttl_hours/);
+    assert.match(sweep, /destroy-environment\.sh" "\$\{env_id\}"/);
+    // Same state layout and lock wait as the pipeline.
     assert.equal(asMap(janitor.raw.env).TF_STATE_PREFIX_ROOT, asMap(pipeline.raw.env).TF_STATE_PREFIX_ROOT);
+    assert.equal(asMap(janitor.raw.env).TF_LOCK_TIMEOUT, asMap(pipeline.raw.env).TF_LOCK_TIMEOUT);
+    // It asks GitHub whether an environment's run has finished before touching its state.
+    assert.equal(asMap(j.raw.permissions).actions, 'read');
+    assert.match(
+      String(asMap(j.steps.find((s) => /janitor-sweep/.test(s.run ?? ''))?.raw.env).GH_TOKEN),
+      /github\.token/,
+    );
+  });
+
+  test('nothing hides a failure: no stderr thrown away, no `|| true` on a cloud call', () => {
+    for (const [name, text] of [
+      ['janitor.yml', janitor.text],
+      ['janitor-sweep.sh', sweep],
+      ['destroy-environment.sh', readFileSync(join(root, '.github/scripts/destroy-environment.sh'), 'utf8')],
+    ]) {
+      for (const line of (text ?? '').split('\n')) {
+        if (!/\b(gcloud|terraform|gh)\b/.test(line)) continue;
+        assert.doesNotMatch(line, /2>\s*\/dev\/null|\|\|\s*true/, `${name}: ${line.trim()}`);
+      }
+    }
   });
 });
 

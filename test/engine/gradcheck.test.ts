@@ -2,7 +2,6 @@
 // on tiny shapes (the kernels' plain loops run on Float64Arrays just as on Float32Arrays).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { attentionBackwardDropout, attentionValuesDropout } from '../../src/engine/dropout.js';
 import {
   matmulBackward,
   matmulForward,
@@ -123,15 +122,30 @@ describe('finite-difference gradient checks (float64)', () => {
     const pre = zeros(B * NH * T * T);
     const att = zeros(B * NH * T * T);
     const fwd = () => {
-      attentionForward(out, pre, att, qkv, B, T, C, NH);
-      attentionValuesDropout(out, att, mask, qkv, B, T, C, NH);
+      attentionForward(out, pre, att, qkv, B, T, C, NH, mask);
       return dot(out, R);
     };
+    // The forward pass with a mask is Σ_t2 (att ⊙ mask)[t,t2] · v[t2], att staying the undropped softmax.
+    fwd();
+    const hs = C / NH;
+    let worst = 0;
+    for (let h = 0; h < NH; h++)
+      for (let t = 0; t < T; t++)
+        for (let i = 0; i < hs; i++) {
+          let want = 0;
+          for (let t2 = 0; t2 <= t; t2++) {
+            const row = (h * T + t) * T + t2;
+            want += att[row] * mask[row] * qkv[t2 * 3 * C + 2 * C + h * hs + i];
+          }
+          worst = Math.max(worst, Math.abs(out[t * C + h * hs + i] - want));
+        }
+    console.log(`masked attention forward vs direct sum: max |diff| ${worst.toExponential(2)}`);
+    assert.ok(worst < 1e-6, `masked attention forward differs by ${worst}`);
     check('attention+dropout', [qkv], fwd, () => {
       fwd();
       const d = zeros(B * T * 3 * C);
       const s = B * NH * T * T;
-      attentionBackwardDropout(d, zeros(s), zeros(s), R, qkv, att, mask, B, T, C, NH);
+      attentionBackward(d, zeros(s), zeros(s), R, qkv, att, B, T, C, NH, mask);
       return [d];
     });
   });

@@ -3,6 +3,11 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Rng } from '../../src/engine/rng.js';
 import { applyRepetitionPenalty, argmax, SamplerScratch, sampleToken } from '../../src/generate/sampler.js';
+import {
+  MIN_REPETITION_PENALTY,
+  MIN_TEMPERATURE,
+  sanitizeSampling,
+} from '../../src/generate/sampling-limits.js';
 
 const logits = Float32Array.from([2.0, 1.0, 0.5, 3.0, -1.0, 0.0, 2.5, -2.0]);
 const base = { temperature: 1, topK: 0, topP: 1, repetitionPenalty: 1 };
@@ -117,5 +122,33 @@ describe('sampler', () => {
     for (let i = 0; i < 3000; i++) seen.add(sampleToken(big, { ...base, topK: 50 }, rng.random(), scratch));
     for (const id of seen) assert.ok(top.includes(id), `sampled ${id} outside the top 50`);
     assert.ok(seen.size > 30, `only ${seen.size} distinct tokens seen`);
+  });
+
+  it('float extremes: a temperature whose reciprocal overflows samples greedily, never through NaN', () => {
+    // 5e-324: 1/T is Infinity, and (x - max)·Infinity is NaN for the best token.
+    for (const temperature of [5e-324, 1e-310, Number.MIN_VALUE * 4]) {
+      const counts = histogram({ ...base, temperature }, 200, 9);
+      assert.equal(counts[3], 200, `temperature ${temperature}: ${counts}`);
+    }
+  });
+
+  it('float extremes: an infinite logit (a penalty near 0 divided by) wins outright, whatever the coin', () => {
+    const scratch = new SamplerScratch(4);
+    const x = Float32Array.from([1, Number.POSITIVE_INFINITY, 2, Number.NEGATIVE_INFINITY]);
+    for (const coin of [0, 0.5, 0.999]) assert.equal(sampleToken(x, base, coin, scratch), 1);
+    // The penalty of 1e-320 itself: the positive seen logit divided by it overflows.
+    const seen = [0];
+    for (const coin of [0, 0.5, 0.999])
+      assert.equal(sampleToken(logits, { ...base, repetitionPenalty: 1e-320 }, coin, scratch, seen), 0);
+  });
+
+  it('at the edge: tiny temperatures become 0 (greedy) and tiny repetition penalties the stated minimum', () => {
+    assert.equal(sanitizeSampling({ ...base, temperature: MIN_TEMPERATURE / 2 }).temperature, 0);
+    assert.equal(sanitizeSampling({ ...base, temperature: MIN_TEMPERATURE }).temperature, MIN_TEMPERATURE);
+    assert.equal(
+      sanitizeSampling({ ...base, repetitionPenalty: 1e-300 }).repetitionPenalty,
+      MIN_REPETITION_PENALTY,
+    );
+    assert.equal(sanitizeSampling({ ...base, repetitionPenalty: 1.3 }).repetitionPenalty, 1.3);
   });
 });

@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { GPTConfig } from '../../src/engine/config.js';
 import { parameterLayout } from '../../src/engine/layout.js';
-import { loadModelDir, pyFloat, pythonJson, saveModelDir } from '../../src/io/checkpoint.js';
+import { loadModelDir, saveModelDir } from '../../src/io/checkpoint.js';
+import { pyFloat, pythonJson } from '../../src/io/python-json.js';
 import { parseSafetensors, serializeSafetensors, type TensorToWrite } from '../../src/io/safetensors.js';
 import { writeTokenizerFiles } from '../../src/io/tokenizer-files.js';
 import { fixture, maxAbsDiff } from '../helpers/fixtures.js';
@@ -242,7 +243,11 @@ describe('loadModelDir rejects broken directories, naming the file and the probl
     editConfig(d, (c) => {
       c.model_type = 'llama';
     });
-    await expectLoadError(d, 'config.json', /model_type is "llama"/);
+    await expectLoadError(
+      d,
+      'config.json',
+      /architecture GPT2LMHeadModel \(model_type "llama"\) is not GPT-2: only GPT2LMHeadModel/,
+    );
   });
   it('eos id outside the vocabulary', async () => {
     const dir = copyModel();

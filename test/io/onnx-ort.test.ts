@@ -12,16 +12,18 @@ import { Rng } from '../../src/engine/rng.js';
 import { loadModelDir } from '../../src/io/checkpoint.js';
 import { onnxBytes } from '../../src/io/onnx/gpt2-onnx.js';
 import { fixture, maxAbsDiff, repoRoot } from '../helpers/fixtures.js';
+import { failIfMissing, skipOutsideCi } from '../helpers/needs.js';
 
 const goldenOnnx = join(repoRoot, '..', 'shared', 'golden', 'seed-tiny', 'seed-tiny-with-past.onnx');
 const TOLERANCE = 1e-4;
 const DECODE_STEPS = 12;
 
-// In CI the runtime must be there (.ci/run installs bench/peers): a missing one fails instead of skipping.
+// Skipped with the reason outside CI when bench/peers is not installed; under CI=true (.ci/run installs it) a
+// missing runtime fails.
 const missing = ortInstalled()
   ? null
   : 'onnxruntime-node is not installed in bench/peers (npm run bench:peers)';
-const skip = missing !== null && !process.env.CI ? missing : false;
+const skip = skipOutsideCi(missing);
 
 /** Logits of every step: the prefill's [rows, s, V], then one [rows, 1, V] per decode step. */
 async function ortDecode(
@@ -91,9 +93,7 @@ async function compareWithEngine(config: GPTConfig, params: Float32Array, batch:
 }
 
 describe('onnxruntime-node runs our ONNX export', { skip }, () => {
-  it('is installed where CI needs it', () => {
-    assert.equal(missing, null, `${missing}; .ci/run must run it before npm test`);
-  });
+  it('is installed where CI needs it', () => failIfMissing(missing));
 
   it(`seed-tiny: prefill of 6 + ${DECODE_STEPS} cached steps match the golden ONNX and our engine`, async () => {
     const { config, params } = await loadModelDir(fixture('seed-tiny'));

@@ -60,7 +60,7 @@ async function scanned(dir: string): Promise<TokenizerTables> {
   try {
     const loaded = await loadTokenizerTablesFrom(dir);
     assert.ok(loaded);
-    assert.equal(loaded.source, `scanned tokenizer.json (no ${TOKENIZER_CACHE_FILE})`);
+    assert.equal(loaded.source, `parsed tokenizer.json (no ${TOKENIZER_CACHE_FILE})`);
     return loaded.tables;
   } finally {
     writeFileSync(cacheFile, saved);
@@ -104,7 +104,7 @@ describe('tokenizer-tables.bin', () => {
     assert.ok(loaded);
     assert.equal(
       loaded.source,
-      `scanned tokenizer.json (${TOKENIZER_CACHE_FILE} not used: made from other tokenizer files)`,
+      `parsed tokenizer.json (${TOKENIZER_CACHE_FILE} not used: made from other tokenizer files)`,
     );
     await writeTokenizerCache(changed);
     const reloaded = await loadTokenizerTablesFrom(changed);
@@ -119,7 +119,7 @@ describe('tokenizer-tables.bin', () => {
     const stale = await loadTokenizerTablesFrom(pair);
     assert.match(
       stale!.source,
-      /^scanned vocab\.json \+ merges\.txt \(.* not used: made from other tokenizer files\)$/,
+      /^parsed vocab\.json \+ merges\.txt \(.* not used: made from other tokenizer files\)$/,
     );
     await writeTokenizerCache(pair);
     const loaded = await loadTokenizerTablesFrom(pair);
@@ -160,7 +160,7 @@ describe('tokenizer-tables.bin', () => {
     const damaged = await loadTokenizerTablesFrom(damagedDir);
     assert.equal(
       damaged?.source,
-      `scanned tokenizer.json (${TOKENIZER_CACHE_FILE} not used: damaged (its checksum does not match))`,
+      `parsed tokenizer.json (${TOKENIZER_CACHE_FILE} not used: damaged (its checksum does not match))`,
     );
     const data = smallTokenizerData();
     [data.merges[0], data.merges[1]] = [data.merges[1], data.merges[0]];
@@ -168,7 +168,7 @@ describe('tokenizer-tables.bin', () => {
     const both = await loadTokenizerTablesFrom(damagedDir);
     assert.equal(
       both?.source,
-      `scanned tokenizer.json (${TOKENIZER_CACHE_FILE} not used: made from other tokenizer files)`,
+      `parsed tokenizer.json (${TOKENIZER_CACHE_FILE} not used: made from other tokenizer files)`,
     );
     assert.deepEqual(plain(both!.tables), plain(await scanned(damagedDir)));
   });

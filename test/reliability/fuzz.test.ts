@@ -59,23 +59,59 @@ const SAMPLING: Record<string, Check> = {
 };
 const tokenCount = nullable((v) => isInt(v) && v >= 1 && v <= 1_000_000);
 const prompt: Check = (v) => typeof v === 'string' && codePoints(v) >= 1;
+const VOCAB = 50257;
+const tokenId = (v: unknown) => isInt(v) && v >= 0 && v < VOCAB;
+/** /v1/completions' prompt: a text, a batch of texts, token ids, or a batch of id lists (the first item decides). */
+const completionPrompt: Check = (v) =>
+  prompt(v) ||
+  (Array.isArray(v) &&
+    v.length >= 1 &&
+    (isInt(v[0])
+      ? v.every(tokenId)
+      : v.length <= 64 &&
+        (Array.isArray(v[0])
+          ? v.every((ids) => Array.isArray(ids) && ids.length >= 1 && ids.every(tokenId))
+          : v.every(prompt))));
 const OPENAI_COMMON: Record<string, Check> = {
   ...SAMPLING,
+  // Any string up to 256 passes the schema; one other than ours is then a 404 (see modelExpect).
   model: nullable((v) => typeof v === 'string' && codePoints(v) <= 256),
   stream: nullable((v) => typeof v === 'boolean'),
   stream_options: nullable(
     (v) =>
       isObject(v) &&
+      Object.keys(v).every((k) => k === 'include_usage') &&
       (v.include_usage === undefined || nullable((u) => typeof u === 'boolean')(v.include_usage)),
   ),
-  stop: nullable((v) => shortString(v) || (Array.isArray(v) && v.length <= 4 && v.every(shortString))),
-  n: nullable((v) => v === 1),
+  stop: nullable((v) => shortString(v) || (Array.isArray(v) && v.length <= 16 && v.every(shortString))),
+  n: nullable((v) => isInt(v) && v >= 1 && v <= 8),
+  presence_penalty: nullable((v) => isNum(v) && v >= -2 && v <= 2),
+  frequency_penalty: nullable((v) => isNum(v) && v >= -2 && v <= 2),
+  user: nullable((v) => typeof v === 'string' && codePoints(v) <= 256),
 };
-const contentPart = (p: unknown) => isObject(p) && p.type === 'text' && typeof p.text === 'string';
+/** Every field an endpoint knows (generated extra fields avoid them). */
+const KNOWN_FIELDS = new Set([
+  ...'model messages prompt stream stream_options max_tokens max_completion_tokens max_new_tokens stop n'.split(
+    ' ',
+  ),
+  ...'temperature top_p top_k repetition_penalty seed presence_penalty frequency_penalty logit_bias'.split(
+    ' ',
+  ),
+  ...'user metadata store service_tier logprobs top_logprobs echo best_of suffix tools tool_choice'.split(
+    ' ',
+  ),
+  ...'functions function_call response_format modalities audio prediction reasoning_effort verbosity'.split(
+    ' ',
+  ),
+  ...'web_search_options parallel_tool_calls prompt_cache_key safety_identifier'.split(' '),
+]);
+const contentPart = (p: unknown) =>
+  isObject(p) && p.type === 'text' && typeof p.text === 'string' && Object.keys(p).length === 2;
 const message: Check = (m) =>
   isObject(m) &&
   ['system', 'developer', 'user', 'assistant'].includes(m.role as string) &&
   (typeof m.content === 'string' ||
+    m.content === null ||
     (Array.isArray(m.content) && m.content.length <= 64 && m.content.every(contentPart))) &&
   (m.name === undefined || (typeof m.name === 'string' && codePoints(m.name) <= 256));
 
@@ -102,7 +138,13 @@ const endpoints: Endpoint[] = [
   },
   {
     url: '/v1/completions',
-    fields: { prompt, max_tokens: tokenCount, ...OPENAI_COMMON },
+    fields: {
+      prompt: completionPrompt,
+      max_tokens: tokenCount,
+      ...OPENAI_COMMON,
+      echo: nullable((v) => typeof v === 'boolean'),
+      logprobs: nullable((v) => isInt(v) && v >= 0 && v <= 20),
+    },
     required: ['prompt'],
     promptParam: 'prompt',
     maxParams: ['max_tokens'],
@@ -188,6 +230,8 @@ const parsed = (v: unknown) => (v === undefined ? undefined : JSON.parse(toJson(
 type Expect =
   | { kind: 'valid' }
   | { kind: 'invalid'; field: string }
+  /** Refused naming one of these unknown fields (whichever the validator met first). */
+  | { kind: 'unknown'; fields: string[] }
   | { kind: 'status'; status: number; code?: string }
   | { kind: 'no-5xx' };
 
@@ -206,11 +250,16 @@ function caseArbitrary(ep: Endpoint): fc.Arbitrary<Case> {
     .tuple(ep.base, fc.constantFrom(...fieldNames), hostileValue)
     .map(([body, field, value]): Case => {
       const valid = ep.fields[field](parsed(value));
+      const otherModel = field === 'model' && valid && parsed(value) !== null && parsed(value) !== 'tiny-llm';
       return {
         kind: 'wrong value',
         payload: toJson({ ...body, [field]: value }),
         headers: json,
-        expect: valid ? { kind: 'valid' } : { kind: 'invalid', field },
+        expect: otherModel
+          ? { kind: 'status', status: 404, code: 'model_not_found' }
+          : valid
+            ? { kind: 'valid' }
+            : { kind: 'invalid', field },
       };
     });
   const missing = fc.tuple(ep.base, fc.subarray(fieldNames, { minLength: 1 })).map(([body, drop]): Case => {
@@ -227,19 +276,21 @@ function caseArbitrary(ep: Endpoint): fc.Arbitrary<Case> {
     .tuple(
       ep.base,
       fc.dictionary(
-        fc.string({ minLength: 1, maxLength: 12 }).filter((k) => !(k in ep.fields) && k !== '__proto__'),
+        fc.string({ minLength: 1, maxLength: 12 }).filter((k) => !KNOWN_FIELDS.has(k) && k !== '__proto__'),
         fc.oneof(hostileValue, fc.constant({ a: 1 })),
         { minKeys: 1, maxKeys: 4 },
       ),
     )
     .map(([body, more]): Case => {
-      // Unknown fields are ignored; `constructor: {prototype: …}` is refused below as poisoning.
+      // Unknown fields are refused by name; `constructor: {prototype: …}` is refused as poisoning first.
       const poisons = isObject(more.constructor) && 'prototype' in more.constructor;
       return {
         kind: 'extra fields',
         payload: toJson({ ...more, ...body }),
         headers: json,
-        expect: poisons ? { kind: 'status', status: 400, code: 'forbidden_key' } : { kind: 'valid' },
+        expect: poisons
+          ? { kind: 'status', status: 400, code: 'forbidden_key' }
+          : { kind: 'unknown', fields: Object.keys(more) },
       };
     });
   const messageField = ep.url.endsWith('chat/completions')
@@ -395,7 +446,7 @@ function caseArbitrary(ep: Endpoint): fc.Arbitrary<Case> {
   );
   // Generated keys can spell __proto__ too; the parser refuses those before any field is looked at.
   return cases.map((c) =>
-    (c.expect.kind === 'valid' || c.expect.kind === 'invalid') &&
+    (c.expect.kind === 'valid' || c.expect.kind === 'invalid' || c.expect.kind === 'unknown') &&
     typeof c.payload === 'string' &&
     poisoned(c.payload)
       ? { ...c, expect: { kind: 'status', status: 400, code: 'forbidden_key' } }
@@ -518,6 +569,18 @@ async function send(ep: Endpoint, c: Case): Promise<void> {
         `param ${JSON.stringify(err.param)} does not name ${e.field} (${context})`,
       );
       assert.ok(err.message.includes(param), `the message does not name ${param} (${context})`);
+      return;
+    }
+    case 'unknown': {
+      assert.equal(res.statusCode, 400, context);
+      const err = errorShape(400, res.body, context);
+      // A key of digits is named as an index ("[12]"), as the validator's paths spell them.
+      const named = e.fields.some((f) => err.param === f || err.param === `[${f}]`);
+      assert.ok(
+        named,
+        `param ${JSON.stringify(err.param)} names none of ${JSON.stringify(e.fields)} (${context})`,
+      );
+      assert.match(err.message, /Unknown field/, context);
       return;
     }
     case 'status': {

@@ -1,24 +1,39 @@
-// Every route and error path of the app through `inject`: shapes, SSE framing, stream = non-stream, stops, usage, limits.
+// The server contract against the built server (`bin/tiny-llm.js serve`, as the image runs it): every route and error
+// path, shapes, SSE framing, stream = non-stream, stops, usage, limits. Two implementation checks build the app in process.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { parameterLayout } from '../../src/engine/layout.js';
 import { CHAT_STOP, formatChat, formatPrompt } from '../../src/generate/chat-template.js';
 import { defaultTokenizerData } from '../../src/io/tokenizer-files.js';
+import { buildApp } from '../../src/server/app.js';
 import { Gpt2Tokenizer } from '../../src/tokenizer/gpt2-bpe.js';
-import { metricValue, parseSse, SYSTEM_PROMPT, scrape, startTestApp, type TestApp } from './harness.js';
+import { type BuiltServer, startBuiltServer } from '../helpers/built-server.js';
+import {
+  metricValue,
+  parseSse,
+  type RequestSpec,
+  request,
+  SYSTEM_PROMPT,
+  scrape,
+  startTestApp,
+} from './harness.js';
 
-let t: TestApp;
+let server: BuiltServer;
 let tokenizer: Gpt2Tokenizer;
 const CONTEXT = 128;
 
 before(async () => {
-  t = await startTestApp();
+  server = await startBuiltServer({ systemPrompt: SYSTEM_PROMPT });
   tokenizer = new Gpt2Tokenizer(await defaultTokenizerData());
 });
-after(() => t.close());
+after(() => server.close());
+
+function send(spec: RequestSpec | string) {
+  return request(server.url, spec);
+}
 
 function post(url: string, payload: unknown, headers: Record<string, string> = {}) {
-  return t.app.inject({ method: 'POST', url, payload: payload as object, headers });
+  return send({ method: 'POST', url, payload, headers });
 }
 
 /** Asserts the OpenAI error shape and returns its `error` object. */
@@ -40,14 +55,14 @@ const chat = (extra: object = {}) => ({
 
 describe('probes, models and security headers', () => {
   it('GET /health is ok and /ready is ready once the workers are up', async () => {
-    assert.deepEqual((await t.app.inject('/health')).json(), { status: 'ok' });
-    const ready = await t.app.inject('/ready');
+    assert.deepEqual((await send('/health')).json(), { status: 'ok' });
+    const ready = await send('/ready');
     assert.equal(ready.statusCode, 200);
     assert.deepEqual(ready.json(), { status: 'ready', workers: { ready: 2, total: 2 } });
   });
 
   it('GET /v1/models lists tiny-llm in the OpenAI shape', async () => {
-    const body = (await t.app.inject('/v1/models')).json();
+    const body = (await send('/v1/models')).json();
     assert.equal(body.object, 'list');
     assert.equal(body.data.length, 1);
     assert.equal(body.data[0].id, 'tiny-llm');
@@ -57,7 +72,7 @@ describe('probes, models and security headers', () => {
   });
 
   it('every response carries the contract CSP and no-sniff/deny-framing headers', async () => {
-    const res = await t.app.inject('/health');
+    const res = await send('/health');
     assert.equal(
       res.headers['content-security-policy'],
       "default-src 'self';script-src 'self';style-src 'self';img-src 'self' data:;connect-src 'self';object-src 'none';base-uri 'none';frame-ancestors 'none'",
@@ -67,8 +82,8 @@ describe('probes, models and security headers', () => {
   });
 
   it('GET /api/model reports the config, parameter count, defaults and system prompt', async () => {
-    const body = (await t.app.inject('/api/model')).json();
-    const c = t.model.config;
+    const body = (await send('/api/model')).json();
+    const c = server.model!.config;
     assert.deepEqual(body.config, {
       vocab_size: c.vocabSize,
       n_positions: c.nPositions,
@@ -80,7 +95,7 @@ describe('probes, models and security headers', () => {
     assert.equal(body.training, null, 'no training.json in a random model');
     assert.deepEqual(body.defaults, { temperature: 1, top_k: 50, top_p: 0.95, max_tokens: 50 });
     assert.equal(body.system_prompt, SYSTEM_PROMPT);
-    const svg = await t.app.inject('/api/model/loss-curve.svg');
+    const svg = await send('/api/model/loss-curve.svg');
     errorOf(svg, 404);
   });
 });
@@ -98,11 +113,11 @@ describe('POST /generate (the original API)', () => {
   });
 
   it('uses 50 new tokens by default and the system prompt in the template (seen through the token counts)', async () => {
-    const before = await scrape(t.app);
+    const before = await scrape(server.url);
     const res = await post('/generate', { prompt: 'Count me', seed: 3, temperature: 0 });
     assert.equal(res.statusCode, 200);
     const generated =
-      metricValue(await scrape(t.app), 'tiny_llm_generated_tokens_total') -
+      metricValue(await scrape(server.url), 'tiny_llm_generated_tokens_total') -
       metricValue(before, 'tiny_llm_generated_tokens_total');
     // 50 unless the model produced "\nUser:" or end-of-text first (both end the reply early).
     assert.ok(generated >= 1 && generated <= 50, `generated ${generated}`);
@@ -182,7 +197,7 @@ describe('POST /v1/chat/completions', () => {
     assert.ok(contentChunks.length > 1, 'text arrives in several chunks');
   });
 
-  it('stream writes: the finish chunk, the usage chunk and [DONE] leave in one write, and a stream takes a few writes, not one a token', async () => {
+  it('stream writes (in process, counting the writes): the finish chunk, the usage chunk and [DONE] leave in one write, and a stream takes a few writes, not one a token', async () => {
     const own = await startTestApp({ workers: 1 });
     try {
       const writes: string[] = [];
@@ -304,8 +319,8 @@ describe('POST /v1/chat/completions', () => {
       [chat({ max_tokens: 0 }), 'max_tokens'],
       [chat({ max_tokens: 1e300 }), 'max_tokens'],
       [chat({ seed: 0.5 }), 'seed'],
-      [chat({ n: 2 }), 'n'],
-      [chat({ stop: ['a', 'b', 'c', 'd', 'e'] }), 'stop'],
+      [chat({ n: 9 }), 'n'],
+      [chat({ stop: Array.from({ length: 17 }, (_, i) => `s${i}`) }), 'stop'],
       [chat({ stop: '' }), 'stop'],
       [chat({ stream: 'yes' }), 'stream'],
     ];
@@ -351,15 +366,16 @@ describe('POST /v1/completions', () => {
 
   it('rejects an empty prompt and a non-string prompt naming the field', async () => {
     assert.equal(errorOf(await post('/v1/completions', { prompt: '' }), 400).param, 'prompt');
-    assert.equal(errorOf(await post('/v1/completions', { prompt: ['a', 1] }), 400).param, 'prompt');
+    assert.equal(errorOf(await post('/v1/completions', { prompt: ['a', 1] }), 400).param, 'prompt[1]');
+    assert.equal(errorOf(await post('/v1/completions', { prompt: true }), 400).param, 'prompt');
   });
 });
 
 describe('transport errors', () => {
   it('unknown routes are 404 in the error shape', async () => {
-    const err = errorOf(await t.app.inject('/v1/nothing'), 404);
+    const err = errorOf(await send('/v1/nothing'), 404);
     assert.match(err.message, /\/v1\/nothing/);
-    errorOf(await t.app.inject({ method: 'DELETE', url: '/generate' }), 404);
+    errorOf(await send({ method: 'DELETE', url: '/generate' }), 404);
   });
 
   it('a body over 256 KiB is 413', async () => {
@@ -389,16 +405,35 @@ describe('transport errors', () => {
       'content-type': 'application/json',
     });
     errorOf(res2, 400);
-    assert.equal(({} as Record<string, unknown>).polluted, undefined);
-    assert.equal((await t.app.inject('/health')).statusCode, 200);
+    assert.equal((await send('/health')).statusCode, 200);
+    // Whether a prototype was polluted can only be seen inside the process: the same bodies, in process.
+    const app = await appWithoutModel(false);
+    try {
+      await app.ready();
+      for (const payload of [
+        '{"prompt":"hi","__proto__":{"polluted":true}}',
+        '{"prompt":"hi","constructor":{"prototype":{"polluted":true}}}',
+      ]) {
+        const inProcess = await app.inject({
+          method: 'POST',
+          url: '/generate',
+          payload,
+          headers: { 'content-type': 'application/json' },
+        });
+        errorOf(inProcess, 400);
+      }
+      assert.equal(({} as Record<string, unknown>).polluted, undefined);
+    } finally {
+      await app.close();
+    }
   });
 });
 
 describe('metrics', () => {
   it('exposes request latency by route and counts generated tokens and time to first token', async () => {
-    const before = await scrape(t.app);
+    const before = await scrape(server.url);
     const res = (await post('/v1/completions', { prompt: 'Metrics', max_tokens: 7, seed: 2 })).json();
-    const text = await scrape(t.app);
+    const text = await scrape(server.url);
     const tokens =
       metricValue(text, 'tiny_llm_generated_tokens_total') -
       metricValue(before, 'tiny_llm_generated_tokens_total');
@@ -421,19 +456,17 @@ describe('metrics', () => {
   });
 });
 
+/** The app built in this process without a model (its load fails at once). */
+async function appWithoutModel(checkSchemas: boolean) {
+  const noModel = Promise.reject(new Error('no model in this test'));
+  noModel.catch(() => {});
+  return buildApp({ model: noModel, systemPrompt: 'x', workers: 1, logger: false, checkSchemas });
+}
+
 describe('route schemas', () => {
-  /** Builds the app without a model (its load fails at once) and makes it ready; resolves with the error, if any. */
+  /** Builds the app without a model and makes it ready; resolves with the error, if any. */
   async function readyError(checkSchemas: boolean, extraRoute: boolean): Promise<Error | null> {
-    const { buildApp } = await import('../../src/server/app.js');
-    const noModel = Promise.reject(new Error('no model in this test'));
-    noModel.catch(() => {});
-    const app = await buildApp({
-      model: noModel,
-      systemPrompt: 'x',
-      workers: 1,
-      logger: false,
-      checkSchemas,
-    });
+    const app = await appWithoutModel(checkSchemas);
     if (extraRoute) app.post('/broken', { schema: { body: { type: 'object', title: 5 } } }, async () => ({}));
     try {
       await app.ready();

@@ -1,4 +1,4 @@
-// Shared set-up for the server tests: a tiny model, an app built on it, SSE parsing and metric reading.
+// Shared set-up for the server tests: a tiny model, an app built on it, requests to a listening server, SSE parsing and metric reading.
 import type { FastifyInstance } from 'fastify';
 import { type AppOptions, buildApp } from '../../src/server/app.js';
 import { createTinyModel, type TinyModel } from '../helpers/tiny-model.js';
@@ -78,7 +78,47 @@ export function metricValue(text: string, name: string, labels = ''): number {
   return 0;
 }
 
-export async function scrape(app: FastifyInstance): Promise<string> {
-  const res = await app.inject({ method: 'GET', url: '/metrics' });
+/** The /metrics text of an app (through inject) or of a listening server at a base URL. */
+export async function scrape(target: FastifyInstance | string): Promise<string> {
+  if (typeof target === 'string') return (await fetch(`${target}/metrics`)).text();
+  const res = await target.inject({ method: 'GET', url: '/metrics' });
   return res.body;
+}
+
+/** A request as app.inject takes it: an object payload is sent as JSON, a string as it is. */
+export interface RequestSpec {
+  method?: string;
+  url: string;
+  payload?: unknown;
+  headers?: Record<string, string>;
+}
+
+/** A reply as app.inject gives it. */
+export interface Reply {
+  statusCode: number;
+  headers: Record<string, string>;
+  body: string;
+  json(): Json;
+}
+
+/** Sends one request to the server listening at `base` (e.g. http://127.0.0.1:PORT) and reads the whole reply. */
+export async function request(base: string, spec: RequestSpec | string): Promise<Reply> {
+  const { method = 'GET', url, payload, headers = {} } = typeof spec === 'string' ? { url: spec } : spec;
+  const json = payload !== undefined && typeof payload !== 'string';
+  const res = await fetch(`${base}${url}`, {
+    method,
+    headers: json ? { 'content-type': 'application/json', ...headers } : headers,
+    body: payload === undefined ? undefined : json ? JSON.stringify(payload) : (payload as string),
+  });
+  const body = await res.text();
+  const replyHeaders: Record<string, string> = {};
+  res.headers.forEach((value, name) => {
+    replyHeaders[name] = value;
+  });
+  return {
+    statusCode: res.status,
+    headers: replyHeaders,
+    body,
+    json: () => JSON.parse(body),
+  };
 }

@@ -1,5 +1,6 @@
-// Start-up and shutdown: /ready before the model is loaded and while draining, SIGTERM drain of a real
-// `tiny-llm serve` process (streams finish, new requests 503, exit 0), and a broken model directory exits 1.
+// Start-up and shutdown: /ready before the model is loaded and while draining (in process), and of the built
+// `tiny-llm serve` process as the image runs it: SIGTERM drain (streams finish, new requests 503, exit 0), `tiny-llm
+// start` on an existing model, and a broken model directory exits 1.
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { truncateSync, writeFileSync } from 'node:fs';
@@ -8,6 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { buildApp } from '../../src/server/app.js';
 import { loadServedModel, type ServedModel } from '../../src/server/model.js';
+import { assertBuildCurrent } from '../helpers/built-server.js';
 import { repoRoot } from '../helpers/fixtures.js';
 import { createTinyModel, type TinyModel } from '../helpers/tiny-model.js';
 
@@ -101,17 +103,17 @@ interface Served {
   exit: Promise<{ code: number | null; ms: number }>;
 }
 
-/** Spawns `tiny-llm serve` (or another sub-command) from source and resolves once it listens. */
+/** The built CLI, as the image runs it. */
+const bin = join(repoRoot, 'bin', 'tiny-llm.js');
+
+/** Spawns the built `tiny-llm serve` (or another sub-command) and resolves once it listens. */
 function serve(args: string[], command = 'serve'): Promise<Served> {
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', join(repoRoot, 'src/cli/main.ts'), command, ...args],
-    {
-      cwd: repoRoot,
-      env: { ...process.env, LOG_LEVEL: 'info', PORT: '' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
+  assertBuildCurrent();
+  const child = spawn(process.execPath, [bin, command, ...args], {
+    cwd: repoRoot,
+    env: { ...process.env, LOG_LEVEL: 'info', PORT: '' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   let signalledAt = 0;
   const exit = new Promise<{ code: number | null; ms: number }>((resolve) => {
@@ -202,7 +204,13 @@ describe('tiny-llm serve process', () => {
       );
       await bothStarted;
       s.child.kill('SIGTERM');
-      await new Promise((r) => setTimeout(r, 50));
+      // Once the server has taken the signal (on a busy machine that can take a while).
+      for (let i = 0; i < 250; i++) {
+        const probe = await fetch(`http://127.0.0.1:${s.port}/ready`);
+        await probe.body?.cancel();
+        if (probe.status === 503) break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
       const [ready, refused] = await Promise.all([
         fetch(`http://127.0.0.1:${s.port}/ready`),
         fetch(`http://127.0.0.1:${s.port}/generate`, {
@@ -257,18 +265,7 @@ describe('tiny-llm serve process', () => {
       new Promise<{ code: number | null; stderr: string; stdout: string }>((resolve) => {
         const child = spawn(
           process.execPath,
-          [
-            '--import',
-            'tsx',
-            join(repoRoot, 'src/cli/main.ts'),
-            'serve',
-            '--model-dir',
-            dir,
-            '--port',
-            '0',
-            '--host',
-            '127.0.0.1',
-          ],
+          [bin, 'serve', '--model-dir', dir, '--port', '0', '--host', '127.0.0.1'],
           {
             cwd: repoRoot,
             stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,20 +1,17 @@
-// The official `openai` npm client, changed only in baseURL, against a listening server on 127.0.0.1.
+// The official `openai` npm client, changed only in baseURL, against the built server (`bin/tiny-llm.js serve`) on 127.0.0.1.
 import assert from 'node:assert/strict';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import OpenAI from 'openai';
-import { startTestApp, type TestApp } from './harness.js';
+import { type BuiltServer, startBuiltServer } from '../helpers/built-server.js';
 
-let t: TestApp;
+let server: BuiltServer;
 let client: OpenAI;
 
 before(async () => {
-  t = await startTestApp();
-  await t.app.listen({ host: '127.0.0.1', port: 0 });
-  const { port } = t.app.server.address() as AddressInfo;
-  client = new OpenAI({ baseURL: `http://127.0.0.1:${port}/v1`, apiKey: 'unused', maxRetries: 0 });
+  server = await startBuiltServer();
+  client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
 });
-after(() => t.close());
+after(() => server.close());
 
 describe('openai client', () => {
   it('models.list returns tiny-llm', async () => {

@@ -7,7 +7,8 @@ import { InferenceSession, InferenceWeights } from '../../src/engine/inference.j
 import { wasmArena } from '../../src/engine/wasm/runtime.js';
 import { buildApp } from '../../src/server/app.js';
 import { loadServedModel, type ServedModel } from '../../src/server/model.js';
-import { loadServedModelInThread, type PoolOptions, WorkerPool } from '../../src/server/workers/pool.js';
+import { loadModelInWorker, type ModelLoad } from '../../src/server/workers/model-load.js';
+import { type PoolOptions, WorkerPool } from '../../src/server/workers/pool.js';
 import { createTinyModel, type TinyModel } from '../helpers/tiny-model.js';
 
 let tiny: TinyModel;
@@ -25,10 +26,13 @@ function plainTables(m: ServedModel): Record<string, unknown> {
   );
 }
 
-/** A pool of two workers serving `served`, its log lines going to `log`. */
-function twoWorkerPool(served: ServedModel, log: PoolOptions['log']): WorkerPool {
+/** A pool of two workers serving `served` (its first worker the one that loaded it, if given), its log lines going to `log`. */
+function twoWorkerPool(served: ServedModel, log: PoolOptions['log'], load?: ModelLoad): WorkerPool {
   const { config, params, tokenizer, head, id } = served;
-  return new WorkerPool({ config, params, tokenizer, head, modelId: id }, { size: 2, queueLimit: 4, log });
+  return new WorkerPool(
+    { config, params, tokenizer, head, modelId: id },
+    { size: 2, queueLimit: 4, log, firstWorker: load?.takeWorker() },
+  );
 }
 
 describe('the served model in shared memory', () => {
@@ -67,8 +71,13 @@ describe('the served model in shared memory', () => {
     if (!wasmArena()) return;
     const warnings: string[] = [];
     for (const inThread of [false, true]) {
-      const served = inThread ? await loadServedModelInThread(tiny.dir) : model;
-      const pool = twoWorkerPool(served, (level, message) => level === 'warn' && warnings.push(message));
+      const load = inThread ? loadModelInWorker(tiny.dir) : undefined;
+      const served = load ? await load.model : model;
+      const pool = twoWorkerPool(
+        served,
+        (level, message) => level === 'warn' && warnings.push(message),
+        load,
+      );
       try {
         await pool.start();
         await pool.allReady();
@@ -83,20 +92,15 @@ describe('the served model in shared memory', () => {
 
   it('the pool is ready once the worker that loaded the model is; the others join (allReady), a crashed one replaced', async () => {
     for (const crash of [false, true]) {
-      const served = await loadServedModelInThread(tiny.dir);
+      const load = loadModelInWorker(tiny.dir);
+      const served = await load.model;
       const logs: string[] = [];
-      const pool = twoWorkerPool(served, (_level, message) => logs.push(message));
+      const pool = twoWorkerPool(served, (_level, message) => logs.push(message), load);
       try {
-        const starting = pool.start();
-        assert.equal(
-          pool.size,
-          1,
-          'the second worker started before the one that loaded the model was ready',
-        );
-        await starting;
+        await pool.start();
         const atStart = pool.readyWorkers;
-        // The second worker starts once the first is ready and dies while it boots: the first still serves,
-        // and a replacement takes its place.
+        // The second worker is still booting (the first, which has the model, only builds its views): it dies
+        // meanwhile, the first still serves, and a replacement takes its place.
         if (crash) void pool.terminateWorker(1);
         const job = pool.submit({
           prompt: 'Hello',
@@ -128,7 +132,9 @@ describe('the served model in shared memory', () => {
   });
 
   it('loading in a thread of its own gives the same model, and a broken directory the same message', async () => {
-    const threaded = await loadServedModelInThread(tiny.dir);
+    const load = loadModelInWorker(tiny.dir);
+    const threaded = await load.model;
+    await load.discard();
     assert.equal(threaded.fingerprint, model.fingerprint);
     assert.deepEqual(threaded.config, { ...model.config });
     assert.deepEqual(Array.from(threaded.params), Array.from(model.params));
@@ -137,7 +143,7 @@ describe('the served model in shared memory', () => {
     try {
       writeFileSync(join(broken.dir, 'config.json'), '{"model_type": "gpt2"');
       const inMain = await loadServedModel(broken.dir).catch((e: Error) => e);
-      const inThread = await loadServedModelInThread(broken.dir).catch((e: Error) => e);
+      const inThread = await loadModelInWorker(broken.dir).model.catch((e: Error) => e);
       assert.ok(inMain instanceof Error && inThread instanceof Error);
       assert.equal(inThread.message, inMain.message);
     } finally {
@@ -150,7 +156,7 @@ describe('the served model in shared memory', () => {
     const answers: string[] = [];
     for (const inThread of [false, true]) {
       const app = await buildApp({
-        model: inThread ? loadServedModelInThread(tiny.dir) : model,
+        model: inThread ? loadModelInWorker(tiny.dir) : model,
         systemPrompt: 'You are a test.',
         workers: 2,
         logger: false,

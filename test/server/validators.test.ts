@@ -2,13 +2,16 @@
 // every request exactly as ajv's own do, are keyed by schema and options, and a missing one falls back to ajv.
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { pathToFileURL } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import { type AppOptions, buildApp } from '../../src/server/app.js';
-import { runCachedCommonJs } from '../../src/server/code-cache.js';
-import { type PrecompiledValidators, validatorKey, validatorsModule } from '../../src/server/validators.js';
+import {
+  type PrecompiledValidators,
+  validatorKey,
+  validatorsModule,
+} from '../../src/server/startup/validators.js';
 import { repoRoot } from '../helpers/fixtures.js';
 
 // Inside the repository: the generated code requires ajv's runtime helpers from node_modules.
@@ -61,7 +64,7 @@ describe('build-time request validators', () => {
 
     const file = join(dir, 'validators.cjs');
     writeFileSync(file, validatorsModule(recorded));
-    const loaded = runCachedCommonJs(pathToFileURL(file)).exports;
+    const loaded = createRequire(file)(file) as Record<string, unknown>;
     // Count the look-ups that found a validator: every schema'd route part must find one.
     let found = 0;
     const counting = new Proxy(loaded, {

@@ -1,13 +1,12 @@
-// Proves the shared tokenizer tables (fast file scan or general path) tokenize exactly like the tokenizer built from data.
+// Proves the shared tokenizer tables loaded from a model directory's files tokenize exactly like the tokenizer built from data.
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import {
   defaultTokenizerData,
-  loadTokenizerData,
   loadTokenizerTables,
   parseTokenizerJson,
   tokenizerFileContents,
@@ -20,7 +19,6 @@ import {
   type TokenizerData,
   type TokenizerTables,
 } from '../../src/tokenizer/gpt2-bpe.js';
-import { tablesFromTokenizerJson, tablesFromVocabAndMerges } from '../../src/tokenizer/tokenizer-json.js';
 
 interface GoldenCase {
   text: string;
@@ -30,7 +28,6 @@ interface GoldenCase {
 const cases: GoldenCase[] = JSON.parse(
   await readFile(new URL('../fixtures/tokenizer-cases.json', import.meta.url), 'utf8'),
 );
-const utf8 = new TextEncoder();
 
 /** Tables as plain JSON-able values (typed arrays as arrays), to compare two builds field by field. */
 function plain(t: TokenizerTables): Record<string, unknown> {
@@ -40,7 +37,7 @@ function plain(t: TokenizerTables): Record<string, unknown> {
 }
 
 function assertSameTables(actual: TokenizerTables | null, expected: TokenizerTables, what: string): void {
-  assert.ok(actual, `${what}: the fast scan handed a well-formed file to the general path`);
+  assert.ok(actual, `${what}: no tables loaded`);
   const a = plain(actual);
   const e = plain(expected);
   for (const key of Object.keys(e)) assert.deepEqual(a[key], e[key], `${what}: ${key} differs`);
@@ -73,6 +70,15 @@ function randomData(merges: Array<[number, number]>, specials: string[]): Tokeni
   return { vocab, merges: list, specialTokens: [EOS_TOKEN, ...specials] };
 }
 
+/** Writes `files` (and nothing else) into a fresh directory under `root` and loads its tables. */
+let loads = 0;
+async function tablesFromFiles(root: string, files: Record<string, string>): Promise<TokenizerTables | null> {
+  const dir = path.join(root, `load-${loads++}`);
+  await mkdir(dir);
+  for (const [name, text] of Object.entries(files)) await writeFile(path.join(dir, name), text);
+  return loadTokenizerTables(dir);
+}
+
 describe('tokenizer tables', () => {
   let data: TokenizerData;
   let expected: TokenizerTables;
@@ -88,31 +94,33 @@ describe('tokenizer tables', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('the fast scan of GPT-2’s tokenizer.json and of vocab.json + merges.txt gives the general path’s tables', () => {
+  it('GPT-2’s tokenizer.json, and vocab.json + merges.txt, load to the tables built from the data', async () => {
     assertSameTables(
-      tablesFromTokenizerJson(utf8.encode(files['tokenizer.json'])),
+      await tablesFromFiles(dir, { 'tokenizer.json': files['tokenizer.json'] }),
       expected,
       'tokenizer.json',
     );
     // vocab.json is written ASCII-only, so nearly every token there is \u-escaped.
     assertSameTables(
-      tablesFromVocabAndMerges(utf8.encode(files['vocab.json']), utf8.encode(files['merges.txt'])),
+      await tablesFromFiles(dir, { 'vocab.json': files['vocab.json'], 'merges.txt': files['merges.txt'] }),
       expected,
       'vocab.json + merges.txt',
     );
-    const general = buildTokenizerTables(parseTokenizerJson(files['tokenizer.json'], 'tokenizer.json'));
-    assertSameTables(general, expected, 'parseTokenizerJson');
   });
 
-  it('a pipeline-written tokenizer.json (the seed-recipe fixture) scans to the general path’s tables', async () => {
+  it('a pipeline-written tokenizer.json (the seed-recipe fixture) loads to the tables of its parsed data', async () => {
     const file = new URL('../fixtures/seed-recipe-trained/tokenizer.json', import.meta.url);
-    const bytes = await readFile(file);
-    const general = buildTokenizerTables(parseTokenizerJson(bytes.toString('utf8'), 'tokenizer.json'));
-    assertSameTables(tablesFromTokenizerJson(bytes), general, 'seed-recipe tokenizer.json');
+    const text = await readFile(file, 'utf8');
+    const general = buildTokenizerTables(parseTokenizerJson(text, 'tokenizer.json'));
+    assertSameTables(
+      await tablesFromFiles(dir, { 'tokenizer.json': text }),
+      general,
+      'seed-recipe tokenizer.json',
+    );
   });
 
-  it('every typed array lives in a SharedArrayBuffer (posting the tables to a worker shares them)', () => {
-    const tables = tablesFromTokenizerJson(utf8.encode(files['tokenizer.json']))!;
+  it('every typed array lives in a SharedArrayBuffer (posting the tables to a worker shares them)', async () => {
+    const tables = (await tablesFromFiles(dir, { 'tokenizer.json': files['tokenizer.json'] }))!;
     for (const [key, value] of Object.entries(tables)) {
       if (ArrayBuffer.isView(value))
         assert.ok(value.buffer instanceof SharedArrayBuffer, `${key} is not shared`);
@@ -125,10 +133,10 @@ describe('tokenizer tables', () => {
     tables.byteIds[0] = before;
   });
 
-  it('a tokenizer adopted from (cloned) tables encodes and decodes the golden cases and fuzzed text like one built from data', () => {
+  it('a tokenizer adopted from (cloned) tables encodes and decodes the golden cases and fuzzed text like one built from data', async () => {
     const fromData = new Gpt2Tokenizer(data);
     const fromTables = new Gpt2Tokenizer(
-      structuredClone(tablesFromTokenizerJson(utf8.encode(files['tokenizer.json']))!),
+      structuredClone((await tablesFromFiles(dir, { 'tokenizer.json': files['tokenizer.json'] }))!),
     );
     for (const c of cases) {
       assert.deepEqual(fromTables.encode(c.text), c.ids, JSON.stringify(c.text));
@@ -148,14 +156,14 @@ describe('tokenizer tables', () => {
     assert.equal(fromTables.tokenToId('no such token'), undefined);
   });
 
-  it('random vocabularies (escapes, added tokens, "a b" merges) scan to the same tables as the general path', () => {
+  it('random vocabularies (escapes, added tokens, "a b" merges) load from either file form to the tables of their data', async () => {
     let checked = 0;
-    fc.assert(
-      fc.property(
+    await fc.assert(
+      fc.asyncProperty(
         fc.array(fc.tuple(fc.nat(40), fc.nat(40)), { maxLength: 60 }),
         fc.subarray(['<|pad|>', ' spaced token', 'ünï', '\u2028', 'x"y'], { maxLength: 3 }),
         fc.boolean(),
-        (merges, specials, stringMerges) => {
+        async (merges, specials, stringMerges) => {
           const d = randomData(merges, specials);
           const contents = tokenizerFileContents(d);
           let json = contents['tokenizer.json'];
@@ -164,26 +172,29 @@ describe('tokenizer tables', () => {
             root.model.merges = d.merges.map(([a, b]) => `${a} ${b}`);
             json = JSON.stringify(root);
           }
-          const general = buildTokenizerTables(parseTokenizerJson(json, 'tokenizer.json'));
-          assertSameTables(tablesFromTokenizerJson(utf8.encode(json)), general, 'tokenizer.json');
+          assertSameTables(
+            await tablesFromFiles(dir, { 'tokenizer.json': json }),
+            buildTokenizerTables(d),
+            'tokenizer.json',
+          );
           const fromVocab = buildTokenizerTables({ vocab: d.vocab, merges: d.merges });
           assertSameTables(
-            tablesFromVocabAndMerges(
-              utf8.encode(contents['vocab.json']),
-              utf8.encode(contents['merges.txt']),
-            ),
+            await tablesFromFiles(dir, {
+              'vocab.json': contents['vocab.json'],
+              'merges.txt': contents['merges.txt'],
+            }),
             fromVocab,
             'vocab.json + merges.txt',
           );
           checked++;
         },
       ),
-      { numRuns: 120 },
+      { numRuns: 60 },
     );
-    console.log(`random vocabularies scanned identically: ${checked}`);
+    console.log(`random vocabularies loaded identically from both file forms: ${checked}`);
   });
 
-  it('non-byte-level tokens at the lowest ids (more bytes than characters) scan to the same tables', () => {
+  it('non-byte-level tokens at the lowest ids (more bytes than characters) load to the tables of their data', async () => {
     const chars = bytesToUnicode();
     const vocab: Record<string, number> = {};
     // Short ones each add a little (one character, three bytes), long ones a lot: both must fit.
@@ -202,38 +213,47 @@ describe('tokenizer tables', () => {
     vocab[merged] = Object.keys(vocab).length;
     const d: TokenizerData = { vocab, merges: [[chars[32], 't']], specialTokens: [EOS_TOKEN, ...added] };
     const json = tokenizerFileContents(d)['tokenizer.json'];
-    const general = buildTokenizerTables(parseTokenizerJson(json, 'tokenizer.json'));
+    const general = buildTokenizerTables(d);
     assert.equal(general.textTokens.length, added.length);
-    assertSameTables(tablesFromTokenizerJson(utf8.encode(json)), general, 'tokenizer.json');
+    assertSameTables(await tablesFromFiles(dir, { 'tokenizer.json': json }), general, 'tokenizer.json');
   });
 
-  it('hands unusual files to the general path, which loads them or fails with its usual message', async () => {
+  it('unusual but valid files load; broken ones fail with a message naming the file and the problem', async () => {
     const base = JSON.parse(files['tokenizer.json']);
-    const variants: Array<[string, string]> = [
-      ['byte order mark', `\uFEFF${files['tokenizer.json']}`],
-      ['an id written as 5.0', files['tokenizer.json'].replace('"!": 0,', '"!": 0.0,')],
-      ['a duplicate vocab key', files['tokenizer.json'].replace('"!": 0,', '"!": 0, "!": 0,')],
+    const variants: Array<[string, string, RegExp | null]> = [
+      ['byte order mark', `\uFEFF${files['tokenizer.json']}`, null],
+      ['an id written as 5.0', files['tokenizer.json'].replace('"!": 0,', '"!": 0.0,'), null],
+      ['a duplicate vocab key', files['tokenizer.json'].replace('"!": 0,', '"!": 0, "!": 0,'), null],
       [
         'a merge naming a missing token',
         JSON.stringify({ ...base, model: { ...base.model, merges: [['zz', 'q']] } }),
+        /merge 0 \(zz q\)/,
       ],
-      ['a normalizer', JSON.stringify({ ...base, normalizer: { type: 'NFC' } })],
-      ['trailing garbage', `${files['tokenizer.json']}x`],
+      [
+        'a normalizer',
+        JSON.stringify({ ...base, normalizer: { type: 'NFC' } }),
+        /a normalizer is not supported/,
+      ],
+      ['trailing garbage', `${files['tokenizer.json']}x`, /bad JSON/],
     ];
-    for (const [what, text] of variants) {
-      assert.equal(tablesFromTokenizerJson(utf8.encode(text)), null, `${what}: the fast scan accepted it`);
-      await writeFile(path.join(dir, 'tokenizer.json'), text);
-      const viaData = await loadTokenizerData(dir)
-        .then((d) => buildTokenizerTables(d!))
-        .catch((e: Error) => e);
-      const viaTables = await loadTokenizerTables(dir).catch((e: Error) => e);
-      if (viaData instanceof Error) {
-        assert.ok(viaTables instanceof Error, `${what}: loaded though the general path fails`);
-        assert.ok(viaTables.message.includes(viaData.message), `${what}: ${viaTables.message}`);
-        assert.match(viaTables.message, /tokenizer\.json/, `${what}: the message names the file`);
-      } else {
-        assertSameTables(viaTables as TokenizerTables, viaData, what);
+    for (const [what, text, failure] of variants) {
+      const loaded = await tablesFromFiles(dir, { 'tokenizer.json': text }).catch((e: Error) => e);
+      if (failure === null) {
+        assertSameTables(loaded as TokenizerTables, expected, what);
+        continue;
       }
+      assert.ok(loaded instanceof Error, `${what}: loaded`);
+      assert.match(loaded.message, /tokenizer\.json/, `${what}: the message names the file`);
+      assert.match(loaded.message, failure, `${what}: ${loaded.message}`);
     }
+    // An added token named like an Object.prototype member is a new token, not that member.
+    const proto = await tablesFromFiles(dir, {
+      'tokenizer.json': JSON.stringify({
+        ...base,
+        added_tokens: [...base.added_tokens, { id: 50257, content: 'toString', special: true }],
+      }),
+    });
+    assert.equal(proto?.vocabSize, 50258);
+    assert.deepEqual(proto?.specialTokens.at(-1), ['toString', 50257]);
   });
 });

@@ -148,6 +148,31 @@ test('HTTP errors become plain sentences: 503 and 429 with the wait, 400 with th
   assert.match(describeHttpError(413, null, ''), /too long/);
 });
 
+test('an API key entered on the page goes out as a bearer token; a 401 says whether one is missing or refused', async () => {
+  const headersSeen: Record<string, string>[] = [];
+  const refusing: FetchLike = async (_url, init) => {
+    headersSeen.push({ ...(init.headers as Record<string, string>) });
+    return new Response(
+      JSON.stringify({ error: { message: 'Incorrect API key provided.', code: 'invalid_api_key' } }),
+      {
+        status: 401,
+      },
+    );
+  };
+  const withoutKey = await streamChat(request, new AbortController().signal, () => {}, refusing);
+  assert.deepEqual(withoutKey, {
+    kind: 'error',
+    message: 'This server needs an API key. Enter it under Settings → API key.',
+  });
+  assert.equal(headersSeen[0].authorization, undefined);
+  const withKey = await streamChat(request, new AbortController().signal, () => {}, refusing, '  sk-test  ');
+  assert.deepEqual(withKey, {
+    kind: 'error',
+    message: 'The server did not accept that API key. Check it under Settings → API key.',
+  });
+  assert.equal(headersSeen[1].authorization, 'Bearer sk-test');
+});
+
 test('a failed fetch is a network error, unless the user stopped it', async () => {
   const failing: FetchLike = async () => {
     throw new TypeError('Failed to fetch');

@@ -64,13 +64,23 @@ function waitPhrase(seconds: number | null): string {
   return `in ${seconds} seconds`;
 }
 
-/** The sentence shown to the user for a non-2xx answer. */
-export function describeHttpError(status: number, retryAfter: string | null, body: string): string {
+/** The sentence shown to the user for a non-2xx answer; `sentKey`: the request carried an API key. */
+export function describeHttpError(
+  status: number,
+  retryAfter: string | null,
+  body: string,
+  sentKey = false,
+): string {
   const serverMessage = errorMessageOf(body);
   const wait = waitPhrase(retryAfterSeconds(retryAfter));
   if (status === 503) return `The server is busy right now. Please try again ${wait}.`;
   if (status === 429) return `You are sending messages too quickly. Please wait and try again ${wait}.`;
   if (status === 413) return 'That message is too long for the server. Please shorten it.';
+  if (status === 401) {
+    return sentKey
+      ? 'The server did not accept that API key. Check it under Settings → API key.'
+      : 'This server needs an API key. Enter it under Settings → API key.';
+  }
   if (status === 400 || status === 422) {
     return serverMessage
       ? `The server could not use that request: ${serverMessage}`
@@ -89,21 +99,29 @@ interface ChunkShape {
   usage?: Usage | null;
 }
 
+/** The Authorization header for a key the user entered (none when the field is empty). */
+export function authHeaders(apiKey: string): Record<string, string> {
+  const key = apiKey.trim();
+  return key === '' ? {} : { authorization: `Bearer ${key}` };
+}
+
 /**
  * Sends one streamed chat request. `onDelta` receives each piece of reply text as it arrives. Resolves (never
- * rejects) with how the stream ended: finished, stopped through `signal`, or an error sentence.
+ * rejects) with how the stream ended: finished, stopped through `signal`, or an error sentence. `apiKey` is
+ * sent as a bearer token when the server requires one.
  */
 export async function streamChat(
   request: ChatRequest,
   signal: AbortSignal,
   onDelta: (text: string) => void,
   fetchImpl: FetchLike = (url, init) => fetch(url, init),
+  apiKey = '',
 ): Promise<StreamOutcome> {
   let response: Response;
   try {
     response = await fetchImpl(CHAT_URL, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
+      headers: { 'content-type': 'application/json', accept: 'text/event-stream', ...authHeaders(apiKey) },
       body: JSON.stringify({ ...request, stream: true, stream_options: { include_usage: true } }),
       signal,
     });
@@ -119,7 +137,12 @@ export async function streamChat(
     }
     return {
       kind: 'error',
-      message: describeHttpError(response.status, response.headers.get('retry-after'), body),
+      message: describeHttpError(
+        response.status,
+        response.headers.get('retry-after'),
+        body,
+        apiKey.trim() !== '',
+      ),
     };
   }
   if (response.body === null) return { kind: 'error', message: CONNECTION_LOST };

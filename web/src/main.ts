@@ -1,5 +1,5 @@
 // The chat page: wires the composer, the streamed conversation, the settings form and the model card.
-import { type ChatRequest, type ChatTurn, type StreamOutcome, streamChat } from './chat-api.js';
+import { authHeaders, type ChatRequest, type ChatTurn, type StreamOutcome, streamChat } from './chat-api.js';
 import { byId, h } from './dom.js';
 import { renderModelCard, renderModelCardError } from './model-card.js';
 import { readModelInfo } from './model-info.js';
@@ -24,6 +24,9 @@ const settingsForm = byId('settings', HTMLFormElement);
 const settingsError = byId('settings-error', HTMLElement);
 const resetButton = byId('reset-settings', HTMLButtonElement);
 const modelCard = byId('model-card', HTMLElement);
+const apiKeyField = byId('api-key', HTMLInputElement);
+/** Where the API key is kept: this tab's session storage, never sent anywhere but this server. */
+const API_KEY_STORAGE = 'tiny-llm-api-key';
 const fields: Record<SettingName, HTMLInputElement> = {
   temperature: byId('temperature', HTMLInputElement),
   topK: byId('top-k', HTMLInputElement),
@@ -143,14 +146,20 @@ async function send(): Promise<void> {
   let raw = '';
   let deltas = 0;
   const started = performance.now();
-  const outcome = await streamChat(request, controller.signal, (piece) => {
-    const follow = nearBottom();
-    raw += piece;
-    deltas++;
-    // The model's reply usually starts with the space after "Bot:"; hide leading blanks.
-    bot.text.data = raw.trimStart();
-    if (follow) scrollToEnd();
-  });
+  const outcome = await streamChat(
+    request,
+    controller.signal,
+    (piece) => {
+      const follow = nearBottom();
+      raw += piece;
+      deltas++;
+      // The model's reply usually starts with the space after "Bot:"; hide leading blanks.
+      bot.text.data = raw.trimStart();
+      if (follow) scrollToEnd();
+    },
+    undefined,
+    apiKeyField.value,
+  );
   const seconds = (performance.now() - started) / 1000;
   active = null;
   setBusy(false);
@@ -192,7 +201,13 @@ function newChat(): void {
 
 async function loadModel(): Promise<void> {
   try {
-    const response = await fetch('/api/model', { headers: { accept: 'application/json' } });
+    const response = await fetch('/api/model', {
+      headers: { accept: 'application/json', ...authHeaders(apiKeyField.value) },
+    });
+    if (response.status === 401) {
+      renderModelCardError(modelCard, "Enter the server's API key under Settings to see the model card.");
+      return;
+    }
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     const info = readModelInfo(await response.json());
     if (info.config) limits = { maxTokens: info.config.n_positions, vocabSize: info.config.vocab_size };
@@ -230,6 +245,20 @@ newChatButton.addEventListener('click', newChat);
 resetButton.addEventListener('click', () => showSettings(defaults));
 settingsForm.addEventListener('submit', (event) => event.preventDefault());
 settingsForm.addEventListener('input', clearSettingsError);
+apiKeyField.addEventListener('change', () => {
+  try {
+    if (apiKeyField.value.trim() === '') sessionStorage.removeItem(API_KEY_STORAGE);
+    else sessionStorage.setItem(API_KEY_STORAGE, apiKeyField.value.trim());
+  } catch {
+    // Storage may be off (private mode): the key then lasts until the page is reloaded.
+  }
+  void loadModel();
+});
+try {
+  apiKeyField.value = sessionStorage.getItem(API_KEY_STORAGE) ?? '';
+} catch {
+  apiKeyField.value = '';
+}
 
 applyLimits();
 showSettings(defaults);

@@ -1,14 +1,17 @@
 // `tiny-llm create-model`: write a random-init model (like the original) or train one, with reuse by content key.
 import path from 'node:path';
 import { readOptionalTextFile, readTextFile } from '../../io/dataset.js';
+import { ModelSourceError, parseModelSource } from '../../io/model-source.js';
 import { defaultTokenizerData } from '../../io/tokenizer-files.js';
 import { buildModel, QualityGateError } from '../../train/build.js';
-import { PRESETS } from '../../train/presets.js';
+import { FINETUNE_HYPER, type HyperParams, PRESETS } from '../../train/presets.js';
 import { progressReporter } from '../../train/progress.js';
 import { type Command, numberArg, parseCommandArgs, UsageError } from '../command.js';
 
 const usage = `usage: tiny-llm create-model [--train] [--force-train] [--data-file F] [--model-dir D]
                          [--preset seed|default] [--cache URI] [--max-loss X] [--seed N] [overrides]
+       tiny-llm create-model --from-pretrained SOURCE [--revision R] [--train] [--max-loss X] [--model-dir D]
+                         [--data-file F] [--seed N] [training overrides]
 
   --train               train the model (without it: a random-init model, like the original project)
   --force-train         rebuild even when the model dir or the cache holds a model for the same inputs
@@ -19,6 +22,10 @@ const usage = `usage: tiny-llm create-model [--train] [--force-train] [--data-fi
   --cache URI           file://DIR or gs://BUCKET/PREFIX: reuse a model trained from the same inputs, store new ones
   --max-loss X          fail (exit 1, nothing written) when the eval loss on the data file is above X nats/token
   --seed N              seed for init, data order and dropout (default 1234)
+  --from-pretrained SOURCE  start from a pretrained GPT-2: hf:ORG/NAME[@REVISION] (the Hugging Face Hub;
+                        HF_ENDPOINT, HF_TOKEN and HF_HUB_DOWNLOAD_TIMEOUT are honoured), a Hugging Face model
+                        directory, or gs://BUCKET/PREFIX; with --train it is fine-tuned on the data file
+  --revision R          branch, tag or commit of an hf: source (default main; recorded in the model card)
 
 overrides (of the preset):
   --n-embd N  --n-layer N  --n-head N  --n-positions N
@@ -50,7 +57,22 @@ const options = {
   'grad-clip': { type: 'string' },
   dropout: { type: 'string' },
   'full-vocab': { type: 'boolean' },
+  'from-pretrained': { type: 'string' },
+  revision: { type: 'string' },
 } as const;
+
+/** Flags that shape or key a model trained from scratch, which a pretrained source decides instead. */
+const SCRATCH_ONLY = [
+  'preset',
+  'cache',
+  'force-train',
+  'n-embd',
+  'n-layer',
+  'n-head',
+  'n-positions',
+  'full-vocab',
+  'epochs',
+] as const;
 
 export const command: Command = {
   name: 'create-model',
@@ -58,6 +80,8 @@ export const command: Command = {
   usage,
   async run(argv) {
     const { values: v } = parseCommandArgs(argv, options);
+    if (v['from-pretrained'] !== undefined) return fromPretrained(v);
+    if (v.revision !== undefined) throw new UsageError('--revision needs --from-pretrained');
     const presetName = v.preset ?? 'default';
     if (presetName !== 'seed' && presetName !== 'default')
       throw new UsageError(`--preset must be seed or default, got "${presetName}"`);
@@ -75,18 +99,8 @@ export const command: Command = {
     if (config.nEmbd % config.nHead !== 0)
       throw new UsageError(`--n-embd (${config.nEmbd}) must be divisible by --n-head (${config.nHead})`);
 
-    const hyper = { ...preset.hyper, dropout: { ...preset.hyper.dropout } };
-    hyper.steps = int('steps') ?? hyper.steps;
+    const hyper = hyperFrom(v, preset.hyper);
     hyper.epochs = int('epochs') ?? hyper.epochs;
-    hyper.batchSize = int('batch-size', 1, 4096) ?? hyper.batchSize;
-    hyper.seqLen = int('seq-len', 2) ?? hyper.seqLen;
-    hyper.lr = num('lr', Number.MIN_VALUE, 10) ?? hyper.lr;
-    hyper.warmup = int('warmup', 0) ?? hyper.warmup;
-    hyper.minLrRatio = num('min-lr-ratio', 0, 1) ?? hyper.minLrRatio;
-    hyper.weightDecay = num('weight-decay', 0, 10) ?? hyper.weightDecay;
-    hyper.gradClip = num('grad-clip', 0) ?? hyper.gradClip;
-    const dropout = num('dropout', 0, 0.99);
-    if (dropout !== undefined) hyper.dropout = { embd: dropout, attn: dropout, resid: dropout };
     if (v['full-vocab']) hyper.restrictVocab = false;
     if (v.train && hyper.seqLen > config.nPositions)
       throw new UsageError(
@@ -142,3 +156,86 @@ export const command: Command = {
     }
   },
 };
+
+type Values = ReturnType<typeof parseCommandArgs<typeof options>>['values'];
+
+/** The hyper-parameter flags shared by both modes, applied over `base`. */
+function hyperFrom(v: Values, base: HyperParams): HyperParams {
+  const int = (flag: string, min = 1, max = 1e9) =>
+    numberArg(flag, v[flag as keyof Values] as string | undefined, { integer: true, min, max });
+  const num = (flag: string, min = 0, max = Number.MAX_VALUE) =>
+    numberArg(flag, v[flag as keyof Values] as string | undefined, { min, max });
+  const hyper = { ...base, dropout: { ...base.dropout } };
+  hyper.steps = int('steps') ?? hyper.steps;
+  hyper.batchSize = int('batch-size', 1, 4096) ?? hyper.batchSize;
+  hyper.seqLen = int('seq-len', 2) ?? hyper.seqLen;
+  hyper.lr = num('lr', Number.MIN_VALUE, 10) ?? hyper.lr;
+  hyper.warmup = int('warmup', 0) ?? hyper.warmup;
+  hyper.minLrRatio = num('min-lr-ratio', 0, 1) ?? hyper.minLrRatio;
+  hyper.weightDecay = num('weight-decay', 0, 10) ?? hyper.weightDecay;
+  hyper.gradClip = num('grad-clip', 0) ?? hyper.gradClip;
+  const dropout = num('dropout', 0, 0.99);
+  if (dropout !== undefined) hyper.dropout = { embd: dropout, attn: dropout, resid: dropout };
+  return hyper;
+}
+
+/** `create-model --from-pretrained SOURCE`: import (and optionally fine-tune) a pretrained GPT-2. */
+async function fromPretrained(v: Values): Promise<number> {
+  for (const flag of SCRATCH_ONLY) {
+    if (v[flag] !== undefined)
+      throw new UsageError(`--${flag} does not apply with --from-pretrained (the source decides the model)`);
+  }
+  let source: ReturnType<typeof parseModelSource>;
+  try {
+    source = parseModelSource(v['from-pretrained'] ?? '', v.revision ?? null);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const train = v.train === true;
+  const hyper = hyperFrom(v, FINETUNE_HYPER);
+  const seed = numberArg('seed', v.seed, { integer: true, min: 0, max: 2 ** 53 - 1 }) ?? 1234;
+  const maxLoss = numberArg('max-loss', v['max-loss'], { min: 0 }) ?? null;
+  const dataFile = v['data-file'] ?? path.join('data', 'training_data.txt');
+  const needData = train || maxLoss !== null;
+  const data = needData ? { file: dataFile, text: await readTextFile(dataFile, 'data file') } : null;
+  const promptFile = v['system-prompt-file'] ?? path.join(path.dirname(dataFile), 'system_prompt.txt');
+  const systemPrompt =
+    train && hyper.systemPromptInDialogues
+      ? v['system-prompt-file'] !== undefined
+        ? (await readTextFile(promptFile, 'system prompt file')).trim()
+        : ((await readOptionalTextFile(promptFile, 'system prompt file'))?.trim() ?? null)
+      : null;
+  const modelDir = v['model-dir'] ?? 'model';
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+  const { createFromPretrained, PretrainedError } = await import('../../train/from-pretrained.js');
+  try {
+    const outcome = await createFromPretrained({
+      source,
+      modelDir,
+      train,
+      hyper,
+      seqLenExplicit: v['seq-len'] !== undefined,
+      seed,
+      data,
+      systemPrompt,
+      maxLoss,
+      env: process.env,
+      log,
+      onProgress: progressReporter(process.stderr),
+    });
+    process.stdout.write(
+      `${JSON.stringify({ model_dir: modelDir, source: outcome.source, from: outcome.record.uri, commit: outcome.record.commit ?? null, parameters: outcome.parameters, eval_loss: outcome.evalLoss })}\n`,
+    );
+    return 0;
+  } catch (err) {
+    if (
+      err instanceof QualityGateError ||
+      err instanceof PretrainedError ||
+      err instanceof ModelSourceError
+    ) {
+      log(`tiny-llm create-model: ${err.message}`);
+      return 1;
+    }
+    throw err;
+  }
+}

@@ -1,13 +1,16 @@
 // `tiny-llm start` (what `npm start` runs): builds and trains the default model if it is missing, then serves it.
 import { access } from 'node:fs/promises';
 import path from 'node:path';
+import { runService } from '../../server/startup/serve.js';
 import type { Command } from '../command.js';
-import { parseCommandArgs } from '../command.js';
+import { parseServeArgs, serveFlagsUsage } from '../serve-options.js';
 
-const usage = `usage: tiny-llm start [--model-dir D] [--port N] [--host H] [--workers N]
+const usage = `usage: tiny-llm start [options]
 
-Serves the model in D ($MODEL_DIR or ./model); when D holds no model yet, first runs
-\`tiny-llm create-model --train --preset default --model-dir D\`. Other options as for \`tiny-llm serve\`.`;
+Serves the model in --model-dir ($MODEL_DIR or ./model); when it holds no model yet, first runs
+\`tiny-llm create-model --train --preset default --model-dir D\`. The options are those of \`tiny-llm serve\`:
+
+${serveFlagsUsage}`;
 
 async function hasModel(dir: string): Promise<boolean> {
   try {
@@ -24,27 +27,16 @@ export const command: Command = {
   summary: 'create the default model if it is missing, then serve it',
   usage,
   async run(argv) {
-    const { values } = parseCommandArgs(argv, {
-      'model-dir': { type: 'string' },
-      port: { type: 'string' },
-      host: { type: 'string' },
-      workers: { type: 'string' },
-    });
-    const modelDir = path.resolve(values['model-dir'] ?? process.env.MODEL_DIR ?? 'model');
-    if (!(await hasModel(modelDir))) {
+    // Every flag is checked before a model is trained for minutes.
+    const options = parseServeArgs(argv);
+    if (!(await hasModel(options.modelDir))) {
       process.stderr.write(
-        `tiny-llm start: no model in ${modelDir}; creating and training the default one\n`,
+        `tiny-llm start: no model in ${options.modelDir}; creating and training the default one\n`,
       );
       const { command: createModel } = await import('./create-model.js');
-      const code = await createModel.run(['--train', '--preset', 'default', '--model-dir', modelDir]);
+      const code = await createModel.run(['--train', '--preset', 'default', '--model-dir', options.modelDir]);
       if (code !== 0) return code;
     }
-    const serveArgs = ['--model-dir', modelDir];
-    for (const flag of ['port', 'host', 'workers'] as const) {
-      const value = values[flag];
-      if (value !== undefined) serveArgs.push(`--${flag}`, value);
-    }
-    const { command: serve } = await import('./serve.js');
-    return serve.run(serveArgs);
+    return runService(options);
   },
 };

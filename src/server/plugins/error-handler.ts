@@ -1,7 +1,7 @@
 // Turns every failure into the `{error: {message, type, param, code}}` shape with the right status; never a stack trace.
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError, type ErrorType } from '../errors.js';
-import { ContextOverflow } from '../workers/pool.js';
+import { ContextOverflow } from '../workers/job.js';
 import { shared } from './shared.js';
 
 interface ValidationIssue {

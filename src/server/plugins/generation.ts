@@ -2,15 +2,20 @@
 import type { FastifyInstance } from 'fastify';
 import { ApiError, unavailable } from '../errors.js';
 import type { ServedModel } from '../model.js';
-import { type Job, type JobHandlers, WorkerPool } from '../workers/pool.js';
+import type { Job, JobHandlers } from '../workers/job.js';
+import { ModelLoad } from '../workers/model-load.js';
+import { WorkerPool } from '../workers/pool.js';
 import type { JobRequest } from '../workers/protocol.js';
 import { shared } from './shared.js';
 
 export type ServiceState = 'loading' | 'ready' | 'draining' | 'failed';
 
 export interface GenerationOptions {
-  /** The loaded model, or a promise of it (the app answers /health and /ready while it loads). */
-  model: ServedModel | Promise<ServedModel>;
+  /**
+   * The loaded model, a promise of it (the app answers /health and /ready while it loads), or its load in a
+   * generation worker, which then becomes the pool's first worker.
+   */
+  model: ServedModel | Promise<ServedModel> | ModelLoad;
   workers: number;
   queueLimit: number;
   cancelGraceMs?: number;
@@ -37,7 +42,9 @@ export class GenerationService {
 
   private async start(): Promise<void> {
     try {
-      const model = await this.options.model;
+      const source = this.options.model;
+      const load = source instanceof ModelLoad ? source : null;
+      const model = await (source instanceof ModelLoad ? source.model : source);
       this.model = model;
       const metrics = this.app.metrics;
       const pool = new WorkerPool(
@@ -51,6 +58,7 @@ export class GenerationService {
         {
           size: this.options.workers,
           queueLimit: this.options.queueLimit,
+          firstWorker: load?.takeWorker(),
           cancelGraceMs: this.options.cancelGraceMs,
           log: (level, message) => this.app.log[level](message),
           onBroken: (err) => {
@@ -144,6 +152,8 @@ export class GenerationService {
     if (this.state !== 'failed') this.state = 'draining';
     await this.ready.catch(() => {});
     await this.pool?.close();
+    // A loading worker no pool took (the start failed before the pool was made).
+    if (this.options.model instanceof ModelLoad) await this.options.model.discard();
   }
 }
 

@@ -17,7 +17,7 @@ export async function generateRoutes(app: FastifyInstance): Promise<void> {
       const prompt = formatPrompt(app.settings.systemPrompt, body.prompt);
       const maxNewTokens = body.max_new_tokens ?? GENERATE_MAX_NEW_TOKENS;
       const result = await completeText(request, reply, {
-        request: jobRequest(body, prompt, maxNewTokens, [...CHAT_STOP]),
+        request: jobRequest(body, prompt, maxNewTokens, [...CHAT_STOP], { plainText: true }),
         promptParam: 'prompt',
         maxParam: 'max_new_tokens',
       });

@@ -9,6 +9,7 @@ export interface GenerateBody extends s.SamplingBody {
 export const generateBodySchema = {
   type: 'object',
   required: ['prompt'],
+  additionalProperties: false,
   properties: {
     prompt: { type: 'string', minLength: 1 },
     max_new_tokens: s.tokenCount,

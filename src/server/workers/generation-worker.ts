@@ -1,11 +1,19 @@
-// A generation worker thread: loads its code (the first one also the model), takes the shared model in an init message, then runs one job at a time.
-import { parentPort, workerData } from 'node:worker_threads';
+// A generation worker thread: loads its code (the first one also the model, when asked), takes the shared model in an init message, then runs its jobs.
+import { parentPort } from 'node:worker_threads';
 import { InferenceSession, InferenceWeights, type SharedHead } from '../../engine/inference.js';
 import { adoptWasmMemory } from '../../engine/wasm/runtime.js';
 import { generate } from '../../generate/generate.js';
+import { logitBiasFrom } from '../../generate/logits-processors.js';
+import {
+  AlignedLogprobs,
+  type DescribedLogprob,
+  describePrompt,
+  describeToken,
+  scorePrompt,
+} from '../../generate/logprobs.js';
 import { Gpt2Tokenizer } from '../../tokenizer/gpt2-bpe.js';
 import type { ServedModel } from '../model.js';
-import type { FromWorker, ToWorker, WorkerInit } from './protocol.js';
+import type { EchoedPrompt, FromWorker, JobRequest, ToWorker, WorkerInit } from './protocol.js';
 import { type TokenBatch, TokenBatcher } from './token-batcher.js';
 
 const port = parentPort;
@@ -39,15 +47,45 @@ function post(message: FromWorker): void {
   port!.postMessage(message);
 }
 
-/** The pool flags the running job in cancel[0] and a job posted behind it in cancel[1]. */
-function cancelled(jobId: number): boolean {
-  return Atomics.load(init.cancel, 0) === jobId || Atomics.load(init.cancel, 1) === jobId;
+/** The pool cancels a job by writing its id into the job's slot of the cancel flags. */
+function cancelled(slot: number, jobId: number): boolean {
+  return Atomics.load(init.cancel, slot) === jobId;
 }
 
-function run({ jobId, request, stream }: Extract<ToWorker, { type: 'job' }>): void {
-  const ids = tokenizer.encode(request.prompt);
+/** A tokenize or detokenize task: answered at once, nothing is generated. */
+function runTask(jobId: number, request: JobRequest): void {
+  const ids = request.promptIds ?? [];
+  const done = (text: string, promptTokens: number, tokenized?: { json: string; count: number }) =>
+    post({
+      type: 'done',
+      jobId,
+      firstTokenMs: -1,
+      outcome: { text, finishReason: 'length', promptTokens, completionTokens: 0, tokenized },
+    });
+  if (request.task === 'detokenize') {
+    done(tokenizer.decode(ids), ids.length);
+    return;
+  }
+  const encoded = tokenizer.encode(request.prompt, { special: request.plainText !== true });
+  const tokens = request.withPieces
+    ? encoded.map((id) => {
+        const { token, bytes } = describeToken(tokenizer, id);
+        return { id, piece: token, bytes };
+      })
+    : encoded;
+  done('', encoded.length, { json: JSON.stringify(tokens), count: encoded.length });
+}
+
+function run({ jobId, slot, request, stream }: Extract<ToWorker, { type: 'job' }>): void {
+  if (request.task === 'tokenize' || request.task === 'detokenize') {
+    runTask(jobId, request);
+    return;
+  }
+  const ids = request.promptIds ?? tokenizer.encode(request.prompt, { special: request.plainText !== true });
   const maxNewTokens = request.maxNewTokens ?? context - ids.length;
-  if (ids.length === 0 || maxNewTokens < 1 || ids.length + maxNewTokens > context) {
+  // max_tokens 0 scores an echoed prompt without generating.
+  const fewest = request.echo ? 0 : 1;
+  if (ids.length === 0 || maxNewTokens < fewest || ids.length + maxNewTokens > context) {
     post({
       type: 'rejected',
       jobId,
@@ -57,17 +95,47 @@ function run({ jobId, request, stream }: Extract<ToWorker, { type: 'job' }>): vo
     });
     return;
   }
-  if (cancelled(jobId)) {
+  if (cancelled(slot, jobId)) {
     post({ type: 'cancelled', jobId, promptTokens: ids.length, completionTokens: 0 });
     return;
   }
   // A streamed job posts its text in token messages, the first saying that the prompt fit (the stream starts
   // then); an unstreamed one posts only its end.
-  let start: { promptTokens: number; maxNewTokens: number } | undefined = {
+  const received = performance.now();
+  const topN = request.logprobs ?? null;
+  // Echo: the prompt's tokens, scored first when log-probabilities are asked for (a pass of their own).
+  const echo: EchoedPrompt | undefined = request.echo
+    ? {
+        text: tokenizer.decode(ids),
+        tokens: describePrompt(tokenizer, ids, topN === null ? null : scorePrompt(session, ids, topN)),
+      }
+    : undefined;
+  let start: { promptTokens: number; maxNewTokens: number; echo?: EchoedPrompt } | undefined = {
     promptTokens: ids.length,
     maxNewTokens,
+    echo,
   };
-  const received = performance.now();
+  // A streamed echo goes out at once, before the first generated text.
+  if (stream && echo) {
+    post({ type: 'token', jobId, text: '', tokens: 0, start });
+    start = undefined;
+  }
+  if (maxNewTokens === 0) {
+    post({
+      type: 'done',
+      jobId,
+      firstTokenMs: -1,
+      outcome: {
+        text: '',
+        finishReason: 'length',
+        promptTokens: ids.length,
+        completionTokens: 0,
+        ...(stream ? {} : { echo }),
+        ...(topN === null || stream ? {} : { logprobs: [] }),
+      },
+    });
+    return;
+  }
   let firstTokenMs = -1;
   const it = generate(session, tokenizer, ids, {
     temperature: request.temperature,
@@ -78,19 +146,28 @@ function run({ jobId, request, stream }: Extract<ToWorker, { type: 'job' }>): vo
     seed: request.seed,
     stop: request.stop,
     eosTokenId: weights.config.eosTokenId,
+    presencePenalty: request.presencePenalty ?? 0,
+    frequencyPenalty: request.frequencyPenalty ?? 0,
+    logitBias: logitBiasFrom(request.logitBias ? Object.fromEntries(request.logitBias) : null),
+    logprobs: topN,
   });
   let tokens = 0;
+  // Log-probabilities go out with the text their tokens released (see AlignedLogprobs).
+  const aligned = topN === null ? null : new AlignedLogprobs(tokenizer);
+  let released = 0;
+  const entries: DescribedLogprob[] = [];
   // A streamed job's texts, coalesced into few messages (see TokenBatcher).
   const batcher = new TokenBatcher();
   const postBatch = (batch: TokenBatch | null) => {
-    if (!batch) return;
-    post({ type: 'token', jobId, ...batch, start });
+    if (!batch && entries.length === 0) return;
+    const logprobs = aligned ? { logprobs: entries.splice(0) } : {};
+    post({ type: 'token', jobId, ...(batch ?? { text: '', tokens }), start, ...logprobs });
     start = undefined;
   };
   const flush = () => postBatch(batcher.flush(performance.now()));
   for (;;) {
     // The loop is synchronous, so a cancel cannot arrive as a message: read the shared flag between tokens.
-    if (cancelled(jobId)) {
+    if (cancelled(slot, jobId)) {
       it.return(undefined as never);
       if (stream) flush();
       post({ type: 'cancelled', jobId, promptTokens: ids.length, completionTokens: tokens });
@@ -99,6 +176,7 @@ function run({ jobId, request, stream }: Extract<ToWorker, { type: 'job' }>): vo
     const next = it.next();
     if (next.done) {
       const r = next.value;
+      if (aligned) entries.push(...aligned.finish(r.finishReason === 'stop' && !r.endedByEos));
       if (stream) flush();
       post({
         type: 'done',
@@ -109,9 +187,16 @@ function run({ jobId, request, stream }: Extract<ToWorker, { type: 'job' }>): vo
           finishReason: r.finishReason,
           promptTokens: r.promptTokens,
           completionTokens: r.completionTokens,
+          ...(stream ? {} : { echo }),
+          ...(aligned && !stream ? { logprobs: entries } : {}),
         },
       });
       return;
+    }
+    if (aligned) {
+      if (next.value.logprob) aligned.add(next.value.logprob);
+      released += next.value.text.length;
+      entries.push(...aligned.release(released));
     }
     // The final flush of held-back text has id -1 and is not a new token.
     if (next.value.id >= 0 && ++tokens === 1) firstTokenMs = performance.now() - received;
@@ -120,14 +205,16 @@ function run({ jobId, request, stream }: Extract<ToWorker, { type: 'job' }>): vo
   }
 }
 
-// The worker started with { loadModel: dir } loads the served model for everyone (see loadServedModelInThread),
-// while the main thread loads its own code; its tables and weights are in shared memory, so posting shares them.
-const loadModel = (workerData as { loadModel?: string } | undefined)?.loadModel;
-/** The model this worker loaded (its id and head), if it was the one started to load. */
+/** The model this worker loaded (its id and head), if it was the one asked to load. */
 let loaded: Pick<ServedModel, 'id' | 'head'> | null = null;
-if (loadModel !== undefined) {
+
+/**
+ * Loads the served model for everyone (see ModelLoad) while the main thread loads its own code; its tables and
+ * weights are in shared memory, so posting shares them.
+ */
+function load(dir: string): void {
   import('../model.js')
-    .then(({ loadServedModel }) => loadServedModel(loadModel))
+    .then(({ loadServedModel }) => loadServedModel(dir))
     .then(
       (model) => {
         loaded = model;
@@ -139,6 +226,10 @@ if (loadModel !== undefined) {
 }
 
 port.on('message', (message: ToWorker) => {
+  if (message.type === 'load') {
+    load(message.dir);
+    return;
+  }
   if (message.type === 'init') {
     // A model that cannot be built here ends the worker: the pool reports why it exited before it was ready.
     setUp(message.init);

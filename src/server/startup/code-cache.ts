@@ -1,11 +1,11 @@
-// Runs a CommonJS bundle through V8's code cache: a start after the first skips parsing and compiling what it ran.
+// Runs a CommonJS bundle through V8's code cache: a start skips parsing and compiling what the build's warm-up ran.
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import vm from 'node:vm';
-import { writeFileAtomic } from '../io/atomic.js';
+import { writeFileAtomic } from '../../io/atomic.js';
 
 /** What a cache file was made by: V8 accepts its data only from the same version, flags and source. */
 const MAKER = `tiny-llm code cache 1 · node ${process.version} · v8 ${process.versions.v8} · ${process.arch}`;
@@ -32,11 +32,10 @@ export function codeCacheFile(bundle: string): string {
 }
 
 /**
- * Runs the CommonJS file `bundleUrl` in this context with V8's code cache when a current one is next to it.
- * `modules` answers the bundle's require() for our own ES modules (which CommonJS cannot load); everything
- * else goes to Node's require. `import.meta.url` in the bundle must have been compiled to `__bundleUrl`.
+ * Runs the CommonJS file `bundleUrl` in this context, as Node's require would (module, exports, require,
+ * __filename, __dirname), with V8's code cache when a current one is next to it.
  */
-export function runCachedCommonJs(bundleUrl: URL, modules: Record<string, unknown> = {}): CachedScript {
+export function runCachedCommonJs(bundleUrl: URL): CachedScript {
   const file = fileURLToPath(bundleUrl);
   const source = readFileSync(file, 'utf8');
   const sourceHash = createHash('sha256').update(source).digest();
@@ -54,25 +53,12 @@ export function runCachedCommonJs(bundleUrl: URL, modules: Record<string, unknow
     if (typeof checked === 'string') cache = checked;
     else cachedData = checked;
   }
-  const wrapper = `(function (exports, require, module, __filename, __dirname, __bundleUrl) {${source}\n})`;
+  const wrapper = `(function (exports, require, module, __filename, __dirname) {${source}\n})`;
   const script = new vm.Script(wrapper, { filename: file, cachedData });
   if (cachedData) cache = script.cachedDataRejected ? 'rejected by V8' : 'used';
-  const nodeRequire = createRequire(file);
-  const require = Object.assign(
-    (id: string) => (Object.hasOwn(modules, id) ? modules[id] : nodeRequire(id)),
-    nodeRequire,
-  );
   const module = { exports: {} as Record<string, unknown> };
   const run = script.runInThisContext() as (...args: unknown[]) => void;
-  run.call(
-    module.exports,
-    module.exports,
-    require,
-    module,
-    file,
-    path.dirname(file),
-    pathToFileURL(file).href,
-  );
+  run.call(module.exports, module.exports, createRequire(file), module, file, path.dirname(file));
 
   let saved: Promise<string> | null = null;
   const write = async (): Promise<string> => {

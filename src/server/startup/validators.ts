@@ -1,4 +1,4 @@
-// Request validators compiled at build time (ajv's standalone code, in dist/server/validators.cjs): a start runs them instead of generating them.
+// Request validators compiled at build time (ajv's standalone code, bundled into the CLI): a start runs them instead of generating them.
 import { createHash } from 'node:crypto';
 import AjvCompiler, {
   type BuildCompilerFromPool,
@@ -8,7 +8,7 @@ import AjvCompiler, {
 
 type Validate = ReturnType<ReturnType<BuildCompilerFromPool>>;
 
-/** Validators by key (see validatorKey): what validators.cjs exports. */
+/** Validators by key (see validatorKey): what the generated module (validatorsModule) exports. */
 export type PrecompiledValidators = Readonly<Record<string, unknown>>;
 
 /**
@@ -66,7 +66,7 @@ export function recordingValidatorFactory(
   };
 }
 
-/** validators.cjs: one CommonJS module exporting each recorded validator under its key, each in a scope of its own. */
+/** One CommonJS module exporting each recorded validator under its key, each in a scope of its own. */
 export function validatorsModule(recorded: ReadonlyMap<string, string>): string {
   const parts = ['"use strict";'];
   for (const [key, code] of [...recorded].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {

@@ -1,0 +1,65 @@
+// The options `serve` and `start` share: one definition of their flags, environment defaults and usage lines.
+import { availableParallelism } from 'node:os';
+import path from 'node:path';
+import { DEFAULT_QUEUE_LIMIT, DEFAULT_RATE_LIMIT, PACKAGE_ROOT } from '../server/defaults.js';
+import { parseList } from '../server/keys.js';
+import type { ServiceOptions } from '../server/startup/serve.js';
+import { numberArg, parseCommandArgs } from './command.js';
+
+export const serveFlags = {
+  'model-dir': { type: 'string' },
+  port: { type: 'string' },
+  host: { type: 'string' },
+  workers: { type: 'string' },
+  'queue-limit': { type: 'string' },
+  'rate-limit': { type: 'string' },
+  'api-key': { type: 'string', multiple: true },
+  'cors-origin': { type: 'string', multiple: true },
+} as const;
+
+export const serveFlagsUsage = `  --model-dir D        model directory (default $MODEL_DIR or ./model)
+  --port N             port (default $PORT or 8000)
+  --host H             address to bind (default 0.0.0.0)
+  --workers N          generation worker threads (default $WORKERS or one per CPU core)
+  --queue-limit N      generations that may wait for a worker before 503 (default ${DEFAULT_QUEUE_LIMIT})
+  --rate-limit N       requests per client per minute, 0 = off (default $RATE_LIMIT or ${DEFAULT_RATE_LIMIT.max})
+  --api-key K          require "Authorization: Bearer K" on every route but /health, /ready and the chat
+                       page's files; repeat it (or comma-separate) for several keys (default $API_KEY: none)
+  --cors-origin O      let browsers on origin O call the API (CORS, preflights answered); repeat it or
+                       comma-separate; '*' for any origin (default $CORS_ORIGIN: none)
+
+environment: $SYSTEM_PROMPT_FILE (default data/system_prompt.txt in the package), $LOG_LEVEL (info),
+$GOOGLE_CLOUD_PROJECT (links log lines to traces), $TRUST_PROXY_HOPS (proxies in front, default 1)`;
+
+function envValue(name: string): string | undefined {
+  const value = process.env[name];
+  return value === undefined || value === '' ? undefined : value;
+}
+
+/** Parses the serve flags (UsageError on a bad one) and fills in the environment's and built-in defaults. */
+export function parseServeArgs(argv: string[]): ServiceOptions {
+  const { values } = parseCommandArgs(argv, serveFlags);
+  const rate =
+    numberArg('rate-limit', values['rate-limit'] ?? envValue('RATE_LIMIT'), { min: 0, integer: true }) ??
+    DEFAULT_RATE_LIMIT.max;
+  return {
+    modelDir: path.resolve(values['model-dir'] ?? process.env.MODEL_DIR ?? 'model'),
+    port: numberArg('port', values.port ?? envValue('PORT'), { min: 0, max: 65535, integer: true }) ?? 8000,
+    host: values.host ?? '0.0.0.0',
+    workers:
+      numberArg('workers', values.workers ?? envValue('WORKERS'), { min: 1, max: 256, integer: true }) ??
+      availableParallelism(),
+    queueLimit:
+      numberArg('queue-limit', values['queue-limit'], { min: 0, max: 100_000, integer: true }) ??
+      DEFAULT_QUEUE_LIMIT,
+    rateLimit: rate === 0 ? false : { max: rate, windowMs: DEFAULT_RATE_LIMIT.windowMs },
+    // Flags replace the environment's values; an empty list means none.
+    apiKeys: parseList(values['api-key'] ?? [process.env.API_KEY]),
+    corsOrigins: parseList(values['cors-origin'] ?? [process.env.CORS_ORIGIN]),
+    trustProxyHops:
+      numberArg('TRUST_PROXY_HOPS', envValue('TRUST_PROXY_HOPS'), { min: 0, max: 10, integer: true }) ?? 1,
+    logLevel: process.env.LOG_LEVEL ?? 'info',
+    systemPromptFile: process.env.SYSTEM_PROMPT_FILE ?? path.join(PACKAGE_ROOT, 'data', 'system_prompt.txt'),
+    traceProject: process.env.GOOGLE_CLOUD_PROJECT || undefined,
+  };
+}

@@ -1,0 +1,103 @@
+// How a server process starts and ends: the model loads in a generation worker while this thread loads the HTTP stack, it listens once the model is in, and it exits after the drain.
+import { readFile } from 'node:fs/promises';
+import type { Worker } from 'node:worker_threads';
+import type { RateLimitOptions } from '../defaults.js';
+import { loadModelInWorker } from '../workers/model-load.js';
+
+export const DEFAULT_SYSTEM_PROMPT =
+  'You are tiny-llm, a small assistant that answers questions about this project.';
+
+export interface ServiceOptions {
+  modelDir: string;
+  port: number;
+  host: string;
+  workers: number;
+  queueLimit: number;
+  rateLimit: RateLimitOptions | false;
+  /** Keys accepted as `Authorization: Bearer <key>` (none: the API is open). */
+  apiKeys: readonly string[];
+  /** Origins allowed to call the API from a browser ('*': any); none: no CORS. */
+  corsOrigins: readonly string[];
+  /** Proxy hops in front whose X-Forwarded-For is trusted. */
+  trustProxyHops: number;
+  logLevel: string;
+  /** The system prompt's file; a missing or blank one gives DEFAULT_SYSTEM_PROMPT. */
+  systemPromptFile: string;
+  /** Project whose traces log lines link to. */
+  traceProject?: string;
+}
+
+/** What the built CLI's launcher did before the bundle ran (nothing, from source). */
+export const launch: { codeCache: string; modelWorker: Worker | null } = {
+  /** What the CLI bundle's V8 code cache did (see runCachedCommonJs), for the start-up log. */
+  codeCache: 'none: running from source',
+  /** The generation worker it booted for a serving command, before loading the bundle (see bootModelWorker). */
+  modelWorker: null,
+};
+
+/** The system prompt file's text, or the built-in default when the file is missing or blank. */
+export async function systemPrompt(file: string): Promise<{ text: string; source: string }> {
+  try {
+    const text = (await readFile(file, 'utf8')).trim();
+    if (text) return { text, source: file };
+    return { text: DEFAULT_SYSTEM_PROMPT, source: `built-in default (${file} is empty)` };
+  } catch {
+    return { text: DEFAULT_SYSTEM_PROMPT, source: `built-in default (${file} not found)` };
+  }
+}
+
+/**
+ * Serves until SIGTERM/SIGINT and resolves with the exit code: 0 after a drain, 1 when the model cannot be
+ * served (the process then never listens).
+ */
+export async function runService(options: ServiceOptions): Promise<number> {
+  // The worker that loads the model (booted by the launcher before it loaded the CLI, when built) starts first;
+  // this thread loads the HTTP stack (fastify, pino, prom-client and the precompiled validators) meanwhile.
+  const load = loadModelInWorker(options.modelDir, launch.modelWorker);
+  launch.modelWorker = null;
+  const [{ createLogger }, { startServer }, { precompiledValidators }] = await Promise.all([
+    import('../logging.js'),
+    import('../server.js'),
+    import('./precompiled-validators.js'),
+  ]);
+  const logger = createLogger({ level: options.logLevel });
+  logger.info(
+    `start-up: CLI code cache ${launch.codeCache}; request validators ${precompiledValidators ? 'compiled at build time' : 'compiled now'}`,
+  );
+  const prompt = await systemPrompt(options.systemPromptFile);
+  logger.info(`system prompt from ${prompt.source}`);
+
+  // The app is built while the model loads, but listens only once the model is loaded and checked: a broken
+  // directory exits 1 instead of serving half a service.
+  const loaded = load.model.catch((err: unknown) => {
+    throw new Error(`cannot serve the model: ${err instanceof Error ? err.message : String(err)}`);
+  });
+  loaded.catch(() => {});
+  const server = await startServer({
+    port: options.port,
+    host: options.host,
+    model: load,
+    listenAfter: loaded,
+    systemPrompt: prompt.text,
+    workers: options.workers,
+    queueLimit: options.queueLimit,
+    rateLimit: options.rateLimit,
+    logger,
+    trustProxy: options.trustProxyHops,
+    apiKeys: options.apiKeys,
+    corsOrigins: options.corsOrigins,
+    traceProject: options.traceProject,
+    validators: precompiledValidators ? { use: precompiledValidators } : undefined,
+  });
+  logger.info(`serving ${options.modelDir} on ${server.url} with ${options.workers} workers`);
+  const { apiKeys, corsOrigins } = options;
+  logger.info(
+    `access: ${apiKeys.length > 0 ? `${apiKeys.length} API key${apiKeys.length === 1 ? '' : 's'} required` : 'no API key (open)'}; CORS ${corsOrigins.length > 0 ? corsOrigins.join(', ') : 'off'}`,
+  );
+  const code = await server.closed;
+  // Flush buffered log lines before the process ends.
+  logger.flush();
+  // Nothing should keep the process alive now; if something does, do not hang a container shutdown.
+  setTimeout(() => process.exit(code), 2000).unref();
+  return code;
+}
