@@ -4,10 +4,12 @@ import path from 'node:path';
 import { DEFAULT_QUEUE_LIMIT, DEFAULT_RATE_LIMIT, PACKAGE_ROOT } from '../server/defaults.js';
 import { parseList } from '../server/keys.js';
 import type { ServiceOptions } from '../server/startup/serve.js';
-import { numberArg, parseCommandArgs } from './command.js';
+import { numberArg, parseCommandArgs, UsageError } from './command.js';
 
 export const serveFlags = {
   'model-dir': { type: 'string' },
+  'model-file': { type: 'string' },
+  quantize: { type: 'string' },
   port: { type: 'string' },
   host: { type: 'string' },
   workers: { type: 'string' },
@@ -17,7 +19,10 @@ export const serveFlags = {
   'cors-origin': { type: 'string', multiple: true },
 } as const;
 
-export const serveFlagsUsage = `  --model-dir D        model directory (default $MODEL_DIR or ./model)
+export const serveFlagsUsage = `  --model-dir D        model directory, or a GPT-2 .gguf file (default $MODEL_DIR or ./model)
+  --model-file F       a GPT-2 .gguf file (F32, F16, BF16 or Q8_0) to serve instead of a directory
+  --quantize q8_0      hold the float32 matrices as int8 Q8_0 blocks (default $QUANTIZE: none; a Q8_0 GGUF
+                       is served as Q8_0 without it)
   --port N             port (default $PORT or 8000)
   --host H             address to bind (default 0.0.0.0)
   --workers N          generation worker threads (default $WORKERS or one per CPU core)
@@ -42,8 +47,17 @@ export function parseServeArgs(argv: string[]): ServiceOptions {
   const rate =
     numberArg('rate-limit', values['rate-limit'] ?? envValue('RATE_LIMIT'), { min: 0, integer: true }) ??
     DEFAULT_RATE_LIMIT.max;
+  const file = values['model-file'];
+  if (file !== undefined && values['model-dir'] !== undefined)
+    throw new UsageError('give --model-dir or --model-file, not both');
+  if (file !== undefined && !file.toLowerCase().endsWith('.gguf'))
+    throw new UsageError(`--model-file must name a .gguf file, got "${file}"`);
+  const quantize = values.quantize ?? envValue('QUANTIZE');
+  if (quantize !== undefined && quantize !== 'q8_0')
+    throw new UsageError(`--quantize takes q8_0, got "${quantize}"`);
   return {
-    modelDir: path.resolve(values['model-dir'] ?? process.env.MODEL_DIR ?? 'model'),
+    modelDir: path.resolve(file ?? values['model-dir'] ?? process.env.MODEL_DIR ?? 'model'),
+    ...(quantize ? { quantize } : {}),
     port: numberArg('port', values.port ?? envValue('PORT'), { min: 0, max: 65535, integer: true }) ?? 8000,
     host: values.host ?? '0.0.0.0',
     workers:

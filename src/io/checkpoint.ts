@@ -92,6 +92,12 @@ export interface LoadModelOptions {
   tokenizer?: 'data' | 'tables';
   /** Put the parameters in a SharedArrayBuffer (worker threads then read them without a copy). */
   sharedParams?: boolean;
+  /**
+   * Where to read the parameters: a buffer of `floats` floats the caller allocates (e.g. in the kernels' shared
+   * memory, so the weights are read once into the memory they are computed in). Called once the files' sizes
+   * are checked.
+   */
+  paramsInto?: (floats: number) => Float32Array;
 }
 
 export async function loadModelDir(dir: string, options: LoadModelOptions = {}): Promise<LoadedModelDir> {
@@ -128,7 +134,13 @@ export async function loadModelDir(dir: string, options: LoadModelOptions = {}):
   }
 
   const weights = await findWeightFiles(dir);
-  const { params, dtypes } = readParams(weights.files, weights.index, config, options.sharedParams === true);
+  const { params, dtypes } = readParams(
+    weights.files,
+    weights.index,
+    config,
+    options.sharedParams === true,
+    options.paramsInto,
+  );
   const loaded: LoadedModelDir = {
     config,
     params,
@@ -398,6 +410,7 @@ function readParams(
   index: { file: string; map: Map<string, string> } | null,
   config: GPTConfig,
   shared: boolean,
+  into?: (floats: number) => Float32Array,
 ): { params: Float32Array; dtypes: string[] } {
   const open: OpenWeights[] = [];
   try {
@@ -418,7 +431,7 @@ function readParams(
     if (index) checkShardIndex(index, open);
     const plan = planTensors(open, config);
     const dtypes = [...new Set(plan.map((t) => t.entry.dtype))].sort();
-    return { params: readPlanned(plan, config, shared), dtypes };
+    return { params: readPlanned(plan, config, shared, into), dtypes };
   } catch (err) {
     if (err instanceof CheckpointError) throw err;
     const file = open.length > 0 ? open[open.length - 1].path : paths[0];
@@ -526,12 +539,19 @@ function planTensors(open: OpenWeights[], config: GPTConfig): PlannedTensor[] {
 }
 
 /** Allocates the parameter buffer (its size now backed by the files) and reads every planned tensor into it. */
-function readPlanned(plan: PlannedTensor[], config: GPTConfig, shared: boolean): Float32Array {
+function readPlanned(
+  plan: PlannedTensor[],
+  config: GPTConfig,
+  shared: boolean,
+  into?: (floats: number) => Float32Array,
+): Float32Array {
   const layout = parameterLayout(config);
-  const params = new Float32Array(
-    shared ? new SharedArrayBuffer(layout.total * 4) : new ArrayBuffer(layout.total * 4),
-  );
-  const paramBytes = new Uint8Array(params.buffer);
+  const params = into
+    ? into(layout.total)
+    : new Float32Array(shared ? new SharedArrayBuffer(layout.total * 4) : new ArrayBuffer(layout.total * 4));
+  if (params.length !== layout.total)
+    throw new RangeError(`parameter buffer of ${params.length} floats, the layout needs ${layout.total}`);
+  const paramBytes = new Uint8Array(params.buffer, params.byteOffset, params.byteLength);
   let storedLmHead: { data: Float32Array; file: string } | null = null;
   for (const { file, stored, entry, spec } of plan) {
     const fail = (problem: string): never => {

@@ -1,20 +1,37 @@
 // Loads the served model once: weights, tokenizer tables and the packed LM head into shared memory, sizes validated.
 import { createHash, randomUUID } from 'node:crypto';
+import { stat } from 'node:fs/promises';
 import type { GPTConfig } from '../engine/config.js';
 import { InferenceWeights, type SharedHead } from '../engine/inference.js';
+import { parameterLayout } from '../engine/layout.js';
+import { wasmArena } from '../engine/wasm/runtime.js';
 import { loadModelDir } from '../io/checkpoint.js';
-import type { TokenizerTables } from '../tokenizer/gpt2-bpe.js';
+import { loadGgufModel } from '../io/gguf.js';
+import { buildTokenizerTables, type TokenizerTables } from '../tokenizer/gpt2-bpe.js';
+
+/** How the served model's matrices are stored in memory: float32, or GGUF's Q8_0 (int8 blocks, f16 scales). */
+export type ServedFormat = 'f32' | 'q8_0';
 
 export interface ServedModel {
+  /** The model directory or .gguf file it was loaded from. */
   dir: string;
   config: Readonly<GPTConfig>;
-  /** Float32Array over a SharedArrayBuffer: every worker reads the same copy. */
-  params: Float32Array;
+  /** Parameters of the model (the layout's count, whatever their format). */
+  parameters: number;
+  /** The matrices' format in memory. */
+  format: ServedFormat;
+  /** The file's kind: a Hugging Face style directory, or a GGUF file. */
+  container: 'directory' | 'gguf';
+  /**
+   * Float32Array over a SharedArrayBuffer, only on the pure-JS path (no WebAssembly kernels); otherwise null:
+   * the weights live once in the shared WebAssembly memory that `head` names.
+   */
+  params: Float32Array | null;
   /** The checked tokenizer in SharedArrayBuffers: every worker adopts it without parsing or copying. */
   tokenizer: TokenizerTables;
-  /** The LM head packed once into a shared WebAssembly memory that every worker computes in (null: pure JS). */
+  /** The weights placed once in a shared WebAssembly memory that every worker computes in (null: pure JS). */
   head: SharedHead | null;
-  /** Short hash of the config and weights size, reported as `system_fingerprint`. */
+  /** Short hash of the config, weights size and format, reported as `system_fingerprint`. */
   fingerprint: string;
   /** Unique to this load: the worker that loaded it knows its own copy by this id (see WorkerInit.modelId). */
   id: string;
@@ -22,34 +39,124 @@ export interface ServedModel {
   tokenizerSource: string;
 }
 
-/** Reads a model directory and checks its sizes; a broken directory fails here with a message naming the problem. */
-export async function loadServedModel(dir: string): Promise<ServedModel> {
-  const loaded = await loadModelDir(dir, { requireTokenizer: true, tokenizer: 'tables', sharedParams: true });
-  const tokenizer = loaded.tokenizerTables;
-  if (!tokenizer)
-    throw new Error(`${dir} has no tokenizer files (tokenizer.json or vocab.json + merges.txt)`);
-  const config = loaded.config;
-  const params = loaded.params;
-  // Checks the sizes and packs the LM head once, for every worker (never freed: they read it while serving).
-  const weights = new InferenceWeights(config, params, { head: 'share' });
+export interface ServedModelOptions {
+  /** 'q8_0': quantise the float32 matrices at load (a Q8_0 GGUF is served as Q8_0 without it). */
+  quantize?: 'q8_0';
+}
+
+/** Whether `path` names a GGUF file: by its extension, so a missing one is reported as a missing file. */
+export function isGgufPath(path: string): boolean {
+  return path.toLowerCase().endsWith('.gguf');
+}
+
+interface LoadedParts {
+  config: Readonly<GPTConfig>;
+  weights: InferenceWeights;
+  tokenizer: TokenizerTables;
+  tokenizerSource: string;
+  /** The flat float32 buffer, shared, when the weights are float32 and not in WebAssembly memory. */
+  params: Float32Array | null;
+}
+
+/**
+ * Reads a model directory or a GPT-2 GGUF file and checks it; a broken one fails here with a message naming
+ * the file and the problem, before anything is served. The weights end up once in shared memory.
+ */
+export async function loadServedModel(path: string, options: ServedModelOptions = {}): Promise<ServedModel> {
+  const gguf = isGgufPath(path);
+  const parts = gguf ? await fromGguf(path, options) : await fromDirectory(path, options);
+  const { config, weights, tokenizer } = parts;
   if (tokenizer.vocabSize > config.vocabSize) {
     throw new Error(
-      `${dir}: the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocabulary holds ${config.vocabSize}`,
+      `${path}: the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocabulary holds ${config.vocabSize}`,
     );
   }
+  const head = weights.sharedHead;
+  if (!head && weights.format !== 'f32')
+    throw new Error(`${path}: ${weights.format} weights need the WebAssembly kernels, unavailable here`);
+  const parameters = parameterLayout(config).total;
   const fingerprint = `fp_${createHash('sha256')
     .update(JSON.stringify(config))
-    .update(String(params.length))
+    .update(String(parameters))
+    .update(weights.format === 'f32' ? '' : weights.format)
     .digest('hex')
     .slice(0, 10)}`;
   return {
-    dir,
+    dir: path,
     config,
-    params,
+    parameters,
+    format: weights.format,
+    container: gguf ? 'gguf' : 'directory',
+    // With the kernels, every worker adopts the weights in their shared memory: no second copy is kept.
+    params: head ? null : parts.params,
     tokenizer,
-    head: weights.sharedHead,
+    head,
     fingerprint,
     id: randomUUID(),
-    tokenizerSource: loaded.tokenizerSource ?? 'tokenizer files',
+    tokenizerSource: parts.tokenizerSource,
   };
+}
+
+/** A model directory: read straight into the kernels' shared memory when served as float32 (one copy). */
+async function fromDirectory(dir: string, options: ServedModelOptions): Promise<LoadedParts> {
+  const arena = options.quantize ? null : wasmArena();
+  const loaded = await loadModelDir(dir, {
+    requireTokenizer: true,
+    tokenizer: 'tables',
+    sharedParams: true,
+    // Placed for good (never freed): workers read the weights for as long as the server runs.
+    paramsInto: arena ? (floats) => arena.f32(arena.alloc(floats * 4), floats) : undefined,
+  });
+  const tokenizer = loaded.tokenizerTables;
+  if (!tokenizer)
+    throw new Error(`${dir} has no tokenizer files (tokenizer.json or vocab.json + merges.txt)`);
+  // Checks the sizes and packs the LM head once, for every worker (never freed: they read it while serving).
+  const weights = new InferenceWeights(loaded.config, loaded.params, {
+    head: 'share',
+    quantize: options.quantize,
+  });
+  return {
+    config: loaded.config,
+    weights,
+    tokenizer,
+    tokenizerSource: loaded.tokenizerSource ?? 'tokenizer files',
+    params: loaded.params.buffer instanceof SharedArrayBuffer && !arena ? loaded.params : null,
+  };
+}
+
+/** A GGUF file: Q8_0 matrices stay Q8_0, F16/BF16 become float32 once. */
+async function fromGguf(file: string, options: ServedModelOptions): Promise<LoadedParts> {
+  const info = await stat(file).catch((err: NodeJS.ErrnoException) => {
+    throw new Error(
+      `${file}: ${err.code === 'ENOENT' ? 'does not exist' : `cannot be read (${err.message})`}`,
+    );
+  });
+  if (!info.isFile()) throw new Error(`${file}: is not a file`);
+  const g = await loadGgufModel(file);
+  let tokenizer: TokenizerTables;
+  try {
+    tokenizer = buildTokenizerTables(g.tokenizerData);
+  } catch (err) {
+    throw new Error(`${file}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  const weights = new InferenceWeights(g.config, g.params ?? g.source, {
+    head: 'share',
+    quantize: options.quantize,
+  });
+  let params: Float32Array | null = null;
+  if (g.params && !weights.arena) {
+    params = new Float32Array(new SharedArrayBuffer(g.params.byteLength));
+    params.set(g.params);
+  }
+  return { config: g.config, weights, tokenizer, tokenizerSource: `${file} (tokenizer.ggml.*)`, params };
+}
+
+/**
+ * The served float32 parameters in the layout's order, where they live (the shared WebAssembly memory, or the
+ * pure-JS path's SharedArrayBuffer); null when the matrices are q8_0.
+ */
+export function servedParams(model: ServedModel): Float32Array | null {
+  if (model.params) return model.params;
+  if (!model.head || model.format !== 'f32') return null;
+  return new Float32Array(model.head.memory.buffer, model.head.params, model.parameters);
 }

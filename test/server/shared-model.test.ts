@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { InferenceSession, InferenceWeights } from '../../src/engine/inference.js';
 import { wasmArena } from '../../src/engine/wasm/runtime.js';
 import { buildApp } from '../../src/server/app.js';
-import { loadServedModel, type ServedModel } from '../../src/server/model.js';
+import { loadServedModel, type ServedModel, servedParams } from '../../src/server/model.js';
 import { loadModelInWorker, type ModelLoad } from '../../src/server/workers/model-load.js';
 import { type PoolOptions, WorkerPool } from '../../src/server/workers/pool.js';
 import { createTinyModel, type TinyModel } from '../helpers/tiny-model.js';
@@ -37,7 +37,12 @@ function twoWorkerPool(served: ServedModel, log: PoolOptions['log'], load?: Mode
 
 describe('the served model in shared memory', () => {
   it('weights and tokenizer tables live in SharedArrayBuffers; the LM head in a shared WebAssembly memory', () => {
-    assert.ok(model.params.buffer instanceof SharedArrayBuffer);
+    assert.ok(servedParams(model)?.buffer instanceof SharedArrayBuffer);
+    // With the kernels the weights are read straight into their shared memory: no second copy is kept.
+    if (model.head) {
+      assert.equal(model.params, null, 'a second copy of the weights is kept beside the shared memory');
+      assert.equal(servedParams(model)?.buffer, model.head.memory.buffer);
+    }
     for (const [key, value] of Object.entries(model.tokenizer)) {
       if (ArrayBuffer.isView(value))
         assert.ok(value.buffer instanceof SharedArrayBuffer, `${key} is not shared`);
@@ -49,7 +54,8 @@ describe('the served model in shared memory', () => {
   });
 
   it('weights built on the shared head give the same logits as weights that pack their own, without a new copy', () => {
-    const own = new InferenceWeights(model.config, model.params);
+    const values = Float32Array.from(servedParams(model) as Float32Array);
+    const own = new InferenceWeights(model.config, values);
     const adopted = new InferenceWeights(model.config, model.params, model.head ? { head: model.head } : {});
     if (model.head) assert.equal(adopted.packedHead?.ptr, model.head.ptr, 'the head was packed again');
     const prompt = [464, 2068, 7586, 21831, 18045, 625, 262];
@@ -137,7 +143,10 @@ describe('the served model in shared memory', () => {
     await load.discard();
     assert.equal(threaded.fingerprint, model.fingerprint);
     assert.deepEqual(threaded.config, { ...model.config });
-    assert.deepEqual(Array.from(threaded.params), Array.from(model.params));
+    assert.deepEqual(
+      Array.from(servedParams(threaded) as Float32Array),
+      Array.from(servedParams(model) as Float32Array),
+    );
     assert.deepEqual(plainTables(threaded), plainTables(model));
     const broken = await createTinyModel({ seed: 12 });
     try {

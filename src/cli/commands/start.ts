@@ -13,6 +13,8 @@ Serves the model in --model-dir ($MODEL_DIR or ./model); when it holds no model 
 ${serveFlagsUsage}`;
 
 async function hasModel(dir: string): Promise<boolean> {
+  // A .gguf file is served as it is (a missing one is reported by the load, never created here).
+  if (dir.toLowerCase().endsWith('.gguf')) return true;
   try {
     await access(path.join(dir, 'config.json'));
     await access(path.join(dir, 'model.safetensors'));

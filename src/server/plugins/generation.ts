@@ -83,7 +83,7 @@ export class GenerationService {
       if (this.state === 'loading') this.state = 'ready';
       const up = pool.readyWorkers;
       this.app.log.info(
-        `model ready: ${model.params.length} parameters, context ${model.config.nPositions}, ${up} of ${pool.size} workers ready, tokenizer from ${model.tokenizerSource}`,
+        `model ready: ${model.parameters} parameters (${model.format}), context ${model.config.nPositions}, ${up} of ${pool.size} workers ready, tokenizer from ${model.tokenizerSource}`,
       );
       if (up < pool.size) {
         const since = performance.now();

@@ -26,7 +26,8 @@ export async function modelInfoRoutes(app: FastifyInstance): Promise<void> {
         n_layer: c.nLayer,
         n_head: c.nHead,
       },
-      parameters: model.params.length,
+      parameters: model.parameters,
+      format: model.format,
       training: await readTrainingSummary(model.dir),
       defaults: {
         temperature: ORIGINAL_SAMPLING.temperature,

@@ -83,7 +83,8 @@ function modelEntry(app: FastifyInstance) {
     owned_by: 'tiny-llm-cicd',
     context_length: context,
     max_model_len: context,
-    parameters: model?.params.length ?? null,
+    parameters: model?.parameters ?? null,
+    format: model?.format ?? null,
   };
 }
 

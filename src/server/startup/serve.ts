@@ -8,7 +8,10 @@ export const DEFAULT_SYSTEM_PROMPT =
   'You are tiny-llm, a small assistant that answers questions about this project.';
 
 export interface ServiceOptions {
+  /** A model directory or a GPT-2 .gguf file. */
   modelDir: string;
+  /** 'q8_0': quantise the float32 matrices at load. */
+  quantize?: 'q8_0';
   port: number;
   host: string;
   workers: number;
@@ -53,7 +56,7 @@ export async function systemPrompt(file: string): Promise<{ text: string; source
 export async function runService(options: ServiceOptions): Promise<number> {
   // The worker that loads the model (booted by the launcher before it loaded the CLI, when built) starts first;
   // this thread loads the HTTP stack (fastify, pino, prom-client and the precompiled validators) meanwhile.
-  const load = loadModelInWorker(options.modelDir, launch.modelWorker);
+  const load = loadModelInWorker(options.modelDir, launch.modelWorker, options.quantize);
   launch.modelWorker = null;
   const [{ createLogger }, { startServer }, { precompiledValidators }] = await Promise.all([
     import('../logging.js'),
@@ -89,7 +92,8 @@ export async function runService(options: ServiceOptions): Promise<number> {
     traceProject: options.traceProject,
     validators: precompiledValidators ? { use: precompiledValidators } : undefined,
   });
-  logger.info(`serving ${options.modelDir} on ${server.url} with ${options.workers} workers`);
+  const format = (await load.model).format;
+  logger.info(`serving ${options.modelDir} (${format}) on ${server.url} with ${options.workers} workers`);
   const { apiKeys, corsOrigins } = options;
   logger.info(
     `access: ${apiKeys.length > 0 ? `${apiKeys.length} API key${apiKeys.length === 1 ? '' : 's'} required` : 'no API key (open)'}; CORS ${corsOrigins.length > 0 ? corsOrigins.join(', ') : 'off'}`,

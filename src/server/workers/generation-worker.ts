@@ -36,6 +36,7 @@ function setUp(data: WorkerInit): void {
   sharedHead = head;
   // Compute in the memory that holds the shared packed LM head (and reuse its compiled kernels).
   if (head) adoptWasmMemory(head.module, head.memory);
+  if (!head && !data.params) throw new Error('the shared weights cannot be adopted on this thread');
   weights = new InferenceWeights(data.config, data.params, head ? { head } : {});
   tokenizer = new Gpt2Tokenizer(data.tokenizer);
   // One session per worker: its KV cache is allocated once and reused by every job.
@@ -212,9 +213,9 @@ let loaded: Pick<ServedModel, 'id' | 'head'> | null = null;
  * Loads the served model for everyone (see ModelLoad) while the main thread loads its own code; its tables and
  * weights are in shared memory, so posting shares them.
  */
-function load(dir: string): void {
+function load(dir: string, quantize?: 'q8_0'): void {
   import('../model.js')
-    .then(({ loadServedModel }) => loadServedModel(dir))
+    .then(({ loadServedModel }) => loadServedModel(dir, { quantize }))
     .then(
       (model) => {
         loaded = model;
@@ -227,7 +228,7 @@ function load(dir: string): void {
 
 port.on('message', (message: ToWorker) => {
   if (message.type === 'load') {
-    load(message.dir);
+    load(message.dir, message.quantize);
     return;
   }
   if (message.type === 'init') {

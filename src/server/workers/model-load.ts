@@ -19,6 +19,7 @@ export class ModelLoad {
   constructor(
     readonly dir: string,
     worker: Worker = startGenerationWorker(),
+    readonly quantize?: 'q8_0',
   ) {
     this.worker = worker;
     worker.ref();
@@ -55,7 +56,7 @@ export class ModelLoad {
       });
     });
     this.model.catch(() => {});
-    const message: ToWorker = { type: 'load', dir };
+    const message: ToWorker = { type: 'load', dir, ...(quantize ? { quantize } : {}) };
     worker.postMessage(message);
   }
 
@@ -78,7 +79,10 @@ export class ModelLoad {
   }
 }
 
-/** Starts loading the model in `dir` in a generation worker: `worker` if one was booted ahead, else a new one. */
-export function loadModelInWorker(dir: string, worker?: Worker | null): ModelLoad {
-  return new ModelLoad(dir, worker ?? undefined);
+/**
+ * Starts loading the model in `dir` (a directory or a .gguf file) in a generation worker: `worker` if one was
+ * booted ahead, else a new one; `quantize` 'q8_0' quantises its float32 matrices at load.
+ */
+export function loadModelInWorker(dir: string, worker?: Worker | null, quantize?: 'q8_0'): ModelLoad {
+  return new ModelLoad(dir, worker ?? undefined, quantize);
 }

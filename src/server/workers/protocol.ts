@@ -8,8 +8,11 @@ import type { ServedModel } from '../model.js';
 /** Sent to every worker once (the init message): the weights live in one SharedArrayBuffer that all workers read. */
 export interface WorkerInit {
   config: GPTConfig;
-  /** Float32Array over a SharedArrayBuffer (not copied per worker). */
-  params: Float32Array;
+  /**
+   * Float32Array over a SharedArrayBuffer (not copied per worker) on the pure-JS path; null when `head` holds
+   * every weight in the shared WebAssembly memory.
+   */
+  params: Float32Array | null;
   /** Tokenizer tables in SharedArrayBuffers (shared, not copied, and not parsed again per worker). */
   tokenizer: TokenizerTables;
   /** The LM head packed once in a shared WebAssembly memory (and the compiled kernels): workers compute in it. */
@@ -79,7 +82,7 @@ export const STREAM_FLUSH_MS = 10;
 
 export type ToWorker =
   /** Load the served model from `dir` and post it (a 'model' message): the first worker does, see ModelLoad. */
-  | { type: 'load'; dir: string }
+  | { type: 'load'; dir: string; quantize?: 'q8_0' }
   /** The model to serve (a worker may be started before the model is loaded). */
   | { type: 'init'; init: WorkerInit }
   /**
