@@ -4,6 +4,7 @@ import path from 'node:path';
 import { DEFAULT_QUEUE_LIMIT, DEFAULT_RATE_LIMIT, PACKAGE_ROOT } from '../server/defaults.js';
 import { parseList } from '../server/keys.js';
 import type { ServiceOptions } from '../server/startup/serve.js';
+import { DEFAULT_BATCH } from '../server/workers/kv-budget.js';
 import { numberArg, parseCommandArgs, UsageError } from './command.js';
 
 export const serveFlags = {
@@ -14,6 +15,8 @@ export const serveFlags = {
   host: { type: 'string' },
   workers: { type: 'string' },
   'queue-limit': { type: 'string' },
+  'max-batch': { type: 'string' },
+  'kv-cache-mib': { type: 'string' },
   'rate-limit': { type: 'string' },
   'api-key': { type: 'string', multiple: true },
   'cors-origin': { type: 'string', multiple: true },
@@ -27,6 +30,11 @@ export const serveFlagsUsage = `  --model-dir D        model directory, or a GPT
   --host H             address to bind (default 0.0.0.0)
   --workers N          generation worker threads (default $WORKERS or one per CPU core)
   --queue-limit N      generations that may wait for a worker before 503 (default ${DEFAULT_QUEUE_LIMIT})
+  --max-batch N        generations a worker advances together, one pass over the weights per step for all
+                       (default $MAX_BATCH or ${DEFAULT_BATCH}; 1: one at a time)
+  --kv-cache-mib M     memory the KV caches of running generations may take; beyond it requests queue
+                       (default $KV_CACHE_MIB, else ${DEFAULT_BATCH} full-context sequences per worker, at most 512 MiB
+                       unless one per worker needs more)
   --rate-limit N       requests per client per minute, 0 = off (default $RATE_LIMIT or ${DEFAULT_RATE_LIMIT.max})
   --api-key K          require "Authorization: Bearer K" on every route but /health, /ready and the chat
                        page's files; repeat it (or comma-separate) for several keys (default $API_KEY: none)
@@ -53,6 +61,7 @@ export function parseServeArgs(argv: string[]): ServiceOptions {
   if (file !== undefined && !file.toLowerCase().endsWith('.gguf'))
     throw new UsageError(`--model-file must name a .gguf file, got "${file}"`);
   const quantize = values.quantize ?? envValue('QUANTIZE');
+  const kvMib = numberArg('kv-cache-mib', values['kv-cache-mib'] ?? envValue('KV_CACHE_MIB'), { min: 0 });
   if (quantize !== undefined && quantize !== 'q8_0')
     throw new UsageError(`--quantize takes q8_0, got "${quantize}"`);
   return {
@@ -66,6 +75,13 @@ export function parseServeArgs(argv: string[]): ServiceOptions {
     queueLimit:
       numberArg('queue-limit', values['queue-limit'], { min: 0, max: 100_000, integer: true }) ??
       DEFAULT_QUEUE_LIMIT,
+    batch:
+      numberArg('max-batch', values['max-batch'] ?? envValue('MAX_BATCH'), {
+        min: 1,
+        max: 64,
+        integer: true,
+      }) ?? DEFAULT_BATCH,
+    ...(kvMib === undefined ? {} : { kvCacheBytes: Math.round(kvMib * 2 ** 20) }),
     rateLimit: rate === 0 ? false : { max: rate, windowMs: DEFAULT_RATE_LIMIT.windowMs },
     // Flags replace the environment's values; an empty list means none.
     apiKeys: parseList(values['api-key'] ?? [process.env.API_KEY]),

@@ -3,9 +3,10 @@
 export { findHotRows, type HotRows } from './head/hot-rows.js';
 export type { LmHead } from './head/lm-head.js';
 export type { ScreenRows } from './head/screen.js';
-export { BatchDecoder } from './infer/batch.js';
+export { BatchDecoder, type BatchSequence } from './infer/batch.js';
+export { KvCache } from './infer/forward.js';
 export { meanTokenLoss, type SequenceLoss } from './infer/loss.js';
-export { InferenceSession, type InferenceSessionOptions } from './infer/session.js';
+export { floatAllocator, InferenceSession, type InferenceSessionOptions } from './infer/session.js';
 export {
   InferenceWeights,
   type InferenceWeightsOptions,

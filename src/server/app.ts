@@ -40,6 +40,10 @@ export interface AppOptions {
   workers: number;
   /** Generations that may wait for a free worker before new ones get 503. */
   queueLimit?: number;
+  /** Generations a worker advances together (default DEFAULT_BATCH). */
+  batch?: number;
+  /** Bytes the KV caches of running generations may take (default: from the model's shape, see defaultKvBudget). */
+  kvCacheBytes?: number;
   /** Per-client limit; false turns it off. */
   rateLimit?: RateLimitOptions | false;
   /** A pino logger (see createLogger), or false for none. */
@@ -172,6 +176,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     model,
     workers: options.workers,
     queueLimit: options.queueLimit ?? DEFAULT_QUEUE_LIMIT,
+    batch: options.batch,
+    kvCacheBytes: options.kvCacheBytes,
     cancelGraceMs: options.cancelGraceMs,
   });
 

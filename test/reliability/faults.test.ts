@@ -144,7 +144,8 @@ describe('clients that leave mid-stream', () => {
 
 describe('SIGTERM with 10 streams in flight', () => {
   it('every stream finishes or ends with an error event within 8 s, new requests get 503, the process exits 0', async () => {
-    const server = await startBuiltServer({ workers: 2 }, { nPositions: 1024 });
+    // One generation per worker at a time (no batching): two run, eight queue.
+    const server = await startBuiltServer({ workers: 2, args: ['--max-batch', '1'] }, { nPositions: 1024 });
     try {
       const streams = Array.from({ length: 10 }, () => chatStream(server.port, 900));
       // All ten accepted: two generating, eight queued behind them.
@@ -216,7 +217,7 @@ describe('SIGTERM with 10 streams in flight', () => {
 
 describe('a drain that runs out of time (in process: the deadline is shortened)', () => {
   it('the running stream ends with an error event; queued streams and requests get 503 with Retry-After', async () => {
-    const t = await startTestApp({ workers: 1, queueLimit: 8 }, { nPositions: 1024 });
+    const t = await startTestApp({ workers: 1, queueLimit: 8, batch: 1 }, { nPositions: 1024 });
     try {
       const stream = () =>
         t.app.inject({
@@ -257,6 +258,8 @@ describe('a worker dying under load', () => {
       {
         workers: 2,
         queueLimit: 16,
+        // One generation per worker at a time: the worker that dies held one stream.
+        args: ['--max-batch', '1'],
         nodeArgs: ['--require', join(REPO_ROOT, 'test', 'helpers', 'worker-faults.cjs')],
       },
       { nPositions: 1024 },

@@ -41,7 +41,11 @@ function assertUnavailable(res: Reply, code: string, retryAfter: string): void {
 describe('queue_full from the built server', () => {
   let server: BuiltServer;
   before(async () => {
-    server = await startBuiltServer({ workers: 1, queueLimit: 1 }, { nPositions: 1024 });
+    // One generation at a time (no batching), so the second waits in the queue.
+    server = await startBuiltServer(
+      { workers: 1, queueLimit: 1, args: ['--max-batch', '1'] },
+      { nPositions: 1024 },
+    );
   });
   after(() => server.close());
 
@@ -70,15 +74,21 @@ describe('queue_full from the built server', () => {
 describe('worker_crashed and workers_down from the built server', () => {
   it('a job whose worker dies gets 503 worker_crashed; with no replacement the queued one gets 503 workers_down, and so does every later request', async () => {
     const server = await startBuiltServer(
-      { workers: 1, queueLimit: 4, nodeArgs: FAULTS, env: { WORKER_FAULTS: 'no-restart' } },
+      {
+        workers: 1,
+        queueLimit: 4,
+        args: ['--max-batch', '1'],
+        nodeArgs: FAULTS,
+        env: { WORKER_FAULTS: 'no-restart' },
+      },
       { nPositions: 1024 },
     );
     try {
       const post = (body: object) => request(server.url, { method: 'POST', url: '/generate', payload: body });
       const running = post(LONG);
       await waitFor('one running', async () => (await gauge(server, 'tiny_llm_in_flight_generations')) === 1);
-      // Posted behind the running one: when the worker dies it goes back to the queue, to wait for a worker
-      // that never comes (every replacement exits before it is ready; the pool gives up after three).
+      // Queued behind the running one (one generation at a time): it waits for a worker that never comes
+      // (every replacement exits before it is ready; the pool gives up after three).
       const queued = post({ ...LONG, seed: 2 });
       await waitFor('one queued', async () => (await gauge(server, 'tiny_llm_queue_depth')) === 1);
       server.child.kill('SIGUSR2');

@@ -1,5 +1,5 @@
 // Proves a generation worker's side of the protocol: it loads the model when asked, and each job it holds is cancelled
-// through its own slot of the cancel flags — a job waiting behind a running one is skipped without generating.
+// through its own slot of the cancel flags — a job flagged before it joins the batch is skipped without generating.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Worker } from 'node:worker_threads';
@@ -48,7 +48,7 @@ before(async () => {
   });
   const ready = new Promise((resolve) => worker.once('message', resolve));
   const { config, params, tokenizer, head, id } = model;
-  post({ type: 'init', init: { config, params, tokenizer, head, modelId: id, cancel: flags } });
+  post({ type: 'init', init: { config, params, tokenizer, head, modelId: id, cancel: flags, batch: 2 } });
   assert.deepEqual(await ready, { type: 'ready', ownHead: false });
 });
 after(async () => {

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { requestKvBytes } from '../../src/server/workers/kv-budget.js';
 import { STREAM_FLUSH_MS } from '../../src/server/workers/protocol.js';
 import { metricValue, scrape, startTestApp, type TestApp } from './harness.js';
 
@@ -12,7 +13,8 @@ let base: string;
 
 // A 1024-token context makes one generation long enough (~1 s) to hold a worker while the test acts.
 before(async () => {
-  t = await startTestApp({ workers: 1, queueLimit: 1, cancelGraceMs: 2000 }, { nPositions: 1024 });
+  // One generation at a time (batch 1): queueing, cancelling and crashes one job at a time.
+  t = await startTestApp({ workers: 1, queueLimit: 1, cancelGraceMs: 2000, batch: 1 }, { nPositions: 1024 });
   await t.app.listen({ host: '127.0.0.1', port: 0 });
   base = `http://127.0.0.1:${(t.app.server.address() as AddressInfo).port}`;
 });
@@ -276,41 +278,91 @@ describe('worker death', () => {
   });
 });
 
-describe('jobs posted behind a running one', () => {
-  it('a busy worker holds the next job (counted as queued), starts it unprompted, skips it when cancelled, and hands it on if it dies', async () => {
-    const p = await startTestApp({ workers: 1, queueLimit: 4, cancelGraceMs: 2000 }, { nPositions: 1024 });
+describe('continuous batching on one worker', () => {
+  const asks = [
+    { ...longJob, prompt: 'Once upon a time', maxNewTokens: 40, seed: 2 },
+    { ...longJob, prompt: 'The weather', maxNewTokens: 30, seed: 3, temperature: 0.7, topK: 0, topP: 0.9 },
+    {
+      ...longJob,
+      prompt: 'Numbers:',
+      maxNewTokens: 35,
+      seed: 4,
+      temperature: 0,
+      presencePenalty: 0.5,
+      logitBias: [[13, 5]] as Array<[number, number]>,
+      logprobs: 2,
+    },
+  ];
+
+  it('jobs join the running batch at its next step, each gets the tokens and text it gets alone, and a cancel stops only its own', async () => {
+    const p = await startTestApp({ workers: 1, queueLimit: 4, batch: 4 }, { nPositions: 1024 });
     try {
-      const pool = p.app.generation.pool!;
-      const first = p.app.generation.submit(longJob);
-      await waitFor('the first job to run', () => pool.busyWorkers === 1);
-      const second = p.app.generation.submit({ ...longJob, maxNewTokens: 5, seed: 2 });
-      const third = p.app.generation.submit({ ...longJob, maxNewTokens: 5, seed: 3 });
-      // The second went to the busy worker, the third waits in the pool: both count as queued.
-      assert.equal(pool.postedBehind, 1, 'the second job was not posted to the busy worker');
-      assert.equal(pool.queueDepth, 2);
-      assert.equal(pool.inFlight, 1);
-      assert.equal(second.state, 'queued');
-      // Cancelling a posted job answers at once; the worker skips it when it gets there.
-      second.cancel();
-      const skipped = await second.result;
-      assert.equal(skipped.cancelled, true);
+      const gen = p.app.generation;
+      const pool = gen.pool!;
+      const alone = [];
+      for (const ask of asks) alone.push(await gen.submit(ask).result);
+      const long = gen.submit(longJob);
+      await waitFor('the long job to run', () => long.tokens > 0 || pool.busyWorkers === 1);
+      const together = asks.map((ask) => gen.submit(ask));
+      // One worker runs all four: none waits in the queue.
+      assert.equal(pool.inFlight, 4);
+      assert.equal(pool.queueDepth, 0);
+      assert.equal(pool.busyWorkers, 1);
+      const results = await Promise.all(together.map((j) => j.result));
+      assert.equal(long.state, 'running', 'the long job ended before the others ran beside it');
+      for (let i = 0; i < asks.length; i++) {
+        assert.equal(results[i].text, alone[i].text, `request ${i} gave other text beside the others`);
+        assert.equal(results[i].completionTokens, alone[i].completionTokens);
+        assert.deepEqual(results[i].logprobs, alone[i].logprobs);
+      }
+      assert.ok(results[2].logprobs && results[2].logprobs.length > 0, 'no log-probabilities came back');
+      long.cancel();
+      const stopped = await long.result;
+      assert.equal(stopped.cancelled, true);
+      assert.ok(stopped.completionTokens < 1000);
+      console.log(
+        `3 sequences beside a long one: texts identical to alone; the long one cancelled after ${stopped.completionTokens} tokens`,
+      );
+      await pool.idle();
+    } finally {
+      await p.close();
+    }
+  });
+
+  it('a KV-cache budget bounds what runs: a job beyond it waits in the queue (then 503 queue_full), and runs once memory is freed', async () => {
+    const probe = await startTestApp({ workers: 1, queueLimit: 1, batch: 8 }, { nPositions: 1024 });
+    const config = probe.app.generation.model!.config;
+    await probe.close();
+    // Room for one long job's KV cache only.
+    const oneLong = requestKvBytes(longJob, config);
+    const p = await startTestApp(
+      { workers: 1, queueLimit: 1, batch: 8, kvCacheBytes: oneLong },
+      { nPositions: 1024 },
+    );
+    try {
+      const gen = p.app.generation;
+      const pool = gen.pool!;
+      assert.equal(pool.kvBudgetBytes, oneLong);
+      const first = gen.submit(longJob);
+      assert.equal(pool.kvReservedBytes, oneLong);
+      const second = gen.submit({ ...longJob, seed: 2 });
+      assert.equal(pool.inFlight, 1, 'the second ran beyond the budget');
       assert.equal(pool.queueDepth, 1);
+      const refused = await p.app.inject({
+        method: 'POST',
+        url: '/v1/completions',
+        payload: { prompt: 'hi', max_tokens: 5 },
+      });
+      assert.equal(refused.statusCode, 503, refused.body);
+      assert.equal(refused.json().error.code, 'queue_full');
       first.cancel();
       assert.equal((await first.result).cancelled, true);
-      const ran = await third.result;
-      assert.equal(ran.cancelled, false);
-      assert.equal(ran.completionTokens, 5);
+      await waitFor('the second to run', () => second.state === 'running');
+      assert.equal(pool.kvReservedBytes, oneLong);
+      second.cancel();
+      await second.result;
       await pool.idle();
-      // A worker that dies with a posted job: the job goes back to the queue and a replacement runs it.
-      const holder = p.app.generation.submit(longJob);
-      await waitFor('the holder to run', () => pool.busyWorkers === 1);
-      const posted = p.app.generation.submit({ ...longJob, maxNewTokens: 5, seed: 4 });
-      assert.equal(pool.queueDepth, 1);
-      await pool.terminateWorker(0);
-      await assert.rejects(holder.result, /stopped unexpectedly/);
-      const served = await posted.result;
-      assert.equal(served.completionTokens, 5, 'the posted job was lost with the worker');
-      assert.equal(pool.replacements, 1);
+      assert.equal(pool.kvReservedBytes, 0);
     } finally {
       await p.close();
     }

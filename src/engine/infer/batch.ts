@@ -1,10 +1,16 @@
 // Batched decode: one step for several sequences at once, each with its own KV cache and position, in one pass
 // over the weights; every sequence gets exactly the logits it gets decoding alone.
 import type { LmHead } from '../head/lm-head.js';
-import { forward, RunBuffers } from './forward.js';
+import { forward, type KvCache, RunBuffers } from './forward.js';
 import { JsRowOps, type RowOps, WasmRowOps } from './row-ops.js';
-import { floatAllocator, type InferenceSession } from './session.js';
+import { floatAllocator } from './session.js';
 import type { InferenceWeights } from './weights.js';
+
+/** What a step needs of a sequence: its weights and its KV cache (an InferenceSession is one). */
+export interface BatchSequence {
+  readonly weights: InferenceWeights;
+  readonly kvCache: KvCache;
+}
 
 /**
  * Advances up to `capacity` sessions of the same weights by one token each. Sessions are prefilled on their own
@@ -37,7 +43,7 @@ export class BatchDecoder {
    * Feeds ids[i] to sessions[i] at its next position, for i < n (distinct sessions of these weights, each with
    * room left in its context); then answer(i, …) gives what the position after it needs.
    */
-  step(sessions: readonly InferenceSession[], ids: ArrayLike<number>, n = sessions.length): void {
+  step(sessions: readonly BatchSequence[], ids: ArrayLike<number>, n = sessions.length): void {
     if (n < 1 || n > this.capacity)
       throw new RangeError(`batch of ${n} sequences, room for ${this.capacity}`);
     const b = this.buffers;

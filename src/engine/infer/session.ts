@@ -86,7 +86,24 @@ export class InferenceSession {
    * null; otherwise, or when the head cannot tell, all V logits (a buffer reused by the next call).
    */
   next(ids: ArrayLike<number>, k: number, topIds: Int32Array, topValues: Float64Array): Float32Array | null {
-    this.run(ids);
+    return this.nextInto(this.cache, ids, k, topIds, topValues);
+  }
+
+  /**
+   * next() for a sequence whose KV cache is `cache` (of these weights, at most this session's capacity)
+   * instead of this session's own: one session's scratch prefills the prompts of many cached sequences (e.g.
+   * those a BatchDecoder then advances together). The same operations as next(), so the same answers.
+   */
+  nextInto(
+    cache: KvCache,
+    ids: ArrayLike<number>,
+    k: number,
+    topIds: Int32Array,
+    topValues: Float64Array,
+  ): Float32Array | null {
+    if (cache.maxT > this.capacity)
+      throw new RangeError(`a cache of ${cache.maxT} positions, this session runs ${this.capacity}`);
+    this.run(cache, ids);
     this.head.score(this.buffers.h, 1);
     if (k > 0 && this.head.top(0, k, topIds, topValues)) return null;
     return this.head.logits(0);
@@ -114,7 +131,7 @@ export class InferenceSession {
     const b = this.buffers;
     for (let r0 = 0; r0 < n; r0 += b.rows) {
       const rows = Math.min(b.rows, n - r0);
-      this.forwardRows(Array.prototype.slice.call(ids, r0, r0 + rows), rows, 'all');
+      this.forwardRows(this.cache, Array.prototype.slice.call(ids, r0, r0 + rows), rows, 'all');
       for (let r = 0; r < rows; r++) {
         // The head scores one row at a time: row r of h copied to the front, where row 0 is read.
         for (let c = 0; c < C; c++) b.xn[c] = b.h[r * C + c];
@@ -126,33 +143,33 @@ export class InferenceSession {
   }
 
   /** Runs ids through the model in chunks of the scratch's rows; h row 0 is the last position's final norm. */
-  private run(ids: ArrayLike<number>): void {
+  private run(cache: KvCache, ids: ArrayLike<number>): void {
     const n = ids.length;
     if (n === 0) throw new RangeError('prefill needs at least one token');
-    const maxT = this.capacity;
-    if (this.cache.position + n > maxT) {
-      throw new RangeError(
-        `context full: ${this.cache.position} + ${n} positions exceed the context of ${maxT}`,
-      );
+    const maxT = cache.maxT;
+    if (cache.position + n > maxT) {
+      throw new RangeError(`context full: ${cache.position} + ${n} positions exceed the context of ${maxT}`);
     }
     const rows = this.buffers.rows;
     if (n <= rows) {
-      this.forwardRows(ids, n, 'last');
+      this.forwardRows(cache, ids, n, 'last');
       return;
     }
     for (let r0 = 0; r0 < n; r0 += rows)
       this.forwardRows(
+        cache,
         Array.prototype.slice.call(ids, r0, Math.min(n, r0 + rows)),
         Math.min(rows, n - r0),
         'last',
       );
   }
 
-  private forwardRows(ids: ArrayLike<number>, n: number, head: 'last' | 'all'): void {
+  private forwardRows(cache: KvCache, ids: ArrayLike<number>, n: number, head: 'last' | 'all'): void {
     const b = this.buffers;
-    const start = this.cache.position;
+    const start = cache.position;
+    b.caches.fill(cache, 0, n);
     for (let r = 0; r < n; r++) b.positions[r] = start + r;
     forward(this.weights, this.ops, b, ids, n, n > 1, head);
-    this.cache.position = start + n;
+    cache.position = start + n;
   }
 }

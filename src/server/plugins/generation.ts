@@ -18,6 +18,10 @@ export interface GenerationOptions {
   model: ServedModel | Promise<ServedModel> | ModelLoad;
   workers: number;
   queueLimit: number;
+  /** Generations a worker advances together (see PoolOptions.batch). */
+  batch?: number;
+  /** The KV-cache budget of running generations in bytes (see PoolOptions.kvBudgetBytes). */
+  kvCacheBytes?: number;
   cancelGraceMs?: number;
 }
 
@@ -58,6 +62,8 @@ export class GenerationService {
         {
           size: this.options.workers,
           queueLimit: this.options.queueLimit,
+          batch: this.options.batch,
+          kvBudgetBytes: this.options.kvCacheBytes,
           firstWorker: load?.takeWorker(),
           cancelGraceMs: this.options.cancelGraceMs,
           log: (level, message) => this.app.log[level](message),

@@ -16,6 +16,10 @@ export interface ServiceOptions {
   host: string;
   workers: number;
   queueLimit: number;
+  /** Generations a worker advances together. */
+  batch?: number;
+  /** KV-cache budget of running generations in bytes (default from the model's shape). */
+  kvCacheBytes?: number;
   rateLimit: RateLimitOptions | false;
   /** Keys accepted as `Authorization: Bearer <key>` (none: the API is open). */
   apiKeys: readonly string[];
@@ -84,6 +88,8 @@ export async function runService(options: ServiceOptions): Promise<number> {
     systemPrompt: prompt.text,
     workers: options.workers,
     queueLimit: options.queueLimit,
+    batch: options.batch,
+    kvCacheBytes: options.kvCacheBytes,
     rateLimit: options.rateLimit,
     logger,
     trustProxy: options.trustProxyHops,
@@ -93,7 +99,13 @@ export async function runService(options: ServiceOptions): Promise<number> {
     validators: precompiledValidators ? { use: precompiledValidators } : undefined,
   });
   const format = (await load.model).format;
-  logger.info(`serving ${options.modelDir} (${format}) on ${server.url} with ${options.workers} workers`);
+  const pool = server.app.generation.pool;
+  const budget = pool
+    ? `, ${pool.batch} generations a step each, KV caches within ${(pool.kvBudgetBytes / 2 ** 20).toFixed(1)} MiB`
+    : '';
+  logger.info(
+    `serving ${options.modelDir} (${format}) on ${server.url} with ${options.workers} workers${budget}`,
+  );
   const { apiKeys, corsOrigins } = options;
   logger.info(
     `access: ${apiKeys.length > 0 ? `${apiKeys.length} API key${apiKeys.length === 1 ? '' : 's'} required` : 'no API key (open)'}; CORS ${corsOrigins.length > 0 ? corsOrigins.join(', ') : 'off'}`,

@@ -2,19 +2,14 @@
 import { parentPort } from 'node:worker_threads';
 import { InferenceSession, InferenceWeights, type SharedHead } from '../../engine/inference.js';
 import { adoptWasmMemory } from '../../engine/wasm/runtime.js';
-import { generate } from '../../generate/generate.js';
+import { Generation } from '../../generate/generate.js';
 import { logitBiasFrom } from '../../generate/logits-processors.js';
-import {
-  AlignedLogprobs,
-  type DescribedLogprob,
-  describePrompt,
-  describeToken,
-  scorePrompt,
-} from '../../generate/logprobs.js';
+import { AlignedLogprobs, describePrompt, describeToken, scorePrompt } from '../../generate/logprobs.js';
 import { Gpt2Tokenizer } from '../../tokenizer/gpt2-bpe.js';
 import type { ServedModel } from '../model.js';
+import { BatchScheduler } from './batch-scheduler.js';
 import type { EchoedPrompt, FromWorker, JobRequest, ToWorker, WorkerInit } from './protocol.js';
-import { type TokenBatch, TokenBatcher } from './token-batcher.js';
+import { Sequence } from './sequence.js';
 
 const port = parentPort;
 if (!port) throw new Error('generation-worker.ts runs only as a worker thread');
@@ -24,6 +19,8 @@ let init!: WorkerInit;
 let weights!: InferenceWeights;
 let tokenizer!: Gpt2Tokenizer;
 let session!: InferenceSession;
+/** Advances this worker's generations together (see BatchScheduler). */
+let scheduler!: BatchScheduler;
 let context = 0;
 /** The shared LM head this worker was given (null: pure JS, or none shared). */
 let sharedHead: SharedHead | null = null;
@@ -39,9 +36,13 @@ function setUp(data: WorkerInit): void {
   if (!head && !data.params) throw new Error('the shared weights cannot be adopted on this thread');
   weights = new InferenceWeights(data.config, data.params, head ? { head } : {});
   tokenizer = new Gpt2Tokenizer(data.tokenizer);
-  // One session per worker: its KV cache is allocated once and reused by every job.
+  // One session per worker: its scratch prefills every prompt (and scores echoed ones); each generation has a
+  // KV cache of its own, reused across jobs (see BatchScheduler).
   session = new InferenceSession(weights);
   context = weights.config.nPositions;
+  scheduler = new BatchScheduler(session, data.batch, cancelled, (seq, err) =>
+    post({ type: 'failed', jobId: seq.jobId, message: err instanceof Error ? err.message : String(err) }),
+  );
 }
 
 function post(message: FromWorker): void {
@@ -137,73 +138,46 @@ function run({ jobId, slot, request, stream }: Extract<ToWorker, { type: 'job' }
     });
     return;
   }
-  let firstTokenMs = -1;
-  const it = generate(session, tokenizer, ids, {
-    temperature: request.temperature,
-    topK: request.topK,
-    topP: request.topP,
-    repetitionPenalty: request.repetitionPenalty,
-    maxNewTokens,
-    seed: request.seed,
-    stop: request.stop,
-    eosTokenId: weights.config.eosTokenId,
-    presencePenalty: request.presencePenalty ?? 0,
-    frequencyPenalty: request.frequencyPenalty ?? 0,
-    logitBias: logitBiasFrom(request.logitBias ? Object.fromEntries(request.logitBias) : null),
-    logprobs: topN,
-  });
-  let tokens = 0;
-  // Log-probabilities go out with the text their tokens released (see AlignedLogprobs).
-  const aligned = topN === null ? null : new AlignedLogprobs(tokenizer);
-  let released = 0;
-  const entries: DescribedLogprob[] = [];
-  // A streamed job's texts, coalesced into few messages (see TokenBatcher).
-  const batcher = new TokenBatcher();
-  const postBatch = (batch: TokenBatch | null) => {
-    if (!batch && entries.length === 0) return;
-    const logprobs = aligned ? { logprobs: entries.splice(0) } : {};
-    post({ type: 'token', jobId, ...(batch ?? { text: '', tokens }), start, ...logprobs });
-    start = undefined;
-  };
-  const flush = () => postBatch(batcher.flush(performance.now()));
-  for (;;) {
-    // The loop is synchronous, so a cancel cannot arrive as a message: read the shared flag between tokens.
-    if (cancelled(slot, jobId)) {
-      it.return(undefined as never);
-      if (stream) flush();
-      post({ type: 'cancelled', jobId, promptTokens: ids.length, completionTokens: tokens });
-      return;
-    }
-    const next = it.next();
-    if (next.done) {
-      const r = next.value;
-      if (aligned) entries.push(...aligned.finish(r.finishReason === 'stop' && !r.endedByEos));
-      if (stream) flush();
-      post({
-        type: 'done',
-        jobId,
-        firstTokenMs,
-        outcome: {
-          text: r.text,
-          finishReason: r.finishReason,
-          promptTokens: r.promptTokens,
-          completionTokens: r.completionTokens,
-          ...(stream ? {} : { echo }),
-          ...(aligned && !stream ? { logprobs: entries } : {}),
-        },
-      });
-      return;
-    }
-    if (aligned) {
-      if (next.value.logprob) aligned.add(next.value.logprob);
-      released += next.value.text.length;
-      entries.push(...aligned.release(released));
-    }
-    // The final flush of held-back text has id -1 and is not a new token.
-    if (next.value.id >= 0 && ++tokens === 1) firstTokenMs = performance.now() - received;
-    if (!stream) continue;
-    postBatch(batcher.add(next.value.text, tokens, performance.now()));
-  }
+  const scratch = scheduler.takeScratch();
+  const generation = new Generation(
+    tokenizer,
+    ids,
+    {
+      temperature: request.temperature,
+      topK: request.topK,
+      topP: request.topP,
+      repetitionPenalty: request.repetitionPenalty,
+      maxNewTokens,
+      seed: request.seed,
+      stop: request.stop,
+      eosTokenId: weights.config.eosTokenId,
+      presencePenalty: request.presencePenalty ?? 0,
+      frequencyPenalty: request.frequencyPenalty ?? 0,
+      logitBias: logitBiasFrom(request.logitBias ? Object.fromEntries(request.logitBias) : null),
+      logprobs: topN,
+    },
+    context,
+    scratch,
+  );
+  // The sequence joins the batch at its next step; its cache holds its prompt and its most new tokens.
+  scheduler.add(
+    new Sequence({
+      jobId,
+      slot,
+      stream,
+      ids,
+      weights,
+      generation,
+      cache: scheduler.takeCache(ids.length + maxNewTokens),
+      scratch,
+      // Log-probabilities go out with the text their tokens released (see AlignedLogprobs).
+      aligned: topN === null ? null : new AlignedLogprobs(tokenizer),
+      echo,
+      start,
+      received,
+      post,
+    }),
+  );
 }
 
 /** The model this worker loaded (its id and head), if it was the one asked to load. */

@@ -32,7 +32,7 @@ export class ContextOverflow extends Error {
   }
 }
 
-/** 'queued' (in the pool's queue, or posted to a busy worker) → 'running' → 'ended'. */
+/** 'queued' (in the pool's queue) → 'running' (posted to a worker, in its batch) → 'ended'. */
 export type JobState = 'queued' | 'running' | 'ended';
 
 export class Job {
@@ -52,6 +52,8 @@ export class Job {
     readonly request: JobRequest,
     readonly handlers: JobHandlers,
     private readonly onCancel: (job: Job) => void,
+    /** Bytes of KV cache it reserves while it runs (see requestKvBytes). */
+    readonly kvBytes = 0,
   ) {
     this.result = new Promise<JobResult>((resolve, reject) => {
       this.settle = { resolve, reject };

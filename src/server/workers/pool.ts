@@ -1,8 +1,9 @@
-// The scheduler of the generation workers: a bounded FIFO queue of jobs over a fixed set of workers, with cancellation and crash recovery.
+// The scheduler of the generation workers: a bounded FIFO queue of jobs over a fixed set of workers that each run a batch of them, within a KV-cache memory budget, with cancellation and crash recovery.
 import type { Worker } from 'node:worker_threads';
 import { ApiError, unavailable } from '../errors.js';
 import { ContextOverflow, Job, type JobHandlers, type JobResult } from './job.js';
-import { JOB_SLOTS, PoolWorker, RUNNING_PER_WORKER } from './pool-worker.js';
+import { DEFAULT_BATCH, defaultKvBudget, kvBytesPerPosition, requestKvBytes } from './kv-budget.js';
+import { PoolWorker } from './pool-worker.js';
 import type { FromWorker, JobRequest, ToWorker, WorkerInit } from './protocol.js';
 import { Waiters } from './waiters.js';
 import { startGenerationWorker } from './worker-file.js';
@@ -11,6 +12,13 @@ export interface PoolOptions {
   size: number;
   /** Jobs that may wait for a worker; one more is refused with 503. */
   queueLimit: number;
+  /** Generations each worker advances together, one pass over the weights per step (default DEFAULT_BATCH). */
+  batch?: number;
+  /**
+   * Bytes the KV caches of running generations may take in all (default defaultKvBudget); a job that would
+   * go beyond waits in the queue. At least one full-context sequence always fits.
+   */
+  kvBudgetBytes?: number;
   /** After a cancel, how long a worker may take to notice before it is terminated and replaced. */
   cancelGraceMs?: number;
   observer?: PoolObserver;
@@ -41,19 +49,31 @@ export class WorkerPool {
   private readonly idleWaiters = new Waiters(() => this.queueDepth === 0 && this.running.size === 0);
   private readonly readyWaiters = new Waiters(() => this.closing || this.readyWorkers === this.options.size);
   private readonly cancelGraceMs: number;
+  /** Generations a worker runs together. */
+  readonly batch: number;
+  /** The KV-cache budget in bytes (see PoolOptions.kvBudgetBytes). */
+  readonly kvBudgetBytes: number;
   /** Workers replaced after dying; for tests and logs. */
   replacements = 0;
   /** Token messages received from workers (a non-streamed job sends none, a streamed one a few). */
   tokenMessages = 0;
 
   constructor(
-    private readonly init: Omit<WorkerInit, 'cancel'>,
+    private readonly init: Omit<WorkerInit, 'cancel' | 'batch'>,
     private readonly options: PoolOptions,
   ) {
     if (!Number.isInteger(options.size) || options.size < 1) throw new RangeError('pool size must be >= 1');
     if (!Number.isInteger(options.queueLimit) || options.queueLimit < 0)
       throw new RangeError('queue limit must be >= 0');
     this.cancelGraceMs = options.cancelGraceMs ?? 2000;
+    this.batch = options.batch ?? DEFAULT_BATCH;
+    if (!Number.isInteger(this.batch) || this.batch < 1) throw new RangeError('batch must be >= 1');
+    const c = init.config;
+    const fullContext = c.nPositions * kvBytesPerPosition(c);
+    this.kvBudgetBytes = Math.max(
+      fullContext,
+      options.kvBudgetBytes ?? defaultKvBudget(c, options.size, this.batch),
+    );
   }
 
   /**
@@ -102,16 +122,16 @@ export class WorkerPool {
     return this.workers.length;
   }
 
-  /** Jobs waiting: in the queue, or posted to a busy worker and not started (and not cancelled since). */
+  /** Jobs waiting in the queue for a worker's batch to have room (or for KV-cache memory). */
   get queueDepth(): number {
-    return this.queue.length + this.postedBehind;
+    return this.queue.length;
   }
 
-  /** Waiting jobs already posted to a busy worker, which starts each without waiting for this thread. */
-  get postedBehind(): number {
-    let posted = 0;
-    for (const w of this.workers) for (const job of w?.held ?? []) if (job.state === 'queued') posted++;
-    return posted;
+  /** Bytes of KV cache the running generations reserve now. */
+  get kvReservedBytes(): number {
+    let bytes = 0;
+    for (const w of this.workers) bytes += w?.kvBytes ?? 0;
+    return bytes;
   }
 
   get inFlight(): number {
@@ -141,7 +161,11 @@ export class WorkerPool {
   submit(request: JobRequest, handlers: JobHandlers = {}): Job {
     if (this.closing)
       throw unavailable('The server is shutting down; retry on another instance.', 'shutting_down');
-    const free = this.workers.some((w) => w?.ready && w.held.length < RUNNING_PER_WORKER);
+    const kvBytes = requestKvBytes(request, this.init.config);
+    const free =
+      this.queue.length === 0 &&
+      this.kvReservedBytes + kvBytes <= this.kvBudgetBytes &&
+      this.workers.some((w) => w?.hasRoom);
     if (!free && this.queueDepth >= this.options.queueLimit) {
       throw unavailable(
         `The server is busy (${this.queueDepth} requests waiting); retry shortly.`,
@@ -149,7 +173,7 @@ export class WorkerPool {
         2,
       );
     }
-    const job = new Job(this.nextJobId, request, handlers, (j) => this.cancel(j));
+    const job = new Job(this.nextJobId, request, handlers, (j) => this.cancel(j), kvBytes);
     this.nextJobId = this.nextJobId >= 0x7fffffff ? 1 : this.nextJobId + 1;
     this.queue.push(job);
     this.dispatch();
@@ -157,9 +181,8 @@ export class WorkerPool {
   }
 
   /**
-   * Cancels a job: one in the queue or posted behind a running one is answered at once (a posted one keeps
-   * its slot until its worker reports the skip); a running one stops at its next token, and its worker is
-   * replaced if it does not within cancelGraceMs.
+   * Cancels a job: one in the queue is answered at once; a running one stops at its worker's next step, and
+   * the worker is replaced if it does not within cancelGraceMs.
    */
   cancel(job: Job): void {
     if (job.state === 'ended' || job.cancelRequested) return;
@@ -173,10 +196,6 @@ export class WorkerPool {
       return;
     }
     holder.flagCancel(job);
-    if (job.state !== 'running') {
-      this.finish(job, job.cancelledResult());
-      return;
-    }
     if (!holder.watchdog) {
       // A worker stuck in one long step cannot see the flag; replace it rather than wait forever.
       holder.watchdog = setTimeout(() => {
@@ -228,8 +247,8 @@ export class WorkerPool {
 
   /** Takes `thread` (or starts one) as worker `index`; resolves once it has built the model. */
   private spawn(index: number, thread: Worker = startGenerationWorker()): Promise<void> {
-    const cancelFlags = new Int32Array(new SharedArrayBuffer(JOB_SLOTS * Int32Array.BYTES_PER_ELEMENT));
-    const init: ToWorker = { type: 'init', init: { ...this.init, cancel: cancelFlags } };
+    const cancelFlags = new Int32Array(new SharedArrayBuffer(this.batch * Int32Array.BYTES_PER_ELEMENT));
+    const init: ToWorker = { type: 'init', init: { ...this.init, cancel: cancelFlags, batch: this.batch } };
     thread.postMessage(init);
     const w = new PoolWorker(index, thread, cancelFlags);
     this.workers[index] = w;
@@ -262,27 +281,19 @@ export class WorkerPool {
     });
   }
 
-  /** A worker ended: its running jobs end, the ones waiting in its inbox go back to the queue, and it is replaced. */
+  /** A worker ended: its running jobs end (a 503 unless cancelled), and it is replaced. */
   private onExit(w: PoolWorker, code: number): void {
     w.clearWatchdog();
-    const requeue: Job[] = [];
     for (const job of w.releaseAll()) {
-      if (job.state === 'running') {
-        if (job.cancelRequested) this.finish(job, job.cancelledResult());
-        else
-          this.fail(
-            job,
-            unavailable('The generation worker stopped unexpectedly; retry the request.', 'worker_crashed'),
-          );
-      } else if (job.state === 'queued') {
-        // Posted but not started as far as the client can tell (nothing of it was reported).
-        requeue.push(job);
-      }
+      if (job.cancelRequested) this.finish(job, job.cancelledResult());
+      else
+        this.fail(
+          job,
+          unavailable('The generation worker stopped unexpectedly; retry the request.', 'worker_crashed'),
+        );
     }
-    if (requeue.length > 0) {
-      this.queue.unshift(...requeue);
-      queueMicrotask(() => this.dispatch());
-    }
+    // Its KV-cache reservations are free: queued jobs may fit another worker now.
+    queueMicrotask(() => this.dispatch());
     const wasReady = w.ready;
     w.ready = false;
     if (this.closing || w.retiring || !wasReady) return;
@@ -313,19 +324,20 @@ export class WorkerPool {
     }
   }
 
-  /** Hands queued jobs to free workers, then one more to each busy worker, which starts it as soon as it can. */
+  /**
+   * Hands queued jobs, in order, to the worker running the fewest (they join its batch at its next step), while
+   * their KV caches fit the budget.
+   */
   private dispatch(): void {
     while (this.queue.length > 0) {
-      const w = this.workers.find((x) => x?.ready && x.held.length < RUNNING_PER_WORKER);
-      if (!w) break;
-      const job = this.queue.shift()!;
+      const job = this.queue[0];
+      if (this.kvReservedBytes + job.kvBytes > this.kvBudgetBytes) return;
+      let w: PoolWorker | null = null;
+      for (const x of this.workers) if (x?.hasRoom && (!w || x.held.length < w.held.length)) w = x;
+      if (!w) return;
+      this.queue.shift();
       this.begin(job);
       w.post(job);
-    }
-    while (this.queue.length > 0) {
-      const w = this.workers.find((x) => x?.hasRoom);
-      if (!w) return;
-      w.post(this.queue.shift()!);
     }
   }
 
@@ -396,14 +408,10 @@ export class WorkerPool {
     }
   }
 
-  /**
-   * The worker reported `job`'s end: its slot is free, the job waiting behind it (if any) is now the one it
-   * runs, and the queue may move.
-   */
+  /** The worker reported `job`'s end: its slot and KV-cache memory are free, and the queue may move. */
   private release(w: PoolWorker, job: Job): void {
     w.release(job);
     if (!w.held.some((j) => j.state === 'running' && j.cancelRequested)) w.clearWatchdog();
-    for (const next of w.held.slice(0, RUNNING_PER_WORKER)) if (next.state === 'queued') this.begin(next);
     queueMicrotask(() => this.dispatch());
     this.idleWaiters.check();
   }

@@ -23,6 +23,8 @@ export interface WorkerInit {
    * tokens. Ids are never reused, so a flag left for an ended job cannot stop the next one in that slot.
    */
   cancel: Int32Array;
+  /** Generations the worker advances together (one pass over the weights per step for all of them). */
+  batch: number;
   /**
    * ServedModel.id: the worker that loaded this model then uses its own head object instead of the posted
    * copy (a WebAssembly.Memory posted away and back is a new object, which would not be taken as its own).
