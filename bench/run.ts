@@ -454,6 +454,13 @@ if (sections.has('server')) {
   const { benchServer } = await import('./server.js');
   results.server = await benchServer(rounds, skip);
 }
+if (sections.has('server-batch')) {
+  // The compiled server batching concurrent streams on --model (GPT-2 small's shape unless named).
+  const { benchServerBatch } = await import('./server-batch.js');
+  const located = await resolveModel(args.model ?? 'gpt2-small-shape');
+  if (!located.ok) skip('server batching', located.why);
+  else results.serverBatch = await benchServerBatch(await loadBenchModel(located.name, located.dir), skip);
+}
 results.skipped = skipped;
 
 const dir = join(import.meta.dirname, 'results');

@@ -1,8 +1,10 @@
 // Where `create-model --from-pretrained` takes a model from: the Hugging Face Hub, a local Hugging Face
 // directory, a GGUF file or a Cloud Storage prefix; each becomes a local, verified Hugging Face directory.
-import { rm, stat } from 'node:fs/promises';
+import { readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { saveModelDir } from './checkpoint.js';
 import { fetchGcsPrefix, parseGcsUri } from './gcs-fetch.js';
+import { GgmlType, type GgufModel, ggufModel, parseGguf } from './gguf.js';
 import {
   DEFAULT_HF_ENDPOINT,
   DEFAULT_STALL_TIMEOUT_S,
@@ -87,10 +89,7 @@ export async function resolveModelSource(source: ModelSource, o: ResolveOptions)
       return { dir: source.dir, record: { uri: path.resolve(source.dir), kind: 'directory' }, sha256: null };
     }
     case 'gguf':
-      throw new ModelSourceError(
-        `${source.spec}: GGUF sources are not read yet (the GGUF loader is under way); ` +
-          'convert the model to a Hugging Face directory with safetensors weights and pass that directory',
-      );
+      return ggufAsDirectory(source, o.stagingDir);
     case 'hf': {
       const endpoint = (o.env.HF_ENDPOINT || DEFAULT_HF_ENDPOINT).replace(/\/+$/, '');
       const download = await downloadHubModel(
@@ -126,6 +125,41 @@ export async function resolveModelSource(source: ModelSource, o: ResolveOptions)
       return { dir, record: { uri: source.uri, kind: 'cloud-storage', generations }, sha256: null };
     }
   }
+}
+
+/**
+ * A GPT-2 GGUF file written as a Hugging Face directory in the staging area: its float weights (F32, F16 or
+ * BF16, converted once) as float32 safetensors, its hyper-parameters as config.json, its tokenizer's files.
+ * Q8_0 weights are refused: serve such a file as it is (`serve --model-file`), without losing their layout.
+ */
+async function ggufAsDirectory(
+  source: Extract<ModelSource, { kind: 'gguf' }>,
+  stagingDir: string,
+): Promise<LocalSource> {
+  const info = await stat(source.file).catch(() => null);
+  if (!info) throw new ModelSourceError(`${source.spec}: no such file (sources: ${SOURCES})`);
+  if (!info.isFile()) throw new ModelSourceError(`${source.spec}: not a file (sources: ${SOURCES})`);
+  let model: GgufModel;
+  let types: string[];
+  try {
+    const bytes = new Uint8Array(await readFile(source.file));
+    model = ggufModel(bytes, source.spec);
+    types = [...new Set(parseGguf(bytes, source.spec).tensors.map((t) => ggmlTypeName(t.type)))].sort();
+  } catch (err) {
+    throw new ModelSourceError(err instanceof Error ? err.message : String(err));
+  }
+  if (!model.params)
+    throw new ModelSourceError(
+      `${source.spec}: its matrices are Q8_0 (int8); a model directory holds float weights, so serve the file ` +
+        'as it is (`tiny-llm serve --model-file FILE.gguf`) or convert an F32/F16 GGUF',
+    );
+  const dir = path.join(stagingDir, 'gguf');
+  await saveModelDir(dir, { config: model.config, params: model.params, tokenizerData: model.tokenizerData });
+  return { dir, record: { uri: path.resolve(source.file), kind: 'gguf', tensor_types: types }, sha256: null };
+}
+
+function ggmlTypeName(type: number): string {
+  return Object.entries(GgmlType).find(([, t]) => t === type)?.[0] ?? `type ${type}`;
 }
 
 /** The staging directory of a model directory's downloads: hidden beside it, never where a server looks. */

@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { GPT2 } from '../../src/engine/model.js';
 import { loadModelDir } from '../../src/io/checkpoint.js';
+import { exportGguf } from '../../src/io/gguf.js';
 import { tokenizerFileContents } from '../../src/io/tokenizer-files.js';
 import { type CliResult, runCli } from '../helpers/cli.js';
 import { startFakeGcs } from '../helpers/fake-gcs.js';
@@ -206,12 +207,12 @@ describe('create-model --from-pretrained DIR', () => {
     noLeftovers(out);
   });
 
-  it('bad local sources: a missing directory, a .gguf file, pickle weights, another architecture', async () => {
+  it('bad local sources: a missing directory, a missing .gguf file, pickle weights, another architecture', async () => {
     const out = fresh('bad');
     failsWithOneLine(await create(out, ['--from-pretrained', join(work, 'nope')]), /no such directory/);
     failsWithOneLine(
       await create(out, ['--from-pretrained', join(work, 'model.gguf')]),
-      /GGUF sources are not read yet/,
+      /model\.gguf: no such file/,
     );
     const pickle = fresh('pickle');
     mkdirSync(pickle);
@@ -239,6 +240,51 @@ describe('create-model --from-pretrained DIR', () => {
       assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, reason);
     }
+  });
+});
+
+describe('create-model --from-pretrained FILE.gguf', () => {
+  it('an F16 GGUF becomes a float32 model directory: config, tokenizer and weights within F16 rounding; Q8_0 and broken files are refused', async () => {
+    const original = await loadModelDir(hfDir, { requireTokenizer: true });
+    const base = { config: original.config, params: original.params, tokenizerData: original.tokenizerData! };
+    const f16File = join(work, 'multi-f16.gguf');
+    await exportGguf(f16File, { ...base, quantize: 'f16' });
+    const out = fresh('gguf');
+    const r = await create(out, ['--from-pretrained', f16File]);
+    assert.equal(r.code, 0, r.stderr);
+    const made = await loadModelDir(out, { requireTokenizer: true });
+    assert.deepEqual({ ...made.config }, { ...original.config });
+    assert.deepEqual(made.storedDtypes, ['F32']);
+    assert.deepEqual(made.tokenizerData?.merges, original.tokenizerData?.merges);
+    assert.deepEqual(made.tokenizerData?.vocab, original.tokenizerData?.vocab);
+    let worst = 0;
+    for (let i = 0; i < made.params.length; i++) {
+      const want = original.params[i];
+      const err = Math.abs(made.params[i] - want);
+      // F16 keeps 11 significant bits: half an ulp is 2^-11 of the value (the subnormal range has a floor).
+      assert.ok(
+        err <= Math.max(Math.abs(want) * 2 ** -11, 2 ** -25),
+        `parameter ${i}: ${made.params[i]} vs ${want}`,
+      );
+      worst = Math.max(worst, err);
+    }
+    console.log(`# F16 GGUF → model directory: largest weight difference ${worst}`);
+    assert.ok(worst > 0, 'the weights did not go through F16');
+    const source = JSON.parse(readFileSync(join(out, 'source.json'), 'utf8'));
+    assert.equal(source.kind, 'gguf');
+    assert.deepEqual(source.tensor_types, ['F16', 'F32']);
+    noLeftovers(out);
+
+    const q8File = join(work, 'multi-q8.gguf');
+    await exportGguf(q8File, { ...base, quantize: 'q8_0' });
+    failsWithOneLine(await create(fresh('q8'), ['--from-pretrained', q8File]), /matrices are Q8_0/);
+    const bytes = readFileSync(f16File);
+    const truncated = join(work, 'truncated.gguf');
+    writeFileSync(truncated, bytes.subarray(0, bytes.length - 64));
+    const cut = fresh('cut');
+    failsWithOneLine(await create(cut, ['--from-pretrained', truncated]), /truncated\.gguf: .*past the end/);
+    assert.ok(!existsSync(cut));
+    noLeftovers(cut);
   });
 });
 

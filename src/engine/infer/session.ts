@@ -9,15 +9,23 @@ import type { InferenceWeights } from './weights.js';
 /** A prompt runs through the model this many positions at a time (the scratch is sized for it). */
 const PREFILL_CHUNK = 256;
 
-/** Allocates float buffers in the arena (freed once `owner` is collected), or on the JS heap without one. */
-export function floatAllocator(arena: WasmArena | null, owner: object): (floats: number) => Float32Array {
+/**
+ * Allocates float buffers in the arena (freed once `owner` is collected), or on the JS heap without one.
+ * `zero` false leaves reused arena memory as it was: for KV caches, whose positions are written before they
+ * are read, so that their untouched pages stay out of resident memory.
+ */
+export function floatAllocator(
+  arena: WasmArena | null,
+  owner: object,
+  zero = true,
+): (floats: number) => Float32Array {
   if (!arena) return (floats) => new Float32Array(floats);
   return (floats) => {
     const bytes = Math.max(4, floats * 4);
     const ptr = arena.alloc(bytes);
     arena.freeWith(owner, ptr, bytes);
     const view = arena.f32(ptr, floats);
-    view.fill(0);
+    if (zero) view.fill(0);
     return view;
   };
 }
@@ -47,7 +55,7 @@ export class InferenceSession {
       throw new RangeError(`a session holds 1 to ${context} positions, not ${options.positions}`);
     this.capacity = maxT;
     const alloc = floatAllocator(weights.arena, this);
-    this.cache = new KvCache(weights, maxT, alloc);
+    this.cache = new KvCache(weights, maxT, floatAllocator(weights.arena, this, false));
     const rows = Math.min(maxT, PREFILL_CHUNK);
     this.buffers = new RunBuffers(weights, rows, alloc);
     this.buffers.caches.fill(this.cache);

@@ -43,7 +43,7 @@ export class BatchScheduler {
     const weights = this.session.weights;
     const maxT = cachePositions(positions, weights.config.nPositions);
     const cache =
-      this.idleCaches.get(maxT)?.pop() ?? new KvCache(weights, maxT, floatAllocator(weights.arena, this));
+      this.idleCaches.get(maxT)?.pop() ?? new KvCache(weights, maxT, floatAllocator(weights.arena, this, false));
     cache.position = 0;
     return cache;
   }
