@@ -66,7 +66,8 @@ async function serve(dir: string, format: Format): Promise<Served> {
   const started = performance.now();
   const child = spawn(process.execPath, args, {
     cwd: repoRoot,
-    env: { ...process.env, PORT: '', LOG_LEVEL: 'warn' },
+    // As the image runs it (glibc otherwise keeps a malloc arena per thread).
+    env: { ...process.env, PORT: '', LOG_LEVEL: 'warn', MALLOC_ARENA_MAX: '2' },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let err = '';

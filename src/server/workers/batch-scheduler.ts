@@ -5,11 +5,18 @@ import { cachePositions } from './kv-budget.js';
 import type { Sequence } from './sequence.js';
 
 /**
+ * Steps run back to back for up to this long before the event loop runs (and delivers new jobs): on tiny
+ * models a step takes microseconds, and a turn of the event loop per step would cost more than the step.
+ */
+const SLICE_MS = 2;
+
+/**
  * Runs the worker's sequences in steps. A step first prefills the sequences that joined since the last one
  * (each alone, on the worker's session, into its own KV cache), then advances every prefilled one by a token
  * in one batched pass (BatchDecoder: each gets the bits it gets alone, so a seed gives the same text whatever
- * runs beside it). Between steps the event loop runs: new jobs arrive as messages, cancels are read from the
- * shared flags. KV caches and sampler scratch are reused across jobs, by size.
+ * runs beside it). Between slices of steps (see SLICE_MS) the event loop runs: new jobs arrive as messages;
+ * cancels are read from the shared flags before every step. KV caches and sampler scratch are reused across
+ * jobs, by size.
  */
 export class BatchScheduler {
   private readonly decoder: BatchDecoder;
@@ -43,7 +50,8 @@ export class BatchScheduler {
     const weights = this.session.weights;
     const maxT = cachePositions(positions, weights.config.nPositions);
     const cache =
-      this.idleCaches.get(maxT)?.pop() ?? new KvCache(weights, maxT, floatAllocator(weights.arena, this, false));
+      this.idleCaches.get(maxT)?.pop() ??
+      new KvCache(weights, maxT, floatAllocator(weights.arena, this, false));
     cache.position = 0;
     return cache;
   }
@@ -67,7 +75,9 @@ export class BatchScheduler {
     // setImmediate: messages (new jobs) are delivered between steps.
     setImmediate(() => {
       this.scheduled = false;
-      this.step();
+      const start = performance.now();
+      do this.step();
+      while (this.sequences.length > 0 && performance.now() - start < SLICE_MS);
       if (this.sequences.length > 0) this.schedule();
     });
   }
