@@ -28,8 +28,10 @@ export function cachePositions(positions: number, context: number): number {
  */
 export function requestPositions(request: JobRequest, context: number): number {
   if (request.task === 'tokenize' || request.task === 'detokenize') return 0;
+  // A malformed request (no text prompt) reserves the whole context; its worker reports what is wrong.
+  if (request.maxNewTokens === null || (!request.promptIds && typeof request.prompt !== 'string'))
+    return context;
   const prompt = request.promptIds?.length ?? Buffer.byteLength(request.prompt, 'utf8');
-  if (request.maxNewTokens === null) return context;
   return Math.min(context, prompt + request.maxNewTokens);
 }
 
