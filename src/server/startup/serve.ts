@@ -55,11 +55,12 @@ export async function runService(options: ServiceOptions): Promise<number> {
   // this thread loads the HTTP stack (fastify, pino, prom-client and the precompiled validators) meanwhile.
   const load = loadModelInWorker(options.modelDir, launch.modelWorker);
   launch.modelWorker = null;
-  const [{ createLogger }, { startServer }, { precompiledValidators }] = await Promise.all([
-    import('../logging.js'),
-    import('../server.js'),
-    import('./precompiled-validators.js'),
-  ]);
+  const [{ createLogger }, { startServer, StoppedBeforeListening }, { precompiledValidators }] =
+    await Promise.all([
+      import('../logging.js'),
+      import('../server.js'),
+      import('./precompiled-validators.js'),
+    ]);
   const logger = createLogger({ level: options.logLevel });
   logger.info(
     `start-up: CLI code cache ${launch.codeCache}; request validators ${precompiledValidators ? 'compiled at build time' : 'compiled now'}`,
@@ -73,31 +74,51 @@ export async function runService(options: ServiceOptions): Promise<number> {
     throw new Error(`cannot serve the model: ${err instanceof Error ? err.message : String(err)}`);
   });
   loaded.catch(() => {});
-  const server = await startServer({
-    port: options.port,
-    host: options.host,
-    model: load,
-    listenAfter: loaded,
-    systemPrompt: prompt.text,
-    workers: options.workers,
-    queueLimit: options.queueLimit,
-    rateLimit: options.rateLimit,
-    logger,
-    trustProxy: options.trustProxyHops,
-    apiKeys: options.apiKeys,
-    corsOrigins: options.corsOrigins,
-    traceProject: options.traceProject,
-    validators: precompiledValidators ? { use: precompiledValidators } : undefined,
-  });
+  let server: Awaited<ReturnType<typeof startServer>>;
+  try {
+    server = await startServer({
+      port: options.port,
+      host: options.host,
+      model: load,
+      listenAfter: loaded,
+      systemPrompt: prompt.text,
+      workers: options.workers,
+      queueLimit: options.queueLimit,
+      rateLimit: options.rateLimit,
+      logger,
+      trustProxy: options.trustProxyHops,
+      apiKeys: options.apiKeys,
+      corsOrigins: options.corsOrigins,
+      traceProject: options.traceProject,
+      validators: precompiledValidators ? { use: precompiledValidators } : undefined,
+    });
+  } catch (err) {
+    // A SIGTERM while starting is a shutdown like any other.
+    if (err instanceof StoppedBeforeListening) return exitAfterFlush(logger, 0);
+    throw err;
+  }
   logger.info(`serving ${options.modelDir} on ${server.url} with ${options.workers} workers`);
   const { apiKeys, corsOrigins } = options;
   logger.info(
     `access: ${apiKeys.length > 0 ? `${apiKeys.length} API key${apiKeys.length === 1 ? '' : 's'} required` : 'no API key (open)'}; CORS ${corsOrigins.length > 0 ? corsOrigins.join(', ') : 'off'}`,
   );
-  const code = await server.closed;
-  // Flush buffered log lines before the process ends.
-  logger.flush();
-  // Nothing should keep the process alive now; if something does, do not hang a container shutdown.
-  setTimeout(() => process.exit(code), 2000).unref();
-  return code;
+  return exitAfterFlush(logger, await server.closed);
+}
+
+/**
+ * Writes out the buffered log lines, then ends the process with `code`: nothing left behind (a timer, a
+ * socket) may hold a container's shutdown past the drain deadline.
+ */
+function exitAfterFlush(logger: { flush(cb?: (err?: Error) => void): void }, code: number): Promise<number> {
+  return new Promise((resolve) => {
+    const exit = () => {
+      resolve(code);
+      setTimeout(() => process.exit(code), 100).unref();
+    };
+    const fallback = setTimeout(exit, 500);
+    logger.flush(() => {
+      clearTimeout(fallback);
+      exit();
+    });
+  });
 }
