@@ -60,7 +60,10 @@ export interface AppOptions {
   rateLimit?: RateLimitOptions | false;
   /** A pino logger (see createLogger), or false for none. */
   logger?: Logger | false;
-  /** Proxy hops to trust for the client address (X-Forwarded-For); Cloud Run's front end is one. */
+  /**
+   * Proxy hops in front whose X-Forwarded-For entries are trusted for the client address (Cloud Run's front end
+   * is one); none by default: the client is the connection's peer.
+   */
   trustProxy?: boolean | number;
   /** A connection whose client takes no byte of its answer for this long is closed (SEND_STALL_MS by default). */
   sendStallMs?: number;
@@ -135,7 +138,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     logController: new CloudLogController(),
     childLoggerFactory: traceChildLoggerFactory(options.traceProject),
     bodyLimit: BODY_LIMIT,
-    trustProxy: trustHops(options.trustProxy ?? 1),
+    trustProxy: trustHops(options.trustProxy ?? 0),
     requestTimeout: REQUEST_TIMEOUT_MS,
     keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
     // No inactivity timeout on the socket: a request may wait long in the queue without a byte moving. Clients

@@ -18,8 +18,8 @@ export interface ServiceOptions {
   apiKeys: readonly string[];
   /** Origins allowed to call the API from a browser ('*': any); none: no CORS. */
   corsOrigins: readonly string[];
-  /** Proxy hops in front whose X-Forwarded-For is trusted. */
-  trustProxyHops: number;
+  /** Proxy hops in front whose X-Forwarded-For entries are trusted, and where that number came from. */
+  trustProxy: { hops: number; source: string };
   logLevel: string;
   /** The system prompt's file; a missing or blank one gives DEFAULT_SYSTEM_PROMPT. */
   systemPromptFile: string;
@@ -86,7 +86,7 @@ export async function runService(options: ServiceOptions): Promise<number> {
       queueLimit: options.queueLimit,
       rateLimit: options.rateLimit,
       logger,
-      trustProxy: options.trustProxyHops,
+      trustProxy: options.trustProxy.hops,
       apiKeys: options.apiKeys,
       corsOrigins: options.corsOrigins,
       traceProject: options.traceProject,
@@ -98,9 +98,10 @@ export async function runService(options: ServiceOptions): Promise<number> {
     throw err;
   }
   logger.info(`serving ${options.modelDir} on ${server.url} with ${options.workers} workers`);
-  const { apiKeys, corsOrigins } = options;
+  const { apiKeys, corsOrigins, trustProxy } = options;
   logger.info(
-    `access: ${apiKeys.length > 0 ? `${apiKeys.length} API key${apiKeys.length === 1 ? '' : 's'} required` : 'no API key (open)'}; CORS ${corsOrigins.length > 0 ? corsOrigins.join(', ') : 'off'}`,
+    `access: ${apiKeys.length > 0 ? `${apiKeys.length} API key${apiKeys.length === 1 ? '' : 's'} required` : 'no API key (open)'}; CORS ${corsOrigins.length > 0 ? corsOrigins.join(', ') : 'off'}; ` +
+      `client address ${trustProxy.hops > 0 ? `from X-Forwarded-For through ${trustProxy.hops} trusted proxy hop${trustProxy.hops === 1 ? '' : 's'}` : 'of the connection (X-Forwarded-For ignored)'} (${trustProxy.source})`,
   );
   return exitAfterFlush(logger, await server.closed);
 }
