@@ -44,7 +44,7 @@ export const DRAIN_TIMEOUT_MS = 8000;
 /** The part of the drain kept for connections: answers under way finish, then whatever is still open is closed. */
 export const CLOSE_GRACE_MS = 1000;
 /** The end of the drain kept for closing the workers and ending the process. */
-export const EXIT_MARGIN_MS = 500;
+export const EXIT_MARGIN_MS = 1000;
 
 /** Resolves true once `promise` settles, or false at `deadline` (a performance.now() time), whichever is first. */
 function settlesBy(promise: Promise<unknown>, deadline: number): Promise<boolean> {

@@ -119,10 +119,11 @@ describe('SIGTERM with connections in every state (built server)', () => {
     const s = await server();
     const offsets = [-30, -5, 0, 5, 30];
     const conns = await Promise.all(offsets.map(() => idleKeepAlive(s.port)));
-    // A generation of a few hundred ms already running on another keep-alive connection when the signal comes.
+    // A generation of about a second already running on another keep-alive connection when the signal comes: its
+    // answer is written while draining, so it says Connection: close.
     const running = await idleKeepAlive(s.port);
     running.socket.write(
-      jsonPost('/generate', JSON.stringify({ prompt: 'run', max_new_tokens: 300, seed: 1 })),
+      jsonPost('/generate', JSON.stringify({ prompt: 'run', max_new_tokens: 1000, seed: 1 })),
     );
     await new Promise((r) => setTimeout(r, 50));
     const start = performance.now() + 40;
@@ -160,12 +161,14 @@ describe('SIGTERM with connections in every state (built server)', () => {
       if (answer.status !== 200) {
         assert.equal(answer.status, 503, answer.body);
         assert.equal(JSON.parse(answer.body).error.code, 'shutting_down');
+        assert.equal(
+          answer.headers.connection,
+          'close',
+          'an answer given while draining closes its connection',
+        );
       }
-      assert.equal(
-        answer.headers.connection,
-        'close',
-        'an answer given while draining closes its connection',
-      );
+      // A 200 may have been written before the server took the signal, and so say keep-alive; its connection
+      // was then closed by the drain all the same (checked above).
     }
     const ran = parseAnswers(running.read());
     assert.equal(ran.length, 1, 'the running generation was answered');
