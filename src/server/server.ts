@@ -151,7 +151,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         : null;
       failsafe?.unref();
       try {
-        // New answers close their connections; idle keep-alive connections close now.
+        // New answers close their connections; idle keep-alive ones are closed with the listener, below.
         app.connections.beginDrain();
         const generationsBy = deadline - CLOSE_GRACE_MS;
         const drain = app.generation.drain(Math.max(0, generationsBy - performance.now()));

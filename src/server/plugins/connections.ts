@@ -203,10 +203,13 @@ export class Connections {
     }
   }
 
-  /** Start of a drain: later answers close their connections, idle keep-alive connections close now. */
+  /**
+   * Start of a drain: every later answer closes its connection. Idle keep-alive connections stay open until the
+   * generations are done: a client may be sending on one right now (a probe, a proxy reusing it), and closing it
+   * under that request would fail it where an answer (503 for a generation, Connection: close) can still be given.
+   */
   beginDrain(): void {
     this.draining = true;
-    this.app.server.closeIdleConnections();
   }
 
   /** Closes connections with no request under way (the close phase calls it until the last one is gone). */
