@@ -54,7 +54,7 @@ export function trustProxyRule(flag: string | undefined): { hops: number; source
   const env = envValue('TRUST_PROXY_HOPS');
   if (env !== undefined)
     return {
-      hops: numberArg('TRUST_PROXY_HOPS', env, { min: 0, max: 10, integer: true })!,
+      hops: numberArg('trust-proxy-hops', env, { min: 0, max: 10, integer: true })!,
       source: '$TRUST_PROXY_HOPS',
     };
   if (envValue('K_SERVICE') !== undefined)
