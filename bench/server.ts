@@ -200,7 +200,7 @@ async function serve(modelDir: string, workers: number): Promise<Served> {
 /**
  * `POST /generate` by keep-alive connections each sending the next request when the reply has ended
  * (bench/lib/http-load.ts): whole-reply latency, which is what /generate has. The client shares the two
- * cores with the server, so it is a lean one: ~70 % of autocannon's CPU per request here (interleaved runs).
+ * cores with the server, so it is a lean one, cheaper per request than autocannon.
  */
 async function loadGenerate(url: string, connections: number): Promise<Cell> {
   const r = await runLoad({

@@ -25,7 +25,7 @@ export interface ColdStartOptions {
   /**
    * 'image' (default): this environment less NODE_EXTRA_CA_CERTS, as the container image runs (it sets none).
    * 'host': this environment as it is. Where NODE_EXTRA_CA_CERTS names a CA bundle (this machine's does),
-   * every Node process parses it before running any code: ~50-70 ms more per start here.
+   * every Node process parses it before running any code, which lengthens every start.
    */
   environment?: 'image' | 'host';
 }

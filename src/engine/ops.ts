@@ -3,7 +3,7 @@
 
 /**
  * e^x for x ≤ 0, the softmax's case (arguments after subtracting the row's maximum): (Taylor e^(x/1024))^1024,
- * no table or branch but the underflow one, ~2.5× faster than Math.exp here. Relative error below 1e-10 for
+ * no table or branch but the underflow one, so cheaper than Math.exp. Relative error below 1e-10 for
  * x ≥ −40 and 1e-8 down to −87; 0 below that (under float32's range, so float32 results are unchanged).
  */
 export function expNeg(x: number): number {

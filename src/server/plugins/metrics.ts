@@ -31,9 +31,8 @@ export interface MetricsOptions {
 
 /**
  * How often the event-loop delay monitor of the process metrics samples (prom-client's default is 10 ms). Each
- * sample wakes the main thread: at 10 ms an idle server woke 100 times a second, ~0.8 % of a core here, and
- * under load each wake-up also preempts a generation worker on a 2-core machine. Stalls longer than this
- * are still measured in full.
+ * sample wakes the main thread, which on a machine with few cores also preempts a generation worker; stalls
+ * longer than the interval are still measured in full.
  */
 export const EVENT_LOOP_SAMPLE_MS = 50;
 

@@ -23,7 +23,7 @@ function laneMax(m: v128): f32 {
 /**
  * out[v] = Σ_c x[c]·W[v, c] for a head packed as [V/16][C][16] (rows grouped by 16, channel-major inside).
  * Four accumulators of four lanes hold the 16 logits of one block; the channel loop runs sequentially.
- * (Two blocks side by side, for more independent chains, measured slower: V8 then spills accumulators.)
+ * (One block at a time: with two side by side V8 runs out of registers and spills accumulators.)
  * With gmax ≠ 0, gmax[g] also gets the largest logit of each group of four blocks (64 rows; the last group
  * may be partial).
  */
