@@ -3,6 +3,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { GPTConfig } from '../engine/config.js';
 import { InferenceWeights, type SharedHead } from '../engine/inference.js';
 import { loadModelDir } from '../io/checkpoint.js';
+import { type ModelOrigin, readModelOrigin } from '../io/model-report.js';
 import type { TokenizerTables } from '../tokenizer/gpt2-bpe.js';
 
 export interface ServedModel {
@@ -20,10 +21,13 @@ export interface ServedModel {
   id: string;
   /** Where the tokenizer tables came from (tokenizer-tables.bin, or which files were scanned and why), for the log. */
   tokenizerSource: string;
+  /** Where the model came from (source.json, or the preset it was trained with), as /api/model reports it. */
+  source: ModelOrigin;
 }
 
 /** Reads a model directory and checks its sizes; a broken directory fails here with a message naming the problem. */
 export async function loadServedModel(dir: string): Promise<ServedModel> {
+  const origin = readModelOrigin(dir);
   const loaded = await loadModelDir(dir, { requireTokenizer: true, tokenizer: 'tables', sharedParams: true });
   const tokenizer = loaded.tokenizerTables;
   if (!tokenizer)
@@ -51,5 +55,6 @@ export async function loadServedModel(dir: string): Promise<ServedModel> {
     fingerprint,
     id: randomUUID(),
     tokenizerSource: loaded.tokenizerSource ?? 'tokenizer files',
+    source: await origin,
   };
 }

@@ -72,7 +72,10 @@ function refuseUnsupported(table: readonly Unsupported[]) {
   };
 }
 
-/** The model entry of /v1/models: its context (OpenAI's field names have none; vLLM's and others' do). */
+/**
+ * The model entry of /v1/models: OpenAI's fields, then its context (OpenAI's field names have none; vLLM's and
+ * others' do), its size and where it came from (see ModelOrigin).
+ */
 function modelEntry(app: FastifyInstance) {
   const model = app.generation.model;
   const context = model?.config.nPositions ?? null;
@@ -84,6 +87,7 @@ function modelEntry(app: FastifyInstance) {
     context_length: context,
     max_model_len: context,
     parameters: model?.params.length ?? null,
+    source: model?.source ?? null,
   };
 }
 
