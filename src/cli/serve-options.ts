@@ -1,13 +1,15 @@
 // The options `serve` and `start` share: one definition of their flags, environment defaults and usage lines.
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
+import { GcsFetchError, parseGcsUri } from '../io/gcs-fetch.js';
 import { DEFAULT_QUEUE_LIMIT, DEFAULT_RATE_LIMIT, PACKAGE_ROOT } from '../server/defaults.js';
 import { parseList } from '../server/keys.js';
 import type { ServiceOptions } from '../server/startup/serve.js';
-import { numberArg, parseCommandArgs } from './command.js';
+import { numberArg, parseCommandArgs, UsageError } from './command.js';
 
 export const serveFlags = {
   'model-dir': { type: 'string' },
+  'model-uri': { type: 'string' },
   port: { type: 'string' },
   host: { type: 'string' },
   workers: { type: 'string' },
@@ -18,6 +20,11 @@ export const serveFlags = {
 } as const;
 
 export const serveFlagsUsage = `  --model-dir D        model directory (default $MODEL_DIR or ./model)
+  --model-uri gs://BUCKET/PREFIX
+                       fetch the model directory from Cloud Storage at start (each object checked against
+                       its CRC32C/MD5) into a temporary directory, then serve it; /health answers and /ready
+                       is 503 "loading" meanwhile; a failed fetch ends the process with exit code 1
+                       (default $MODEL_URI; --model-dir, given as a flag, takes precedence over $MODEL_URI)
   --port N             port (default $PORT or 8000)
   --host H             address to bind (default 0.0.0.0)
   --workers N          generation worker threads (default $WORKERS or one per CPU core)
@@ -36,6 +43,32 @@ function envValue(name: string): string | undefined {
   return value === undefined || value === '' ? undefined : value;
 }
 
+/**
+ * Where the model comes from: the flags first (--model-dir and --model-uri together are refused), then
+ * $MODEL_URI, then $MODEL_DIR (the image sets it), then ./model.
+ */
+function modelLocation(
+  dirFlag: string | undefined,
+  uriFlag: string | undefined,
+): Pick<ServiceOptions, 'modelDir' | 'modelUri'> {
+  if (dirFlag !== undefined && uriFlag !== undefined)
+    throw new UsageError('--model-dir and --model-uri name two models: give one of them');
+  const uri = uriFlag ?? (dirFlag === undefined ? envValue('MODEL_URI') : undefined);
+  if (uri !== undefined) {
+    const from = uriFlag !== undefined ? '--model-uri' : 'MODEL_URI';
+    if (!uri.startsWith('gs://'))
+      throw new UsageError(`${from} must be a gs://BUCKET/PREFIX URI, got ${JSON.stringify(uri)}`);
+    try {
+      parseGcsUri(uri);
+    } catch (err) {
+      if (err instanceof GcsFetchError) throw new UsageError(`${from}: ${err.message}`);
+      throw err;
+    }
+    return { modelDir: null, modelUri: uri };
+  }
+  return { modelDir: path.resolve(dirFlag ?? process.env.MODEL_DIR ?? 'model'), modelUri: null };
+}
+
 /** Parses the serve flags (UsageError on a bad one) and fills in the environment's and built-in defaults. */
 export function parseServeArgs(argv: string[]): ServiceOptions {
   const { values } = parseCommandArgs(argv, serveFlags);
@@ -43,7 +76,7 @@ export function parseServeArgs(argv: string[]): ServiceOptions {
     numberArg('rate-limit', values['rate-limit'] ?? envValue('RATE_LIMIT'), { min: 0, integer: true }) ??
     DEFAULT_RATE_LIMIT.max;
   return {
-    modelDir: path.resolve(values['model-dir'] ?? process.env.MODEL_DIR ?? 'model'),
+    ...modelLocation(values['model-dir'], values['model-uri']),
     port: numberArg('port', values.port ?? envValue('PORT'), { min: 0, max: 65535, integer: true }) ?? 8000,
     host: values.host ?? '0.0.0.0',
     workers:

@@ -1,14 +1,18 @@
-// How a server process starts and ends: the model loads in a generation worker while this thread loads the HTTP stack, it listens once the model is in, and it exits after the drain.
+// How a server process starts and ends: the model loads (or is fetched, then loads) in a generation worker while this thread loads the HTTP stack, it listens once the model is in (at once for a fetch), and it exits after the drain.
 import { readFile } from 'node:fs/promises';
 import type { Worker } from 'node:worker_threads';
 import type { RateLimitOptions } from '../defaults.js';
 import { loadModelInWorker } from '../workers/model-load.js';
+import { FETCH_STALL_MS, startModelFetch } from './model-fetch.js';
 
 export const DEFAULT_SYSTEM_PROMPT =
   'You are tiny-llm, a small assistant that answers questions about this project.';
 
 export interface ServiceOptions {
-  modelDir: string;
+  /** The model directory to serve (null when the model is fetched from `modelUri`). */
+  modelDir: string | null;
+  /** gs://BUCKET/PREFIX of a model directory fetched at start (see startModelFetch), or null. */
+  modelUri: string | null;
   port: number;
   host: string;
   workers: number;
@@ -48,12 +52,23 @@ export async function systemPrompt(file: string): Promise<{ text: string; source
 
 /**
  * Serves until SIGTERM/SIGINT and resolves with the exit code: 0 after a drain, 1 when the model cannot be
- * served (the process then never listens).
+ * served. A model directory is loaded before the server listens (a broken one exits 1 without listening); a
+ * model fetched from `modelUri` is fetched and loaded while the server already answers /health, with /ready
+ * 503 "loading", and a failed fetch or load ends it with exit code 1.
  */
 export async function runService(options: ServiceOptions): Promise<number> {
+  // The fetch starts at once; its lines wait here until the logger exists.
+  const early: string[] = [];
+  let log = (line: string) => {
+    early.push(line);
+  };
+  const fetching = options.modelUri
+    ? startModelFetch(options.modelUri, { log: (line) => log(line), stallTimeoutMs: FETCH_STALL_MS })
+    : null;
+  const modelDir = fetching ? fetching.dir : (options.modelDir ?? 'model');
   // The worker that loads the model (booted by the launcher before it loaded the CLI, when built) starts first;
   // this thread loads the HTTP stack (fastify, pino, prom-client and the precompiled validators) meanwhile.
-  const load = loadModelInWorker(options.modelDir, launch.modelWorker);
+  const load = loadModelInWorker(modelDir, launch.modelWorker);
   launch.modelWorker = null;
   const [{ createLogger }, { startServer }, { precompiledValidators }] = await Promise.all([
     import('../logging.js'),
@@ -61,23 +76,41 @@ export async function runService(options: ServiceOptions): Promise<number> {
     import('./precompiled-validators.js'),
   ]);
   const logger = createLogger({ level: options.logLevel });
+  log = (line) => logger.info(line);
+  for (const line of early) logger.info(line);
   logger.info(
     `start-up: CLI code cache ${launch.codeCache}; request validators ${precompiledValidators ? 'compiled at build time' : 'compiled now'}`,
   );
   const prompt = await systemPrompt(options.systemPromptFile);
   logger.info(`system prompt from ${prompt.source}`);
 
-  // The app is built while the model loads, but listens only once the model is loaded and checked: a broken
-  // directory exits 1 instead of serving half a service.
   const loaded = load.model.catch((err: unknown) => {
     throw new Error(`cannot serve the model: ${err instanceof Error ? err.message : String(err)}`);
   });
   loaded.catch(() => {});
+  if (fetching) {
+    // On Cloud Run the file system is memory: once the weights are in memory, their file goes.
+    void load.model.then(
+      () =>
+        fetching.dropWeights().then(
+          (names) => {
+            if (names.length > 0)
+              logger.info(
+                `removed the fetched ${names.join(', ')} from ${fetching.root}: the weights are in memory`,
+              );
+          },
+          (err: Error) => logger.warn(`could not remove the fetched weights: ${err.message}`),
+        ),
+      () => {},
+    );
+  }
+  // A directory: the app is built while the model loads, and listens only once the model is loaded and checked.
+  // A fetch: it listens at once, so that the platform sees the process alive (/health) while the download runs.
   const server = await startServer({
     port: options.port,
     host: options.host,
     model: load,
-    listenAfter: loaded,
+    listenAfter: fetching ? undefined : loaded,
     systemPrompt: prompt.text,
     workers: options.workers,
     queueLimit: options.queueLimit,
@@ -89,7 +122,11 @@ export async function runService(options: ServiceOptions): Promise<number> {
     traceProject: options.traceProject,
     validators: precompiledValidators ? { use: precompiledValidators } : undefined,
   });
-  logger.info(`serving ${options.modelDir} on ${server.url} with ${options.workers} workers`);
+  logger.info(
+    fetching
+      ? `serving ${options.modelUri} (fetching into ${fetching.root}) on ${server.url} with ${options.workers} workers`
+      : `serving ${options.modelDir} on ${server.url} with ${options.workers} workers`,
+  );
   const { apiKeys, corsOrigins } = options;
   logger.info(
     `access: ${apiKeys.length > 0 ? `${apiKeys.length} API key${apiKeys.length === 1 ? '' : 's'} required` : 'no API key (open)'}; CORS ${corsOrigins.length > 0 ? corsOrigins.join(', ') : 'off'}`,

@@ -8,7 +8,8 @@ import { startGenerationWorker } from './worker-file.js';
  * A model loading in a generation worker (see loadServedModel; the directory goes in a 'load' message): the
  * main thread loads other code meanwhile, and no thread starts only to load. The model's weights, tables and
  * head are in shared memory, so the worker posts them without a copy. Once loaded, the worker waits for a pool
- * to take it (takeWorker).
+ * to take it (takeWorker). The directory may come later (a promise: a model fetched at start); the worker is
+ * up meanwhile, and a rejection becomes the model's.
  */
 export class ModelLoad {
   /** The model, or loadServedModel's error. */
@@ -16,10 +17,7 @@ export class ModelLoad {
   private worker: Worker | null;
 
   /** `worker`: a generation worker booted ahead (see bootModelWorker); by default one is started now. */
-  constructor(
-    readonly dir: string,
-    worker: Worker = startGenerationWorker(),
-  ) {
+  constructor(dir: string | Promise<string>, worker: Worker = startGenerationWorker()) {
     this.worker = worker;
     worker.ref();
     // Until a pool takes it, a failure of the thread only shows as the model's rejection.
@@ -50,13 +48,25 @@ export class ModelLoad {
       });
       worker.once('exit', (code) => {
         if (!settled)
-          reject(new Error(`the model loader thread exited (code ${code}) before loading ${dir}`));
+          reject(new Error(`the model loader thread exited (code ${code}) before loading the model`));
         settled = true;
       });
+      Promise.resolve(dir).then(
+        (ready) => {
+          const message: ToWorker = { type: 'load', dir: ready };
+          if (!settled) worker.postMessage(message);
+        },
+        (err: unknown) => {
+          if (settled) return;
+          settled = true;
+          worker.off('message', onMessage);
+          this.worker = null;
+          void worker.terminate();
+          reject(err instanceof Error ? err : new Error(String(err)));
+        },
+      );
     });
     this.model.catch(() => {});
-    const message: ToWorker = { type: 'load', dir };
-    worker.postMessage(message);
   }
 
   /**
@@ -78,7 +88,10 @@ export class ModelLoad {
   }
 }
 
-/** Starts loading the model in `dir` in a generation worker: `worker` if one was booted ahead, else a new one. */
-export function loadModelInWorker(dir: string, worker?: Worker | null): ModelLoad {
+/**
+ * Starts loading the model in `dir` (or in the directory it resolves to) in a generation worker: `worker` if one
+ * was booted ahead, else a new one.
+ */
+export function loadModelInWorker(dir: string | Promise<string>, worker?: Worker | null): ModelLoad {
   return new ModelLoad(dir, worker ?? undefined);
 }
