@@ -61,7 +61,7 @@ describe('where the model comes from: --model-dir, --model-uri, MODEL_URI, MODEL
   }
 
   it('flags first, then MODEL_URI, then MODEL_DIR (the image sets it), then ./model', () => {
-    const uri = 'gs://models-bucket/gpt2/v1';
+    const uri = 'gs://test-models/gpt2/v1';
     assert.deepEqual(parse(['--model-uri', uri], { MODEL_DIR: '/app/model' }), {
       modelDir: null,
       modelUri: uri,

@@ -28,9 +28,9 @@ before(async () => {
   gcs = await startFakeGcs();
   model = await createTinyModel({ extraFiles: { 'source.json': `${JSON.stringify(SOURCE, null, 2)}\n` } });
   for (const name of readdirSync(model.dir))
-    gcs.objects.set(`models-bucket/served/tiny/${name}`, readFileSync(join(model.dir, name)));
+    gcs.objects.set(`test-models/served/tiny/${name}`, readFileSync(join(model.dir, name)));
   // A sibling prefix and a sub-folder that must not be fetched.
-  gcs.objects.set('models-bucket/served/tiny-other/config.json', Buffer.from('{}'));
+  gcs.objects.set('test-models/served/tiny-other/config.json', Buffer.from('{}'));
   tmp = mkdtempSync(join(tmpdir(), 'tiny-llm-fetch-test-'));
 });
 after(async () => {
@@ -71,12 +71,12 @@ function filesUnder(dir: string): string[] {
 describe('serve --model-uri gs://…: fetched at start, verified, then served', () => {
   it('answers /health and 503 "loading" while the download is held, then serves the copy and says where it came from', async () => {
     let release!: () => void;
-    gcs.faults.set('models-bucket/served/tiny/model.safetensors', {
+    gcs.faults.set('test-models/served/tiny/model.safetensors', {
       hold: new Promise<void>((r) => {
         release = r;
       }),
     });
-    const server = await serve('held', { uri: 'gs://models-bucket/served/tiny' });
+    const server = await serve('held', { uri: 'gs://test-models/served/tiny' });
     try {
       const health = await get(`${server.url}/health`);
       assert.equal(health.status, 200);
@@ -114,7 +114,7 @@ describe('serve --model-uri gs://…: fetched at start, verified, then served', 
       const out = server.output();
       assert.match(
         out,
-        /fetched gs:\/\/models-bucket\/served\/tiny\/model\.safetensors \(\d+ bytes [^)]*CRC32C and MD5 verified\)/,
+        /fetched gs:\/\/test-models\/served\/tiny\/model\.safetensors \(\d+ bytes [^)]*CRC32C and MD5 verified\)/,
       );
       assert.doesNotMatch(out, /tiny-other/, 'a sibling prefix is not fetched');
       // The weights were deleted once in memory (the file system is memory on Cloud Run); the rest stays.
@@ -137,8 +137,8 @@ describe('serve --model-uri gs://…: fetched at start, verified, then served', 
   });
 
   it('MODEL_URI does the same without the flag, and wins over the image’s MODEL_DIR', async () => {
-    gcs.faults.delete('models-bucket/served/tiny/model.safetensors');
-    const server = await serve('env', { env: { MODEL_URI: 'gs://models-bucket/served/tiny' } });
+    gcs.faults.delete('test-models/served/tiny/model.safetensors');
+    const server = await serve('env', { env: { MODEL_URI: 'gs://test-models/served/tiny' } });
     try {
       await waitReady(server.url, 30_000);
       const models = await get(`${server.url}/v1/models`);
@@ -154,15 +154,15 @@ describe('serve --model-uri gs://…: fetched at start, verified, then served', 
   const failures: [string, string, () => void, RegExp][] = [
     [
       'a corrupted object',
-      'gs://models-bucket/served/tiny',
-      () => gcs.faults.set('models-bucket/served/tiny/model.safetensors', { corrupt: true }),
-      /cannot fetch the model: gs:\/\/models-bucket\/served\/tiny\/model\.safetensors: CRC32C \S+ does not match the listed \S+/,
+      'gs://test-models/served/tiny',
+      () => gcs.faults.set('test-models/served/tiny/model.safetensors', { corrupt: true }),
+      /cannot fetch the model: gs:\/\/test-models\/served\/tiny\/model\.safetensors: CRC32C \S+ does not match the listed \S+/,
     ],
     [
       'an empty prefix',
-      'gs://models-bucket/nothing-here',
+      'gs://test-models/nothing-here',
       () => {},
-      /cannot fetch the model: gs:\/\/models-bucket\/nothing-here: no objects under this prefix/,
+      /cannot fetch the model: gs:\/\/test-models\/nothing-here: no objects under this prefix/,
     ],
   ];
   for (const [what, uri, arrange, line] of failures) {
@@ -173,7 +173,7 @@ describe('serve --model-uri gs://…: fetched at start, verified, then served', 
         server.exited,
         new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 30_000)),
       ]);
-      gcs.faults.delete('models-bucket/served/tiny/model.safetensors');
+      gcs.faults.delete('test-models/served/tiny/model.safetensors');
       if (exit === 'timeout') await server.stop();
       assert.notEqual(exit, 'timeout', 'the process ended by itself');
       assert.equal(exit === 'timeout' ? null : exit.code, 1, server.output().slice(-2000));
