@@ -4,13 +4,16 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import {
   accessSync,
+  closeSync,
   constants,
   cpSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
+  openSync,
   readdirSync,
   readFileSync,
+  readSync,
   rmSync,
   writeFileSync,
 } from 'node:fs';
@@ -419,15 +422,19 @@ function mb(bytes: number): string {
 
 /** Parameters of a safetensors file: the sum of its tensors' shapes (the header alone is read). */
 function safetensorsParameters(file: string): number {
-  const bytes = readFileSync(file);
-  const length = Number(bytes.readBigUInt64LE(0));
-  const header = JSON.parse(bytes.subarray(8, 8 + length).toString('utf8')) as Record<
-    string,
-    { shape?: number[] }
-  >;
-  return Object.entries(header)
-    .filter(([name]) => name !== '__metadata__')
-    .reduce((sum, [, t]) => sum + (t.shape ?? []).reduce((a, b) => a * b, 1), 0);
+  const fd = openSync(file, 'r');
+  try {
+    const size = Buffer.alloc(8);
+    readSync(fd, size, 0, 8, 0);
+    const header = Buffer.alloc(Number(size.readBigUInt64LE(0)));
+    readSync(fd, header, 0, header.length, 8);
+    const tensors = JSON.parse(header.toString('utf8')) as Record<string, { shape?: number[] }>;
+    return Object.entries(tensors)
+      .filter(([name]) => name !== '__metadata__')
+      .reduce((sum, [, t]) => sum + (t.shape ?? []).reduce((a, b) => a * b, 1), 0);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Builds docker/Dockerfile (pins removed for the stand-ins) with these build arguments; returns the seconds. */
@@ -490,8 +497,10 @@ async function proveImage(what: string, buildArgs: string[], expected: ExpectedM
 }
 
 // The checkpoint of the second build: GPT-2 architecture, written by transformers, with GPT-2's tokenizer.
+// CONTAINER_TEST_MODEL=DIR puts another Hugging Face directory there (a 124 M-parameter one, to size images).
 const CONTEXT_MODEL = 'models/container-test-gpt2';
-const CONTEXT_MODEL_FROM = join(repoRoot, 'test/fixtures/seed-recipe-trained');
+const CONTEXT_MODEL_FROM =
+  process.env.CONTAINER_TEST_MODEL ?? join(repoRoot, 'test/fixtures/seed-recipe-trained');
 
 async function main(): Promise<void> {
   requireTools(['buildah', 'mmdebstrap']);
@@ -518,13 +527,10 @@ async function main(): Promise<void> {
     const contextModel = join(repoRoot, CONTEXT_MODEL);
     rmSync(contextModel, { recursive: true, force: true });
     mkdirSync(contextModel, { recursive: true });
-    for (const file of [
-      'config.json',
-      'generation_config.json',
-      'model.safetensors',
-      'tokenizer.json',
-      'tokenizer_config.json',
-    ])
+    // The Hugging Face files only: the fixture's reference data stays out of the build context.
+    const hfFile =
+      /^(config\.json|generation_config\.json|model\.safetensors|tokenizer\.json|tokenizer_config\.json|vocab\.json|merges\.txt|special_tokens_map\.json)$/;
+    for (const file of readdirSync(CONTEXT_MODEL_FROM).filter((f) => hfFile.test(f)))
       cpSync(join(CONTEXT_MODEL_FROM, file), join(contextModel, file));
     try {
       summary.push(
