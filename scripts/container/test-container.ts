@@ -525,6 +525,8 @@ async function main(): Promise<void> {
     );
   if (only !== 'default') {
     const contextModel = join(repoRoot, CONTEXT_MODEL);
+    const parent = join(contextModel, '..');
+    const parentExisted = existsSync(parent);
     rmSync(contextModel, { recursive: true, force: true });
     mkdirSync(contextModel, { recursive: true });
     // The Hugging Face files only: the fixture's reference data stays out of the build context.
@@ -546,6 +548,7 @@ async function main(): Promise<void> {
       );
     } finally {
       rmSync(contextModel, { recursive: true, force: true });
+      if (!parentExisted) rmSync(parent, { recursive: true, force: true });
     }
   }
   log('summary (base images are local stand-ins, see README "Delivery"):');
