@@ -253,6 +253,9 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     queueLimit: options.queueLimit,
     rateLimit: options.rateLimit,
     compiled: options.compiled,
+    // The clients stand behind one proxy hop, as behind Cloud Run's front end: each is its own address to the
+    // rate limit only when that hop is trusted (by default nothing in X-Forwarded-For is).
+    args: ['--trust-proxy-hops', '1'],
   });
   try {
     await waitReady(server.url);

@@ -17,6 +17,7 @@ export const serveFlags = {
   'rate-limit': { type: 'string' },
   'api-key': { type: 'string', multiple: true },
   'cors-origin': { type: 'string', multiple: true },
+  'trust-proxy-hops': { type: 'string' },
 } as const;
 
 export const serveFlagsUsage = `  --model-dir D        model directory (default $MODEL_DIR or ./model)
@@ -34,9 +35,12 @@ export const serveFlagsUsage = `  --model-dir D        model directory (default 
                        page's files; repeat it (or comma-separate) for several keys (default $API_KEY: none)
   --cors-origin O      let browsers on origin O call the API (CORS, preflights answered); repeat it or
                        comma-separate; '*' for any origin (default $CORS_ORIGIN: none)
+  --trust-proxy-hops N take the client's address from the last N entries of X-Forwarded-For, written by
+                       the N proxies in front (default $TRUST_PROXY_HOPS; else 1 on Cloud Run, where
+                       $K_SERVICE is set, and 0 elsewhere: the connection's peer is the client)
 
 environment: $SYSTEM_PROMPT_FILE (default data/system_prompt.txt in the package), $LOG_LEVEL (info),
-$GOOGLE_CLOUD_PROJECT (links log lines to traces), $TRUST_PROXY_HOPS (proxies in front, default 1)`;
+$GOOGLE_CLOUD_PROJECT (links log lines to traces)`;
 
 function envValue(name: string): string | undefined {
   const value = process.env[name];
@@ -69,6 +73,28 @@ function modelLocation(
   return { modelDir: path.resolve(dirFlag ?? process.env.MODEL_DIR ?? 'model'), modelUri: null };
 }
 
+/**
+ * How many proxy hops to trust for the client's address, and why: the flag, else $TRUST_PROXY_HOPS, else one on
+ * Cloud Run (its front end; Cloud Run sets $K_SERVICE), else none. Trusting a proxy that is not there would let
+ * any client name its own address (and so escape the rate limit) by sending X-Forwarded-For.
+ */
+export function trustProxyRule(flag: string | undefined): { hops: number; source: string } {
+  if (flag !== undefined)
+    return {
+      hops: numberArg('trust-proxy-hops', flag, { min: 0, max: 10, integer: true })!,
+      source: '--trust-proxy-hops',
+    };
+  const env = envValue('TRUST_PROXY_HOPS');
+  if (env !== undefined)
+    return {
+      hops: numberArg('trust-proxy-hops', env, { min: 0, max: 10, integer: true })!,
+      source: '$TRUST_PROXY_HOPS',
+    };
+  if (envValue('K_SERVICE') !== undefined)
+    return { hops: 1, source: "Cloud Run's front end ($K_SERVICE is set)" };
+  return { hops: 0, source: 'no proxy configured' };
+}
+
 /** Parses the serve flags (UsageError on a bad one) and fills in the environment's and built-in defaults. */
 export function parseServeArgs(argv: string[]): ServiceOptions {
   const { values } = parseCommandArgs(argv, serveFlags);
@@ -89,8 +115,7 @@ export function parseServeArgs(argv: string[]): ServiceOptions {
     // Flags replace the environment's values; an empty list means none.
     apiKeys: parseList(values['api-key'] ?? [process.env.API_KEY]),
     corsOrigins: parseList(values['cors-origin'] ?? [process.env.CORS_ORIGIN]),
-    trustProxyHops:
-      numberArg('TRUST_PROXY_HOPS', envValue('TRUST_PROXY_HOPS'), { min: 0, max: 10, integer: true }) ?? 1,
+    trustProxy: trustProxyRule(values['trust-proxy-hops']),
     logLevel: process.env.LOG_LEVEL ?? 'info',
     systemPromptFile: process.env.SYSTEM_PROMPT_FILE ?? path.join(PACKAGE_ROOT, 'data', 'system_prompt.txt'),
     traceProject: process.env.GOOGLE_CLOUD_PROJECT || undefined,

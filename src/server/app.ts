@@ -6,8 +6,10 @@ import { ApiError } from './errors.js';
 import { CloudLogController, traceChildLoggerFactory } from './logging.js';
 import type { ServedModel } from './model.js';
 import { apiKeyPlugin, corsPlugin } from './plugins/access.js';
-import { errorHandlerPlugin } from './plugins/error-handler.js';
+import { clientErrorHandler, connectionsPlugin } from './plugins/connections.js';
+import { errorHandlerPlugin, frameworkErrors, MAX_PARAM_LENGTH } from './plugins/error-handler.js';
 import { generationPlugin } from './plugins/generation.js';
+import { disconnectLogPlugin } from './plugins/logging.js';
 import { metricsPlugin } from './plugins/metrics.js';
 import { rateLimitPlugin } from './plugins/rate-limit.js';
 import { securityPlugin } from './plugins/security.js';
@@ -27,6 +29,20 @@ import { loadModelInWorker, type ModelLoad } from './workers/model-load.js';
 /** Request bodies above this are refused with 413 (a chat history of this size is far beyond the context). */
 export const BODY_LIMIT = 256 * 1024;
 
+/**
+ * How long a client may take to send a request: its headers (a slow-headers client holds a connection for
+ * nothing) and the whole of it (256 KiB in 30 s is 8.7 KiB/s). Both end in a 408 in the error shape.
+ */
+export const HEADERS_TIMEOUT_MS = 10_000;
+export const REQUEST_TIMEOUT_MS = 30_000;
+/**
+ * An idle keep-alive connection stays open this long: longer than the 60 s idle timeout proxies commonly use, so
+ * the proxy in front, not this server, closes it (otherwise a request it sends as the server closes fails).
+ */
+export const KEEP_ALIVE_TIMEOUT_MS = 72_000;
+/** Request line and headers together, at most (Node's default, stated): more is a 431. */
+export const MAX_HEADER_BYTES = 16 * 1024;
+
 export interface AppOptions {
   /** Model directory to load; ignored when `model` is given. */
   modelDir?: string;
@@ -44,8 +60,15 @@ export interface AppOptions {
   rateLimit?: RateLimitOptions | false;
   /** A pino logger (see createLogger), or false for none. */
   logger?: Logger | false;
-  /** Proxy hops to trust for the client address (X-Forwarded-For); Cloud Run's front end is one. */
+  /**
+   * Proxy hops in front whose X-Forwarded-For entries are trusted for the client address (Cloud Run's front end
+   * is one); none by default: the client is the connection's peer.
+   */
   trustProxy?: boolean | number;
+  /** A connection whose client takes no byte of its answer for this long is closed (SEND_STALL_MS by default). */
+  sendStallMs?: number;
+  /** Unsent answer bytes all connections may hold together (UNSENT_BUDGET_BYTES by default). */
+  unsentBudgetBytes?: number;
   /** Project whose traces log lines link to ($GOOGLE_CLOUD_PROJECT). */
   traceProject?: string;
   /** Folder holding web/ and dist/web/ (the package root by default). */
@@ -115,7 +138,23 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     logController: new CloudLogController(),
     childLoggerFactory: traceChildLoggerFactory(options.traceProject),
     bodyLimit: BODY_LIMIT,
-    trustProxy: trustHops(options.trustProxy ?? 1),
+    trustProxy: trustHops(options.trustProxy ?? 0),
+    requestTimeout: REQUEST_TIMEOUT_MS,
+    keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+    // No inactivity timeout on the socket: a request may wait long in the queue without a byte moving. Clients
+    // that stop reading are closed by the connections plugin instead.
+    connectionTimeout: 0,
+    http: {
+      headersTimeout: HEADERS_TIMEOUT_MS,
+      maxHeaderSize: MAX_HEADER_BYTES,
+      // Node checks the two request timeouts this often (30 s by default, which let a slow client outlive them).
+      connectionsCheckingInterval: 1000,
+    },
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
+    // Routing errors (a bad % escape, an over-long path segment) and requests Node cannot parse are answered in
+    // the error shape, not in Fastify's or Node's own words.
+    frameworkErrors,
+    clientErrorHandler,
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
     // JSON types are checked as sent: "5" is not a number here.
@@ -132,7 +171,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
         validateSchema: options.checkSchemas === true,
       },
     },
-    return503OnClosing: true,
+    // While closing, requests are still answered by the routes (draining: 503 shutting_down in the error shape);
+    // server.ts closes the connections themselves.
+    return503OnClosing: false,
     forceCloseConnections: 'idle',
     ...(options.validators
       ? {
@@ -162,6 +203,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   await app.register(errorHandlerPlugin);
+  await app.register(connectionsPlugin, {
+    sendStallMs: options.sendStallMs,
+    unsentBudgetBytes: options.unsentBudgetBytes,
+  });
+  await app.register(disconnectLogPlugin);
   await app.register(metricsPlugin, { processMetrics: options.processMetrics });
   await app.register(securityPlugin);
   await app.register(corsPlugin, { corsOrigins: options.corsOrigins });

@@ -211,5 +211,8 @@ export async function streamAll(
     .header('content-type', 'text/event-stream; charset=utf-8')
     .header('cache-control', 'no-cache')
     .header('x-accel-buffering', 'no');
+  // What the client has not taken yet waits in `out`: counted against the server's unsent budget, and a
+  // client that takes nothing for long is closed (see the connections plugin).
+  request.server.connections.holdsUnsent(request.raw.socket, () => out.writableLength + out.readableLength);
   return reply.send(out);
 }

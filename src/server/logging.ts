@@ -66,11 +66,63 @@ export function traceChildLoggerFactory(project: string | undefined) {
   };
 }
 
+/** The `httpRequest` object Cloud Logging reads, for a request's log line. */
+function httpRequestField(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  status: number,
+  remoteIp = request.ip,
+) {
+  return {
+    requestMethod: request.method,
+    requestUrl: request.url,
+    status,
+    latency: `${(reply.elapsedTime / 1000).toFixed(6)}s`,
+    userAgent: request.headers['user-agent'],
+    remoteIp,
+  };
+}
+
+/** Where a request stood when its connection closed before the response was complete. */
+export type DisconnectPhase = 'receiving the request' | 'before the response headers' | 'mid-response';
+
+/**
+ * The status a disconnect is logged with: nginx's 499 ("client closed request"). No such answer is sent; it keeps
+ * these lines apart from the server's own errors in a log query.
+ */
+export const DISCONNECT_STATUS = 499;
+
+/**
+ * One info line for a request whose connection closed before its answer was complete, saying why and when.
+ * `remoteIp` is the client's address as read while the connection was open.
+ */
+export function logDisconnect(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  reason: string,
+  remoteIp: string,
+): void {
+  const phase: DisconnectPhase = !request.raw.complete
+    ? 'receiving the request'
+    : reply.raw.headersSent
+      ? 'mid-response'
+      : 'before the response headers';
+  request.log.info(
+    {
+      httpRequest: httpRequestField(request, reply, DISCONNECT_STATUS, remoteIp),
+      disconnect: { reason, phase },
+    },
+    `${request.method} ${request.url}: connection closed ${phase} after ${reply.elapsedTime.toFixed(0)} ms: ${reason}`,
+  );
+}
+
 /** One line per request with Cloud Logging's `httpRequest` object; probes and metrics scrapes log at debug. */
 export class CloudLogController extends LogController {
   override incomingRequest(): void {}
 
   override requestCompleted(error: Error | null, request: FastifyRequest, reply: FastifyReply): void {
+    // A response cut by a closed connection has its own line (logDisconnect), at info: not a server error.
+    if (reply.raw.destroyed && !reply.raw.writableFinished) return;
     const status = reply.statusCode;
     const quiet = request.url === '/health' || request.url === '/ready' || request.url === '/metrics';
     // Probes and scrapes stay at debug (a /ready 503 while loading or draining is expected); 503s are warnings.
@@ -85,14 +137,19 @@ export class CloudLogController extends LogController {
     // The line is built only when it will be written (a pino logger says; Fastify's no-op logger has no level).
     const log = request.log as FastifyBaseLogger & { isLevelEnabled?(level: string): boolean };
     if (log.isLevelEnabled && !log.isLevelEnabled(level)) return;
-    const httpRequest = {
-      requestMethod: request.method,
-      requestUrl: request.url,
-      status,
-      latency: `${(reply.elapsedTime / 1000).toFixed(6)}s`,
-      userAgent: request.headers['user-agent'],
-      remoteIp: request.ip,
-    };
-    log[level]({ httpRequest }, `${request.method} ${request.url} ${status}`);
+    log[level](
+      { httpRequest: httpRequestField(request, reply, status) },
+      `${request.method} ${request.url} ${status}`,
+    );
+  }
+
+  /** A streamed answer that ended early: a closed connection is the client's doing (logDisconnect says so). */
+  override streamError(
+    error: Error & { code?: string },
+    _request: FastifyRequest,
+    reply: FastifyReply,
+  ): void {
+    if (error.code === 'ERR_STREAM_PREMATURE_CLOSE') reply.log.debug('stream closed before its end');
+    else reply.log.warn(`a streamed answer ended with an error after its headers: ${error.message}`);
   }
 }

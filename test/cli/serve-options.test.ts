@@ -22,6 +22,7 @@ describe('serve and start options', () => {
     console.log(`serve: ${flags(serve.stdout).join(' ')}\nstart: ${flags(start.stdout).join(' ')}`);
     assert.deepEqual(flags(start.stdout), flags(serve.stdout));
     assert.ok(flags(serve.stdout).includes('--queue-limit'));
+    assert.ok(flags(serve.stdout).includes('--trust-proxy-hops'));
   });
 
   it('start checks --queue-limit and --rate-limit as serve does, exit 2 naming the flag, before any model is made', async () => {
@@ -30,6 +31,8 @@ describe('serve and start options', () => {
       ['--queue-limit', 'many', /--queue-limit must be a number, got "many"/],
       ['--rate-limit', '-1', /--rate-limit must be >= 0, got -1/],
       ['--workers', '0', /--workers must be >= 1, got 0/],
+      ['--trust-proxy-hops', '1.5', /--trust-proxy-hops must be an integer, got "1.5"/],
+      ['--trust-proxy-hops', '11', /--trust-proxy-hops must be <= 10, got 11/],
     ] as const) {
       for (const command of ['serve', 'start']) {
         const r = await runCli([command, '--model-dir', missing, `${flag}=${value}`]);

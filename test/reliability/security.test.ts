@@ -1,8 +1,9 @@
-// Security checks a public chatbot needs: a CSP without inline scripts on every response, no HTML sinks in the
-// page's code, no stack traces in answers from real internal failures, and a rate limit keyed on the real client.
+// Security checks a public chatbot needs, against the built server (`bin/tiny-llm.js serve`) where a server takes part:
+// a CSP without inline scripts on every kind of answer, whoever produces it; a rate limit keyed on the real client
+// (the connection's peer unless a proxy is trusted: on Cloud Run or when configured; IPv6 by /64); no HTML sinks in
+// the page's code; and, in process (it needs routes that fail on purpose), no stack traces in 500 answers.
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
@@ -11,9 +12,10 @@ import { BODY_LIMIT, buildApp } from '../../src/server/app.js';
 import { completeText } from '../../src/server/completion.js';
 import { createLogger } from '../../src/server/logging.js';
 import { loadServedModel, type ServedModel } from '../../src/server/model.js';
+import { type BuiltServer, startBuiltServer } from '../helpers/built-server.js';
 import { repoRoot } from '../helpers/fixtures.js';
+import { exchange, type RawExchange } from '../helpers/raw-http.js';
 import { createTinyModel, type TinyModel } from '../helpers/tiny-model.js';
-import { metricValue, scrape } from '../server/harness.js';
 
 let tiny: TinyModel;
 let model: ServedModel;
@@ -36,27 +38,46 @@ function csp(header: string | undefined): Map<string, string[]> {
   return out;
 }
 
-describe('content security policy', () => {
-  it('every kind of response forbids inline and eval’d script, inline style, plugins, framing and base rewriting', async () => {
-    const app = await buildApp({ model, ...quiet, rateLimit: { max: 2, windowMs: 60_000 } });
+describe('content security policy (built server)', () => {
+  it('every kind of answer forbids inline and eval’d script, inline style, plugins, framing and base rewriting', async () => {
+    // A limit of 6: the six routed requests below that count against it spend it (probes, /metrics, unknown routes
+    // and what is refused before routing do not count), and the last one is the 429.
+    const server = await startBuiltServer({ workers: 1, modelDir: tiny.dir, rateLimit: 6 });
     try {
       const post = (url: string, payload: string, type = 'application/json') =>
-        app.inject({ method: 'POST', url, payload, headers: { 'content-type': type } });
-      const responses = {
-        page: await app.inject('/'),
-        static: await app.inject('/static/styles.css'),
-        health: await app.inject('/health'),
-        metrics: await app.inject('/metrics'),
-        '404': await app.inject('/nothing-here'),
+        exchange(
+          server.port,
+          `POST ${url} HTTP/1.1\r\nHost: t\r\nContent-Type: ${type}\r\nContent-Length: ${Buffer.byteLength(payload)}\r\n\r\n${payload}`,
+          10_000,
+          1,
+        );
+      const get = (url: string, headers = '') =>
+        exchange(server.port, `GET ${url} HTTP/1.1\r\nHost: t\r\n${headers}\r\n`, 10_000, 1);
+      const raw = (bytes: string) => exchange(server.port, bytes, 10_000, 1);
+      const responses: Record<string, RawExchange> = {
+        page: await get('/'),
+        static: await get('/static/styles.css'),
+        health: await get('/health'),
+        ready: await get('/ready'),
+        metrics: await get('/metrics'),
+        '404': await get('/nothing-here'),
+        '405': await get('/generate'),
+        '400 bad % escape': await get('/%zz'),
+        '414 long path parameter': await get(`/v1/models/${'a'.repeat(300)}`),
+        '431 huge headers': await get('/health', `X-Big: ${'a'.repeat(20_000)}\r\n`),
+        '400 from the HTTP parser': await raw('GET /health HTTP/7.7\r\nHost: t\r\n\r\n'),
+        '417 expectation': await raw('GET /health HTTP/1.1\r\nHost: t\r\nExpect: x\r\n\r\n'),
         '413': await post('/generate', JSON.stringify({ prompt: 'x'.repeat(BODY_LIMIT) })),
         '415': await post('/generate', 'prompt=x', 'text/plain'),
         '400': await post('/v1/completions', '{"prompt": 5}'),
         ok: await post('/generate', JSON.stringify({ prompt: 'hi', max_new_tokens: 2 })),
         '429': await post('/generate', JSON.stringify({ prompt: 'hi', max_new_tokens: 2 })),
       };
-      assert.equal(responses['429'].statusCode, 429, 'the third request is over the limit of 2');
-      for (const [name, res] of Object.entries(responses)) {
-        const d = csp(res.headers['content-security-policy'] as string | undefined);
+      for (const [name, { answers, raw: text }] of Object.entries(responses)) {
+        assert.equal(answers.length, 1, `${name}: ${text.slice(0, 200)}`);
+        const res = answers[0];
+        if (/^\d{3}/.test(name)) assert.equal(res.status, Number(name.slice(0, 3)), `${name}: ${res.body}`);
+        const d = csp(res.headers['content-security-policy']);
         const script = d.get('script-src') ?? d.get('default-src') ?? [];
         const style = d.get('style-src') ?? d.get('default-src') ?? [];
         assert.deepEqual(script, ["'self'"], `${name}: script-src`);
@@ -74,9 +95,11 @@ describe('content security policy', () => {
         assert.deepEqual(d.get('frame-ancestors'), ["'none'"], name);
         assert.deepEqual(d.get('base-uri'), ["'none'"], name);
         assert.equal(res.headers['x-content-type-options'], 'nosniff', name);
+        assert.equal(res.headers['x-frame-options'], 'DENY', name);
       }
+      console.log(`CSP checked on ${Object.keys(responses).join(', ')}`);
     } finally {
-      await app.close();
+      await server.close();
     }
   });
 
@@ -190,68 +213,135 @@ describe('no stack traces in responses', () => {
   });
 });
 
-describe('rate limit keyed on the real client', () => {
-  async function listening(trustProxy: number): Promise<{ app: FastifyInstance; url: string }> {
-    const app = await buildApp({ model, ...quiet, trustProxy, rateLimit: { max: 3, windowMs: 60_000 } });
-    await app.listen({ host: '127.0.0.1', port: 0 });
-    return { app, url: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}` };
-  }
-  const chat = (url: string, xff?: string) =>
-    fetch(`${url}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...(xff ? { 'x-forwarded-for': xff } : {}) },
-      body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 }),
-    });
-  /** Sends one after the other, so the server counts them in this order. */
-  const statuses = async (requests: Array<() => Promise<Response>>) => {
-    const out: number[] = [];
-    for (const send of requests) {
-      const res = await send();
-      await res.arrayBuffer();
-      out.push(res.status);
-    }
-    return out;
-  };
+/** Requests per client per minute on these servers: the fourth from one client is a 429. */
+const LIMIT = 3;
 
-  it('behind one proxy hop (real sockets): the address that proxy saw is the key; a forged left part changes nothing', async () => {
-    const { app, url } = await listening(1);
+/** A built server with the rate limit at LIMIT and exactly the proxy settings given (none from this shell). */
+function serve(env: Record<string, string>, args: string[] = []): Promise<BuiltServer> {
+  return startBuiltServer({
+    workers: 1,
+    modelDir: tiny.dir,
+    rateLimit: LIMIT,
+    args,
+    env: { K_SERVICE: '', TRUST_PROXY_HOPS: '', ...env },
+  });
+}
+
+/** Sends one request per X-Forwarded-For value (undefined: no header), one after the other; the statuses. */
+async function statuses(server: BuiltServer, forwarded: Array<string | undefined>): Promise<number[]> {
+  const out: number[] = [];
+  for (const xff of forwarded) {
+    const res = await fetch(`${server.url}/v1/models`, {
+      headers: xff === undefined ? {} : { 'x-forwarded-for': xff },
+    });
+    await res.arrayBuffer();
+    out.push(res.status);
+  }
+  return out;
+}
+
+/** The remoteIp of every logged request line. */
+function loggedIps(server: BuiltServer): string[] {
+  return server
+    .output()
+    .split('\n')
+    .filter((l) => l.includes('"httpRequest"'))
+    .map((l) => JSON.parse(l).httpRequest.remoteIp);
+}
+
+describe('rate limit keyed on the real client: proxy trust (built server)', () => {
+  it('nothing configured: X-Forwarded-For is ignored; a client rotating it is limited like any other', async () => {
+    const s = await serve({});
     try {
-      await app.generation.ready;
-      const before = await scrape(app);
-      // The client 203.0.113.7 forges a different left-most entry on every request.
-      const forged = await statuses(
-        [1, 2, 3, 4, 5].map((i) => () => chat(url, `198.51.100.${i}, 203.0.113.7`)),
+      const rotating = await statuses(
+        s,
+        [1, 2, 3, 4, 5].map((i) => `198.51.100.${i}`),
       );
-      assert.deepEqual(forged, [200, 200, 200, 429, 429]);
-      // Another client behind the same proxy has its own budget; the proxy's own address (no header) too.
-      assert.deepEqual(
-        await statuses([() => chat(url, '192.0.2.1'), () => chat(url, '192.0.2.1')]),
-        [200, 200],
+      console.log(`no proxy, rotating X-Forwarded-For: ${rotating.join(' ')}`);
+      assert.deepEqual(rotating, [200, 200, 200, 429, 429]);
+      assert.match(
+        s.output(),
+        /client address of the connection \(X-Forwarded-For ignored\) \(no proxy configured\)/,
       );
-      assert.deepEqual(await statuses([1, 2, 3, 4].map(() => () => chat(url))), [200, 200, 200, 429]);
-      const limited = await chat(url, '203.0.113.7');
-      assert.equal(limited.status, 429);
-      assert.ok(Number(limited.headers.get('retry-after')) >= 1);
-      assert.equal((await limited.json()).error.type, 'rate_limit_error');
-      // Refused before any generation: only the 8 admitted requests produced tokens.
-      const text = await scrape(app);
-      const tokens =
-        metricValue(text, 'tiny_llm_generated_tokens_total') -
-        metricValue(before, 'tiny_llm_generated_tokens_total');
-      assert.ok(tokens <= 8 * 2, `${tokens} tokens for 8 admitted requests of 2`);
+      assert.deepEqual([...new Set(loggedIps(s))], ['127.0.0.1'], 'logs name the peer, not the header');
     } finally {
-      await app.close();
+      await s.close();
     }
   });
 
-  it('with no trusted proxy, X-Forwarded-For is ignored: rotating it does not buy more requests', async () => {
-    const { app, url } = await listening(0);
+  it('on Cloud Run ($K_SERVICE): one hop is trusted; a forged left part buys nothing, each real client has its own budget', async () => {
+    const s = await serve({ K_SERVICE: 'tiny-llm' });
     try {
-      await app.generation.ready;
-      const rotating = await statuses([1, 2, 3, 4, 5].map((i) => () => chat(url, `198.51.100.${i}`)));
-      assert.deepEqual(rotating, [200, 200, 200, 429, 429]);
+      assert.match(
+        s.output(),
+        /from X-Forwarded-For through 1 trusted proxy hop \(Cloud Run's front end \(\$K_SERVICE is set\)\)/,
+      );
+      // The client 203.0.113.7 forges a new left-most entry each time; Cloud Run's front end appends the real one.
+      const forged = await statuses(
+        s,
+        [1, 2, 3, 4].map((i) => `198.51.100.${i}, 203.0.113.7`),
+      );
+      const other = await statuses(s, ['192.0.2.1', '192.0.2.1']);
+      console.log(`Cloud Run, forged left parts: ${forged.join(' ')}; another client: ${other.join(' ')}`);
+      assert.deepEqual(forged, [200, 200, 200, 429]);
+      assert.deepEqual(other, [200, 200]);
+      assert.ok(loggedIps(s).includes('203.0.113.7'));
+      const limited = await fetch(`${s.url}/v1/models`, { headers: { 'x-forwarded-for': '203.0.113.7' } });
+      assert.equal(limited.status, 429);
+      assert.ok(Number(limited.headers.get('retry-after')) >= 1);
+      assert.equal(limited.headers.get('x-content-type-options'), 'nosniff');
+      assert.match(limited.headers.get('content-security-policy') ?? '', /frame-ancestors 'none'/);
+      const body = await limited.json();
+      assert.deepEqual(Object.keys(body.error).sort(), ['code', 'message', 'param', 'type']);
+      assert.equal(body.error.code, 'rate_limit_exceeded');
     } finally {
-      await app.close();
+      await s.close();
+    }
+  });
+
+  it('an IPv6 client is limited by its /64: rotating the interface part buys nothing, another /64 is another client', async () => {
+    const s = await serve({ K_SERVICE: 'tiny-llm' });
+    try {
+      const rotating = await statuses(
+        s,
+        [1, 2, 3, 4, 5].map((i) => `2001:db8:aa:bb:${i}::${i}`),
+      );
+      const other = await statuses(s, ['2001:db8:aa:bc::1']);
+      console.log(`IPv6 within one /64: ${rotating.join(' ')}; another /64: ${other.join(' ')}`);
+      assert.deepEqual(rotating, [200, 200, 200, 429, 429]);
+      assert.deepEqual(other, [200]);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('configured beats detected: TRUST_PROXY_HOPS=0 on Cloud Run ignores the header; --trust-proxy-hops 2 takes the second entry from the right', async () => {
+    const none = await serve({ K_SERVICE: 'tiny-llm', TRUST_PROXY_HOPS: '0' });
+    try {
+      assert.deepEqual(
+        await statuses(
+          none,
+          [1, 2, 3, 4].map((i) => `198.51.100.${i}`),
+        ),
+        [200, 200, 200, 429],
+      );
+      assert.match(none.output(), /X-Forwarded-For ignored\) \(\$TRUST_PROXY_HOPS\)/);
+    } finally {
+      await none.close();
+    }
+    const two = await serve({ TRUST_PROXY_HOPS: '1' }, ['--trust-proxy-hops', '2']);
+    try {
+      // client, then the two proxies' entries: the client is the one the outer proxy saw.
+      const seen = await statuses(
+        two,
+        [1, 2, 3, 4].map((i) => `10.0.0.${i}, 203.0.113.9, 10.1.1.1`),
+      );
+      assert.deepEqual(seen, [200, 200, 200, 429]);
+      assert.deepEqual(await statuses(two, ['203.0.113.10, 10.1.1.1']), [200]);
+      assert.ok(loggedIps(two).includes('203.0.113.9'));
+      assert.match(two.output(), /through 2 trusted proxy hops \(--trust-proxy-hops\)/);
+    } finally {
+      await two.close();
     }
   });
 });

@@ -373,10 +373,12 @@ describe('POST /v1/completions', () => {
 });
 
 describe('transport errors', () => {
-  it('unknown routes are 404 in the error shape', async () => {
+  it('unknown routes are 404 in the error shape; a known route with another method is 405 naming the allowed ones', async () => {
     const err = errorOf(await send('/v1/nothing'), 404);
     assert.match(err.message, /\/v1\/nothing/);
-    errorOf(await send({ method: 'DELETE', url: '/generate' }), 404);
+    const wrong = await send({ method: 'DELETE', url: '/generate' });
+    assert.equal(errorOf(wrong, 405).code, 'method_not_allowed');
+    assert.equal(wrong.headers.allow, 'POST');
   });
 
   it('a body over 256 KiB is 413', async () => {

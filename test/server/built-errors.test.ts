@@ -90,7 +90,8 @@ describe('worker_crashed and workers_down from the built server', () => {
       assertUnavailable(down, 'workers_down', '10');
       const ready = await request(server.url, '/ready');
       assert.equal(ready.statusCode, 503);
-      assert.deepEqual(ready.json(), { status: 'failed' });
+      assert.equal(ready.json().status, 'failed');
+      assert.equal(ready.json().error.code, 'workers_down');
       assertUnavailable(await post({ prompt: 'later' }), 'workers_down', '10');
       assert.equal((await request(server.url, '/health')).statusCode, 200, 'still alive');
       assert.match(server.output(), /generation worker 0 cannot be restarted/);

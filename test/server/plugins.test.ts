@@ -48,7 +48,8 @@ async function app(options: Partial<Parameters<typeof buildApp>[0]> = {}) {
 
 describe('rate limit', () => {
   it('answers 429 in the error shape with Retry-After per client IP; probes are exempt; spoofed hops do not help', async () => {
-    const a = await app({ rateLimit: { max: 3, windowMs: 60_000 } });
+    // One trusted hop, as on Cloud Run (with none, every request here comes from the same address).
+    const a = await app({ rateLimit: { max: 3, windowMs: 60_000 }, trustProxy: 1 });
     try {
       const from = (xff: string) => ({ 'x-forwarded-for': xff });
       for (let i = 0; i < 3; i++)
@@ -198,13 +199,17 @@ describe('web files', () => {
   });
   after(() => rmSync(root, { recursive: true, force: true }));
 
-  it('answers / with a 503 text page naming `npm run build` until the bundle exists, then serves the page and assets', async () => {
+  it('answers / with a 503 in the error shape naming `npm run build` until the bundle exists, then serves the page and assets', async () => {
     const a = await app({ webRoot: root, rateLimit: false });
     try {
       const missing = await a.inject('/');
       assert.equal(missing.statusCode, 503);
-      assert.match(String(missing.headers['content-type']), /^text\/plain/);
-      assert.match(missing.body, /npm run build/);
+      assert.match(String(missing.headers['content-type']), /^application\/json/);
+      assert.equal(missing.headers['cache-control'], 'no-store');
+      assert.equal(missing.headers['x-content-type-options'], 'nosniff');
+      const { error } = JSON.parse(missing.body);
+      assert.equal(error.code, 'page_not_built');
+      assert.match(error.message, /npm run build/);
       mkdirSync(join(root, 'dist', 'web'), { recursive: true });
       writeFileSync(join(root, 'dist', 'web', 'app.js'), 'console.log(1);');
       const page = await a.inject('/');

@@ -46,8 +46,16 @@ export function helmetHeaders(options: HelmetOptions = HELMET_OPTIONS): Readonly
   return Object.freeze(headers);
 }
 
+let computed: Readonly<Record<string, string>> | null = null;
+
+/** The headers every answer carries, computed once: replies set them in onRequest, and answers written outside Fastify's routes (client errors, error replies) set them too. */
+export function securityHeaders(): Readonly<Record<string, string>> {
+  computed ??= helmetHeaders();
+  return computed;
+}
+
 export const securityPlugin = shared('security', async (app: FastifyInstance) => {
-  const headers = helmetHeaders();
+  const headers = securityHeaders();
   app.addHook('onRequest', (_request, reply, done) => {
     reply.headers(headers);
     done();

@@ -25,11 +25,9 @@ async function readFirst(paths: string[]): Promise<Buffer | null> {
   return null;
 }
 
-const NOT_BUILT = `tiny-llm: the chat page is not built yet.
-
-Run \`npm run build\` (it bundles web/ into dist/web/), then reload this page.
-The API works already: POST /v1/chat/completions, POST /generate, GET /health.
-`;
+const NOT_BUILT =
+  'The chat page is not built yet: run `npm run build` (it bundles web/ into dist/web/), then reload this page. ' +
+  'The API works already: POST /v1/chat/completions, POST /generate, GET /health.';
 
 export async function webRoutes(app: FastifyInstance, options: { root: string }): Promise<void> {
   const bundleDir = path.join(options.root, 'dist', 'web');
@@ -41,11 +39,10 @@ export async function webRoutes(app: FastifyInstance, options: { root: string })
       readFirst([path.join(bundleDir, 'app.js')]),
     ]);
     if (!html || !bundle) {
-      return reply
-        .code(503)
-        .type('text/plain; charset=utf-8')
-        .header('cache-control', 'no-store')
-        .send(NOT_BUILT);
+      return sendError(
+        reply.header('cache-control', 'no-store'),
+        new ApiError(503, NOT_BUILT, 'server_error', null, 'page_not_built'),
+      );
     }
     return reply.type('text/html; charset=utf-8').header('cache-control', 'no-cache').send(html);
   });

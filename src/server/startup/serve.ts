@@ -22,8 +22,8 @@ export interface ServiceOptions {
   apiKeys: readonly string[];
   /** Origins allowed to call the API from a browser ('*': any); none: no CORS. */
   corsOrigins: readonly string[];
-  /** Proxy hops in front whose X-Forwarded-For is trusted. */
-  trustProxyHops: number;
+  /** Proxy hops in front whose X-Forwarded-For entries are trusted, and where that number came from. */
+  trustProxy: { hops: number; source: string };
   logLevel: string;
   /** The system prompt's file; a missing or blank one gives DEFAULT_SYSTEM_PROMPT. */
   systemPromptFile: string;
@@ -70,11 +70,12 @@ export async function runService(options: ServiceOptions): Promise<number> {
   // this thread loads the HTTP stack (fastify, pino, prom-client and the precompiled validators) meanwhile.
   const load = loadModelInWorker(modelDir, launch.modelWorker);
   launch.modelWorker = null;
-  const [{ createLogger }, { startServer }, { precompiledValidators }] = await Promise.all([
-    import('../logging.js'),
-    import('../server.js'),
-    import('./precompiled-validators.js'),
-  ]);
+  const [{ createLogger }, { startServer, StoppedBeforeListening }, { precompiledValidators }] =
+    await Promise.all([
+      import('../logging.js'),
+      import('../server.js'),
+      import('./precompiled-validators.js'),
+    ]);
   const logger = createLogger({ level: options.logLevel });
   log = (line) => logger.info(line);
   for (const line of early) logger.info(line);
@@ -104,37 +105,58 @@ export async function runService(options: ServiceOptions): Promise<number> {
       () => {},
     );
   }
-  // A directory: the app is built while the model loads, and listens only once the model is loaded and checked.
-  // A fetch: it listens at once, so that the platform sees the process alive (/health) while the download runs.
-  const server = await startServer({
-    port: options.port,
-    host: options.host,
-    model: load,
-    listenAfter: fetching ? undefined : loaded,
-    systemPrompt: prompt.text,
-    workers: options.workers,
-    queueLimit: options.queueLimit,
-    rateLimit: options.rateLimit,
-    logger,
-    trustProxy: options.trustProxyHops,
-    apiKeys: options.apiKeys,
-    corsOrigins: options.corsOrigins,
-    traceProject: options.traceProject,
-    validators: precompiledValidators ? { use: precompiledValidators } : undefined,
-  });
+  let server: Awaited<ReturnType<typeof startServer>>;
+  try {
+    server = await startServer({
+      port: options.port,
+      host: options.host,
+      model: load,
+      // A directory: listen once the model is loaded and checked. A fetch: listen at once, so that the platform
+      // sees the process alive (/health) while the download runs.
+      listenAfter: fetching ? undefined : loaded,
+      systemPrompt: prompt.text,
+      workers: options.workers,
+      queueLimit: options.queueLimit,
+      rateLimit: options.rateLimit,
+      logger,
+      trustProxy: options.trustProxy.hops,
+      apiKeys: options.apiKeys,
+      corsOrigins: options.corsOrigins,
+      traceProject: options.traceProject,
+      validators: precompiledValidators ? { use: precompiledValidators } : undefined,
+    });
+  } catch (err) {
+    // A SIGTERM while starting is a shutdown like any other.
+    if (err instanceof StoppedBeforeListening) return exitAfterFlush(logger, 0);
+    throw err;
+  }
   logger.info(
     fetching
       ? `serving ${options.modelUri} (fetching into ${fetching.root}) on ${server.url} with ${options.workers} workers`
       : `serving ${options.modelDir} on ${server.url} with ${options.workers} workers`,
   );
-  const { apiKeys, corsOrigins } = options;
+  const { apiKeys, corsOrigins, trustProxy } = options;
   logger.info(
-    `access: ${apiKeys.length > 0 ? `${apiKeys.length} API key${apiKeys.length === 1 ? '' : 's'} required` : 'no API key (open)'}; CORS ${corsOrigins.length > 0 ? corsOrigins.join(', ') : 'off'}`,
+    `access: ${apiKeys.length > 0 ? `${apiKeys.length} API key${apiKeys.length === 1 ? '' : 's'} required` : 'no API key (open)'}; CORS ${corsOrigins.length > 0 ? corsOrigins.join(', ') : 'off'}; ` +
+      `client address ${trustProxy.hops > 0 ? `from X-Forwarded-For through ${trustProxy.hops} trusted proxy hop${trustProxy.hops === 1 ? '' : 's'}` : 'of the connection (X-Forwarded-For ignored)'} (${trustProxy.source})`,
   );
-  const code = await server.closed;
-  // Flush buffered log lines before the process ends.
-  logger.flush();
-  // Nothing should keep the process alive now; if something does, do not hang a container shutdown.
-  setTimeout(() => process.exit(code), 2000).unref();
-  return code;
+  return exitAfterFlush(logger, await server.closed);
+}
+
+/**
+ * Writes out the buffered log lines, then ends the process with `code`: nothing left behind (a timer, a
+ * socket) may hold a container's shutdown past the drain deadline.
+ */
+function exitAfterFlush(logger: { flush(cb?: (err?: Error) => void): void }, code: number): Promise<number> {
+  return new Promise((resolve) => {
+    const exit = () => {
+      resolve(code);
+      setTimeout(() => process.exit(code), 100).unref();
+    };
+    const fallback = setTimeout(exit, 500);
+    logger.flush(() => {
+      clearTimeout(fallback);
+      exit();
+    });
+  });
 }
