@@ -81,7 +81,9 @@ describe('serve --model-uri gs://…: fetched at start, verified, then served', 
       const health = await get(`${server.url}/health`);
       assert.equal(health.status, 200);
       const ready = await get(`${server.url}/ready`);
-      assert.deepEqual(ready, { status: 503, body: { status: 'loading' } });
+      assert.equal(ready.status, 503);
+      assert.equal(ready.body.status, 'loading');
+      assert.equal((ready.body.error as { code?: string } | undefined)?.code, 'model_loading');
       const early = await fetch(`${server.url}/generate`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
