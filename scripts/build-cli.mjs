@@ -34,8 +34,11 @@ const nodeBundle = {
   logLevel: 'warning',
   banner: { js: "const __importMetaUrl = require('node:url').pathToFileURL(__filename).href;" },
   define: { 'import.meta.url': '__importMetaUrl' },
-  // Loaded only for gs:// model caches, and large: it stays a package, required when used.
+  // Loaded only for gs:// model caches and fetches, and large: it stays a package, required when used.
   external: ['@google-cloud/storage'],
+  // import() of that package becomes require(): the CLI's bundle runs as a vm.Script (for its code cache),
+  // which has no loader for import().
+  supported: { 'dynamic-import': false },
 };
 
 rmSync(outDir, { recursive: true, force: true });

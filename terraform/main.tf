@@ -1,5 +1,5 @@
-# One ephemeral environment: the Cloud Run v2 service, running as the bootstrap's role-less runtime account, and
-# public access.
+# One ephemeral environment: the Cloud Run v2 service, sized for its model and running as the bootstrap's runtime
+# account, its optional API key read from Secret Manager, and public access.
 locals {
   name       = "tiny-llm-${var.environment_id}"
   expires_at = var.created_at + var.ttl_hours * 3600
@@ -46,6 +46,27 @@ resource "google_cloud_run_v2_service" "app" {
         container_port = 8000
       }
 
+      # One generation worker per vCPU: the memory rule (sizing.tf) counts them.
+      env {
+        name  = "WORKERS"
+        value = var.cpu
+      }
+
+      # The optional API key: Cloud Run reads it from Secret Manager when an instance starts, at the version this
+      # deploy added. Only the secret's name and version are in the state, never its value.
+      dynamic "env" {
+        for_each = var.api_key_secret == "" ? [] : [var.api_key_secret]
+        content {
+          name = "API_KEY"
+          value_source {
+            secret_key_ref {
+              secret  = env.value
+              version = var.api_key_secret_version
+            }
+          }
+        }
+      }
+
       resources {
         limits = {
           cpu    = var.cpu
@@ -77,6 +98,22 @@ resource "google_cloud_run_v2_service" "app" {
           port = 8000
         }
       }
+    }
+  }
+
+  # Refused at plan time, before anything is created or changed.
+  lifecycle {
+    precondition {
+      condition     = local.memory_fits_cpu
+      error_message = "memory ${var.memory} does not suit ${var.cpu} vCPU: Cloud Run allows ${local.cpu_memory_mib[var.cpu].min}-${local.cpu_memory_mib[var.cpu].max} MiB with it."
+    }
+    precondition {
+      condition     = local.memory_fits_model
+      error_message = local.model_memory_mib == null ? "model_weights_bytes and model_worker_bytes must be given: the memory is checked against the model before it is deployed." : "memory ${var.memory} is too small for the model: with ${local.workers} worker(s) it needs ${local.model_memory_mib} MiB (${var.model_weights_bytes} bytes of weights, see sizing.tf)."
+    }
+    precondition {
+      condition     = var.api_key_secret == "" || var.api_key_secret_version != ""
+      error_message = "api_key_secret_version must name the secret's version when api_key_secret is set."
     }
   }
 }

@@ -89,24 +89,70 @@ variable "created_at" {
 }
 
 variable "cpu" {
-  description = "vCPUs per instance. Generation runs in worker threads, one vCPU is enough for the demo."
+  description = "vCPUs per instance, one generation worker each; the pipeline computes it from the model (.github/scripts/size-service.mjs)."
   type        = string
   default     = "1"
 
   validation {
-    condition     = contains(["1", "2", "4"], var.cpu)
-    error_message = "cpu must be 1, 2 or 4."
+    condition     = contains(["1", "2", "4", "6", "8"], var.cpu)
+    error_message = "cpu must be a vCPU count Cloud Run offers for a service: 1, 2, 4, 6 or 8."
   }
 }
 
 variable "memory" {
-  description = "Memory limit per instance; the service's resident footprint is around 100 MiB."
+  description = "Memory limit per instance (NMi or NGi, 512Mi to 32Gi); the pipeline computes it from the model. It must hold the model (see sizing.tf) and suit the CPU count."
   type        = string
   default     = "512Mi"
 
   validation {
-    condition     = can(regex("^[0-9]+(Mi|Gi)$", var.memory))
-    error_message = "memory must be a Kubernetes quantity such as 512Mi or 1Gi."
+    condition = (can(regex("^[1-9][0-9]*(Mi|Gi)$", var.memory))
+      ? tonumber(regex("^[0-9]+", var.memory)) * (endswith(var.memory, "Gi") ? 1024 : 1) >= 512 && tonumber(regex("^[0-9]+", var.memory)) * (endswith(var.memory, "Gi") ? 1024 : 1) <= 32768
+    : false)
+    error_message = "memory must be a quantity such as 512Mi or 2Gi, between 512Mi and 32Gi (Cloud Run's range)."
+  }
+}
+
+variable "model_weights_bytes" {
+  description = "Bytes the served model's weights take in memory at their peak (float32: parameters × 8, the load and the placed copy; q8_0: parameters × 5.0625), from .github/scripts/size-service.mjs. Apply refuses a memory setting too small for the model."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.model_weights_bytes == null ? true : var.model_weights_bytes > 0 && floor(var.model_weights_bytes) == var.model_weights_bytes
+    error_message = "model_weights_bytes must be a whole number of bytes."
+  }
+}
+
+variable "model_worker_bytes" {
+  description = "Bytes one generation worker needs besides the weights (its session, KV cache and activations for the whole context, and its thread), from .github/scripts/size-service.mjs."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.model_worker_bytes == null ? true : var.model_worker_bytes > 0 && floor(var.model_worker_bytes) == var.model_worker_bytes
+    error_message = "model_worker_bytes must be a whole number of bytes."
+  }
+}
+
+variable "api_key_secret" {
+  description = "Secret Manager secret (its id, e.g. tiny-llm-api-key) whose value the service requires as a Bearer token; empty: the API is open."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.api_key_secret == "" || can(regex("^[A-Za-z0-9_-]{1,255}$", var.api_key_secret))
+    error_message = "api_key_secret must be a secret id (letters, digits, '_' and '-') or empty."
+  }
+}
+
+variable "api_key_secret_version" {
+  description = "The secret's version the service reads, pinned (Cloud Run reads an environment secret when an instance starts; 'latest' could change under a running service). Required with api_key_secret."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = can(regex("^([1-9][0-9]*)?$", var.api_key_secret_version))
+    error_message = "api_key_secret_version must be a version number such as 3, or empty."
   }
 }
 

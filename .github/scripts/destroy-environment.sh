@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Destroys one ephemeral environment completely, even after a cancelled apply: recovers a stale state lock, runs
-# terraform destroy, then deletes by name what state lost (the Cloud Run service, the image) and last the state.
+# terraform destroy, then deletes by name what state lost (the Cloud Run service, the image), destroys the API key
+# version the deploy added (once no service can read it) and last the state.
 #
 #   destroy-environment.sh ENVIRONMENT_ID [IMAGE_REF]
 #
@@ -67,6 +68,28 @@ delete_service() {
   fi
 }
 
+# Destroys the Secret Manager version of the API key that the deploy added for this environment (its value goes
+# for good); a version already destroyed or gone is fine, any other failure is not.
+destroy_key_version() {
+  local project="$1" secret="$2" version="$3" state
+  if ! state="$(gcloud secrets versions describe "${version}" --secret "${secret}" --project "${project}" \
+    --format='value(state)' 2>"${work}/secret.err")"; then
+    if grep -q 'NOT_FOUND' "${work}/secret.err"; then
+      say "API key version ${secret}/${version} is already gone"
+      return 0
+    fi
+    cat "${work}/secret.err" >&2
+    fail "cannot read API key version ${secret}/${version}"
+  fi
+  if [ "${state}" = "DESTROYED" ]; then
+    say "API key version ${secret}/${version} is already destroyed"
+    return 0
+  fi
+  gcloud secrets versions destroy "${version}" --secret "${secret}" --project "${project}" --quiet ||
+    fail "cannot destroy API key version ${secret}/${version}"
+  say "destroyed API key version ${secret}/${version}"
+}
+
 # terraform destroy, output kept for the lock check.
 run_destroy() {
   terraform destroy -auto-approve -input=false -lock-timeout="${lock_timeout}" -var-file=inputs.tfvars.json 2>&1 |
@@ -81,6 +104,9 @@ fi
 project="$(jq -er '.project_id' inputs.tfvars.json)" || fail "recorded inputs have no project_id"
 region="$(jq -er '.region' inputs.tfvars.json)" || fail "recorded inputs have no region"
 image="$(jq -er '.image' inputs.tfvars.json)" || fail "recorded inputs have no image"
+# Absent from environments deployed without an API key (and from those recorded before keys existed).
+key_secret="$(jq -er '.api_key_secret' inputs.tfvars.json)" || key_secret=""
+key_version="$(jq -er '.api_key_secret_version' inputs.tfvars.json)" || key_version=""
 
 rm -rf .terraform
 terraform init -input=false -reconfigure \
@@ -108,6 +134,10 @@ fi
 delete_service "${project}" "${region}"
 delete_image "${image}"
 if [ -n "${extra_image}" ] && [ "${extra_image}" != "${image}" ]; then delete_image "${extra_image}"; fi
+# The service is gone now: nothing reads the key version any more.
+if [ -n "${key_secret}" ] && [ -n "${key_version}" ]; then
+  destroy_key_version "${project}" "${key_secret}" "${key_version}"
+fi
 
 if [ "${destroyed}" != true ]; then
   fail "terraform destroy failed; the state stays in ${state_url}/ for the next attempt"

@@ -4,11 +4,16 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import {
   accessSync,
+  closeSync,
   constants,
+  cpSync,
   existsSync,
+  mkdirSync,
   mkdtempSync,
+  openSync,
   readdirSync,
   readFileSync,
+  readSync,
   rmSync,
   writeFileSync,
 } from 'node:fs';
@@ -41,6 +46,9 @@ type ImageConfig = {
   WorkingDir?: string;
 };
 type ImageInspect = { OCIv1: { config: ImageConfig } };
+/** What the image must serve: the preset trained in the build, or a directory of the build context. */
+type ExpectedModel = { kind: 'trained' } | { kind: 'directory'; contextPath: string; parameters: number };
+
 type TrainingReport = {
   trained?: boolean;
   steps?: number;
@@ -161,7 +169,10 @@ function diskBytes(dir: string): number {
 }
 
 // Static checks on the committed image's file system and configuration.
-function inspectImage(buildStartedAt: number): {
+function inspectImage(
+  buildStartedAt: number,
+  expected: ExpectedModel,
+): {
   command: string[];
   size: string;
   rootfsBytes: number;
@@ -191,48 +202,73 @@ function inspectImage(buildStartedAt: number): {
       check(!existsSync(join(root, shell)), `no shell: /${shell} is absent`);
     }
     const model = join(root, 'app/model');
-    for (const file of ['config.json', 'generation_config.json', 'model.safetensors', 'training.json']) {
+    const files =
+      expected.kind === 'trained'
+        ? ['config.json', 'generation_config.json', 'model.safetensors', 'training.json']
+        : ['config.json', 'model.safetensors', 'source.json', 'README.md'];
+    for (const file of files) {
       check(existsSync(join(model, file)), `model file /app/model/${file} is in the image`);
     }
-    // model/ is never in the build context (.dockerignore), and the report dates the training run.
-    const training = JSON.parse(readFileSync(join(model, 'training.json'), 'utf8')) as TrainingReport;
-    const startedAt = Date.parse(training.started_at ?? '');
-    check(
-      training.trained === true &&
-        (training.steps ?? 0) > 0 &&
-        startedAt >= buildStartedAt - 1000 &&
-        startedAt <= Date.now(),
-      `the model was trained during this build: ${training.steps} steps in ${training.wall_time_s} s, started ${training.started_at}`,
-    );
-    const gate = Number(
-      readFileSync(join(repoRoot, 'docker/Dockerfile'), 'utf8').match(/^ARG MAX_LOSS=(\S+)$/m)?.[1],
-    );
-    check(
-      Number.isFinite(gate) && typeof training.final_loss === 'number' && training.final_loss <= gate,
-      `the trained model passed the Dockerfile's quality gate: final loss ${training.final_loss} ≤ ${gate}`,
-    );
-    check(!existsSync(join(root, 'app/src')), 'no TypeScript sources in the runtime image');
-    check(
-      !existsSync(join(root, 'app/node_modules/typescript')),
-      'dev dependencies were pruned (no typescript)',
-    );
-    const sbom = JSON.parse(readFileSync(join(root, 'app/sbom.cdx.json'), 'utf8')) as {
-      bomFormat?: string;
-      components?: { name?: string }[];
-    };
-    const names = new Set((sbom.components ?? []).map((c) => c.name));
-    check(
-      sbom.bomFormat === 'CycloneDX' && names.has('fastify') && !names.has('typescript'),
-      `CycloneDX SBOM lists the ${names.size} production components (fastify yes, typescript no)`,
-    );
+    if (expected.kind === 'trained') checkTraining(model, buildStartedAt);
+    else {
+      const source = JSON.parse(readFileSync(join(model, 'source.json'), 'utf8')) as { uri?: string };
+      check(
+        source.uri === join('/app', expected.contextPath),
+        `source.json names the build context's ${expected.contextPath} (${source.uri})`,
+      );
+      check(
+        !existsSync(join(model, 'training.json')),
+        'no training report: the checkpoint was not trained in this build',
+      );
+    }
+    checkApp(root);
   } finally {
     buildah(['rm', ctr]);
   }
   return { command, size, rootfsBytes, appBytes };
 }
 
+/** The model was trained during this build and passed the Dockerfile's quality gate. */
+function checkTraining(model: string, buildStartedAt: number): void {
+  // model/ is never in the build context (.dockerignore), and the report dates the training run.
+  const training = JSON.parse(readFileSync(join(model, 'training.json'), 'utf8')) as TrainingReport;
+  const startedAt = Date.parse(training.started_at ?? '');
+  check(
+    training.trained === true &&
+      (training.steps ?? 0) > 0 &&
+      startedAt >= buildStartedAt - 1000 &&
+      startedAt <= Date.now(),
+    `the model was trained during this build: ${training.steps} steps in ${training.wall_time_s} s, started ${training.started_at}`,
+  );
+  const gate = Number(
+    readFileSync(join(repoRoot, 'docker/Dockerfile'), 'utf8').match(/^ARG MAX_LOSS=(\S+)$/m)?.[1],
+  );
+  check(
+    Number.isFinite(gate) && typeof training.final_loss === 'number' && training.final_loss <= gate,
+    `the trained model passed the Dockerfile's quality gate: final loss ${training.final_loss} ≤ ${gate}`,
+  );
+}
+
+/** No sources or dev dependencies in /app, and an SBOM of the production ones. */
+function checkApp(root: string): void {
+  check(!existsSync(join(root, 'app/src')), 'no TypeScript sources in the runtime image');
+  check(
+    !existsSync(join(root, 'app/node_modules/typescript')),
+    'dev dependencies were pruned (no typescript)',
+  );
+  const sbom = JSON.parse(readFileSync(join(root, 'app/sbom.cdx.json'), 'utf8')) as {
+    bomFormat?: string;
+    components?: { name?: string }[];
+  };
+  const names = new Set((sbom.components ?? []).map((c) => c.name));
+  check(
+    sbom.bomFormat === 'CycloneDX' && names.has('fastify') && !names.has('typescript'),
+    `CycloneDX SBOM lists the ${names.size} production components (fastify yes, typescript no)`,
+  );
+}
+
 // Starts the image's own command, checks the service over loopback, then stops it with SIGTERM.
-async function runImage(command: string[]): Promise<number> {
+async function runImage(command: string[], expected: ExpectedModel): Promise<number> {
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
   const ctr = buildah(['from', '--pull-never', imageTag]);
@@ -286,6 +322,28 @@ async function runImage(command: string[]): Promise<number> {
 
     const health = await get(base, '/health');
     check(health.status === 200, `GET /health → ${health.status}`);
+
+    // The model the build was asked for, as the pipeline's smoke test reads it.
+    const info = await get(base, '/api/model');
+    const about = (await info.json()) as {
+      parameters?: number;
+      source?: { kind?: string; uri?: string | null; preset?: string | null; description?: string };
+    };
+    const said = `GET /api/model → ${info.status}, ${about.parameters} parameters, source ${JSON.stringify(about.source?.description)}`;
+    if (expected.kind === 'trained') {
+      check(
+        info.status === 200 && about.source?.kind === 'trained' && about.source.preset === 'default',
+        said,
+      );
+    } else {
+      check(
+        info.status === 200 &&
+          about.source?.kind === 'directory' &&
+          about.source.uri === join('/app', expected.contextPath) &&
+          about.parameters === expected.parameters,
+        `${said} (expected ${expected.contextPath}, ${expected.parameters} parameters)`,
+      );
+    }
 
     const page = await get(base, '/');
     const html = await page.text();
@@ -362,29 +420,32 @@ function mb(bytes: number): string {
   return `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 }
 
-async function main(): Promise<void> {
-  requireTools(['buildah', 'mmdebstrap']);
-  if (process.getuid?.() !== 0) fail('needs root (buildah vfs storage and chroot isolation)');
+/** Parameters of a safetensors file: the sum of its tensors' shapes (the header alone is read). */
+function safetensorsParameters(file: string): number {
+  const fd = openSync(file, 'r');
+  try {
+    const size = Buffer.alloc(8);
+    readSync(fd, size, 0, 8, 0);
+    const header = Buffer.alloc(Number(size.readBigUInt64LE(0)));
+    readSync(fd, header, 0, header.length, 8);
+    const tensors = JSON.parse(header.toString('utf8')) as Record<string, { shape?: number[] }>;
+    return Object.entries(tensors)
+      .filter(([name]) => name !== '__metadata__')
+      .reduce((sum, [, t]) => sum + (t.shape ?? []).reduce((a, b) => a * b, 1), 0);
+  } finally {
+    closeSync(fd);
+  }
+}
 
-  execFileSync('bash', [join(repoRoot, 'scripts/container/make-standins.sh')], {
-    stdio: 'inherit',
-    env: { ...process.env, STANDIN_CACHE: cacheDir },
-  });
-
-  // This storage belongs to the test alone: drop working containers an interrupted earlier run left behind.
-  buildah(['rm', '--all']);
-
-  const buildArgs = process.env.TRAIN_ARGS ? ['--build-arg', `TRAIN_ARGS=${process.env.TRAIN_ARGS}`] : [];
-  // The stand-ins carry the FROM tags, not the upstream digests: build a copy with the pins removed.
-  const { text: standinDockerfile, pins } = dockerfileForStandins(
+/** Builds docker/Dockerfile (pins removed for the stand-ins) with these build arguments; returns the seconds. */
+function buildImage(buildArgs: string[]): number {
+  const { text: standinDockerfile } = dockerfileForStandins(
     readFileSync(join(repoRoot, 'docker/Dockerfile'), 'utf8'),
   );
-  for (const pin of pins) log(`base ${pin.image} is pinned to ${pin.digest}; built here on its stand-in`);
   const dockerfileDir = mkdtempSync(join(tmpdir(), 'tiny-llm-dockerfile-'));
   const dockerfile = join(dockerfileDir, 'Dockerfile');
   writeFileSync(dockerfile, standinDockerfile);
   const buildStarted = performance.now();
-  const buildStartedAt = Date.now();
   try {
     execFileSync(
       'buildah',
@@ -409,22 +470,89 @@ async function main(): Promise<void> {
   } finally {
     rmSync(dockerfileDir, { recursive: true, force: true });
   }
-  const buildSeconds = (performance.now() - buildStarted) / 1000;
-  log(`image built in ${buildSeconds.toFixed(0)} s`);
+  return (performance.now() - buildStarted) / 1000;
+}
 
+/** Builds, inspects and runs one image, then removes it; returns its figures for the summary. */
+async function proveImage(what: string, buildArgs: string[], expected: ExpectedModel): Promise<string[]> {
+  log(`--- ${what} ---`);
+  const buildStartedAt = Date.now();
+  const buildSeconds = buildImage(buildArgs);
+  log(`image built in ${buildSeconds.toFixed(0)} s`);
   try {
-    const { command, size, rootfsBytes, appBytes } = inspectImage(buildStartedAt);
-    const coldStartMs = await runImage(command);
-    log('summary (base images are local stand-ins, see README "Delivery"):');
-    log(`  image size    ${size} (buildah); files ${mb(rootfsBytes)}, of which /app ${mb(appBytes)}`);
-    log(`  build time    ${buildSeconds.toFixed(0)} s (npm ci, build, training, prune, SBOM)`);
-    log(`  cold start    ${(coldStartMs / 1000).toFixed(2)} s (buildah run → /ready 200)`);
+    const { command, size, rootfsBytes, appBytes } = inspectImage(buildStartedAt, expected);
+    const coldStartMs = await runImage(command, expected);
+    return [
+      `${what}:`,
+      `  image size    ${size} (buildah); files ${mb(rootfsBytes)}, of which /app ${mb(appBytes)}`,
+      `  build time    ${buildSeconds.toFixed(0)} s (npm ci, build, the model, prune, SBOM)`,
+      `  cold start    ${(coldStartMs / 1000).toFixed(2)} s (buildah run → /ready 200)`,
+    ];
   } finally {
     if (!process.env.KEEP_IMAGE) {
       buildah(['rmi', imageTag]);
       buildah(['rmi', '--prune']);
     }
   }
+}
+
+// The checkpoint of the second build: GPT-2 architecture, written by transformers, with GPT-2's tokenizer.
+// CONTAINER_TEST_MODEL=DIR puts another Hugging Face directory there (a 124 M-parameter one, to size images).
+const CONTEXT_MODEL = 'models/container-test-gpt2';
+const CONTEXT_MODEL_FROM =
+  process.env.CONTAINER_TEST_MODEL ?? join(repoRoot, 'test/fixtures/seed-recipe-trained');
+
+async function main(): Promise<void> {
+  requireTools(['buildah', 'mmdebstrap']);
+  if (process.getuid?.() !== 0) fail('needs root (buildah vfs storage and chroot isolation)');
+
+  execFileSync('bash', [join(repoRoot, 'scripts/container/make-standins.sh')], {
+    stdio: 'inherit',
+    env: { ...process.env, STANDIN_CACHE: cacheDir },
+  });
+
+  // This storage belongs to the test alone: drop working containers an interrupted earlier run left behind.
+  buildah(['rm', '--all']);
+
+  const { pins } = dockerfileForStandins(readFileSync(join(repoRoot, 'docker/Dockerfile'), 'utf8'));
+  for (const pin of pins) log(`base ${pin.image} is pinned to ${pin.digest}; built here on its stand-in`);
+  const trainArgs = process.env.TRAIN_ARGS ? ['--build-arg', `TRAIN_ARGS=${process.env.TRAIN_ARGS}`] : [];
+  const only = process.env.CONTAINER_TEST_ONLY ?? '';
+  const summary: string[] = [];
+  if (only !== 'pretrained')
+    summary.push(
+      ...(await proveImage('default build (the default preset, trained)', trainArgs, { kind: 'trained' })),
+    );
+  if (only !== 'default') {
+    const contextModel = join(repoRoot, CONTEXT_MODEL);
+    const parent = join(contextModel, '..');
+    const parentExisted = existsSync(parent);
+    rmSync(contextModel, { recursive: true, force: true });
+    mkdirSync(contextModel, { recursive: true });
+    // The Hugging Face files only: the fixture's reference data stays out of the build context.
+    const hfFile =
+      /^(config\.json|generation_config\.json|model\.safetensors|tokenizer\.json|tokenizer_config\.json|vocab\.json|merges\.txt|special_tokens_map\.json)$/;
+    for (const file of readdirSync(CONTEXT_MODEL_FROM).filter((f) => hfFile.test(f)))
+      cpSync(join(CONTEXT_MODEL_FROM, file), join(contextModel, file));
+    try {
+      summary.push(
+        ...(await proveImage(
+          `MODEL_SOURCE=./${CONTEXT_MODEL} (a transformers checkpoint in the build context)`,
+          ['--build-arg', `MODEL_SOURCE=./${CONTEXT_MODEL}`],
+          {
+            kind: 'directory',
+            contextPath: CONTEXT_MODEL,
+            parameters: safetensorsParameters(join(contextModel, 'model.safetensors')),
+          },
+        )),
+      );
+    } finally {
+      rmSync(contextModel, { recursive: true, force: true });
+      if (!parentExisted) rmSync(parent, { recursive: true, force: true });
+    }
+  }
+  log('summary (base images are local stand-ins, see README "Delivery"):');
+  for (const line of summary) log(`  ${line}`);
 }
 
 main().catch((error: unknown) => {

@@ -7,7 +7,10 @@ import { fileURLToPath } from 'node:url';
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 export interface ServeOptions {
-  modelDir: string;
+  /** The model directory (`--model-dir`); give modelUri instead for a model fetched at start. */
+  modelDir?: string;
+  /** gs://BUCKET/PREFIX (`--model-uri`). */
+  modelUri?: string;
   workers?: number;
   queueLimit?: number;
   /** Requests per client per minute; 0 turns the limit off; absent keeps the server's default. */
@@ -42,7 +45,13 @@ const KEEP = 256 * 1024;
 
 /** Spawns the server on port 0 and resolves once it logs the port it listens on. */
 export function startServeProcess(options: ServeOptions): Promise<ServeProcess> {
-  const args = ['serve', '--model-dir', options.modelDir, '--port', '0', '--host', '127.0.0.1'];
+  const model =
+    options.modelUri !== undefined
+      ? ['--model-uri', options.modelUri]
+      : options.modelDir !== undefined
+        ? ['--model-dir', options.modelDir]
+        : [];
+  const args = ['serve', ...model, '--port', '0', '--host', '127.0.0.1'];
   if (options.workers !== undefined) args.push('--workers', String(options.workers));
   if (options.queueLimit !== undefined) args.push('--queue-limit', String(options.queueLimit));
   if (options.rateLimit !== undefined) args.push('--rate-limit', String(options.rateLimit));

@@ -1,6 +1,7 @@
 // The options `serve` and `start` share: one definition of their flags, environment defaults and usage lines.
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
+import { GcsFetchError, parseGcsUri } from '../io/gcs-fetch.js';
 import { DEFAULT_QUEUE_LIMIT, DEFAULT_RATE_LIMIT, PACKAGE_ROOT } from '../server/defaults.js';
 import { parseList } from '../server/keys.js';
 import type { ServiceOptions } from '../server/startup/serve.js';
@@ -11,6 +12,7 @@ export const serveFlags = {
   'model-dir': { type: 'string' },
   'model-file': { type: 'string' },
   quantize: { type: 'string' },
+  'model-uri': { type: 'string' },
   port: { type: 'string' },
   host: { type: 'string' },
   workers: { type: 'string' },
@@ -27,6 +29,11 @@ export const serveFlagsUsage = `  --model-dir D        model directory, or a GPT
   --model-file F       a GPT-2 .gguf file (F32, F16, BF16 or Q8_0) to serve instead of a directory
   --quantize q8_0      hold the float32 matrices as int8 Q8_0 blocks (default $QUANTIZE: none; a Q8_0 GGUF
                        is served as Q8_0 without it)
+  --model-uri gs://BUCKET/PREFIX
+                       fetch the model directory from Cloud Storage at start (each object checked against
+                       its CRC32C/MD5) into a temporary directory, then serve it; /health answers and /ready
+                       is 503 "loading" meanwhile; a failed fetch ends the process with exit code 1
+                       (default $MODEL_URI; --model-dir, given as a flag, takes precedence over $MODEL_URI)
   --port N             port (default $PORT or 8000)
   --host H             address to bind (default 0.0.0.0)
   --workers N          generation worker threads (default $WORKERS or one per CPU core)
@@ -51,6 +58,32 @@ $GOOGLE_CLOUD_PROJECT (links log lines to traces)`;
 function envValue(name: string): string | undefined {
   const value = process.env[name];
   return value === undefined || value === '' ? undefined : value;
+}
+
+/**
+ * Where the model comes from: the flags first (--model-dir and --model-uri together are refused), then
+ * $MODEL_URI, then $MODEL_DIR (the image sets it), then ./model.
+ */
+function modelLocation(
+  dirFlag: string | undefined,
+  uriFlag: string | undefined,
+): Pick<ServiceOptions, 'modelDir' | 'modelUri'> {
+  if (dirFlag !== undefined && uriFlag !== undefined)
+    throw new UsageError('--model-dir and --model-uri name two models: give one of them');
+  const uri = uriFlag ?? (dirFlag === undefined ? envValue('MODEL_URI') : undefined);
+  if (uri !== undefined) {
+    const from = uriFlag !== undefined ? '--model-uri' : 'MODEL_URI';
+    if (!uri.startsWith('gs://'))
+      throw new UsageError(`${from} must be a gs://BUCKET/PREFIX URI, got ${JSON.stringify(uri)}`);
+    try {
+      parseGcsUri(uri);
+    } catch (err) {
+      if (err instanceof GcsFetchError) throw new UsageError(`${from}: ${err.message}`);
+      throw err;
+    }
+    return { modelDir: null, modelUri: uri };
+  }
+  return { modelDir: path.resolve(dirFlag ?? process.env.MODEL_DIR ?? 'model'), modelUri: null };
 }
 
 /**
@@ -91,7 +124,7 @@ export function parseServeArgs(argv: string[]): ServiceOptions {
   if (quantize !== undefined && quantize !== 'q8_0')
     throw new UsageError(`--quantize takes q8_0, got "${quantize}"`);
   return {
-    modelDir: path.resolve(file ?? values['model-dir'] ?? process.env.MODEL_DIR ?? 'model'),
+    ...modelLocation(file ?? values['model-dir'], values['model-uri']),
     ...(quantize ? { quantize } : {}),
     port: numberArg('port', values.port ?? envValue('PORT'), { min: 0, max: 65535, integer: true }) ?? 8000,
     host: values.host ?? '0.0.0.0',

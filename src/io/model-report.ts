@@ -65,3 +65,86 @@ export async function readLossCurveSvg(dir: string): Promise<Buffer | null> {
     return null;
   }
 }
+
+/** Where a served model came from, for /api/model and /v1/models (and so for the pipeline's smoke test). */
+export interface ModelOrigin {
+  /** source.json's kind ('huggingface-hub', 'directory', 'cloud-storage'), or 'trained' / 'random-init'. */
+  kind: string;
+  /** hf:ORG/NAME, the directory's absolute path when it was created, or gs://BUCKET/PREFIX; null when trained. */
+  uri: string | null;
+  /** The revision asked for (Hub sources). */
+  revision: string | null;
+  /** The commit that revision named when it was fetched (Hub sources). */
+  commit: string | null;
+  /** The preset of a model made from scratch. */
+  preset: string | null;
+  /** Trained on the corpus after it was loaded from its source. */
+  fine_tuned: boolean;
+  /** One line: "hf:distilgpt2@main (commit 0123456789ab)", "trained: preset default". */
+  description: string;
+}
+
+function text(value: unknown): string | null {
+  return typeof value === 'string' && value !== '' ? value : null;
+}
+
+async function readJsonObject(file: string): Promise<Record<string, unknown> | null> {
+  try {
+    const raw: unknown = JSON.parse(await readFile(file, 'utf8'));
+    return typeof raw === 'object' && raw !== null && !Array.isArray(raw)
+      ? (raw as Record<string, unknown>)
+      : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The origin of the model in `dir`: source.json (written by `create-model --from-pretrained`) when it names a
+ * URI, else training.json's preset (a model made from scratch), else 'unknown'. Never throws: a missing or
+ * malformed file only makes the answer less specific.
+ */
+export async function readModelOrigin(dir: string): Promise<ModelOrigin> {
+  const [source, training] = await Promise.all([
+    readJsonObject(path.join(dir, 'source.json')),
+    readJsonObject(path.join(dir, 'training.json')),
+  ]);
+  const preset = text(training?.preset);
+  const uri = text(source?.uri);
+  if (source && uri) {
+    const revision = text(source.revision);
+    const commit = text(source.commit);
+    const fineTuned = training?.trained === true;
+    const pinned = revision ? `${uri}@${revision}` : uri;
+    return {
+      kind: text(source.kind) ?? 'unknown',
+      uri,
+      revision,
+      commit,
+      preset: null,
+      fine_tuned: fineTuned,
+      description: `${pinned}${commit && commit !== revision ? ` (commit ${commit.slice(0, 12)})` : ''}${fineTuned ? ', fine-tuned' : ''}`,
+    };
+  }
+  if (training) {
+    const trained = training.trained === true;
+    return {
+      kind: trained ? 'trained' : 'random-init',
+      uri: null,
+      revision: null,
+      commit: null,
+      preset,
+      fine_tuned: false,
+      description: `${trained ? 'trained' : 'random init'}: preset ${preset ?? 'unknown'}`,
+    };
+  }
+  return {
+    kind: 'unknown',
+    uri: null,
+    revision: null,
+    commit: null,
+    preset: null,
+    fine_tuned: false,
+    description: 'unknown: no source.json or training.json beside the weights',
+  };
+}

@@ -1,12 +1,14 @@
 // Loads the served model once: weights, tokenizer tables and the packed LM head into shared memory, sizes validated.
 import { createHash, randomUUID } from 'node:crypto';
 import { stat } from 'node:fs/promises';
+import { resolve as resolvePath } from 'node:path';
 import type { GPTConfig } from '../engine/config.js';
 import { InferenceWeights, type SharedHead } from '../engine/inference.js';
 import { parameterLayout } from '../engine/layout.js';
 import { wasmArena } from '../engine/wasm/runtime.js';
 import { loadModelDir } from '../io/checkpoint.js';
 import { loadGgufModel } from '../io/gguf.js';
+import { type ModelOrigin, readModelOrigin } from '../io/model-report.js';
 import { buildTokenizerTables, type TokenizerTables } from '../tokenizer/gpt2-bpe.js';
 
 /** How the served model's matrices are stored in memory: float32, or GGUF's Q8_0 (int8 blocks, f16 scales). */
@@ -37,6 +39,8 @@ export interface ServedModel {
   id: string;
   /** Where the tokenizer tables came from (tokenizer-tables.bin, or which files were scanned and why), for the log. */
   tokenizerSource: string;
+  /** Where the model came from (source.json, or the preset it was trained with), as /api/model reports it. */
+  source: ModelOrigin;
 }
 
 export interface ServedModelOptions {
@@ -64,6 +68,7 @@ interface LoadedParts {
  */
 export async function loadServedModel(path: string, options: ServedModelOptions = {}): Promise<ServedModel> {
   const gguf = isGgufPath(path);
+  const origin = gguf ? ggufOrigin(path) : readModelOrigin(path);
   const parts = gguf ? await fromGguf(path, options) : await fromDirectory(path, options);
   const { config, weights, tokenizer } = parts;
   if (tokenizer.vocabSize > config.vocabSize) {
@@ -94,6 +99,7 @@ export async function loadServedModel(path: string, options: ServedModelOptions 
     fingerprint,
     id: randomUUID(),
     tokenizerSource: parts.tokenizerSource,
+    source: await origin,
   };
 }
 
@@ -121,6 +127,20 @@ async function fromDirectory(dir: string, options: ServedModelOptions): Promise<
     tokenizer,
     tokenizerSource: loaded.tokenizerSource ?? 'tokenizer files',
     params: loaded.params.buffer instanceof SharedArrayBuffer && !arena ? loaded.params : null,
+  };
+}
+
+/** A GGUF file's origin as /api/model reports it: the file itself. */
+async function ggufOrigin(file: string): Promise<ModelOrigin> {
+  const uri = resolvePath(file);
+  return {
+    kind: 'gguf',
+    uri,
+    revision: null,
+    commit: null,
+    preset: null,
+    fine_tuned: false,
+    description: `GGUF file ${uri}`,
   };
 }
 

@@ -11,6 +11,7 @@ locals {
     "iam.googleapis.com",
     "iamcredentials.googleapis.com",
     "run.googleapis.com",
+    "secretmanager.googleapis.com",
     "serviceusage.googleapis.com",
     "storage.googleapis.com",
     "sts.googleapis.com",
@@ -89,11 +90,12 @@ resource "google_storage_bucket" "state" {
 
 # ---- identities -----------------------------------------------------------------------------------------------
 
-# The identity every environment's Cloud Run service runs as. It is granted no roles: the app calls no Google API.
+# The identity every environment's Cloud Run service runs as. Its one right: reading the API key secret below
+# (Cloud Run reads it as this account when an instance starts). No project role: the app calls no Google API.
 resource "google_service_account" "runtime" {
   account_id   = "tiny-llm-runtime"
-  display_name = "tiny-llm runtime, no roles"
-  description  = "Runtime identity of the pipeline's ephemeral Cloud Run services; holds no IAM roles."
+  display_name = "tiny-llm runtime"
+  description  = "Runtime identity of the pipeline's ephemeral Cloud Run services; may read the API key secret, nothing else."
 
   depends_on = [google_project_service.enabled]
 }
@@ -152,6 +154,44 @@ resource "google_storage_bucket_iam_member" "deployer_state" {
   bucket = google_storage_bucket.state.name
   role   = "roles/storage.objectAdmin"
   member = local.deployer_member
+
+  depends_on = [google_project_service.enabled]
+}
+
+# ---- the service's API key --------------------------------------------------------------------------------
+
+# The secret only: its versions (the key's values) are added by the pipeline from a GitHub secret with gcloud,
+# so no value ever passes through Terraform's state or plan output.
+resource "google_secret_manager_secret" "api_key" {
+  secret_id = var.api_key_secret_id
+  labels = {
+    app = "tiny-llm"
+  }
+
+  replication {
+    auto {}
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+# The service reads the key when an instance starts, as the runtime account: accessor on this secret only.
+resource "google_secret_manager_secret_iam_member" "runtime_reads_api_key" {
+  project   = google_secret_manager_secret.api_key.project
+  secret_id = google_secret_manager_secret.api_key.secret_id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.runtime.email}"
+
+  depends_on = [google_project_service.enabled]
+}
+
+# deploy: add the run's key as a new version; destroy and the janitor: destroy that version once its service is
+# gone. Version rights on this secret only, and no right to read any value.
+resource "google_secret_manager_secret_iam_member" "deployer_api_key_versions" {
+  project   = google_secret_manager_secret.api_key.project
+  secret_id = google_secret_manager_secret.api_key.secret_id
+  role      = "roles/secretmanager.secretVersionManager"
+  member    = local.deployer_member
 
   depends_on = [google_project_service.enabled]
 }

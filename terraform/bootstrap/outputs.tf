@@ -9,6 +9,7 @@ output "github_variables" {
     GCP_WORKLOAD_IDENTITY_PROVIDER = google_iam_workload_identity_pool_provider.github.name
     GCP_SERVICE_ACCOUNT            = google_service_account.deployer.email
     GCP_RUNTIME_SERVICE_ACCOUNT    = google_service_account.runtime.email
+    GCP_API_KEY_SECRET             = google_secret_manager_secret.api_key.secret_id
   }
 }
 

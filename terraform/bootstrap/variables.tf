@@ -82,3 +82,14 @@ variable "state_versions_kept_days" {
     error_message = "state_versions_kept_days must be a whole number between 1 and 365."
   }
 }
+
+variable "api_key_secret_id" {
+  description = "Secret Manager secret that holds the service's API key (the pipeline adds a version from the GitHub secret API_KEY; the runtime account may read it)."
+  type        = string
+  default     = "tiny-llm-api-key"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_-]{1,255}$", var.api_key_secret_id))
+    error_message = "api_key_secret_id must be 1-255 letters, digits, '_' or '-'."
+  }
+}

@@ -3,6 +3,8 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { UsageError } from '../../src/cli/command.js';
+import { parseServeArgs } from '../../src/cli/serve-options.js';
 import { runCli } from '../helpers/cli.js';
 import { repoRoot } from '../helpers/fixtures.js';
 
@@ -39,5 +41,74 @@ describe('serve and start options', () => {
         assert.doesNotMatch(r.stderr, /creating and training/);
       }
     }
+  });
+});
+
+describe('where the model comes from: --model-dir, --model-uri, MODEL_URI, MODEL_DIR', () => {
+  /** parseServeArgs with only these model variables set (the others as they are). */
+  function parse(argv: string[], env: { MODEL_URI?: string; MODEL_DIR?: string }) {
+    const saved = { MODEL_URI: process.env.MODEL_URI, MODEL_DIR: process.env.MODEL_DIR };
+    for (const key of ['MODEL_URI', 'MODEL_DIR'] as const) {
+      if (env[key] === undefined) delete process.env[key];
+      else process.env[key] = env[key];
+    }
+    try {
+      const o = parseServeArgs(argv);
+      return { modelDir: o.modelDir, modelUri: o.modelUri };
+    } finally {
+      for (const key of ['MODEL_URI', 'MODEL_DIR'] as const) {
+        if (saved[key] === undefined) delete process.env[key];
+        else process.env[key] = saved[key];
+      }
+    }
+  }
+
+  it('flags first, then MODEL_URI, then MODEL_DIR (the image sets it), then ./model', () => {
+    const uri = 'gs://test-models/gpt2/v1';
+    assert.deepEqual(parse(['--model-uri', uri], { MODEL_DIR: '/app/model' }), {
+      modelDir: null,
+      modelUri: uri,
+    });
+    assert.deepEqual(parse([], { MODEL_URI: uri, MODEL_DIR: '/app/model' }), {
+      modelDir: null,
+      modelUri: uri,
+    });
+    assert.deepEqual(parse(['--model-dir', '/srv/m'], { MODEL_URI: uri }), {
+      modelDir: '/srv/m',
+      modelUri: null,
+    });
+    assert.deepEqual(parse([], { MODEL_DIR: '/app/model' }), { modelDir: '/app/model', modelUri: null });
+    assert.deepEqual(parse([], { MODEL_URI: '' }), {
+      modelDir: join(process.cwd(), 'model'),
+      modelUri: null,
+    });
+  });
+
+  it('refuses both flags at once, and anything but a gs://BUCKET/PREFIX, naming where it came from', () => {
+    const refused: [string[], { MODEL_URI?: string }, RegExp][] = [
+      [['--model-dir', 'm', '--model-uri', 'gs://b-1/p'], {}, /--model-dir and --model-uri name two models/],
+      [
+        ['--model-uri', 'https://storage.googleapis.com/b/p'],
+        {},
+        /--model-uri must be a gs:\/\/BUCKET\/PREFIX URI/,
+      ],
+      [['--model-uri', 'gs://B/p'], {}, /--model-uri: gs:\/\/B\/p: not a gs:\/\/BUCKET\[\/PREFIX\] URI/],
+      [[], { MODEL_URI: 'gs://b-1/../x' }, /MODEL_URI: gs:\/\/b-1\/\.\.\/x: the prefix may not hold/],
+      [[], { MODEL_URI: '/local/dir' }, /MODEL_URI must be a gs:\/\/BUCKET\/PREFIX URI, got "\/local\/dir"/],
+    ];
+    for (const [argv, env, reason] of refused) {
+      assert.throws(
+        () => parse(argv, env),
+        (err: Error) => err instanceof UsageError && reason.test(err.message),
+        `${argv.join(' ')} ${JSON.stringify(env)}`,
+      );
+    }
+  });
+
+  it('the CLI turns a bad --model-uri into exit 2 with the usage, before anything starts', async () => {
+    const r = await runCli(['serve', '--model-uri', 'http://example.invalid/model']);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /tiny-llm serve: --model-uri must be a gs:\/\/BUCKET\/PREFIX URI/);
+    assert.match(r.stderr, /--model-uri gs:\/\/BUCKET\/PREFIX/, 'the usage lists the flag');
   });
 });

@@ -1,5 +1,6 @@
 // Checks terraform/bootstrap with an HCL parser: every API enabled before anything uses it, each of the deployer's
-// rights bound where it is used (and listed in docs/deploy.md), a runtime account with no roles, Workload Identity
+// rights bound where it is used (and listed in docs/deploy.md), a runtime account whose one right is reading the
+// API key secret (whose values never pass through Terraform), Workload Identity
 // that admits only the repository's protected branch in its GitHub Environment, and a private, pruned state bucket.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -30,7 +31,13 @@ function bindings(): Binding[] {
   for (const [address, block] of all) {
     if (!/_iam_(member|binding)$/.test(address.split('.')[0] ?? '')) continue;
     const on = String(
-      block.service_account_id ?? block.repository ?? block.bucket ?? block.project ?? block.name ?? '',
+      block.service_account_id ??
+        block.repository ??
+        block.bucket ??
+        block.secret_id ??
+        block.project ??
+        block.name ??
+        '',
     );
     const members = block.member !== undefined ? [block.member] : ((block.members as unknown[]) ?? []);
     for (const member of members) {
@@ -73,6 +80,7 @@ describe('bootstrap: APIs first', () => {
       'iam.googleapis.com',
       'iamcredentials.googleapis.com',
       'run.googleapis.com',
+      'secretmanager.googleapis.com',
       'storage.googleapis.com',
       'sts.googleapis.com',
     ]) {
@@ -108,6 +116,7 @@ describe('bootstrap: least privilege', () => {
       `${tf('google_project_iam_custom_role.cloud_run_deployer.name')} on ${tf('var.project_id')}`,
       `roles/artifactregistry.repoAdmin on ${tf('google_artifact_registry_repository.images.name')}`,
       `roles/iam.serviceAccountUser on ${tf('google_service_account.runtime.name')}`,
+      `roles/secretmanager.secretVersionManager on ${tf('google_secret_manager_secret.api_key.secret_id')}`,
       `roles/storage.objectAdmin on ${tf('google_storage_bucket.state.name')}`,
     ]);
     assert.equal(deployerMember, `serviceAccount:${tf('google_service_account.deployer.email')}`);
@@ -148,12 +157,12 @@ describe('bootstrap: least privilege', () => {
     assert.equal(repo.repository, tf('google_artifact_registry_repository.images.name'));
   });
 
-  test('the runtime account holds no role, and only the deployer may act as it', () => {
+  test('the runtime account may read the API key secret and nothing else, and only the deployer may act as it', () => {
     const runtimeMember = /google_service_account\.runtime\.(email|member)/;
     assert.deepEqual(
-      granted.filter((b) => runtimeMember.test(b.member)).map((b) => b.address),
-      [],
-      'nothing grants the runtime account a role',
+      granted.filter((b) => runtimeMember.test(b.member)).map((b) => `${b.role} on ${b.on}`),
+      [`roles/secretmanager.secretAccessor on ${tf('google_secret_manager_secret.api_key.secret_id')}`],
+      'one grant to the runtime account: accessor on the one secret',
     );
     const actAs = granted.filter((b) => b.role === 'roles/iam.serviceAccountUser');
     assert.deepEqual(
@@ -250,5 +259,41 @@ describe('bootstrap: state bucket, images and region', () => {
       assert.ok(region.test(name), name);
     }
     assert.ok(!region.test('europe-west'));
+  });
+});
+
+describe('bootstrap: the API key secret', () => {
+  test('the secret is created without a value: no version resource here nor in the per-run module', async () => {
+    const secret = resources(doc, 'google_secret_manager_secret').api_key ?? {};
+    assert.equal(secret.secret_id, tf('var.api_key_secret_id'));
+    assert.ok(obj(obj(secret.replication).auto), 'automatic replication');
+    const perRun = await loadModule(join(repoRoot, 'terraform'));
+    for (const module of [doc, perRun.doc]) {
+      assert.deepEqual(
+        Object.keys(resources(module, 'google_secret_manager_secret_version')),
+        [],
+        'a version resource would put the key in the state',
+      );
+      assert.deepEqual(Object.keys(obj(obj(module.data).google_secret_manager_secret_version_access)), []);
+    }
+    // The environment's variables name the secret; the pipeline adds versions to it.
+    assert.equal(
+      obj(obj(doc.output).github_variables).value &&
+        (obj(obj(doc.output).github_variables).value as Json).GCP_API_KEY_SECRET,
+      tf('google_secret_manager_secret.api_key.secret_id'),
+    );
+  });
+
+  test('the deployer manages versions of this secret only, and holds no right to read a value', () => {
+    const onSecret = granted.filter((b) => b.address.startsWith('google_secret_manager_secret_iam_'));
+    assert.deepEqual(
+      onSecret.map((b) => `${b.role} → ${b.member}`).sort(),
+      [
+        `roles/secretmanager.secretAccessor → serviceAccount:${tf('google_service_account.runtime.email')}`,
+        `roles/secretmanager.secretVersionManager → ${deployer}`,
+      ].sort(),
+    );
+    for (const b of granted.filter((x) => x.member === deployer))
+      assert.doesNotMatch(b.role, /secretmanager\.(secretAccessor|admin)$/, b.address);
   });
 });

@@ -69,7 +69,14 @@ function put(path: string, content = ''): void {
 // One deployed environment: recorded inputs, a state that knows its service or not, the live service and image.
 function environment(
   envId: string,
-  opts: { createdAt?: number; ttl?: number; stateKnowsService?: boolean; lockGeneration?: string } = {},
+  opts: {
+    createdAt?: number;
+    ttl?: number;
+    stateKnowsService?: boolean;
+    lockGeneration?: string;
+    /** The API key version the deploy added (secret id, version number), with its state in Secret Manager. */
+    apiKey?: { secret: string; version: string; state: string | null };
+  } = {},
 ): { image: string } {
   const image = `${registryPath}@${digest(Number(envId.replace(/\D/g, '')))}`;
   const prefix = `gcs/${bucket}/${root}/${envId}`;
@@ -83,8 +90,13 @@ function environment(
     public_access_mode: 'invoker_check_disabled',
     created_at: opts.createdAt ?? Math.floor(Date.now() / 1000) - 4 * 3600,
     ttl_hours: opts.ttl ?? 3,
+    ...(opts.apiKey
+      ? { api_key_secret: opts.apiKey.secret, api_key_secret_version: opts.apiKey.version }
+      : {}),
   };
   put(`${prefix}/inputs.tfvars.json`, JSON.stringify(inputs));
+  if (opts.apiKey?.state)
+    put(`secrets/${project}/${opts.apiKey.secret}/${opts.apiKey.version}`, opts.apiKey.state);
   const services = opts.stateKnowsService ? [{ project, region, name: `tiny-llm-${envId}` }] : [];
   put(`${prefix}/default.tfstate`, JSON.stringify({ services }));
   if (opts.lockGeneration) {
@@ -191,6 +203,45 @@ describe('destroy-environment.sh', () => {
     assert.match(r.out, /terraform destroy failed/);
     assert.ok(!serviceExists('905-1') && !imageExists(image), 'deleted by name');
     assert.ok(stateExists('905-1'), 'state kept');
+  });
+
+  test('the API key version the deploy added is destroyed once the service is gone; a gone one is fine', () => {
+    environment('907-1', {
+      stateKnowsService: true,
+      apiKey: { secret: 'tiny-llm-api-key', version: '7', state: 'ENABLED' },
+    });
+    put(`secrets/${project}/tiny-llm-api-key/6`, 'ENABLED');
+    const r = run(destroyScript, ['907-1']);
+    assert.equal(r.status, 0, r.out);
+    assert.equal(readFileSync(join(cloud, `secrets/${project}/tiny-llm-api-key/7`), 'utf8'), 'DESTROYED');
+    assert.equal(
+      readFileSync(join(cloud, `secrets/${project}/tiny-llm-api-key/6`), 'utf8'),
+      'ENABLED',
+      "another environment's version is left alone",
+    );
+    const order = r.calls.map((c) => c.slice(0, 4).join(' '));
+    assert.ok(
+      order.findIndex((c) => c.startsWith('gcloud secrets versions destroy')) >
+        order.findIndex((c) => c.startsWith('terraform destroy')),
+      'after the service',
+    );
+    assert.ok(!stateExists('907-1'));
+
+    environment('908-1', {
+      stateKnowsService: true,
+      apiKey: { secret: 'tiny-llm-api-key', version: '9', state: null },
+    });
+    const again = run(destroyScript, ['908-1']);
+    assert.equal(again.status, 0, again.out);
+    assert.match(again.out, /API key version tiny-llm-api-key\/9 is already gone/);
+    assert.ok(!stateExists('908-1'));
+  });
+
+  test('an environment without an API key never touches Secret Manager', () => {
+    environment('909-1', { stateKnowsService: true });
+    const r = run(destroyScript, ['909-1']);
+    assert.equal(r.status, 0, r.out);
+    assert.deepEqual(callsOf(r, 'gcloud', 'secrets'), []);
   });
 
   test('an unreadable bucket is an error, never "nothing recorded"', () => {

@@ -102,7 +102,7 @@ describe('docker/Dockerfile', () => {
   });
 
   it('builds the model and serves with the built CLI, bin/tiny-llm.js (what the tests start)', () => {
-    assert.match(dockerfile, /^RUN node bin\/tiny-llm\.js create-model --train/m);
+    assert.match(dockerfile, /^\s+node bin\/tiny-llm\.js create-model --train --preset default/m);
     const runtimePart = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
     assert.deepEqual(JSON.parse(runtimePart.match(/^CMD\s+(.+)$/m)?.[1] ?? 'null'), [
       'bin/tiny-llm.js',
@@ -116,6 +116,45 @@ describe('docker/Dockerfile', () => {
     // The shipped model must have learned its corpus (issue 6: ≤ 1.0 nats/token), not merely trained.
     const gate = Number(buildPart.match(/^ARG MAX_LOSS=(\S+)$/m)?.[1]);
     assert.ok(gate > 0 && gate <= 1.0, `MAX_LOSS gate ${gate} is in (0, 1.0]`);
+  });
+});
+
+describe('docker/Dockerfile: the model is a build choice', () => {
+  const buildPart = dockerfile.slice(0, dockerfile.lastIndexOf('\nFROM '));
+  const runtimePart = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
+  const modelStep = buildPart.slice(buildPart.indexOf('RUN --mount=type=secret,id=hf_token'));
+
+  it('MODEL_SOURCE (default empty: the default preset trained), FINETUNE and QUANTIZE are build arguments', () => {
+    assert.match(buildPart, /^ARG MODEL_SOURCE=""$/m);
+    assert.match(buildPart, /^ARG FINETUNE="false"$/m);
+    assert.match(buildPart, /^ARG QUANTIZE=""$/m);
+    assert.match(
+      modelStep,
+      /if \[ -z "\$\{MODEL_SOURCE\}" \]; then\s*\\\s*node bin\/tiny-llm\.js create-model --train --preset default/,
+    );
+    assert.match(
+      modelStep,
+      /create-model --from-pretrained "\$\{MODEL_SOURCE\}" --train [^\n]*\\\s*--max-loss/,
+    );
+    assert.match(modelStep, /create-model --from-pretrained "\$\{MODEL_SOURCE\}" --model-dir \/app\/model/);
+    assert.match(modelStep, /case "\$\{QUANTIZE\}" in ""\|q8_0\) ;; \*\)[^\n]*exit 1/, 'QUANTIZE is checked');
+    // The server reads $QUANTIZE at start (serve --quantize's environment default).
+    assert.match(runtimePart, /^ARG QUANTIZE=""$/m);
+    assert.match(runtimePart, /QUANTIZE=\$\{QUANTIZE\}/);
+  });
+
+  it('the Hub token is a BuildKit secret read in the one step that downloads: never an ARG, an ENV or a layer', () => {
+    assert.doesNotMatch(dockerfile, /^(ARG|ENV)\b[^\n]*(HF_TOKEN|hf_token)/m);
+    assert.equal(dockerfile.match(/--mount=type=secret,id=hf_token/g)?.length, 1);
+    assert.match(
+      modelStep,
+      /if \[ -s \/run\/secrets\/hf_token \]; then HF_TOKEN="\$\(cat \/run\/secrets\/hf_token\)" && export HF_TOKEN; fi/,
+    );
+    assert.doesNotMatch(modelStep, /echo[^\n]*HF_TOKEN|set -x/, 'never printed');
+    const ignore = readFileSync('.dockerignore', 'utf8').split('\n');
+    for (const pattern of ['.env', '.env.*', '*credentials*.json'])
+      assert.ok(ignore.includes(pattern), pattern);
+    assert.ok(!ignore.includes('models'), 'a model directory in models/ reaches the build context');
   });
 });
 

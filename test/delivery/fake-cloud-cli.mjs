@@ -3,8 +3,8 @@
 // scripts: the tool is chosen by the name it is called by (the test links all three names to this file).
 //
 // $FAKE_CLOUD holds: gcs/BUCKET/OBJECT (objects; OBJECT.generation beside one gives its generation), run/PROJECT/
-// REGION/SERVICE (Cloud Run services), ar/HOST/PROJECT/REPO/IMAGE/sha256:… (image versions), runs/RUN_ID (a
-// workflow run's status). Switch files make a tool fail: auth-broken (gcloud), gh-broken (gh), destroy-broken and
+// REGION/SERVICE (Cloud Run services), ar/HOST/PROJECT/REPO/IMAGE/sha256:… (image versions), secrets/PROJECT/
+// SECRET/VERSION (a Secret Manager version; the file holds its state), runs/RUN_ID (a workflow run's status). Switch files make a tool fail: auth-broken (gcloud), gh-broken (gh), destroy-broken and
 // lock-id-hidden (terraform). Every call is appended to calls.log as a JSON array.
 import {
   appendFileSync,
@@ -46,6 +46,7 @@ const valued = new Set([
   '--location',
   '--repository',
   '--package',
+  '--secret',
 ]);
 const positional = () => args.filter((a, i) => !a.startsWith('--') && !valued.has(args[i - 1] ?? ''));
 
@@ -118,6 +119,15 @@ function gcloud() {
       rmSync(file);
       return;
     }
+  }
+  if (group === 'secrets' && command === 'versions' && (sub === 'describe' || sub === 'destroy')) {
+    const version = positional()[3];
+    const file = join(cloud, 'secrets', flag('project') ?? '?', flag('secret') ?? '?', version);
+    if (!existsSync(file))
+      die(`ERROR: (gcloud.secrets.versions.${sub}) NOT_FOUND: Secret Version [${version}] not found.`);
+    if (sub === 'describe') process.stdout.write(`${readFileSync(file, 'utf8').trim()}\n`);
+    else writeFileSync(file, 'DESTROYED');
+    return;
   }
   die(`fake gcloud: unsupported call ${args.join(' ')}`, 2);
 }

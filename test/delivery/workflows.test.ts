@@ -57,6 +57,9 @@ function withOf(step: StepModel): Record<string, string> {
   return Object.fromEntries(Object.entries(asMap(step.raw.with)).map(([k, v]) => [k, String(v)]));
 }
 
+/** A GitHub expression as the parser keeps it: expr('inputs.x') is "${{ inputs.x }}". */
+const expr = (e: string): string => `\${{ ${e} }}`;
+
 function envOf(step: StepModel): Record<string, string> {
   return Object.fromEntries(Object.entries(asMap(step.raw.env)).map(([k, v]) => [k, String(v)]));
 }
@@ -466,3 +469,135 @@ function trivyIgnoreProblems(text: string): string[] {
   }
   return problems;
 }
+
+describe('pipeline: the model is one workflow input, the service is sized for it, the API key stays secret', () => {
+  const inputs = asMap(asMap(asMap(pipeline.raw.on).workflow_dispatch).inputs);
+  const build = job(pipeline, 'build');
+  const buildStep = build.steps.find((s) => /docker build/.test(s.run ?? ''));
+
+  test('model_source, finetune and quantize are inputs, empty or off by default (a push ships the default)', () => {
+    assert.deepEqual(asMap(inputs.model_source), {
+      description: asMap(inputs.model_source).description,
+      type: 'string',
+      default: '',
+    });
+    assert.equal(asMap(inputs.finetune).type, 'boolean');
+    assert.equal(asMap(inputs.finetune).default, false);
+    assert.deepEqual(asMap(inputs.quantize).options, ['none', 'q8_0']);
+    assert.equal(asMap(inputs.quantize).default, 'none');
+  });
+
+  test('inputs reach scripts only through env, never spliced into a run script', () => {
+    for (const w of [pipeline, janitor]) {
+      for (const j of w.jobs.values()) {
+        for (const s of j.steps) {
+          assert.doesNotMatch(s.run ?? '', /\$\{\{/, `${j.id} / ${s.name}: no expression inside run`);
+        }
+      }
+    }
+    const check = build.steps.find((s) => s.id === 'model');
+    assert.ok(check);
+    assert.deepEqual(envOf(check), {
+      MODEL_SOURCE: expr('inputs.model_source'),
+      FINETUNE: expr('inputs.finetune'),
+      QUANTIZE: expr('inputs.quantize'),
+    });
+  });
+
+  test('the checked choice reaches docker build as build arguments, the Hub token as a BuildKit secret', () => {
+    assert.ok(buildStep);
+    const run = buildStep.run ?? '';
+    for (const arg of ['MODEL_SOURCE', 'FINETUNE', 'QUANTIZE'])
+      assert.match(run, new RegExp(`--build-arg ${arg}="\\$\\{${arg}\\}"`));
+    assert.match(run, /--secret id=hf_token,env=HF_TOKEN/);
+    assert.doesNotMatch(run, /--build-arg HF_TOKEN/);
+    const env = envOf(buildStep);
+    assert.equal(env.HF_TOKEN, expr('secrets.HF_TOKEN'));
+    assert.equal(env.MODEL_SOURCE, expr('steps.model.outputs.model_source'));
+  });
+
+  test('the model check refuses anything but the documented sources (run with bash, as Actions does)', () => {
+    const check = build.steps.find((s) => s.id === 'model');
+    const dir = mkdtempSync(join(tmpdir(), 'model-input-'));
+    try {
+      const run = (env: Record<string, string>) => {
+        const out = join(dir, 'out');
+        writeFileSync(out, '');
+        const r = spawnSync('bash', ['-e', '-c', check?.run ?? 'exit 9'], {
+          encoding: 'utf8',
+          env: {
+            PATH: process.env.PATH,
+            GITHUB_OUTPUT: out,
+            GITHUB_STEP_SUMMARY: join(dir, 'summary'),
+            ...env,
+          },
+        });
+        return { code: r.status, out: readFileSync(out, 'utf8'), err: `${r.stdout}${r.stderr}` };
+      };
+      const push = run({ MODEL_SOURCE: '', FINETUNE: '', QUANTIZE: '' });
+      assert.equal(push.code, 0, push.err);
+      assert.equal(push.out, 'model_source=\nfinetune=false\nquantize=\n');
+      const distil = run({ MODEL_SOURCE: 'hf:distilgpt2', FINETUNE: 'false', QUANTIZE: 'q8_0' });
+      assert.equal(distil.out, 'model_source=hf:distilgpt2\nfinetune=false\nquantize=q8_0\n');
+      for (const bad of ['distilgpt2', 'https://example.com/m', 'hf:x;rm -rf /', '../models/x', 'hf:a b']) {
+        const r = run({ MODEL_SOURCE: bad, FINETUNE: 'false', QUANTIZE: 'none' });
+        assert.equal(r.code, 1, bad);
+        assert.match(r.err, /::error::model_source/);
+      }
+      assert.equal(
+        run({ MODEL_SOURCE: '', FINETUNE: 'true', QUANTIZE: 'none' }).code,
+        1,
+        'finetune needs a source',
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('build sizes the service from the model in the image; deploy records the size for Terraform', () => {
+    const size = build.steps.find((s) => s.id === 'size');
+    assert.ok(size);
+    assert.match(
+      size.run ?? '',
+      /node \.github\/scripts\/size-service\.mjs model-in-image "\$\{args\[@\]\}"/,
+    );
+    const outputs = asMap(build.raw.outputs);
+    for (const name of ['cpu', 'memory', 'model_weights_bytes', 'model_worker_bytes', 'parameters'])
+      assert.equal(outputs[name], expr(`steps.size.outputs.${name}`));
+    const deploy = job(pipeline, 'deploy');
+    assert.ok(deploy.needs.includes('build'));
+    const record = deploy.steps.find((s) => /jq -n/.test(s.run ?? ''));
+    assert.ok(record);
+    assert.match(
+      record.run ?? '',
+      /cpu: \$cpu, memory: \$memory, model_weights_bytes: \$weights, model_worker_bytes: \$worker/,
+    );
+    assert.equal(envOf(record).MEMORY, expr('needs.build.outputs.memory'));
+  });
+
+  test('the API key becomes a Secret Manager version from stdin; only its secret id and version are recorded', () => {
+    const deploy = job(pipeline, 'deploy');
+    const record = deploy.steps.find((s) => /jq -n/.test(s.run ?? ''));
+    const run = record?.run ?? '';
+    assert.equal(envOf(record as StepModel).API_KEY, expr('secrets.API_KEY'));
+    assert.match(
+      run,
+      /printf '%s' "\$\{API_KEY\}" \| gcloud secrets versions add "\$\{API_KEY_SECRET\}" [^\n]*\\\n\s*--data-file=-/,
+    );
+    assert.match(run, /api_key_secret: \$key_secret, api_key_secret_version: \$key_version/);
+    assert.doesNotMatch(run, /--arg \w+ "\$\{API_KEY\}"/, 'the key itself is never recorded');
+    assert.doesNotMatch(runs(deploy), /TF_VAR_|-var[= ]\S*api_key/i);
+  });
+
+  test('smoke sends the key and checks the model asked for', () => {
+    const smoke = job(pipeline, 'smoke');
+    assert.ok(smoke.needs.includes('build'));
+    const step = smoke.steps.find((s) => /smoke-test\.sh/.test(s.run ?? ''));
+    assert.ok(step);
+    const env = envOf(step);
+    assert.equal(env.API_KEY, expr('secrets.API_KEY'));
+    assert.equal(env.EXPECT_MODEL_SOURCE, expr('needs.build.outputs.model_source'));
+    assert.equal(env.EXPECT_PARAMETERS, expr('needs.build.outputs.parameters'));
+    assert.equal(environmentOf(smoke), 'google-cloud', 'where the API_KEY secret lives');
+  });
+});

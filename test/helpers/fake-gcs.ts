@@ -10,6 +10,8 @@ export interface GcsFault {
   corrupt?: boolean;
   /** Send this many bytes, then nothing more. */
   stallAfter?: number;
+  /** Answer the media request only once this settles (a download the test holds, then lets go). */
+  hold?: Promise<void>;
 }
 
 /** The service on 127.0.0.1; `objects` is keyed BUCKET/NAME, `faults` likewise. */
@@ -102,28 +104,40 @@ export async function startFakeGcs() {
           });
         if (url.searchParams.get('alt') !== 'media') return send(200, meta(object[1], name, data));
         const fault = faults.get(`${object[1]}/${name}`);
-        let served = data;
-        if (fault?.corrupt) {
-          served = Buffer.from(data);
-          served[served.length >> 1] ^= 0xff;
-        }
-        res.writeHead(200, {
-          'content-type': 'application/octet-stream',
-          'content-length': served.length,
-          'x-goog-hash': `crc32c=${crc32c(served)},md5=${md5(served)}`,
-        });
-        if (fault?.stallAfter !== undefined) {
-          res.write(served.subarray(0, fault.stallAfter));
+        if (fault?.hold) {
           stalled.add(res);
+          fault.hold.then(() => {
+            stalled.delete(res);
+            if (!res.destroyed) serveMedia(res, data, fault);
+          });
           return;
         }
-        return res.end(served);
+        return serveMedia(res, data, fault);
       }
       send(501, {
         error: { code: 501, message: `fake GCS does not implement ${req.method} ${url.pathname}` },
       });
     });
   });
+  /** Sends an object's media, with the fault asked for (a held request comes here once let go). */
+  function serveMedia(res: http.ServerResponse, data: Buffer, fault: GcsFault | undefined): void {
+    let served = data;
+    if (fault?.corrupt) {
+      served = Buffer.from(data);
+      served[served.length >> 1] ^= 0xff;
+    }
+    res.writeHead(200, {
+      'content-type': 'application/octet-stream',
+      'content-length': served.length,
+      'x-goog-hash': `crc32c=${crc32c(served)},md5=${md5(served)}`,
+    });
+    if (fault?.stallAfter !== undefined) {
+      res.write(served.subarray(0, fault.stallAfter));
+      stalled.add(res);
+      return;
+    }
+    res.end(served);
+  }
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {

@@ -93,6 +93,7 @@ describe('probes, models and security headers', () => {
     });
     assert.equal(body.parameters, parameterLayout(c).total);
     assert.equal(body.training, null, 'no training.json in a random model');
+    assert.equal(body.source.kind, 'unknown', 'nor a source.json: the model says it cannot tell');
     assert.deepEqual(body.defaults, { temperature: 1, top_k: 50, top_p: 0.95, max_tokens: 50 });
     assert.equal(body.system_prompt, SYSTEM_PROMPT);
     const svg = await send('/api/model/loss-curve.svg');

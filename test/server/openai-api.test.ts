@@ -159,6 +159,9 @@ describe('/v1/models', () => {
     assert.equal(entry.context_length, CONTEXT);
     assert.equal(entry.max_model_len, CONTEXT);
     assert.equal(entry.parameters, parameterLayout(t.model.config).total);
+    // Where it came from, as /api/model says (the smoke test checks the deployed model with it).
+    assert.deepEqual(entry.source, (await t.app.inject('/api/model')).json().source);
+    assert.equal(typeof entry.source.description, 'string');
     assert.deepEqual((await t.app.inject('/v1/models/tiny-llm')).json(), entry);
     assert.equal(errorOf(await t.app.inject('/v1/models/gpt-4'), 404).code, 'model_not_found');
   });

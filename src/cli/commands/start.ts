@@ -31,7 +31,8 @@ export const command: Command = {
   async run(argv) {
     // Every flag is checked before a model is trained for minutes.
     const options = parseServeArgs(argv);
-    if (!(await hasModel(options.modelDir))) {
+    // A model fetched with --model-uri is served as it is.
+    if (options.modelDir !== null && !(await hasModel(options.modelDir))) {
       process.stderr.write(
         `tiny-llm start: no model in ${options.modelDir}; creating and training the default one\n`,
       );

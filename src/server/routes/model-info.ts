@@ -1,4 +1,4 @@
-// GET /api/model (config, size, training summary, defaults, system prompt) and the training loss curve image.
+// GET /api/model (config, size, source, training summary, defaults, system prompt) and the training loss curve image.
 import type { FastifyInstance } from 'fastify';
 import { ORIGINAL_SAMPLING } from '../../generate/original-sampling.js';
 import { readLossCurveSvg, readTrainingSummary } from '../../io/model-report.js';
@@ -28,6 +28,7 @@ export async function modelInfoRoutes(app: FastifyInstance): Promise<void> {
       },
       parameters: model.parameters,
       format: model.format,
+      source: model.source,
       training: await readTrainingSummary(model.dir),
       defaults: {
         temperature: ORIGINAL_SAMPLING.temperature,

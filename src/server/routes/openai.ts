@@ -72,7 +72,10 @@ function refuseUnsupported(table: readonly Unsupported[]) {
   };
 }
 
-/** The model entry of /v1/models: its context (OpenAI's field names have none; vLLM's and others' do). */
+/**
+ * The model entry of /v1/models: OpenAI's fields, then its context (OpenAI's field names have none; vLLM's and
+ * others' do), its size and where it came from (see ModelOrigin).
+ */
 function modelEntry(app: FastifyInstance) {
   const model = app.generation.model;
   const context = model?.config.nPositions ?? null;
@@ -85,6 +88,7 @@ function modelEntry(app: FastifyInstance) {
     max_model_len: context,
     parameters: model?.parameters ?? null,
     format: model?.format ?? null,
+    source: model?.source ?? null,
   };
 }
 

@@ -1,17 +1,20 @@
-// How a server process starts and ends: the model loads in a generation worker while this thread loads the HTTP stack, it listens once the model is in, and it exits after the drain.
+// How a server process starts and ends: the model loads (or is fetched, then loads) in a generation worker while this thread loads the HTTP stack, it listens once the model is in (at once for a fetch), and it exits after the drain.
 import { readFile } from 'node:fs/promises';
 import type { Worker } from 'node:worker_threads';
 import type { RateLimitOptions } from '../defaults.js';
 import { loadModelInWorker } from '../workers/model-load.js';
+import { FETCH_STALL_MS, startModelFetch } from './model-fetch.js';
 
 export const DEFAULT_SYSTEM_PROMPT =
   'You are tiny-llm, a small assistant that answers questions about this project.';
 
 export interface ServiceOptions {
-  /** A model directory or a GPT-2 .gguf file. */
-  modelDir: string;
+  /** The model directory or GPT-2 .gguf file to serve (null when the model is fetched from `modelUri`). */
+  modelDir: string | null;
   /** 'q8_0': quantise the float32 matrices at load. */
   quantize?: 'q8_0';
+  /** gs://BUCKET/PREFIX of a model directory fetched at start (see startModelFetch), or null. */
+  modelUri: string | null;
   port: number;
   host: string;
   workers: number;
@@ -55,12 +58,23 @@ export async function systemPrompt(file: string): Promise<{ text: string; source
 
 /**
  * Serves until SIGTERM/SIGINT and resolves with the exit code: 0 after a drain, 1 when the model cannot be
- * served (the process then never listens).
+ * served. A model directory is loaded before the server listens (a broken one exits 1 without listening); a
+ * model fetched from `modelUri` is fetched and loaded while the server already answers /health, with /ready
+ * 503 "loading", and a failed fetch or load ends it with exit code 1.
  */
 export async function runService(options: ServiceOptions): Promise<number> {
+  // The fetch starts at once; its lines wait here until the logger exists.
+  const early: string[] = [];
+  let log = (line: string) => {
+    early.push(line);
+  };
+  const fetching = options.modelUri
+    ? startModelFetch(options.modelUri, { log: (line) => log(line), stallTimeoutMs: FETCH_STALL_MS })
+    : null;
+  const modelDir = fetching ? fetching.dir : (options.modelDir ?? 'model');
   // The worker that loads the model (booted by the launcher before it loaded the CLI, when built) starts first;
   // this thread loads the HTTP stack (fastify, pino, prom-client and the precompiled validators) meanwhile.
-  const load = loadModelInWorker(options.modelDir, launch.modelWorker, options.quantize);
+  const load = loadModelInWorker(modelDir, launch.modelWorker, options.quantize);
   launch.modelWorker = null;
   const [{ createLogger }, { startServer, StoppedBeforeListening }, { precompiledValidators }] =
     await Promise.all([
@@ -69,25 +83,43 @@ export async function runService(options: ServiceOptions): Promise<number> {
       import('./precompiled-validators.js'),
     ]);
   const logger = createLogger({ level: options.logLevel });
+  log = (line) => logger.info(line);
+  for (const line of early) logger.info(line);
   logger.info(
     `start-up: CLI code cache ${launch.codeCache}; request validators ${precompiledValidators ? 'compiled at build time' : 'compiled now'}`,
   );
   const prompt = await systemPrompt(options.systemPromptFile);
   logger.info(`system prompt from ${prompt.source}`);
 
-  // The app is built while the model loads, but listens only once the model is loaded and checked: a broken
-  // directory exits 1 instead of serving half a service.
   const loaded = load.model.catch((err: unknown) => {
     throw new Error(`cannot serve the model: ${err instanceof Error ? err.message : String(err)}`);
   });
   loaded.catch(() => {});
+  if (fetching) {
+    // On Cloud Run the file system is memory: once the weights are in memory, their file goes.
+    void load.model.then(
+      () =>
+        fetching.dropWeights().then(
+          (names) => {
+            if (names.length > 0)
+              logger.info(
+                `removed the fetched ${names.join(', ')} from ${fetching.root}: the weights are in memory`,
+              );
+          },
+          (err: Error) => logger.warn(`could not remove the fetched weights: ${err.message}`),
+        ),
+      () => {},
+    );
+  }
   let server: Awaited<ReturnType<typeof startServer>>;
   try {
     server = await startServer({
       port: options.port,
       host: options.host,
       model: load,
-      listenAfter: loaded,
+      // A directory: listen once the model is loaded and checked. A fetch: listen at once, so that the platform
+      // sees the process alive (/health) while the download runs.
+      listenAfter: fetching ? undefined : loaded,
       systemPrompt: prompt.text,
       workers: options.workers,
       queueLimit: options.queueLimit,
@@ -106,13 +138,15 @@ export async function runService(options: ServiceOptions): Promise<number> {
     if (err instanceof StoppedBeforeListening) return exitAfterFlush(logger, 0);
     throw err;
   }
-  const format = (await load.model).format;
+  const format = fetching ? null : (await load.model).format;
   const pool = server.app.generation.pool;
   const budget = pool
     ? `, ${pool.batch} generations a step each, KV caches within ${(pool.kvBudgetBytes / 2 ** 20).toFixed(1)} MiB`
     : '';
   logger.info(
-    `serving ${options.modelDir} (${format}) on ${server.url} with ${options.workers} workers${budget}`,
+    fetching
+      ? `serving ${options.modelUri} (fetching into ${fetching.root}) on ${server.url} with ${options.workers} workers${budget}`
+      : `serving ${options.modelDir} (${format}) on ${server.url} with ${options.workers} workers${budget}`,
   );
   const { apiKeys, corsOrigins, trustProxy } = options;
   logger.info(

@@ -8,7 +8,8 @@ import { startGenerationWorker } from './worker-file.js';
  * A model loading in a generation worker (see loadServedModel; the directory goes in a 'load' message): the
  * main thread loads other code meanwhile, and no thread starts only to load. The model's weights, tables and
  * head are in shared memory, so the worker posts them without a copy. Once loaded, the worker waits for a pool
- * to take it (takeWorker).
+ * to take it (takeWorker). The directory may come later (a promise: a model fetched at start); the worker is
+ * up meanwhile, and a rejection becomes the model's.
  */
 export class ModelLoad {
   /** The model, or loadServedModel's error. */
@@ -17,7 +18,7 @@ export class ModelLoad {
 
   /** `worker`: a generation worker booted ahead (see bootModelWorker); by default one is started now. */
   constructor(
-    readonly dir: string,
+    dir: string | Promise<string>,
     worker: Worker = startGenerationWorker(),
     readonly quantize?: 'q8_0',
   ) {
@@ -51,13 +52,25 @@ export class ModelLoad {
       });
       worker.once('exit', (code) => {
         if (!settled)
-          reject(new Error(`the model loader thread exited (code ${code}) before loading ${dir}`));
+          reject(new Error(`the model loader thread exited (code ${code}) before loading the model`));
         settled = true;
       });
+      Promise.resolve(dir).then(
+        (ready) => {
+          const message: ToWorker = { type: 'load', dir: ready, ...(quantize ? { quantize } : {}) };
+          if (!settled) worker.postMessage(message);
+        },
+        (err: unknown) => {
+          if (settled) return;
+          settled = true;
+          worker.off('message', onMessage);
+          this.worker = null;
+          void worker.terminate();
+          reject(err instanceof Error ? err : new Error(String(err)));
+        },
+      );
     });
     this.model.catch(() => {});
-    const message: ToWorker = { type: 'load', dir, ...(quantize ? { quantize } : {}) };
-    worker.postMessage(message);
   }
 
   /**
@@ -80,9 +93,14 @@ export class ModelLoad {
 }
 
 /**
- * Starts loading the model in `dir` (a directory or a .gguf file) in a generation worker: `worker` if one was
- * booted ahead, else a new one; `quantize` 'q8_0' quantises its float32 matrices at load.
+ * Starts loading the model in `dir` (a directory or a .gguf file, or the directory it resolves to) in a
+ * generation worker: `worker` if one was booted ahead, else a new one; `quantize` 'q8_0' quantises its float32
+ * matrices at load.
  */
-export function loadModelInWorker(dir: string, worker?: Worker | null, quantize?: 'q8_0'): ModelLoad {
+export function loadModelInWorker(
+  dir: string | Promise<string>,
+  worker?: Worker | null,
+  quantize?: 'q8_0',
+): ModelLoad {
   return new ModelLoad(dir, worker ?? undefined, quantize);
 }
