@@ -111,4 +111,47 @@ describe('where the model comes from: --model-dir, --model-uri, MODEL_URI, MODEL
     assert.match(r.stderr, /tiny-llm serve: --model-uri must be a gs:\/\/BUCKET\/PREFIX URI/);
     assert.match(r.stderr, /--model-uri gs:\/\/BUCKET\/PREFIX/, 'the usage lists the flag');
   });
+
+  it('the model file, quantisation and batching flags: parsed from flags and environment, bad values refused naming the flag', () => {
+    const saved = { ...process.env };
+    try {
+      for (const k of ['QUANTIZE', 'MAX_BATCH', 'KV_CACHE_MIB', 'MODEL_DIR', 'MODEL_URI'])
+        delete process.env[k];
+      const plain = parseServeArgs([]);
+      assert.equal(plain.quantize, undefined);
+      assert.equal(plain.batch, 8);
+      assert.equal(plain.kvCacheBytes, undefined);
+      const given = parseServeArgs([
+        '--model-file',
+        'm.gguf',
+        '--quantize',
+        'q8_0',
+        '--max-batch',
+        '3',
+        '--kv-cache-mib',
+        '1.5',
+      ]);
+      assert.equal(given.modelDir, join(process.cwd(), 'm.gguf'));
+      assert.deepEqual([given.quantize, given.batch, given.kvCacheBytes], ['q8_0', 3, 1.5 * 2 ** 20]);
+      process.env.QUANTIZE = 'q8_0';
+      process.env.MAX_BATCH = '1';
+      process.env.KV_CACHE_MIB = '64';
+      const env = parseServeArgs([]);
+      assert.deepEqual([env.quantize, env.batch, env.kvCacheBytes], ['q8_0', 1, 64 * 2 ** 20]);
+      for (const [args, reason] of [
+        [['--model-file', 'm.gguf', '--model-dir', 'd'], /--model-dir or --model-file, not both/],
+        [['--model-file', 'model.bin'], /--model-file must name a \.gguf file/],
+        [['--quantize', 'q4_0'], /--quantize takes q8_0, got "q4_0"/],
+        [['--max-batch', '0'], /--max-batch must be >= 1/],
+        [['--kv-cache-mib', 'lots'], /--kv-cache-mib must be a number/],
+      ] as const) {
+        assert.throws(
+          () => parseServeArgs([...args]),
+          (e: Error) => e instanceof UsageError && reason.test(e.message),
+        );
+      }
+    } finally {
+      process.env = saved;
+    }
+  });
 });
