@@ -3,6 +3,7 @@ import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { ConfigError, type GPTConfig, validateConfig } from '../engine/config.js';
+import type { ModelSource } from '../engine/inference.js';
 import {
   canonicalHfName,
   HF_LM_HEAD,
@@ -12,6 +13,7 @@ import {
   type TensorSpec,
 } from '../engine/layout.js';
 import { recoverInterruptedDirWrite, writeDirAtomic, writeFileAtomic } from './atomic.js';
+import { ggufBytes, loadGgufModel } from './gguf.js';
 import { pythonJson } from './python-json.js';
 import {
   decodeTensor,
@@ -35,6 +37,11 @@ import {
 export const CONFIG_FILE = 'config.json';
 export const GENERATION_CONFIG_FILE = 'generation_config.json';
 export const WEIGHTS_FILE = 'model.safetensors';
+/**
+ * The int8 weights `create-model --quantize q8_0` writes instead of model.safetensors: a Q8_0 GGUF (our export,
+ * tokenizer inside), read as Q8_0 without passing through float32.
+ */
+export const Q8_WEIGHTS_FILE = 'model.q8_0.gguf';
 /** The index of a sharded checkpoint: tensor name → shard file. */
 export const WEIGHTS_INDEX_FILE = 'model.safetensors.index.json';
 /** The transformers version we write into config files (the reference stack's). */
@@ -80,6 +87,8 @@ export interface SaveModelOptions {
   configOverrides?: Record<string, unknown>;
   /** More files for the directory (training.json, loss-curve.svg, README.md, ...): name → content. */
   extraFiles?: Record<string, string | Uint8Array>;
+  /** 'q8_0': store the weights as model.q8_0.gguf (int8 matrices) instead of float32 model.safetensors. */
+  weights?: 'f32' | 'q8_0';
 }
 
 /**
@@ -101,6 +110,119 @@ export interface LoadModelOptions {
 }
 
 export async function loadModelDir(dir: string, options: LoadModelOptions = {}): Promise<LoadedModelDir> {
+  const { config, hfConfig, generationConfig, tokenizerData, tokenizerTables, loadedTables } =
+    await readDirParts(dir, options);
+  const weights = await findWeightFiles(dir);
+  const { params, dtypes } = readParams(
+    weights.files,
+    weights.index,
+    config,
+    options.sharedParams === true,
+    options.paramsInto,
+  );
+  const loaded: LoadedModelDir = {
+    config,
+    params,
+    generationConfig,
+    tokenizerData,
+    hfConfig,
+    dir,
+    weightFiles: weights.files,
+    storedDtypes: dtypes,
+  };
+  if (options.tokenizer === 'tables') {
+    loaded.tokenizerTables = tokenizerTables;
+    if (loadedTables) loaded.tokenizerSource = loadedTables.source;
+  }
+  return loaded;
+}
+
+/** A model directory whose weights are model.q8_0.gguf, loaded for inference (see loadQ8ModelDir). */
+export interface LoadedQ8ModelDir {
+  config: Readonly<GPTConfig>;
+  /** Every tensor as the engine takes it: the matrices as the stored Q8_0 blocks, the rest float32. */
+  source: ModelSource;
+  generationConfig: Record<string, unknown> | null;
+  tokenizerData: TokenizerData | null;
+  tokenizerTables?: TokenizerTables | null;
+  tokenizerSource?: string;
+  hfConfig: Record<string, unknown>;
+  dir: string;
+  weightFile: string;
+}
+
+/** Which weights a model directory stores: float32 safetensors (or their shards), or Q8_0 as model.q8_0.gguf. */
+export async function modelDirWeights(dir: string): Promise<'safetensors' | 'q8_0'> {
+  // A build killed in the middle of swapping directories left the previous model aside: put it back.
+  if (!(await stat(dir).catch(() => null))) await recoverInterruptedDirWrite(dir);
+  const q8 = await exists(path.join(dir, Q8_WEIGHTS_FILE));
+  if (!q8) return 'safetensors';
+  for (const name of [WEIGHTS_FILE, WEIGHTS_INDEX_FILE]) {
+    if (await exists(path.join(dir, name)))
+      throw new CheckpointError(
+        dir,
+        `holds both ${name} and ${Q8_WEIGHTS_FILE}: which weights to load is ambiguous; remove one`,
+      );
+  }
+  return 'q8_0';
+}
+
+/**
+ * Loads a model directory that stores its weights as model.q8_0.gguf: config.json, generation_config.json and
+ * the tokenizer as loadModelDir reads them, and the GGUF's tensors kept as Q8_0 (never expanded to float32),
+ * checked against config.json. Errors name the file and the problem.
+ */
+export async function loadQ8ModelDir(
+  dir: string,
+  options: Pick<LoadModelOptions, 'requireTokenizer' | 'tokenizer'> = {},
+): Promise<LoadedQ8ModelDir> {
+  const { config, hfConfig, generationConfig, tokenizerData, tokenizerTables, loadedTables } =
+    await readDirParts(dir, options);
+  if ((await modelDirWeights(dir)) !== 'q8_0')
+    throw new CheckpointError(path.join(dir, Q8_WEIGHTS_FILE), 'missing');
+  const weightFile = path.join(dir, Q8_WEIGHTS_FILE);
+  const g = await loadGgufModel(weightFile);
+  if (g.format !== 'q8_0') throw new CheckpointError(weightFile, 'stores no Q8_0 matrices');
+  const fields: Array<[keyof GPTConfig, string]> = [
+    ['vocabSize', 'vocab_size'],
+    ['nPositions', 'n_positions'],
+    ['nEmbd', 'n_embd'],
+    ['nLayer', 'n_layer'],
+    ['nHead', 'n_head'],
+    ['tieWordEmbeddings', 'tie_word_embeddings'],
+    ['bosTokenId', 'bos_token_id'],
+    ['eosTokenId', 'eos_token_id'],
+  ];
+  for (const [key, hfKey] of fields) {
+    if (g.config[key] !== config[key])
+      throw new CheckpointError(
+        weightFile,
+        `${hfKey} is ${String(g.config[key])} but ${CONFIG_FILE} says ${String(config[key])}`,
+      );
+  }
+  if (Math.fround(g.config.layerNormEpsilon) !== Math.fround(config.layerNormEpsilon))
+    throw new CheckpointError(
+      weightFile,
+      `layer_norm_epsilon is ${g.config.layerNormEpsilon} but ${CONFIG_FILE} says ${config.layerNormEpsilon}`,
+    );
+  const loaded: LoadedQ8ModelDir = {
+    config,
+    source: g.source,
+    generationConfig,
+    tokenizerData,
+    hfConfig,
+    dir,
+    weightFile,
+  };
+  if (options.tokenizer === 'tables') {
+    loaded.tokenizerTables = tokenizerTables;
+    if (loadedTables) loaded.tokenizerSource = loadedTables.source;
+  }
+  return loaded;
+}
+
+/** Everything of a model directory but its weights: config, generation config and tokenizer, checked. */
+async function readDirParts(dir: string, options: LoadModelOptions) {
   let info = await stat(dir).catch(() => null);
   // A build killed in the middle of swapping directories left the previous model aside: put it back.
   if (!info && (await recoverInterruptedDirWrite(dir))) info = await stat(dir).catch(() => null);
@@ -133,29 +255,7 @@ export async function loadModelDir(dir: string, options: LoadModelOptions = {}):
     }
   }
 
-  const weights = await findWeightFiles(dir);
-  const { params, dtypes } = readParams(
-    weights.files,
-    weights.index,
-    config,
-    options.sharedParams === true,
-    options.paramsInto,
-  );
-  const loaded: LoadedModelDir = {
-    config,
-    params,
-    generationConfig,
-    tokenizerData,
-    hfConfig,
-    dir,
-    weightFiles: weights.files,
-    storedDtypes: dtypes,
-  };
-  if (asTables) {
-    loaded.tokenizerTables = tokenizerTables;
-    if (loadedTables) loaded.tokenizerSource = loadedTables.source;
-  }
-  return loaded;
+  return { config, hfConfig, generationConfig, tokenizerData, tokenizerTables, loadedTables };
 }
 
 async function readRequired(file: string): Promise<Uint8Array> {
@@ -335,6 +435,12 @@ const OTHER_WEIGHT_FORMATS: Array<[string, string]> = [
 async function findWeightFiles(
   dir: string,
 ): Promise<{ files: string[]; index: { file: string; map: Map<string, string> } | null }> {
+  if ((await modelDirWeights(dir)) === 'q8_0')
+    throw new CheckpointError(
+      path.join(dir, Q8_WEIGHTS_FILE),
+      `holds Q8_0 (int8) weights; this needs float32 weights (${WEIGHTS_FILE}): use the model directory ` +
+        'create-model wrote without --quantize',
+    );
   const single = path.join(dir, WEIGHTS_FILE);
   if (await exists(single)) return { files: [single], index: null };
   const indexFile = path.join(dir, WEIGHTS_INDEX_FILE);
@@ -349,7 +455,7 @@ async function findWeightFiles(
         );
       }
     }
-    throw new CheckpointError(single, `missing (and no ${WEIGHTS_INDEX_FILE})`);
+    throw new CheckpointError(single, `missing (and no ${WEIGHTS_INDEX_FILE} or ${Q8_WEIGHTS_FILE})`);
   }
   const index = parseJsonObject(indexText, indexFile);
   const weightMap = index.weight_map;
@@ -703,6 +809,7 @@ const RESERVED_FILES = new Set([
   CONFIG_FILE,
   GENERATION_CONFIG_FILE,
   WEIGHTS_FILE,
+  Q8_WEIGHTS_FILE,
   'tokenizer.json',
   'vocab.json',
   'merges.txt',
@@ -713,12 +820,18 @@ const RESERVED_FILES = new Set([
 
 /**
  * Writes a complete model directory atomically (built in a temp dir, then swapped in): config.json,
- * generation_config.json, model.safetensors, tokenizer files and their tables (tokenizer-tables.bin, when a tokenizer is given) and extra files.
+ * generation_config.json, model.safetensors (or model.q8_0.gguf with `weights: 'q8_0'`), tokenizer files and their tables (tokenizer-tables.bin, when a tokenizer is given) and extra files.
  * The same inputs always give the same bytes.
  */
 export async function saveModelDir(dir: string, options: SaveModelOptions): Promise<void> {
   const config = validateConfig(options.config);
-  const weights = weightsToSafetensors(config, options.params);
+  const q8 = options.weights === 'q8_0';
+  if (q8 && !options.tokenizerData) throw new Error(`${Q8_WEIGHTS_FILE} needs a tokenizer (GGUF holds one)`);
+  if (q8 && config.nEmbd % 32 !== 0)
+    throw new Error(`q8_0 weights need n_embd a multiple of 32 (Q8_0 blocks), got ${config.nEmbd}`);
+  const weights = q8
+    ? ggufBytes({ config, params: options.params, tokenizerData: options.tokenizerData!, quantize: 'q8_0' })
+    : weightsToSafetensors(config, options.params);
   const extraFiles = Object.entries(options.extraFiles ?? {});
   for (const [name] of extraFiles) {
     if (name !== path.basename(name) || name === '.' || name === '..' || name.includes('\\') || name === '') {
@@ -735,7 +848,7 @@ export async function saveModelDir(dir: string, options: SaveModelOptions): Prom
   await writeDirAtomic(dir, async (tmp) => {
     await writeFileAtomic(path.join(tmp, CONFIG_FILE), configText);
     await writeFileAtomic(path.join(tmp, GENERATION_CONFIG_FILE), generationText);
-    await writeFileAtomic(path.join(tmp, WEIGHTS_FILE), weights);
+    await writeFileAtomic(path.join(tmp, q8 ? Q8_WEIGHTS_FILE : WEIGHTS_FILE), weights);
     if (options.tokenizerData) {
       await writeTokenizerFiles(tmp, options.tokenizerData, { modelMaxLength: config.nPositions });
       // The tables a server would build from those files, so it loads them instead of scanning the files.
