@@ -2,7 +2,7 @@
 import { statSync } from 'node:fs';
 import type { GPTConfig } from '../engine/config.js';
 import { InferenceWeights } from '../engine/inference.js';
-import { loadModelDir } from '../io/checkpoint.js';
+import { loadModelDir, loadQ8ModelDir, modelDirWeights } from '../io/checkpoint.js';
 import { loadGgufModel } from '../io/gguf.js';
 import { Gpt2Tokenizer } from '../tokenizer/gpt2-bpe.js';
 
@@ -22,8 +22,8 @@ export function isGgufFile(path: string): boolean {
 }
 
 /**
- * A model directory or a .gguf file (whose Q8_0 matrices stay Q8_0); `quantize` 'q8_0' quantises float32
- * matrices at load.
+ * A model directory (float32 model.safetensors, or model.q8_0.gguf kept as Q8_0) or a .gguf file (whose Q8_0
+ * matrices stay Q8_0); `quantize` 'q8_0' quantises float32 matrices at load.
  */
 export async function loadInferenceModel(
   path: string,
@@ -33,6 +33,12 @@ export async function loadInferenceModel(
     const g = await loadGgufModel(path);
     const weights = new InferenceWeights(g.config, g.params ?? g.source, { quantize: options.quantize });
     return { config: weights.config, weights, tokenizer: new Gpt2Tokenizer(g.tokenizerData) };
+  }
+  if ((await modelDirWeights(path)) === 'q8_0') {
+    const loaded = await loadQ8ModelDir(path, { requireTokenizer: options.requireTokenizer });
+    const weights = new InferenceWeights(loaded.config, loaded.source);
+    const tokenizer = loaded.tokenizerData ? new Gpt2Tokenizer(loaded.tokenizerData) : null;
+    return { config: weights.config, weights, tokenizer };
   }
   const loaded = await loadModelDir(path, { requireTokenizer: options.requireTokenizer });
   const weights = new InferenceWeights(loaded.config, loaded.params, { quantize: options.quantize });

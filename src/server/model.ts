@@ -6,7 +6,7 @@ import type { GPTConfig } from '../engine/config.js';
 import { InferenceWeights, type SharedHead } from '../engine/inference.js';
 import { parameterLayout } from '../engine/layout.js';
 import { wasmArena } from '../engine/wasm/runtime.js';
-import { loadModelDir } from '../io/checkpoint.js';
+import { loadModelDir, loadQ8ModelDir, modelDirWeights } from '../io/checkpoint.js';
 import { loadGgufModel } from '../io/gguf.js';
 import { type ModelOrigin, readModelOrigin } from '../io/model-report.js';
 import { buildTokenizerTables, type TokenizerTables } from '../tokenizer/gpt2-bpe.js';
@@ -103,8 +103,12 @@ export async function loadServedModel(path: string, options: ServedModelOptions 
   };
 }
 
-/** A model directory: read straight into the kernels' shared memory when served as float32 (one copy). */
+/**
+ * A model directory: read straight into the kernels' shared memory when served as float32 (one copy); one
+ * stored as model.q8_0.gguf is served as Q8_0, its tokenizer from the directory's tables.
+ */
 async function fromDirectory(dir: string, options: ServedModelOptions): Promise<LoadedParts> {
+  if ((await modelDirWeights(dir)) === 'q8_0') return fromQ8Directory(dir);
   const arena = options.quantize ? null : wasmArena();
   const loaded = await loadModelDir(dir, {
     requireTokenizer: true,
@@ -127,6 +131,22 @@ async function fromDirectory(dir: string, options: ServedModelOptions): Promise<
     tokenizer,
     tokenizerSource: loaded.tokenizerSource ?? 'tokenizer files',
     params: loaded.params.buffer instanceof SharedArrayBuffer && !arena ? loaded.params : null,
+  };
+}
+
+/** A model directory whose weights are model.q8_0.gguf: the int8 blocks go to the kernels as they are stored. */
+async function fromQ8Directory(dir: string): Promise<LoadedParts> {
+  const loaded = await loadQ8ModelDir(dir, { requireTokenizer: true, tokenizer: 'tables' });
+  const tokenizer = loaded.tokenizerTables;
+  if (!tokenizer)
+    throw new Error(`${dir} has no tokenizer files (tokenizer.json or vocab.json + merges.txt)`);
+  const weights = new InferenceWeights(loaded.config, loaded.source, { head: 'share' });
+  return {
+    config: loaded.config,
+    weights,
+    tokenizer,
+    tokenizerSource: loaded.tokenizerSource ?? 'tokenizer files',
+    params: null,
   };
 }
 

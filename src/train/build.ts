@@ -31,6 +31,8 @@ export interface BuildOptions {
   tokenizerData: TokenizerData;
   cacheUri: string | null;
   maxLoss: number | null;
+  /** How the model dir stores the weights: float32 model.safetensors (the default), or int8 model.q8_0.gguf. */
+  weights?: 'f32' | 'q8_0';
   log: (line: string) => void;
   onProgress?: (p: TrainProgress) => void;
   /** The model-dir writer (tests swap in one that fails part-way). */
@@ -55,7 +57,10 @@ export function sha256Hex(data: string | Uint8Array): string {
 
 /** Key of everything that decides the model's bytes: config, hyper-parameters, corpus, seed, trainer version. */
 export function modelKey(
-  o: Pick<BuildOptions, 'preset' | 'config' | 'hyper' | 'seed' | 'train' | 'data' | 'systemPrompt'>,
+  o: Pick<
+    BuildOptions,
+    'preset' | 'config' | 'hyper' | 'seed' | 'train' | 'data' | 'systemPrompt' | 'weights'
+  >,
 ) {
   return sha256Hex(
     JSON.stringify({
@@ -70,6 +75,8 @@ export function modelKey(
         o.train && o.hyper.systemPromptInDialogues && o.systemPrompt !== null
           ? sha256Hex(o.systemPrompt)
           : null,
+      // Only int8 storage is named, so the keys of float32 models (and the caches holding them) stay as they were.
+      ...(o.weights === 'q8_0' ? { weights: 'q8_0' } : {}),
     }),
   );
 }
@@ -208,6 +215,7 @@ export async function buildModel(o: BuildOptions): Promise<BuildOutcome> {
     eval_loss: evaluation?.loss ?? null,
     eval_restricted_loss: evaluation?.restrictedLoss ?? null,
     eval_tokens: evaluation?.tokens ?? null,
+    weights_format: o.weights ?? 'f32',
     losses: result ? result.losses.map((l) => round(l, 5)) : [],
     started_at: started.toISOString(),
   };
@@ -232,6 +240,7 @@ export async function buildModel(o: BuildOptions): Promise<BuildOutcome> {
       tokensPerS: report.tokens_per_s,
       finalTrainLoss,
       trainerVersion: TRAINER_VERSION,
+      weightsFormat: o.weights ?? 'f32',
     }),
   };
   if (result) {
@@ -240,7 +249,13 @@ export async function buildModel(o: BuildOptions): Promise<BuildOutcome> {
       evalLoss: evaluation?.loss,
     });
   }
-  await save(o.modelDir, { config: o.config, params, tokenizerData: o.tokenizerData, extraFiles });
+  await save(o.modelDir, {
+    config: o.config,
+    params,
+    tokenizerData: o.tokenizerData,
+    extraFiles,
+    weights: o.weights ?? 'f32',
+  });
   o.log(`model written to ${o.modelDir}`);
   if (cache) {
     try {

@@ -51,6 +51,8 @@ export interface PretrainedOptions {
   data: { file: string; text: string } | null;
   systemPrompt: string | null;
   maxLoss: number | null;
+  /** How the model dir stores the weights: float32 model.safetensors (the default), or int8 model.q8_0.gguf. */
+  weights?: 'f32' | 'q8_0';
   env: NodeJS.ProcessEnv;
   log: (line: string) => void;
   onProgress?: (p: TrainProgress) => void;
@@ -117,6 +119,12 @@ export async function createFromPretrained(o: PretrainedOptions): Promise<Pretra
         `${config.vocabSize} is not GPT-2's: cannot encode the corpus to ${o.train ? 'train' : 'evaluate'}`,
     );
   }
+  if (o.weights === 'q8_0' && (!tokenizerData || config.nEmbd % 32 !== 0)) {
+    if (o.source.kind !== 'dir') await removeStaging(staging);
+    throw new PretrainedError(
+      `${o.source.spec}: --quantize q8_0 needs ${!tokenizerData ? 'tokenizer files (the GGUF it writes holds the tokenizer)' : `n_embd a multiple of 32 (Q8_0 blocks), got ${config.nEmbd}`}`,
+    );
+  }
   if (!tokenizerData) {
     o.log(
       `warning: ${o.source.spec} has no tokenizer files and vocab_size ${config.vocabSize} is not GPT-2's: ` +
@@ -125,7 +133,12 @@ export async function createFromPretrained(o: PretrainedOptions): Promise<Pretra
   }
 
   const sourceSha256 = local.sha256 ?? (await hashFiles(loaded));
-  const record = { ...local.record, stored_dtypes: loaded.storedDtypes, files_sha256: sourceSha256 };
+  const record = {
+    ...local.record,
+    stored_dtypes: loaded.storedDtypes,
+    files_sha256: sourceSha256,
+    weights_format: o.weights ?? 'f32',
+  };
 
   let params = loaded.params;
   let result: TrainResult | null = null;
@@ -233,6 +246,7 @@ export async function createFromPretrained(o: PretrainedOptions): Promise<Pretra
     generationConfig: loaded.generationConfig ?? undefined,
     configOverrides: overrides,
     extraFiles,
+    weights: o.weights ?? 'f32',
   });
   o.log(`model written to ${o.modelDir}`);
   if (o.source.kind !== 'dir') await removeStaging(staging);
@@ -278,7 +292,9 @@ function pretrainedCard(c: CardInput): string {
   const lines = [
     '# tiny-llm model (from a pretrained checkpoint)',
     '',
-    `Made by \`tiny-llm create-model --from-pretrained ${c.spec}${c.fineTune ? ' --train' : ''}\`: a Hugging Face \`GPT2LMHeadModel\` directory with float32 safetensors weights.`,
+    r.weights_format === 'q8_0'
+      ? `Made by \`tiny-llm create-model --from-pretrained ${c.spec}${c.fineTune ? ' --train' : ''} --quantize q8_0\`: a Hugging Face \`GPT2LMHeadModel\` directory whose weights are stored as int8 in \`model.q8_0.gguf\` (Q8_0 GGUF: blocks of 32 int8 with one f16 scale; norms, biases and positions float32).`
+      : `Made by \`tiny-llm create-model --from-pretrained ${c.spec}${c.fineTune ? ' --train' : ''}\`: a Hugging Face \`GPT2LMHeadModel\` directory with float32 safetensors weights.`,
     '',
     '## Source',
     '',

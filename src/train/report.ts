@@ -85,6 +85,8 @@ export function lossCurveSvg(losses: number[], options: { title?: string; evalLo
 }
 
 export interface ModelCardInput {
+  /** How the weights are stored: float32 model.safetensors, or int8 model.q8_0.gguf. */
+  weightsFormat?: 'f32' | 'q8_0';
   preset: string;
   config: GPTConfig;
   hyper: HyperParams;
@@ -115,7 +117,9 @@ export function modelCard(c: ModelCardInput): string {
     c.trained
       ? `A ${c.config.nLayer}-layer GPT-2 (${c.parameters.toLocaleString('en-US')} parameters) trained from scratch in TypeScript by \`tiny-llm create-model --train --preset ${c.preset}\` on this project's own corpus.`
       : `A randomly initialised GPT-2 (${c.parameters.toLocaleString('en-US')} parameters) written by \`tiny-llm create-model --preset ${c.preset}\` without training: it produces random text.`,
-    'It is a Hugging Face `GPT2LMHeadModel` directory: `transformers`, this project and (after `tiny-llm export --format gguf`) llama.cpp can load it.',
+    c.weightsFormat === 'q8_0'
+      ? 'It is a Hugging Face `GPT2LMHeadModel` directory whose weights are stored as int8 in `model.q8_0.gguf` (written with `--quantize q8_0`: Q8_0 blocks of 32 int8 with one f16 scale; norms, biases and positions float32), which this project serves as it is and llama.cpp loads directly.'
+      : 'It is a Hugging Face `GPT2LMHeadModel` directory: `transformers`, this project and (after `tiny-llm export --format gguf`) llama.cpp can load it.',
     '',
     '## Configuration',
     '',

@@ -9,9 +9,10 @@ import { progressReporter } from '../../train/progress.js';
 import { type Command, numberArg, parseCommandArgs, UsageError } from '../command.js';
 
 const usage = `usage: tiny-llm create-model [--train] [--force-train] [--data-file F] [--model-dir D]
-                         [--preset seed|default] [--cache URI] [--max-loss X] [--seed N] [overrides]
+                         [--preset seed|default] [--cache URI] [--max-loss X] [--seed N] [--quantize q8_0]
+                         [overrides]
        tiny-llm create-model --from-pretrained SOURCE [--revision R] [--train] [--max-loss X] [--model-dir D]
-                         [--data-file F] [--seed N] [training overrides]
+                         [--data-file F] [--seed N] [--quantize q8_0] [training overrides]
 
   --train               train the model (without it: a random-init model, like the original project)
   --force-train         rebuild even when the model dir or the cache holds a model for the same inputs
@@ -26,6 +27,9 @@ const usage = `usage: tiny-llm create-model [--train] [--force-train] [--data-fi
                         HF_ENDPOINT, HF_TOKEN and HF_HUB_DOWNLOAD_TIMEOUT are honoured), a Hugging Face model
                         directory, or gs://BUCKET/PREFIX; with --train it is fine-tuned on the data file
   --revision R          branch, tag or commit of an hf: source (default main; recorded in the model card)
+  --quantize q8_0       store the weights as int8: model.q8_0.gguf (Q8_0 GGUF, ~1.06 bytes per weight) instead
+                        of float32 model.safetensors; serve, start, generate and eval load it as Q8_0. Training
+                        and --max-loss use the float32 weights; needs n_embd a multiple of 32
 
 overrides (of the preset):
   --n-embd N  --n-layer N  --n-head N  --n-positions N
@@ -59,6 +63,7 @@ const options = {
   'full-vocab': { type: 'boolean' },
   'from-pretrained': { type: 'string' },
   revision: { type: 'string' },
+  quantize: { type: 'string' },
 } as const;
 
 /** Flags that shape or key a model trained from scratch, which a pretrained source decides instead. */
@@ -80,7 +85,8 @@ export const command: Command = {
   usage,
   async run(argv) {
     const { values: v } = parseCommandArgs(argv, options);
-    if (v['from-pretrained'] !== undefined) return fromPretrained(v);
+    const weights = weightsFormat(v);
+    if (v['from-pretrained'] !== undefined) return fromPretrained(v, weights);
     if (v.revision !== undefined) throw new UsageError('--revision needs --from-pretrained');
     const presetName = v.preset ?? 'default';
     if (presetName !== 'seed' && presetName !== 'default')
@@ -98,6 +104,10 @@ export const command: Command = {
     config.nPositions = int('n-positions', 2, 8192) ?? config.nPositions;
     if (config.nEmbd % config.nHead !== 0)
       throw new UsageError(`--n-embd (${config.nEmbd}) must be divisible by --n-head (${config.nHead})`);
+    if (weights === 'q8_0' && config.nEmbd % 32 !== 0)
+      throw new UsageError(
+        `--quantize q8_0 needs --n-embd a multiple of 32 (Q8_0 blocks of 32), got ${config.nEmbd}`,
+      );
 
     const hyper = hyperFrom(v, preset.hyper);
     hyper.epochs = int('epochs') ?? hyper.epochs;
@@ -140,11 +150,12 @@ export const command: Command = {
         tokenizerData: await defaultTokenizerData(),
         cacheUri,
         maxLoss,
+        weights,
         log,
         onProgress: progressReporter(process.stderr),
       });
       process.stdout.write(
-        `${JSON.stringify({ model_dir: v['model-dir'] ?? 'model', source: outcome.source, key: outcome.key, eval_loss: outcome.evalLoss })}\n`,
+        `${JSON.stringify({ model_dir: v['model-dir'] ?? 'model', source: outcome.source, key: outcome.key, eval_loss: outcome.evalLoss, weights })}\n`,
       );
       return 0;
     } catch (err) {
@@ -158,6 +169,13 @@ export const command: Command = {
 };
 
 type Values = ReturnType<typeof parseCommandArgs<typeof options>>['values'];
+
+/** How the weights are stored: float32 safetensors, or int8 (--quantize q8_0). */
+function weightsFormat(v: Values): 'f32' | 'q8_0' {
+  if (v.quantize === undefined) return 'f32';
+  if (v.quantize !== 'q8_0') throw new UsageError(`--quantize must be q8_0, got "${v.quantize}"`);
+  return 'q8_0';
+}
 
 /** The hyper-parameter flags shared by both modes, applied over `base`. */
 function hyperFrom(v: Values, base: HyperParams): HyperParams {
@@ -180,7 +198,7 @@ function hyperFrom(v: Values, base: HyperParams): HyperParams {
 }
 
 /** `create-model --from-pretrained SOURCE`: import (and optionally fine-tune) a pretrained GPT-2. */
-async function fromPretrained(v: Values): Promise<number> {
+async function fromPretrained(v: Values, weights: 'f32' | 'q8_0'): Promise<number> {
   for (const flag of SCRATCH_ONLY) {
     if (v[flag] !== undefined)
       throw new UsageError(`--${flag} does not apply with --from-pretrained (the source decides the model)`);
@@ -219,12 +237,13 @@ async function fromPretrained(v: Values): Promise<number> {
       data,
       systemPrompt,
       maxLoss,
+      weights,
       env: process.env,
       log,
       onProgress: progressReporter(process.stderr),
     });
     process.stdout.write(
-      `${JSON.stringify({ model_dir: modelDir, source: outcome.source, from: outcome.record.uri, commit: outcome.record.commit ?? null, parameters: outcome.parameters, eval_loss: outcome.evalLoss })}\n`,
+      `${JSON.stringify({ model_dir: modelDir, source: outcome.source, from: outcome.record.uri, commit: outcome.record.commit ?? null, parameters: outcome.parameters, eval_loss: outcome.evalLoss, weights })}\n`,
     );
     return 0;
   } catch (err) {

@@ -1,6 +1,7 @@
 // `tiny-llm export`: write a model directory in another format (GGUF for llama.cpp / Ollama / node-llama-cpp,
 // ONNX with an explicit KV cache for onnxruntime).
-import { loadModelDir } from '../../io/checkpoint.js';
+import path from 'node:path';
+import { CheckpointError, loadModelDir, modelDirWeights, Q8_WEIGHTS_FILE } from '../../io/checkpoint.js';
 import { exportGguf } from '../../io/gguf.js';
 import { exportOnnx } from '../../io/onnx/gpt2-onnx.js';
 import { type Command, parseCommandArgs, requireArg, UsageError } from '../command.js';
@@ -37,6 +38,21 @@ export const command: Command = {
       throw new UsageError(`--quantize must be q8_0 or f16, got "${quantize}"`);
     if (quantize !== undefined && format !== 'gguf')
       throw new UsageError('--quantize applies to --format gguf only');
+    if ((await modelDirWeights(modelDir)) === 'q8_0') {
+      const file = path.join(modelDir, Q8_WEIGHTS_FILE);
+      if (format === 'onnx')
+        throw new CheckpointError(
+          file,
+          `holds int8 (Q8_0) weights; the ONNX export is float32: export from a model directory ` +
+            'written without --quantize',
+        );
+      if (format === 'gguf')
+        throw new CheckpointError(
+          file,
+          `already is a Q8_0 GGUF (tokenizer inside): use it as it is, or export from a model ` +
+            'directory written without --quantize',
+        );
+    }
     if (format === 'onnx') {
       const model = await loadModelDir(modelDir, { requireTokenizer: false });
       await exportOnnx(out, { config: model.config, params: model.params, name: values.name });

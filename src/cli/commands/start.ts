@@ -1,6 +1,7 @@
 // `tiny-llm start` (what `npm start` runs): builds and trains the default model if it is missing, then serves it.
 import { access } from 'node:fs/promises';
 import path from 'node:path';
+import { CONFIG_FILE, Q8_WEIGHTS_FILE, WEIGHTS_FILE } from '../../io/checkpoint.js';
 import { runService } from '../../server/startup/serve.js';
 import type { Command } from '../command.js';
 import { parseServeArgs, serveFlagsUsage } from '../serve-options.js';
@@ -16,12 +17,18 @@ async function hasModel(dir: string): Promise<boolean> {
   // A .gguf file is served as it is (a missing one is reported by the load, never created here).
   if (dir.toLowerCase().endsWith('.gguf')) return true;
   try {
-    await access(path.join(dir, 'config.json'));
-    await access(path.join(dir, 'model.safetensors'));
-    return true;
+    await access(path.join(dir, CONFIG_FILE));
   } catch {
     return false;
   }
+  // Float32 safetensors or int8 model.q8_0.gguf (create-model --quantize q8_0); a broken one is the load's to report.
+  for (const weights of [WEIGHTS_FILE, Q8_WEIGHTS_FILE]) {
+    try {
+      await access(path.join(dir, weights));
+      return true;
+    } catch {}
+  }
+  return false;
 }
 
 export const command: Command = {
