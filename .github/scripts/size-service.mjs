@@ -4,12 +4,13 @@
 //
 //   size-service.mjs MODEL_DIR [--quantize q8_0] [--cpu N] [--memory Q]
 //
-// MODEL_DIR holds the image's /app/model (config.json and model.safetensors; only the safetensors header is read).
-// Prints one JSON object: the parameter count, the bytes the rule uses, and the cpu/memory to deploy. --quantize
-// q8_0 sizes for weights held as int8 (QUANTIZE at serve). --cpu or --memory choose a value instead of the
+// MODEL_DIR holds the image's /app/model: config.json and model.safetensors (only its header is read), or, for a
+// model stored as int8 (create-model --quantize q8_0), config.json and model.q8_0.gguf (the count comes from
+// config.json's shape). Prints one JSON object: the parameter count, the weights' format, the bytes the rule uses,
+// and the cpu/memory to deploy. --quantize q8_0 sizes float32 weights quantised to int8 as the server loads them. --cpu or --memory choose a value instead of the
 // smallest that fits; a choice too small for the model, or a combination Cloud Run refuses, is an error (exit 1,
 // one line naming it). Plain Node, no dependencies: the build job runs it without `npm ci`.
-import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
@@ -24,8 +25,16 @@ const MIB = 1024 * 1024;
  */
 export const RULE = { baseMib: 128, workerThreadMib: 16, headroom: 1.25, roundMib: 256 };
 
-/** Bytes per parameter resident at the load's peak, by how the weights are held. */
-export const WEIGHT_BYTES_PER_PARAMETER = { f32: 8, q8_0: 4 + 34 / 32 };
+/**
+ * Bytes per parameter resident at the load's peak, by how the weights are held: float32 (the loaded parameters
+ * and their placed copy), float32 quantised at load (the float32 load plus the int8 blocks), and int8 as stored
+ * in model.q8_0.gguf (the file read whole, the blocks placed, and a transient copy while placing them).
+ */
+export const WEIGHT_BYTES_PER_PARAMETER = { f32: 8, q8_0: 4 + 34 / 32, q8_0_stored: 3 * (34 / 32) };
+
+/** The weight files a model directory may hold (create-model writes one of them). */
+const SAFETENSORS_FILE = 'model.safetensors';
+const Q8_FILE = 'model.q8_0.gguf';
 
 /** Cloud Run's CPU counts and the memory each allows, in MiB (https://cloud.google.com/run/docs/configuring/services/cpu). */
 export const CLOUD_RUN = [
@@ -112,16 +121,32 @@ function safetensorsHeader(file) {
   }
 }
 
+/** GPT-2's parameter count from its shape: embeddings, 12·C² + 13·C per block, the final norm, an untied head. */
+export function gpt2Parameters({ nLayer, nEmbd, nPositions, vocab, tied }) {
+  return (
+    vocab * nEmbd +
+    nPositions * nEmbd +
+    nLayer * (12 * nEmbd * nEmbd + 13 * nEmbd) +
+    2 * nEmbd +
+    (tied ? 0 : vocab * nEmbd)
+  );
+}
+
 /**
  * What the rule needs from a model directory as create-model writes it: the parameter count (every tensor of
- * model.safetensors), the bytes the weights take at their peak as `format` holds them, and a worker's bytes: its
- * session (KV cache of 2·n_layer rows and 15 activation rows of n_embd floats per position, and the logits) and
- * its thread.
+ * model.safetensors, or config.json's shape for model.q8_0.gguf), the weights' format (`quantize` for float32
+ * weights, q8_0 for a directory stored as int8), the bytes the weights take at their peak as they are held, and a
+ * worker's bytes: its session (KV cache of 2·n_layer rows and 15 activation rows of n_embd floats per position,
+ * and the logits) and its thread.
  */
-export function modelFacts(dir, format = 'f32') {
-  const perParameter = WEIGHT_BYTES_PER_PARAMETER[format];
-  if (perParameter === undefined)
-    throw new SizingError(`quantize ${JSON.stringify(format)}: expected q8_0 or nothing`);
+export function modelFacts(dir, quantize = 'f32') {
+  if (quantize !== 'f32' && quantize !== 'q8_0')
+    throw new SizingError(`quantize ${JSON.stringify(quantize)}: expected q8_0 or nothing`);
+  const stored = existsSync(join(dir, Q8_FILE));
+  if (stored && existsSync(join(dir, SAFETENSORS_FILE)))
+    throw new SizingError(`${dir}: holds both ${SAFETENSORS_FILE} and ${Q8_FILE}; the server refuses it`);
+  const format = stored ? 'q8_0' : quantize;
+  const perParameter = WEIGHT_BYTES_PER_PARAMETER[stored ? 'q8_0_stored' : quantize];
   let config;
   try {
     config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
@@ -140,16 +165,24 @@ export function modelFacts(dir, format = 'f32') {
   }))
     if (!Number.isSafeInteger(v) || v <= 0)
       throw new SizingError(`config.json: ${name} ${JSON.stringify(v)} is not a positive integer`);
-  const header = safetensorsHeader(join(dir, 'model.safetensors'));
   let parameters = 0;
-  for (const [name, entry] of Object.entries(header)) {
-    if (name === '__metadata__') continue;
-    if (!Array.isArray(entry?.shape)) throw new SizingError(`model.safetensors: tensor ${name} has no shape`);
-    parameters += entry.shape.reduce((a, b) => a * b, 1);
+  if (stored) {
+    const tied = config.tie_word_embeddings ?? true;
+    if (typeof tied !== 'boolean')
+      throw new SizingError(`config.json: tie_word_embeddings ${JSON.stringify(tied)} is not a boolean`);
+    parameters = gpt2Parameters({ nLayer, nEmbd, nPositions, vocab, tied });
+  } else {
+    const header = safetensorsHeader(join(dir, SAFETENSORS_FILE));
+    for (const [name, entry] of Object.entries(header)) {
+      if (name === '__metadata__') continue;
+      if (!Array.isArray(entry?.shape))
+        throw new SizingError(`model.safetensors: tensor ${name} has no shape`);
+      parameters += entry.shape.reduce((a, b) => a * b, 1);
+    }
   }
   const weightsBytes = Math.ceil(parameters * perParameter);
   const workerBytes = ((2 * nLayer + 15) * nPositions * nEmbd + vocab) * 4 + RULE.workerThreadMib * MIB;
-  return { parameters, weightsBytes, workerBytes };
+  return { parameters, format, weightsBytes, workerBytes };
 }
 
 function main(argv) {
@@ -170,7 +203,7 @@ function main(argv) {
   const size = sizeService(facts, resources);
   return {
     parameters: facts.parameters,
-    weights_format: quantize ?? 'f32',
+    weights_format: facts.format,
     weights_bytes: facts.weightsBytes,
     worker_bytes: facts.workerBytes,
     ...size,

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { stripVTControlCharacters } from 'node:util';
+import { runCli } from '../helpers/cli.js';
 import { loadModule, obj, repoRoot, resources, tf } from './hcl-model.js';
 
 // Loaded before any hook or test is registered: node:test runs the file's hooks once what is registered is done.
@@ -121,6 +122,48 @@ describe('size-service.mjs: CPU and memory from the model', () => {
     assert.ok(q8.needed_mib < f32.needed_mib, `${q8.needed_mib} < ${f32.needed_mib}`);
     const t = size(tiny).out as Sizing;
     assert.deepEqual([t.cpu, t.memory], ['1', '512Mi']);
+  });
+
+  test('a directory stored as int8 (model.q8_0.gguf) is sized as q8_0 from its shape, without --quantize', async () => {
+    // Directories create-model writes, float32 and int8, of the same shape: the same parameter count.
+    const shape = ['--n-embd', '64', '--n-layer', '2', '--n-head', '2', '--n-positions', '64'];
+    const f32Dir = join(work, 'written-f32');
+    const q8Dir = join(work, 'written-q8');
+    for (const [dir, extra] of [
+      [f32Dir, []],
+      [q8Dir, ['--quantize', 'q8_0']],
+    ] as const) {
+      const r = await runCli(['create-model', '--model-dir', dir, ...shape, ...extra]);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    const f32 = size(f32Dir).out as Sizing;
+    const q8 = size(q8Dir);
+    assert.equal(q8.code, 0, q8.err);
+    const stored = q8.out as Sizing;
+    assert.equal(stored.parameters, f32.parameters);
+    assert.equal(stored.weights_format, 'q8_0');
+    assert.equal(stored.weights_bytes, Math.ceil(f32.parameters * 3 * (34 / 32)));
+    assert.deepEqual(
+      size(q8Dir, '--quantize', 'q8_0').out,
+      stored,
+      '--quantize changes nothing for int8 weights',
+    );
+
+    // GPT-2 small's shape stored as int8: less than float32, and less than float32 quantised at load.
+    const smallQ8 = join(work, 'gpt2-small-q8');
+    mkdirSync(smallQ8);
+    copyFileSync(join(small, 'config.json'), join(smallQ8, 'config.json'));
+    writeFileSync(join(smallQ8, 'model.q8_0.gguf'), 'GGUF');
+    const s = size(smallQ8).out as Sizing;
+    console.log(`# GPT-2 small stored as q8_0: ${JSON.stringify(s)}`);
+    assert.equal(s.parameters, 124_439_808);
+    assert.ok(s.needed_mib < (size(small, '--quantize', 'q8_0').out as Sizing).needed_mib);
+
+    // Both weight files: the server refuses the directory, so the sizing does too.
+    copyFileSync(join(f32Dir, 'model.safetensors'), join(q8Dir, 'model.safetensors'));
+    const both = size(q8Dir);
+    assert.equal(both.code, 1);
+    assert.match(both.err, /holds both model\.safetensors and model\.q8_0\.gguf/);
   });
 
   test('a chosen CPU count gets one worker each and memory for all of them', () => {
