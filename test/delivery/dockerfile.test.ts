@@ -138,9 +138,18 @@ describe('docker/Dockerfile: the model is a build choice', () => {
     );
     assert.match(modelStep, /create-model --from-pretrained "\$\{MODEL_SOURCE\}" --model-dir \/app\/model/);
     assert.match(modelStep, /case "\$\{QUANTIZE\}" in ""\|q8_0\) ;; \*\)[^\n]*exit 1/, 'QUANTIZE is checked');
-    // The server reads $QUANTIZE at start (serve --quantize's environment default).
-    assert.match(runtimePart, /^ARG QUANTIZE=""$/m);
-    assert.match(runtimePart, /QUANTIZE=\$\{QUANTIZE\}/);
+    // QUANTIZE=q8_0 stores the model as int8: every create-model of the step gets --quantize, and the step
+    // checks the int8 weights file was written (the float32 one otherwise).
+    const creates = modelStep.split('node bin/tiny-llm.js create-model').slice(1);
+    assert.equal(creates.length, 3);
+    for (const create of creates)
+      assert.match(create.split(';')[0], /\$\{QUANTIZE:\+--quantize "\$\{QUANTIZE\}"\}/, create);
+    assert.match(
+      modelStep,
+      /if \[ -n "\$\{QUANTIZE\}" \]; then test -s \/app\/model\/model\.q8_0\.gguf; else test -s \/app\/model\/model\.safetensors; fi/,
+    );
+    // The image holds the int8 weights, which the server loads as they are: no serve-time quantising is set.
+    assert.doesNotMatch(runtimePart, /QUANTIZE/);
   });
 
   it('the Hub token is a BuildKit secret read in the one step that downloads: never an ARG, an ENV or a layer', () => {
