@@ -27,8 +27,8 @@ export const serveFlags = {
 
 export const serveFlagsUsage = `  --model-dir D        model directory, or a GPT-2 .gguf file (default $MODEL_DIR or ./model)
   --model-file F       a GPT-2 .gguf file (F32, F16, BF16 or Q8_0) to serve instead of a directory
-  --quantize q8_0      hold the float32 matrices as int8 Q8_0 blocks (default $QUANTIZE: none; a Q8_0 GGUF
-                       is served as Q8_0 without it)
+  --quantize q8_0      hold the float32 matrices as int8 Q8_0 blocks (default $QUANTIZE: none; a Q8_0 GGUF,
+                       or a directory stored as int8 by create-model --quantize q8_0, is served as Q8_0 without it)
   --model-uri gs://BUCKET/PREFIX
                        fetch the model directory from Cloud Storage at start (each object checked against
                        its CRC32C/MD5) into a temporary directory, then serve it; /health answers and /ready

@@ -7,7 +7,8 @@ import { isGgufFile, loadInferenceModel } from '../load-model.js';
 
 const usage = `usage: tiny-llm generate --model-dir D (--prompt P | --prompt-ids 1,2,3) [options]
 
-  --model-dir D            model directory (Hugging Face layout), or a GPT-2 .gguf file (F32, F16, Q8_0)
+  --model-dir D            model directory (Hugging Face layout; float32, or int8 as model.q8_0.gguf), or a
+                           GPT-2 .gguf file (F32, F16, Q8_0)
   --model-file F           a GPT-2 .gguf file (same as --model-dir F.gguf)
   --quantize q8_0          quantise the float32 matrices to Q8_0 at load (int8 weights, int8 products)
   --prompt P               prompt text (needs the tokenizer files in D)
