@@ -5,7 +5,7 @@ import { GcsFetchError, parseGcsUri } from '../io/gcs-fetch.js';
 import { DEFAULT_QUEUE_LIMIT, DEFAULT_RATE_LIMIT, PACKAGE_ROOT } from '../server/defaults.js';
 import { parseList } from '../server/keys.js';
 import type { ServiceOptions } from '../server/startup/serve.js';
-import { DEFAULT_BATCH } from '../server/workers/kv-budget.js';
+import { BATCH_MIN_LAYER_PARAMS, DEFAULT_BATCH } from '../server/workers/kv-budget.js';
 import { numberArg, parseCommandArgs, UsageError } from './command.js';
 
 export const serveFlags = {
@@ -39,7 +39,8 @@ export const serveFlagsUsage = `  --model-dir D        model directory, or a GPT
   --workers N          generation worker threads (default $WORKERS or one per CPU core)
   --queue-limit N      generations that may wait for a worker before 503 (default ${DEFAULT_QUEUE_LIMIT})
   --max-batch N        generations a worker advances together, one pass over the weights per step for all
-                       (default $MAX_BATCH or ${DEFAULT_BATCH}; 1: one at a time)
+                       (default $MAX_BATCH, else ${DEFAULT_BATCH}, or 1 for a model whose layers hold under
+                       ${BATCH_MIN_LAYER_PARAMS} parameters: its step is its LM head; 1: one at a time)
   --kv-cache-mib M     memory the KV caches of running generations may take; beyond it requests queue
                        (default $KV_CACHE_MIB, else ${DEFAULT_BATCH} full-context sequences per worker, at most 512 MiB
                        unless one per worker needs more)
@@ -134,12 +135,11 @@ export function parseServeArgs(argv: string[]): ServiceOptions {
     queueLimit:
       numberArg('queue-limit', values['queue-limit'], { min: 0, max: 100_000, integer: true }) ??
       DEFAULT_QUEUE_LIMIT,
-    batch:
-      numberArg('max-batch', values['max-batch'] ?? envValue('MAX_BATCH'), {
-        min: 1,
-        max: 64,
-        integer: true,
-      }) ?? DEFAULT_BATCH,
+    batch: numberArg('max-batch', values['max-batch'] ?? envValue('MAX_BATCH'), {
+      min: 1,
+      max: 64,
+      integer: true,
+    }),
     ...(kvMib === undefined ? {} : { kvCacheBytes: Math.round(kvMib * 2 ** 20) }),
     rateLimit: rate === 0 ? false : { max: rate, windowMs: DEFAULT_RATE_LIMIT.windowMs },
     // Flags replace the environment's values; an empty list means none.

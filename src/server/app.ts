@@ -56,7 +56,7 @@ export interface AppOptions {
   workers: number;
   /** Generations that may wait for a free worker before new ones get 503. */
   queueLimit?: number;
-  /** Generations a worker advances together (default DEFAULT_BATCH). */
+  /** Generations a worker advances together (default: defaultBatch of the model). */
   batch?: number;
   /** Bytes the KV caches of running generations may take (default: from the model's shape, see defaultKvBudget). */
   kvCacheBytes?: number;

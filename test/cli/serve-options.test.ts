@@ -119,7 +119,7 @@ describe('where the model comes from: --model-dir, --model-uri, MODEL_URI, MODEL
         delete process.env[k];
       const plain = parseServeArgs([]);
       assert.equal(plain.quantize, undefined);
-      assert.equal(plain.batch, 8);
+      assert.equal(plain.batch, undefined, 'no --max-batch: the pool picks the default for the model');
       assert.equal(plain.kvCacheBytes, undefined);
       const given = parseServeArgs([
         '--model-file',

@@ -37,7 +37,11 @@ describe('continuous batching in the built server', () => {
   let server: BuiltServer;
   before(async () => {
     // One worker: every concurrent request shares its batch.
-    server = await startBuiltServer({ workers: 1, queueLimit: 8 }, { nPositions: 1024 });
+    // The tiny test model's layers are below BATCH_MIN_LAYER_PARAMS: batching is asked for explicitly.
+    server = await startBuiltServer(
+      { workers: 1, queueLimit: 8, args: ['--max-batch', '8'] },
+      { nPositions: 1024 },
+    );
   });
   after(() => server.close());
 

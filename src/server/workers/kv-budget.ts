@@ -5,6 +5,20 @@ import type { JobRequest } from './protocol.js';
 /** Sequences a worker advances together by default (one pass over the weights per step for all of them). */
 export const DEFAULT_BATCH = 8;
 
+/**
+ * Layer parameters below which a worker runs one generation at a time by default. A batch shares the read of
+ * the layers' weights between its sequences; a model whose layers are tiny (the original project's 16-wide
+ * configuration) spends its step in the LM head, which a batch does not share, and pays the batch's per-step
+ * bookkeeping instead (docs/performance.md, "Serving GPT-2 small").
+ */
+export const BATCH_MIN_LAYER_PARAMS = 32_768;
+
+/** The default batch for `config`: DEFAULT_BATCH, or 1 where the layers are too small to share (see above). */
+export function defaultBatch(config: Pick<GPTConfig, 'nLayer' | 'nEmbd'>): number {
+  const layerParams = config.nLayer * 12 * config.nEmbd * config.nEmbd;
+  return layerParams >= BATCH_MIN_LAYER_PARAMS ? DEFAULT_BATCH : 1;
+}
+
 /** The default budget stops at this unless one full-context sequence per worker needs more. */
 const DEFAULT_BUDGET_CAP = 512 * 1024 * 1024;
 

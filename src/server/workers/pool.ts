@@ -2,7 +2,7 @@
 import type { Worker } from 'node:worker_threads';
 import { ApiError, unavailable } from '../errors.js';
 import { ContextOverflow, Job, type JobHandlers, type JobResult } from './job.js';
-import { DEFAULT_BATCH, defaultKvBudget, kvBytesPerPosition, requestKvBytes } from './kv-budget.js';
+import { defaultBatch, defaultKvBudget, kvBytesPerPosition, requestKvBytes } from './kv-budget.js';
 import { PoolWorker } from './pool-worker.js';
 import type { FromWorker, JobRequest, ToWorker, WorkerInit } from './protocol.js';
 import { Waiters } from './waiters.js';
@@ -12,7 +12,7 @@ export interface PoolOptions {
   size: number;
   /** Jobs that may wait for a worker; one more is refused with 503. */
   queueLimit: number;
-  /** Generations each worker advances together, one pass over the weights per step (default DEFAULT_BATCH). */
+  /** Generations each worker advances together, one pass over the weights per step (default: defaultBatch of the model). */
   batch?: number;
   /**
    * Bytes the KV caches of running generations may take in all (default defaultKvBudget); a job that would
@@ -66,7 +66,7 @@ export class WorkerPool {
     if (!Number.isInteger(options.queueLimit) || options.queueLimit < 0)
       throw new RangeError('queue limit must be >= 0');
     this.cancelGraceMs = options.cancelGraceMs ?? 2000;
-    this.batch = options.batch ?? DEFAULT_BATCH;
+    this.batch = options.batch ?? defaultBatch(init.config);
     if (!Number.isInteger(this.batch) || this.batch < 1) throw new RangeError('batch must be >= 1');
     const c = init.config;
     const fullContext = c.nPositions * kvBytesPerPosition(c);
