@@ -551,7 +551,9 @@ async function main(): Promise<void> {
       if (!parentExisted) rmSync(parent, { recursive: true, force: true });
     }
   }
-  log('summary (base images are local stand-ins, see docs/deploy.md, "Proving the Dockerfile without Docker"):');
+  log(
+    'summary (base images are local stand-ins, see docs/deploy.md, "Proving the Dockerfile without Docker"):',
+  );
   for (const line of summary) log(`  ${line}`);
 }
 
