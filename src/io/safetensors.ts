@@ -1,4 +1,5 @@
 // safetensors reader and writer: strict header validation on read, Rust-identical byte layout on write.
+import { halfToFloat } from '../engine/formats/half.js';
 
 /** Element types we read; F16/BF16 are widened to float32 on load. */
 export type SafetensorsDtype = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
@@ -298,16 +299,6 @@ export function decodeTensor(dtype: SafetensorsDtype, bytes: Uint8Array): Tensor
       return new Float32Array(words.buffer);
     }
   }
-}
-
-/** IEEE 754 binary16 → number (exact: every half is representable in float32). */
-export function halfToFloat(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >> 10) & 0x1f;
-  const frac = h & 0x3ff;
-  if (exp === 0) return sign * frac * 2 ** -24;
-  if (exp === 31) return frac ? Number.NaN : sign * Number.POSITIVE_INFINITY;
-  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
 }
 
 /**

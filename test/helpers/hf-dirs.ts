@@ -2,7 +2,8 @@
 // attention buffers, a stored tied head) from a float32 one, for the loader and model-source tests.
 import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { halfToFloat, parseSafetensors } from '../../src/io/safetensors.js';
+import { f16Bits, halfToFloat } from '../../src/engine/formats/half.js';
+import { parseSafetensors } from '../../src/io/safetensors.js';
 
 export type StoredDtype = 'F32' | 'F16' | 'BF16';
 
@@ -18,31 +19,6 @@ export interface VariantOptions {
   storeTiedHead?: boolean;
   /** Files copied beside the weights (config.json and generation_config.json by default). */
   copy?: string[];
-}
-
-/** float32 → IEEE binary16 bits, rounding to nearest even (what torch's `.half()` does). */
-export function floatToHalfBits(x: number): number {
-  const u = new Uint32Array(Float32Array.of(x).buffer)[0];
-  const sign = (u >>> 16) & 0x8000;
-  const exp = (u >>> 23) & 0xff;
-  const mant = u & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  const e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign;
-    const m = mant | 0x800000;
-    const shift = 14 - e;
-    const half = 1 << (shift - 1);
-    const rest = m & ((1 << shift) - 1);
-    let out = m >>> shift;
-    if (rest > half || (rest === half && out & 1)) out++;
-    return sign | out;
-  }
-  let out = (e << 10) | (mant >>> 13);
-  const rest = mant & 0x1fff;
-  if (rest > 0x1000 || (rest === 0x1000 && out & 1)) out++;
-  return sign | out;
 }
 
 /** float32 → bfloat16 bits, rounding to nearest even (what torch's `.bfloat16()` does). */
@@ -84,7 +60,7 @@ export function encodeAs(data: Float32Array, dtype: StoredDtype): Uint8Array {
   if (dtype === 'F32')
     return new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
   const bits = new Uint16Array(data.length);
-  const convert = dtype === 'F16' ? floatToHalfBits : floatToBf16Bits;
+  const convert = dtype === 'F16' ? f16Bits : floatToBf16Bits;
   for (let i = 0; i < data.length; i++) bits[i] = convert(data[i]);
   return new Uint8Array(bits.buffer);
 }
@@ -98,7 +74,7 @@ export function roundTo(dtype: StoredDtype, data: Float32Array): Float32Array {
     for (let i = 0; i < data.length; i++) words[i] = floatToBf16Bits(data[i]) << 16;
     return out;
   }
-  for (let i = 0; i < data.length; i++) out[i] = halfToFloat(floatToHalfBits(data[i]));
+  for (let i = 0; i < data.length; i++) out[i] = halfToFloat(f16Bits(data[i]));
   return out;
 }
 

@@ -2,8 +2,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
+import { halfToFloat } from '../../src/engine/formats/half.js';
 import {
-  halfToFloat,
   parseSafetensors,
   parseSafetensorsWithMetadata,
   serializeSafetensors,
