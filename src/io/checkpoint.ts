@@ -1,8 +1,10 @@
 // Hugging Face model directories (what `save_pretrained` writes for GPT2LMHeadModel): validated load, atomic save.
+
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { ConfigError, type GPTConfig, validateConfig } from '../engine/config.js';
+import { firstNonFinite } from '../engine/finite.js';
 import type { ModelSource } from '../engine/inference.js';
 import {
   canonicalHfName,
@@ -518,7 +520,29 @@ function readParams(
   shared: boolean,
   into?: (floats: number) => Float32Array,
 ): { params: Float32Array; dtypes: string[] } {
+  const weights = openWeights(paths, index, config);
+  try {
+    const { plan } = weights;
+    const dtypes = [...new Set(plan.map((t) => t.entry.dtype))].sort();
+    return { params: readPlanned(plan, config, shared, into), dtypes };
+  } catch (err) {
+    if (err instanceof CheckpointError) throw err;
+    throw new CheckpointError(paths[0], `cannot be read (${(err as Error).message})`);
+  } finally {
+    weights.close();
+  }
+}
+
+/** The weight files open, their headers checked and every tensor matched to the layout (see planTensors). */
+function openWeights(
+  paths: string[],
+  index: { file: string; map: Map<string, string> } | null,
+  config: GPTConfig,
+): { plan: PlannedTensor[]; close(): void } {
   const open: OpenWeights[] = [];
+  const close = () => {
+    for (const f of open.splice(0)) closeSync(f.fd);
+  };
   try {
     for (const file of paths) {
       let fd: number;
@@ -535,15 +559,111 @@ function readParams(
       open[open.length - 1].header = readHeader(fd, file);
     }
     if (index) checkShardIndex(index, open);
-    const plan = planTensors(open, config);
-    const dtypes = [...new Set(plan.map((t) => t.entry.dtype))].sort();
-    return { params: readPlanned(plan, config, shared, into), dtypes };
+    return { plan: planTensors(open, config), close };
   } catch (err) {
-    if (err instanceof CheckpointError) throw err;
     const file = open.length > 0 ? open[open.length - 1].path : paths[0];
+    close();
+    if (err instanceof CheckpointError) throw err;
     throw new CheckpointError(file, `cannot be read (${(err as Error).message})`);
-  } finally {
-    for (const f of open) closeSync(f.fd);
+  }
+}
+
+/**
+ * Reads elements [start, start + count) of a planned tensor into `into` (float32, F16/BF16 converted), and
+ * checks they are finite. The file must still be open.
+ */
+function readPlannedRange(t: PlannedTensor, start: number, count: number, into: Float32Array): void {
+  const fail = (problem: string): never => {
+    throw new CheckpointError(t.file.path, problem);
+  };
+  const size = t.entry.shape.reduce((a, b) => a * b, 1);
+  if (start < 0 || count < 0 || start + count > size || into.length < count)
+    throw new RangeError(`${t.stored}: elements [${start}, ${start + count}) of ${size}`);
+  const width = t.entry.dtype === 'F32' ? 4 : 2;
+  const position = t.entry.start + start * width;
+  if (width === 4) {
+    const bytes = new Uint8Array(into.buffer, into.byteOffset, count * 4);
+    if (!readFully(t.file.fd, bytes, 0, count * 4, position)) fail('truncated while it was being read');
+  } else {
+    const bytes = new Uint8Array(count * 2);
+    if (!readFully(t.file.fd, bytes, 0, count * 2, position)) fail('truncated while it was being read');
+    into.set(decodeTensor(t.entry.dtype, bytes) as Float32Array);
+  }
+  const bad = firstNonFinite(into.subarray(0, count));
+  if (bad >= 0) fail(`tensor ${t.stored} holds a non-finite value at index ${start + bad}`);
+}
+
+/** A model directory whose weights are read on demand (see openModelDir); close() when done. */
+export interface OpenModelDir extends Omit<LoadedModelDir, 'params'> {
+  /** Every tensor as float32 read from the files when asked, piece by piece (see TensorData 'f32-read'). */
+  source: ModelSource;
+  close(): void;
+}
+
+/** Floats compared at a time when a stored tied head is checked against the embedding. */
+const TIED_CHECK_FLOATS = 1 << 18;
+
+/**
+ * Opens a float32/F16/BF16 model directory as loadModelDir checks it (config, tokenizer, every header and
+ * tensor matched to the layout), without reading the weights: the source reads each tensor, or a piece of it,
+ * when asked, so a loader that converts them (quantising at load) never holds the float32 model.
+ */
+export async function openModelDir(dir: string, options: LoadModelOptions = {}): Promise<OpenModelDir> {
+  const { config, hfConfig, generationConfig, tokenizerData, tokenizerTables, loadedTables } =
+    await readDirParts(dir, options);
+  const found = await findWeightFiles(dir);
+  const weights = openWeights(found.files, found.index, config);
+  try {
+    const byName = new Map<string, PlannedTensor>();
+    let storedHead: PlannedTensor | null = null;
+    for (const t of weights.plan) {
+      if (t.spec) byName.set(t.spec.hfName, t);
+      else storedHead = t;
+    }
+    const embedding = byName.get(HF_TOKEN_EMBEDDING);
+    if (storedHead && embedding) {
+      // A tied head stored anyway must be the embedding, as loadModelDir checks; compared piece by piece.
+      const size = config.vocabSize * config.nEmbd;
+      const a = new Float32Array(Math.min(TIED_CHECK_FLOATS, size));
+      const b = new Float32Array(a.length);
+      for (let at = 0; at < size; at += a.length) {
+        const n = Math.min(a.length, size - at);
+        readPlannedRange(embedding, at, n, a);
+        readPlannedRange(storedHead, at, n, b);
+        for (let i = 0; i < n; i++)
+          if (!Object.is(a[i], b[i]))
+            throw new CheckpointError(
+              storedHead.file.path,
+              `${HF_LM_HEAD} differs from ${HF_TOKEN_EMBEDDING} but config.json says tie_word_embeddings is true`,
+            );
+      }
+    }
+    const source: ModelSource = {
+      tensor(hfName) {
+        const t = byName.get(hfName);
+        if (!t) throw new Error(`${dir}: no tensor ${hfName}`);
+        return { format: 'f32-read', read: (start, count, into) => readPlannedRange(t, start, count, into) };
+      },
+    };
+    const opened: OpenModelDir = {
+      config,
+      source,
+      generationConfig,
+      tokenizerData,
+      hfConfig,
+      dir,
+      weightFiles: found.files,
+      storedDtypes: [...new Set(weights.plan.map((t) => t.entry.dtype))].sort(),
+      close: weights.close,
+    };
+    if (options.tokenizer === 'tables') {
+      opened.tokenizerTables = tokenizerTables;
+      if (loadedTables) opened.tokenizerSource = loadedTables.source;
+    }
+    return opened;
+  } catch (err) {
+    weights.close();
+    throw err;
   }
 }
 
@@ -657,26 +777,15 @@ function readPlanned(
     : new Float32Array(shared ? new SharedArrayBuffer(layout.total * 4) : new ArrayBuffer(layout.total * 4));
   if (params.length !== layout.total)
     throw new RangeError(`parameter buffer of ${params.length} floats, the layout needs ${layout.total}`);
-  const paramBytes = new Uint8Array(params.buffer, params.byteOffset, params.byteLength);
   let storedLmHead: { data: Float32Array; file: string } | null = null;
-  for (const { file, stored, entry, spec } of plan) {
-    const fail = (problem: string): never => {
-      throw new CheckpointError(file.path, problem);
-    };
-    let data: Float32Array;
-    if (spec && entry.dtype === 'F32') {
-      if (!readFully(file.fd, paramBytes, spec.offset * 4, entry.bytes, entry.start))
-        fail('truncated while it was being read');
-      data = params.subarray(spec.offset, spec.offset + spec.size);
-    } else {
-      const bytes = new Uint8Array(entry.bytes);
-      if (!readFully(file.fd, bytes, 0, entry.bytes, entry.start)) fail('truncated while it was being read');
-      data = decodeTensor(entry.dtype, bytes) as Float32Array;
-      if (spec) params.set(data, spec.offset);
+  for (const t of plan) {
+    if (t.spec)
+      readPlannedRange(t, 0, t.spec.size, params.subarray(t.spec.offset, t.spec.offset + t.spec.size));
+    else {
+      const data = new Float32Array(config.vocabSize * config.nEmbd);
+      readPlannedRange(t, 0, data.length, data);
+      storedLmHead = { data, file: t.file.path };
     }
-    const bad = firstNonFinite(data);
-    if (bad >= 0) fail(`tensor ${stored} holds a non-finite value at index ${bad}`);
-    if (!spec) storedLmHead = { data, file: file.path };
   }
   if (storedLmHead) {
     const wte = layout.byName.get(HF_TOKEN_EMBEDDING)!;
@@ -691,29 +800,6 @@ function readPlanned(
     }
   }
   return params;
-}
-
-/**
- * Index of the first NaN or ±Infinity, or -1. Reads the bits (exponent all ones) without a branch or call
- * per value: this loop runs cold over every weight at each server start.
- */
-function firstNonFinite(data: Float32Array): number {
-  const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
-  const n = bits.length;
-  let flags = 0;
-  let i = 0;
-  // (exponent bits) + 2^23 carries into bit 31 exactly when the exponent is all ones.
-  for (; i + 4 <= n; i += 4) {
-    flags |=
-      ((bits[i] & 0x7f800000) + 0x00800000) |
-      ((bits[i + 1] & 0x7f800000) + 0x00800000) |
-      ((bits[i + 2] & 0x7f800000) + 0x00800000) |
-      ((bits[i + 3] & 0x7f800000) + 0x00800000);
-  }
-  for (; i < n; i++) flags |= (bits[i] & 0x7f800000) + 0x00800000;
-  if (flags >= 0) return -1;
-  for (let j = 0; j < n; j++) if (!Number.isFinite(data[j])) return j;
-  return -1;
 }
 
 function sameShape(a: number[], b: number[]): boolean {

@@ -6,7 +6,7 @@ import type { GPTConfig } from '../engine/config.js';
 import { InferenceWeights, type SharedHead } from '../engine/inference.js';
 import { parameterLayout } from '../engine/layout.js';
 import { wasmArena } from '../engine/wasm/runtime.js';
-import { loadModelDir, loadQ8ModelDir, modelDirWeights } from '../io/checkpoint.js';
+import { loadModelDir, loadQ8ModelDir, modelDirWeights, openModelDir } from '../io/checkpoint.js';
 import { loadGgufModel } from '../io/gguf.js';
 import { type ModelOrigin, readModelOrigin } from '../io/model-report.js';
 import { buildTokenizerTables, type TokenizerTables } from '../tokenizer/gpt2-bpe.js';
@@ -109,7 +109,8 @@ export async function loadServedModel(path: string, options: ServedModelOptions 
  */
 async function fromDirectory(dir: string, options: ServedModelOptions): Promise<LoadedParts> {
   if ((await modelDirWeights(dir)) === 'q8_0') return fromQ8Directory(dir);
-  const arena = options.quantize ? null : wasmArena();
+  const arena = wasmArena();
+  if (options.quantize && arena) return quantisedFromDirectory(dir, options.quantize);
   const loaded = await loadModelDir(dir, {
     requireTokenizer: true,
     tokenizer: 'tables',
@@ -132,6 +133,29 @@ async function fromDirectory(dir: string, options: ServedModelOptions): Promise<
     tokenizerSource: loaded.tokenizerSource ?? 'tokenizer files',
     params: loaded.params.buffer instanceof SharedArrayBuffer && !arena ? loaded.params : null,
   };
+}
+
+/**
+ * A float32 (or F16/BF16) directory quantised at load: each matrix read a piece at a time into scratch in the
+ * kernels' memory and quantised there, so the float32 model is never held whole.
+ */
+async function quantisedFromDirectory(dir: string, quantize: 'q8_0'): Promise<LoadedParts> {
+  const opened = await openModelDir(dir, { requireTokenizer: true, tokenizer: 'tables' });
+  try {
+    const tokenizer = opened.tokenizerTables;
+    if (!tokenizer)
+      throw new Error(`${dir} has no tokenizer files (tokenizer.json or vocab.json + merges.txt)`);
+    const weights = new InferenceWeights(opened.config, opened.source, { head: 'share', quantize });
+    return {
+      config: opened.config,
+      weights,
+      tokenizer,
+      tokenizerSource: opened.tokenizerSource ?? 'tokenizer files',
+      params: null,
+    };
+  } finally {
+    opened.close();
+  }
 }
 
 /** A model directory whose weights are model.q8_0.gguf: the int8 blocks go to the kernels as they are stored. */

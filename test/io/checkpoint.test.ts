@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { GPTConfig } from '../../src/engine/config.js';
 import { parameterLayout } from '../../src/engine/layout.js';
-import { loadModelDir, saveModelDir } from '../../src/io/checkpoint.js';
+import { wasmArena } from '../../src/engine/wasm/runtime.js';
+import { loadModelDir, openModelDir, saveModelDir } from '../../src/io/checkpoint.js';
 import { pyFloat, pythonJson } from '../../src/io/python-json.js';
 import { parseSafetensors, serializeSafetensors, type TensorToWrite } from '../../src/io/safetensors.js';
 import { writeTokenizerFiles } from '../../src/io/tokenizer-files.js';
@@ -54,11 +55,34 @@ async function expectLoadError(
   pattern: RegExp,
   requireTokenizer = false,
 ): Promise<void> {
-  await assert.rejects(loadModelDir(dir, { requireTokenizer }), (err: Error) => {
+  const check = (err: Error) => {
     assert.ok(err.message.includes(join(dir, file)), `error names ${file}: ${err.message}`);
     assert.match(err.message, pattern);
     return true;
-  });
+  };
+  await assert.rejects(loadModelDir(dir, { requireTokenizer }), check);
+  // The loader that reads tensors a piece at a time (quantising at load) refuses it for the same reason.
+  await assert.rejects(readEveryTensor(dir, requireTokenizer), check, 'openModelDir');
+}
+
+/** Opens a directory with openModelDir and reads every tensor through its source, in two pieces each. */
+async function readEveryTensor(dir: string, requireTokenizer = false): Promise<Float32Array> {
+  const opened = await openModelDir(dir, { requireTokenizer });
+  try {
+    const layout = parameterLayout(opened.config);
+    const out = new Float32Array(layout.total);
+    for (const spec of layout.tensors) {
+      const t = opened.source.tensor(spec.hfName);
+      assert.equal(t.format, 'f32-read');
+      if (t.format !== 'f32-read') continue;
+      const half = Math.floor(spec.size / 2);
+      t.read(0, half, out.subarray(spec.offset, spec.offset + half));
+      t.read(half, spec.size - half, out.subarray(spec.offset + half, spec.offset + spec.size));
+    }
+    return out;
+  } finally {
+    opened.close();
+  }
 }
 
 describe('save_pretrained compatibility', () => {
@@ -412,6 +436,7 @@ describe('loadModelDir reads each tensor from its place in the file', () => {
     );
     assert.equal(diff, 0);
     assert.deepEqual(Array.from(loaded.params), Array.from(want));
+    assert.deepEqual(Array.from(await readEveryTensor(dir)), Array.from(want), 'openModelDir reads the same');
   });
 });
 
@@ -432,11 +457,18 @@ describe('loadModelDir finds every non-finite weight and loads into shared memor
       broken[spec.offset + index] = value;
       const dir = join(tmp, `nonfinite-${counter++}`);
       await saveModelDir(dir, { config, params: broken, tokenizerData: null });
-      await assert.rejects(
-        loadModelDir(dir),
-        (e: Error) => e.message.includes(`tensor ${name} holds a non-finite value at index ${index}`),
-        `${value} at ${name}[${index}]`,
-      );
+      const named = (e: Error) =>
+        e.message.includes(`tensor ${name} holds a non-finite value at index ${index}`);
+      await assert.rejects(loadModelDir(dir), named, `${value} at ${name}[${index}]`);
+      // Read into the kernels' memory, the scan is the WebAssembly kernel's; read in pieces, the index is the tensor's.
+      const arena = wasmArena();
+      if (arena)
+        await assert.rejects(
+          loadModelDir(dir, { paramsInto: (n) => arena.f32(arena.alloc(n * 4), n) }),
+          named,
+          `kernel scan: ${value} at ${name}[${index}]`,
+        );
+      await assert.rejects(readEveryTensor(dir), named, `openModelDir: ${value} at ${name}[${index}]`);
     }
     // The largest finite float32 and subnormals are finite.
     const edge = Float32Array.from(params);

@@ -11,6 +11,8 @@ import type { Linear } from './linear.js';
 export const Q8_BLOCK = 32;
 /** Bytes per block in GGUF: the f16 scale, then 32 int8. */
 export const Q8_BLOCK_BYTES = 34;
+/** Bytes of GGUF blocks the kernels pack or quantise per call (short calls reach V8's optimised code). */
+const PACK_CHUNK_BYTES = 256 * 1024;
 
 /** Whether a [rows, cols] matrix can be stored as Q8_0 (its rows split into whole blocks). */
 export function q8Eligible(cols: number): boolean {
@@ -121,20 +123,21 @@ export class Q8Matrix {
   readonly q: Int8Array;
   readonly d: Float32Array;
   /** True when a weight is −128 (never written by llama.cpp or gguf-py): the kernels then avoid relaxed SIMD. */
-  readonly wide: boolean;
+  wide = false;
   /** What the kernels' `plain` argument gets: int16 dot products instead of relaxed SIMD's (see q8Block). */
-  readonly plain: boolean;
+  plain: boolean;
   private finiteCache: boolean | null = null;
 
   /**
    * Packs GGUF Q8_0 `blocks` of a [rows, cols] matrix (into memory from `alloc`, or plain arrays), or adopts a
-   * packing another thread shared (`shared`, in `arena`'s memory).
+   * packing another thread shared (`shared`, in `arena`'s memory). `blocks: null` leaves it zero, for
+   * quantiseRows/packBlocks to fill (with the kernels).
    */
   constructor(
     readonly rows: number,
     readonly cols: number,
     readonly arena: WasmArena | null,
-    source: { blocks: Uint8Array; alloc: ((bytes: number) => number) | null } | { shared: SharedQ8 },
+    source: { blocks: Uint8Array | null; alloc: ((bytes: number) => number) | null } | { shared: SharedQ8 },
   ) {
     if (!q8Eligible(cols)) throw new RangeError(`Q8_0 needs rows of whole 32-blocks, got ${cols} columns`);
     this.quads = Math.ceil(rows / 4);
@@ -142,6 +145,7 @@ export class Q8Matrix {
     this.bytes = rows * this.NB * Q8_BLOCK_BYTES;
     const qBytes = this.quads * this.NB * 128;
     const dFloats = this.quads * this.NB * 4;
+    this.plain = !arena?.relaxedDot;
     if ('shared' in source) {
       if (!arena) throw new Error('a shared Q8_0 matrix needs the kernels');
       this.q = arena.i8(source.shared.q, qBytes);
@@ -151,17 +155,38 @@ export class Q8Matrix {
       return;
     }
     const { blocks, alloc } = source;
-    if (blocks.byteLength !== this.bytes)
+    if (blocks && blocks.byteLength !== this.bytes)
       throw new RangeError(`Q8_0 ${rows}×${cols}: ${blocks.byteLength} bytes, expected ${this.bytes}`);
     if (arena && alloc) {
       this.q = arena.i8(alloc(qBytes), qBytes);
       this.d = arena.f32(alloc(dFloats * 4), dFloats);
     } else {
+      if (!blocks) throw new Error('an empty Q8_0 matrix is filled by the kernels, unavailable here');
       this.q = new Int8Array(qBytes);
       this.d = new Float32Array(dFloats);
     }
     this.q.fill(0);
     this.d.fill(0);
+    if (!blocks) return;
+    if (arena && alloc) {
+      // Through the kernels' memory in pieces of whole rows.
+      const rowBytes = this.NB * Q8_BLOCK_BYTES;
+      const chunkRows = Math.max(1, Math.floor(PACK_CHUNK_BYTES / rowBytes));
+      const inArena = arena.owns(blocks);
+      const scratchBytes = inArena ? 0 : Math.min(rows, chunkRows) * rowBytes;
+      const scratch = inArena ? 0 : arena.alloc(scratchBytes);
+      try {
+        for (let r0 = 0; r0 < rows; r0 += chunkRows) {
+          const count = Math.min(chunkRows, rows - r0);
+          const piece = blocks.subarray(r0 * rowBytes, (r0 + count) * rowBytes);
+          if (!inArena) arena.u8(scratch, piece.length).set(piece);
+          this.packBlocks(inArena ? piece.byteOffset : scratch, r0, count);
+        }
+      } finally {
+        if (scratchBytes > 0) arena.free(scratch, scratchBytes);
+      }
+      return;
+    }
     const signed = new Int8Array(blocks.buffer, blocks.byteOffset, blocks.byteLength);
     let wide = false;
     const NB = this.NB;
@@ -192,6 +217,48 @@ export class Q8Matrix {
     }
     this.wide = wide;
     this.plain = wide || !arena?.relaxedDot;
+  }
+
+  /** Packs `count` rows from row r0 given as GGUF blocks at `ptr` in the kernels' memory (see q8PackBlocks). */
+  packBlocks(ptr: number, r0: number, count: number): void {
+    const arena = this.arena as WasmArena;
+    if (arena.kernels.q8PackBlocks(this.q.byteOffset, this.d.byteOffset, ptr, r0, count, this.NB))
+      this.wide = true;
+    this.plain = this.wide || !arena.relaxedDot;
+    this.finiteCache = null;
+  }
+
+  /**
+   * Quantises rows [r0, r0 + n) from float32 in the kernels' memory, as quantizeQ8_0 does (the same bytes):
+   * `src` holds them row-major ([n, cols]), or, with `transposed`, is the whole matrix stored [cols, rows]
+   * (a Conv1D weight).
+   */
+  quantiseRows(src: Float32Array, r0: number, n: number, transposed = false): void {
+    const arena = this.arena as WasmArena;
+    if (!arena.owns(src)) throw new Error("quantiseRows reads float32 in the kernels' memory");
+    const rowBytes = this.NB * Q8_BLOCK_BYTES;
+    const chunkRows = Math.max(4, Math.floor(PACK_CHUNK_BYTES / rowBytes) & ~3);
+    const scratchBytes = Math.min(n, chunkRows) * rowBytes + 512;
+    const scratch = arena.alloc(scratchBytes);
+    const k = arena.kernels;
+    try {
+      for (let r = 0; r < n; r += chunkRows) {
+        const count = Math.min(chunkRows, n - r);
+        if (transposed)
+          k.q8WeightColumns(
+            scratch,
+            src.byteOffset + (r0 + r) * 4,
+            count,
+            this.rows,
+            this.cols,
+            scratch + count * rowBytes,
+          );
+        else k.q8WeightRows(scratch, src.byteOffset + r * this.cols * 4, count, this.cols);
+        this.packBlocks(scratch, r0 + r, count);
+      }
+    } finally {
+      arena.free(scratch, scratchBytes);
+    }
   }
 
   /** The q8Gemv call in progress (read by the split's pieces). */

@@ -1,5 +1,6 @@
 // The f32 LM head as the kernels read it: packed as [V/16][C][16] for narrow models (sixteen logits per pass
 // over the input), row-major in place for wide ones (no second copy of the embedding); and its hot rows.
+import { firstNonFinite } from '../finite.js';
 import { PARALLEL_MIN_MACS } from '../formats/f32.js';
 import type { WasmArena } from '../wasm/runtime.js';
 import { SplitCall } from '../wasm/threads.js';
@@ -60,10 +61,7 @@ export class F32HeadMatrix implements HeadMatrix {
 
   get finite(): boolean {
     if (this.finiteCache === null) {
-      const w = this.lmHead;
-      let ok = true;
-      for (let i = 0; i < w.length && ok; i++) ok = Number.isFinite(w[i]);
-      this.finiteCache = ok;
+      this.finiteCache = firstNonFinite(this.lmHead) < 0;
     }
     return this.finiteCache;
   }
@@ -137,8 +135,16 @@ export class F32HeadMatrix implements HeadMatrix {
     const bytes = coldAt + 8;
     const scratch = arena.alloc(bytes);
     try {
-      if (!this.packed) arena.kernels.rowNorms(scratch + normsAt, w.byteOffset, V, C);
-      else {
+      if (!this.packed) {
+        // In pieces: short calls let V8 switch to the kernel's optimised code after the first few.
+        for (let v = 0; v < V; v += chunk)
+          arena.kernels.rowNorms(
+            scratch + normsAt + v * 8,
+            w.byteOffset + v * C * 4,
+            Math.min(chunk, V - v),
+            C,
+          );
+      } else {
         for (let r0 = 0; r0 < V; r0 += chunk) {
           const rows = Math.min(chunk, V - r0);
           let src = w.byteOffset + r0 * C * 4;

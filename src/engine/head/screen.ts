@@ -37,7 +37,10 @@ export function screenInputMax(C2: number): number {
   return Math.min(32767, Math.floor((2 ** 31 - 1) / (127 * C2)));
 }
 
-/** Quantises the head [V, C] row by row into `arena` (see ScreenRows); `owner` frees it when collected. */
+/** Rows per screenPack call: calls short enough that V8 compiles the kernel optimised after the first few. */
+const PACK_ROWS = 1024;
+
+/** Quantises the head [V, C] (in `arena`) row by row into `arena` (see ScreenRows); `owner` frees it when collected. */
 export function packScreenRows(
   arena: WasmArena,
   w: Float32Array,
@@ -45,6 +48,7 @@ export function packScreenRows(
   C: number,
   owner: object | null,
 ): ScreenRows {
+  if (!arena.owns(w)) throw new Error("the int8 screen packs a head that lies in the kernels' memory");
   const groups = Math.ceil(V / TOP_GROUP);
   const rows = groups * TOP_GROUP;
   const C2 = C + (C & 1);
@@ -55,31 +59,33 @@ export function packScreenRows(
   };
   const qPtr = alloc(rows * C2);
   const scalePtr = alloc(rows * 4);
-  const q = arena.i8(qPtr, rows * C2);
-  const scale = arena.f32(scalePtr, rows);
-  q.fill(0);
-  scale.fill(0);
+  arena.i8(qPtr, rows * C2).fill(0);
+  arena.f32(scalePtr, rows).fill(0);
+  const scratchBytes = 24 + C + 1;
+  const scratch = arena.alloc(scratchBytes);
   let maxScale = 0;
   let maxL1 = 0;
   let maxAbs = 0;
-  for (let v = 0; v < V; v++) {
-    const row = v * C;
-    let amax = 0;
-    for (let c = 0; c < C; c++) amax = Math.max(amax, Math.abs(w[row + c]));
-    if (amax === 0) continue;
-    const s = amax / 127;
-    let l1 = 0;
-    const base = (v >> 2) * 4 * C2 + (v & 3) * 2;
-    for (let c = 0; c < C; c++) {
-      const qc = Math.max(-127, Math.min(127, Math.round(w[row + c] / s)));
-      q[base + (c >> 1) * 8 + (c & 1)] = qc;
-      l1 += Math.abs(qc);
+  try {
+    const stats = arena.f64(scratch, 3);
+    // PACK_ROWS is a multiple of 4: each call starts a new group of four rows.
+    for (let v = 0; v < V; v += PACK_ROWS) {
+      arena.kernels.screenPack(
+        qPtr + (v >> 2) * 4 * C2,
+        scalePtr + v * 4,
+        w.byteOffset + v * C * 4,
+        Math.min(PACK_ROWS, V - v),
+        C,
+        C2,
+        scratch + 24,
+        scratch,
+      );
+      maxScale = Math.max(maxScale, stats[0]);
+      maxL1 = Math.max(maxL1, stats[1]);
+      maxAbs = Math.max(maxAbs, stats[2]);
     }
-    scale[v] = s;
-    // The kernel multiplies by the float32 scale: bound with what it uses.
-    maxScale = Math.max(maxScale, scale[v], s);
-    maxL1 = Math.max(maxL1, scale[v] * l1);
-    maxAbs = Math.max(maxAbs, amax);
+  } finally {
+    arena.free(scratch, scratchBytes);
   }
   return { q: qPtr, scale: scalePtr, groups, C2, maxScale, maxL1, maxAbs };
 }

@@ -19,7 +19,12 @@ export type TensorData =
   /** float32 in the layout's shape and orientation (Conv1D weights [in, out]). */
   | { format: 'f32'; data: Float32Array }
   /** GGUF Q8_0 blocks of the [out, in] matrix (a Conv1D weight transposed; the embedding as is). */
-  | { format: 'q8_0'; blocks: Uint8Array };
+  | { format: 'q8_0'; blocks: Uint8Array }
+  /**
+   * float32 as 'f32' gives it, read on demand: elements [start, start + count) into `into` (a loader that
+   * never holds the whole float32 model, e.g. when quantising at load).
+   */
+  | { format: 'f32-read'; read(start: number, count: number, into: Float32Array): void };
 
 /** A model's tensors by Hugging Face name (see layout.ts), e.g. as a GGUF file holds them. */
 export interface ModelSource {
@@ -80,6 +85,41 @@ function isMatrix(spec: TensorSpec): boolean {
 /** The matrix's [out, in] shape as Q8_0 stores it. */
 function rowsCols(spec: TensorSpec): [number, number] {
   return spec.conv1d ? [spec.shape[1], spec.shape[0]] : [spec.shape[0], spec.shape[1]];
+}
+
+/** Floats of a row-major matrix read and quantised at a time (whole rows). */
+const QUANTISE_CHUNK_FLOATS = 1 << 18;
+
+/**
+ * Quantises a float32 matrix into `m` with the kernels, from the kernels' memory: a Conv1D weight whole (it is
+ * stored transposed; at most 4·C² floats), a row-major one (the embedding) a few rows at a time, so quantising
+ * at load holds one piece of float32 at once.
+ */
+function quantiseInto(
+  m: Q8Matrix,
+  arena: WasmArena,
+  t: Extract<TensorData, { format: 'f32' | 'f32-read' }>,
+  transposed: boolean,
+): void {
+  const { rows, cols } = m;
+  if (t.format === 'f32' && arena.owns(t.data)) {
+    m.quantiseRows(t.data, 0, rows, transposed);
+    return;
+  }
+  const chunkRows = transposed ? rows : Math.max(1, Math.floor(QUANTISE_CHUNK_FLOATS / cols));
+  const floats = Math.min(rows, chunkRows) * cols;
+  const scratch = arena.alloc(floats * 4);
+  try {
+    const into = arena.f32(scratch, floats);
+    for (let r0 = 0; r0 < rows; r0 += chunkRows) {
+      const n = Math.min(chunkRows, rows - r0);
+      if (t.format === 'f32-read') t.read(r0 * cols, n * cols, into);
+      else into.set(t.data.subarray(r0 * cols, (r0 + n) * cols));
+      m.quantiseRows(into.subarray(0, n * cols), r0, n, transposed);
+    }
+  } finally {
+    arena.free(scratch, floats * 4);
+  }
 }
 
 /** Read-only weights shared by any number of sessions (e.g. one per request). */
@@ -171,9 +211,10 @@ export class InferenceWeights {
         const at = f32Offsets.get(spec.hfName);
         if (at === undefined) continue;
         const t = source(spec);
-        if (t.format !== 'f32' || t.data.length !== spec.size)
+        if (t.format === 'f32-read') t.read(0, spec.size, block.subarray(at, at + spec.size));
+        else if (t.format !== 'f32' || t.data.length !== spec.size)
           throw new Error(`${spec.hfName}: expected ${spec.size} float32 values`);
-        block.set(t.data, at);
+        else block.set(t.data, at);
       }
     }
     this.f32Ptr = arena ? block.byteOffset : 0;
@@ -194,13 +235,22 @@ export class InferenceWeights {
         continue;
       }
       const t = source(spec);
-      const blocks =
-        t.format === 'q8_0'
-          ? t.blocks
-          : spec.conv1d
-            ? quantizeQ8_0(t.data, rows, cols, 1, rows)
-            : quantizeQ8_0(t.data, rows, cols, cols, 1);
-      this.q8.set(name, new Q8Matrix(rows, cols, arena, { blocks, alloc: arena ? alloc : null }));
+      if (t.format === 'q8_0') {
+        this.q8.set(name, new Q8Matrix(rows, cols, arena, { blocks: t.blocks, alloc: arena ? alloc : null }));
+        continue;
+      }
+      if (!arena) {
+        const data = t.format === 'f32' ? t.data : new Float32Array(spec.size);
+        if (t.format === 'f32-read') t.read(0, spec.size, data);
+        const blocks = spec.conv1d
+          ? quantizeQ8_0(data, rows, cols, 1, rows)
+          : quantizeQ8_0(data, rows, cols, cols, 1);
+        this.q8.set(name, new Q8Matrix(rows, cols, null, { blocks, alloc: null }));
+        continue;
+      }
+      const m = new Q8Matrix(rows, cols, arena, { blocks: null, alloc });
+      quantiseInto(m, arena, t, spec.conv1d);
+      this.q8.set(name, m);
     }
 
     const linear = (weight: string, bias: string, IC: number, OC: number): Linear => {

@@ -123,6 +123,20 @@ export interface KernelExports {
     scale: number,
     scores: number,
   ): void;
+  firstNonFinite(p: number, n: number): number;
+  screenPack(
+    q: number,
+    scale: number,
+    w: number,
+    V: number,
+    C: number,
+    C2: number,
+    tmp: number,
+    stats: number,
+  ): void;
+  q8WeightRows(dst: number, src: number, rows: number, cols: number): void;
+  q8WeightColumns(dst: number, src: number, rows: number, stride: number, cols: number, tmp: number): void;
+  q8PackBlocks(q: number, d: number, blocks: number, r0: number, count: number, NB: number): number;
 }
 
 const PAGE = 65536;
@@ -225,6 +239,10 @@ export class WasmArena {
 
   i8(ptr: number, length: number): Int8Array {
     return new Int8Array(this.currentBuffer(), ptr, length);
+  }
+
+  u8(ptr: number, length: number): Uint8Array {
+    return new Uint8Array(this.currentBuffer(), ptr, length);
   }
 
   /** The memory's buffer as this thread sees it now (a new object after any thread grew it), remembered for owns(). */

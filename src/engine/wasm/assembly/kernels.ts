@@ -1711,3 +1711,273 @@ export function attendRows(
       scores,
     );
 }
+
+// ---- Loading: checks and packing that run once over every weight at start ----
+
+/** Index of the first NaN or ±Infinity among n floats at p, or -1 (exponent bits all ones). */
+export function firstNonFinite(p: usize, n: i32): i32 {
+  const mask = i32x4.splat(0x7f800000);
+  let i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const q = p + ((<usize>i) << 2);
+    const e = v128.or(
+      v128.or(i32x4.eq(v128.and(v128.load(q), mask), mask), i32x4.eq(v128.and(v128.load(q, 16), mask), mask)),
+      v128.or(
+        i32x4.eq(v128.and(v128.load(q, 32), mask), mask),
+        i32x4.eq(v128.and(v128.load(q, 48), mask), mask),
+      ),
+    );
+    if (v128.any_true(e)) break;
+  }
+  for (; i < n; i++) if ((load<u32>(p + ((<usize>i) << 2)) & 0x7f800000) === 0x7f800000) return i;
+  return -1;
+}
+
+/**
+ * The int8 screening copy of an LM head [V, C] at w (see ScreenRows in head/screen.ts): per row, scale =
+ * amax / 127 (f32) at scale[v], q = nearest(w / scale) at q's interleaved layout [V/4][C2/2][4 rows][2
+ * channels]. tmp holds C + 1 bytes. stats (f64): the largest scale, Σ_c |scale·q| and |w| over the rows.
+ * q and scale must be zeroed beforehand (rows of zeros, padding).
+ */
+export function screenPack(
+  q: usize,
+  scale: usize,
+  w: usize,
+  V: i32,
+  C: i32,
+  C2: i32,
+  tmp: usize,
+  stats: usize,
+): void {
+  let maxScale: f64 = 0;
+  let maxL1: f64 = 0;
+  let maxAbs: f64 = 0;
+  const C4 = C & ~3;
+  for (let v = 0; v < V; v++) {
+    const row = w + ((<usize>v * <usize>C) << 2);
+    let m = f32x4.splat(0);
+    for (let c = 0; c < C4; c += 4) m = f32x4.max(m, f32x4.abs(v128.load(row + ((<usize>c) << 2))));
+    let amax = laneMax(m);
+    for (let c = C4; c < C; c++) amax = max(amax, abs(load<f32>(row + ((<usize>c) << 2))));
+    if (amax === 0) continue;
+    const s: f32 = amax / 127;
+    const sv = f32x4.splat(s);
+    for (let c = 0; c < C4; c += 4) {
+      const qi = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.div(v128.load(row + ((<usize>c) << 2)), sv)));
+      const q16 = i16x8.narrow_i32x4_s(qi, qi);
+      v128.store32_lane(tmp + <usize>c, i8x16.narrow_i16x8_s(q16, q16), 0);
+    }
+    for (let c = C4; c < C; c++)
+      store<i8>(tmp + <usize>c, <i8>nearest(load<f32>(row + ((<usize>c) << 2)) / s));
+    // Zero past C (an odd C's last pair), then each channel pair to its place: 2 bytes every 8.
+    store<i8>(tmp + <usize>C, 0);
+    const base = q + <usize>(v >> 2) * 4 * <usize>C2 + <usize>((v & 3) * 2);
+    for (let c = 0; c < C; c += 2) store<u16>(base + <usize>(c << 2), load<u16>(tmp + <usize>c));
+    let acc = i32x4.splat(0);
+    const C16 = C & ~15;
+    for (let c = 0; c < C16; c += 16)
+      acc = i32x4.add(
+        acc,
+        i32x4.extadd_pairwise_i16x8_s(i16x8.extadd_pairwise_i8x16_s(i8x16.abs(v128.load(tmp + <usize>c)))),
+      );
+    let l1: i32 =
+      i32x4.extract_lane(acc, 0) +
+      i32x4.extract_lane(acc, 1) +
+      i32x4.extract_lane(acc, 2) +
+      i32x4.extract_lane(acc, 3);
+    for (let c = C16; c < C; c++) {
+      const x = load<i8>(tmp + <usize>c);
+      l1 += x < 0 ? -x : x;
+    }
+    store<f32>(scale + ((<usize>v) << 2), s);
+    maxScale = max(maxScale, <f64>s);
+    maxL1 = max(maxL1, <f64>s * <f64>l1);
+    maxAbs = max(maxAbs, <f64>amax);
+  }
+  store<f64>(stats, maxScale);
+  store<f64>(stats, maxL1, 8);
+  store<f64>(stats, maxAbs, 16);
+}
+
+/** f32 → f16 bits, to nearest even (overflow to infinity, NaN kept), as engine/formats/half.ts's f16Bits. */
+function f16Bits(x: f32): u32 {
+  const bits = reinterpret<u32>(x);
+  const sign = (bits >> 16) & 0x8000;
+  const exp = <i32>((bits >> 23) & 0xff);
+  const mant = bits & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  const e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    const m = mant | 0x800000;
+    const shift = <u32>(14 - e);
+    const half = (<u32>1) << (shift - 1);
+    const rest = m & (((<u32>1) << shift) - 1);
+    let h = m >> shift;
+    if (rest > half || (rest === half && (h & 1) !== 0)) h++;
+    return sign | h;
+  }
+  let h = ((<u32>e) << 10) | (mant >> 13);
+  const rest = mant & 0x1fff;
+  if (rest > 0x1000 || (rest === 0x1000 && (h & 1) !== 0)) h++;
+  return sign | h;
+}
+
+/** x rounded to the nearest integer per lane, halves away from zero (C's roundf), as int32 lanes. */
+function roundAway4(x: v128): v128 {
+  const t = f32x4.trunc(x);
+  const half = f32x4.ge(f32x4.abs(f32x4.sub(x, t)), f32x4.splat(0.5));
+  const one = v128.or(v128.and(x, i32x4.splat(0x80000000)), f32x4.splat(1));
+  return i32x4.trunc_sat_f32x4_s(f32x4.add(t, v128.and(one, half)));
+}
+
+/** One weight block: d = amax / 127 (stored as f16 bits), id = 1 / d, q = clamp(roundf(x · id), ±127). */
+function q8WeightBlock(
+  dst: usize,
+  amax: f32,
+  x0: v128,
+  x1: v128,
+  x2: v128,
+  x3: v128,
+  x4: v128,
+  x5: v128,
+  x6: v128,
+  x7: v128,
+): void {
+  const d: f32 = amax / 127;
+  const id = f32x4.splat(d === 0 ? 0 : <f32>1 / d);
+  store<u16>(dst, <u16>f16Bits(d));
+  const lo = i32x4.splat(-127);
+  const hi = i32x4.splat(127);
+  const q0 = i32x4.min_s(i32x4.max_s(roundAway4(f32x4.mul(x0, id)), lo), hi);
+  const q1 = i32x4.min_s(i32x4.max_s(roundAway4(f32x4.mul(x1, id)), lo), hi);
+  const q2 = i32x4.min_s(i32x4.max_s(roundAway4(f32x4.mul(x2, id)), lo), hi);
+  const q3 = i32x4.min_s(i32x4.max_s(roundAway4(f32x4.mul(x3, id)), lo), hi);
+  const q4 = i32x4.min_s(i32x4.max_s(roundAway4(f32x4.mul(x4, id)), lo), hi);
+  const q5 = i32x4.min_s(i32x4.max_s(roundAway4(f32x4.mul(x5, id)), lo), hi);
+  const q6 = i32x4.min_s(i32x4.max_s(roundAway4(f32x4.mul(x6, id)), lo), hi);
+  const q7 = i32x4.min_s(i32x4.max_s(roundAway4(f32x4.mul(x7, id)), lo), hi);
+  v128.store(dst + 2, i8x16.narrow_i16x8_s(i16x8.narrow_i32x4_s(q0, q1), i16x8.narrow_i32x4_s(q2, q3)));
+  v128.store(dst + 18, i8x16.narrow_i16x8_s(i16x8.narrow_i32x4_s(q4, q5), i16x8.narrow_i32x4_s(q6, q7)));
+}
+
+/**
+ * GGUF Q8_0 blocks (34 bytes: f16 scale, 32 int8) of `rows` row-major rows of `cols` floats at src (cols a
+ * multiple of 32), written to dst as gguf-py quantises (see quantizeQ8_0 in formats/q8-0.ts: the same bytes).
+ */
+export function q8WeightRows(dst: usize, src: usize, rows: i32, cols: i32): void {
+  const NB = cols / QK;
+  let p = src;
+  let o = dst;
+  for (let r = 0; r < rows; r++) {
+    for (let b = 0; b < NB; b++) {
+      const x0 = v128.load(p);
+      const x1 = v128.load(p, 16);
+      const x2 = v128.load(p, 32);
+      const x3 = v128.load(p, 48);
+      const x4 = v128.load(p, 64);
+      const x5 = v128.load(p, 80);
+      const x6 = v128.load(p, 96);
+      const x7 = v128.load(p, 112);
+      let m = f32x4.max(f32x4.max(f32x4.abs(x0), f32x4.abs(x1)), f32x4.max(f32x4.abs(x2), f32x4.abs(x3)));
+      m = f32x4.max(
+        m,
+        f32x4.max(f32x4.max(f32x4.abs(x4), f32x4.abs(x5)), f32x4.max(f32x4.abs(x6), f32x4.abs(x7))),
+      );
+      q8WeightBlock(o, laneMax(m), x0, x1, x2, x3, x4, x5, x6, x7);
+      p += 128;
+      o += 34;
+    }
+  }
+}
+
+/**
+ * The same blocks for `rows` output rows of a matrix stored transposed: src is their first column of
+ * [cols, stride4] floats (a Conv1D weight [in, out]), and the blocks run along each output row. Four output rows at a time: each stored row gives a vector
+ * of their four values, 4×4 transposes turn 32 of them into the four rows' blocks (in tmp, 512 bytes).
+ */
+export function q8WeightColumns(
+  dst: usize,
+  src: usize,
+  rows: i32,
+  stride4: i32,
+  cols: i32,
+  tmp: usize,
+): void {
+  const NB = cols / QK;
+  const stride = (<usize>stride4) << 2;
+  const rowBytes = <usize>NB * 34;
+  const R4 = rows & ~3;
+  for (let r = 0; r < rows; r += 4) {
+    const lanes = r < R4 ? 4 : rows - r;
+    for (let b = 0; b < NB; b++) {
+      let p = src + <usize>b * 32 * stride + ((<usize>r) << 2);
+      if (lanes === 4) {
+        for (let g = 0; g < 8; g++) {
+          const a = v128.load(p);
+          const bb = v128.load(p + stride);
+          const c = v128.load(p + 2 * stride);
+          const d = v128.load(p + 3 * stride);
+          const t0 = v128.shuffle<f32>(a, bb, 0, 4, 1, 5);
+          const t1 = v128.shuffle<f32>(c, d, 0, 4, 1, 5);
+          const t2 = v128.shuffle<f32>(a, bb, 2, 6, 3, 7);
+          const t3 = v128.shuffle<f32>(c, d, 2, 6, 3, 7);
+          const o = tmp + ((<usize>g) << 4);
+          v128.store(o, v128.shuffle<f32>(t0, t1, 0, 1, 4, 5));
+          v128.store(o, v128.shuffle<f32>(t0, t1, 2, 3, 6, 7), 128);
+          v128.store(o, v128.shuffle<f32>(t2, t3, 0, 1, 4, 5), 256);
+          v128.store(o, v128.shuffle<f32>(t2, t3, 2, 3, 6, 7), 384);
+          p += stride << 2;
+        }
+      } else {
+        for (let i = 0; i < 32; i++) {
+          for (let j = 0; j < lanes; j++)
+            store<f32>(tmp + <usize>(j * 128 + i * 4), load<f32>(p + ((<usize>j) << 2)));
+          p += stride;
+        }
+      }
+      for (let j = 0; j < lanes; j++)
+        q8WeightRows(dst + <usize>(r + j) * rowBytes + <usize>b * 34, tmp + <usize>(j * 128), 1, 32);
+    }
+  }
+}
+
+/** The value of f16 bits h as f32 (exact), as engine/formats/half.ts's halfToFloat. */
+function halfToFloat(h: u32): f32 {
+  const sign = (h & 0x8000) << 16;
+  const exp = (h >> 10) & 0x1f;
+  const mant = h & 0x3ff;
+  if (exp === 0) {
+    const v = <f32>mant * <f32>5.9604644775390625e-8; // 2^-24, exact
+    return reinterpret<f32>(sign | reinterpret<u32>(v));
+  }
+  if (exp === 0x1f) return reinterpret<f32>(sign | 0x7f800000 | (mant << 13));
+  return reinterpret<f32>(sign | ((exp + 112) << 23) | (mant << 13));
+}
+
+/**
+ * Packs `count` rows, from row r0, of a [rows, cols] matrix's GGUF Q8_0 blocks (at blocks, the first of row r0)
+ * into the layout the q8 products read (see Q8Matrix in formats/q8-0.ts): int8 [rows/4][NB][8 groups][4 rows]
+ * [4 bytes] at q, scales [rows/4][NB][4 rows] as f32 at d. Returns 1 when a weight is −128, else 0.
+ */
+export function q8PackBlocks(q: usize, d: usize, blocks: usize, r0: i32, count: i32, NB: i32): i32 {
+  let wide = i8x16.splat(0);
+  const m128 = i8x16.splat(-128);
+  let at = blocks;
+  for (let r = r0; r < r0 + count; r++) {
+    const quad = <usize>(r >> 2);
+    const lane = <usize>(r & 3);
+    for (let b = 0; b < NB; b++) {
+      const qb = quad * <usize>NB + <usize>b;
+      store<f32>(d + ((qb * 4 + lane) << 2), halfToFloat(<u32>load<u16>(at)));
+      const lo = v128.load(at + 2);
+      const hi = v128.load(at + 18);
+      wide = v128.or(wide, v128.or(i8x16.eq(lo, m128), i8x16.eq(hi, m128)));
+      const base = q + qb * 128 + lane * 4;
+      for (let g = 0; g < 8; g++) store<u32>(base + <usize>(g * 16), load<u32>(at + 2 + <usize>(g * 4)));
+      at += 34;
+    }
+  }
+  return v128.any_true(wide) ? 1 : 0;
+}
