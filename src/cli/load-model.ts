@@ -2,7 +2,8 @@
 import { statSync } from 'node:fs';
 import type { GPTConfig } from '../engine/config.js';
 import { InferenceWeights } from '../engine/inference.js';
-import { loadModelDir, loadQ8ModelDir, modelDirWeights } from '../io/checkpoint.js';
+import { wasmArena } from '../engine/wasm/runtime.js';
+import { loadModelDir, loadQ8ModelDir, modelDirWeights, openModelDir } from '../io/checkpoint.js';
 import { loadGgufModel } from '../io/gguf.js';
 import { Gpt2Tokenizer } from '../tokenizer/gpt2-bpe.js';
 
@@ -40,7 +41,24 @@ export async function loadInferenceModel(
     const tokenizer = loaded.tokenizerData ? new Gpt2Tokenizer(loaded.tokenizerData) : null;
     return { config: weights.config, weights, tokenizer };
   }
-  const loaded = await loadModelDir(path, { requireTokenizer: options.requireTokenizer });
+  const arena = wasmArena();
+  if (options.quantize && arena) {
+    // Each matrix read a piece at a time and quantised: the float32 model is never held whole.
+    const opened = await openModelDir(path, { requireTokenizer: options.requireTokenizer });
+    try {
+      const weights = new InferenceWeights(opened.config, opened.source, { quantize: options.quantize });
+      const tokenizer = opened.tokenizerData ? new Gpt2Tokenizer(opened.tokenizerData) : null;
+      return { config: weights.config, weights, tokenizer };
+    } finally {
+      opened.close();
+    }
+  }
+  // Read straight into the kernels' memory, where the weights are computed in (no second copy); a one-shot
+  // command keeps them for as long as it runs.
+  const loaded = await loadModelDir(path, {
+    requireTokenizer: options.requireTokenizer,
+    paramsInto: arena ? (floats) => arena.f32(arena.alloc(floats * 4), floats) : undefined,
+  });
   const weights = new InferenceWeights(loaded.config, loaded.params, { quantize: options.quantize });
   const tokenizer = loaded.tokenizerData ? new Gpt2Tokenizer(loaded.tokenizerData) : null;
   return { config: weights.config, weights, tokenizer };
