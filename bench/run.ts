@@ -432,6 +432,18 @@ const machine = results.machine as Record<string, unknown>;
 console.log(
   `${machine.cpu}, ${machine.cores} cores, Node ${machine.node}, kernels: ${machine.kernels}, ${rounds} rounds`,
 );
+// The servers first: they run as child processes, measured while this process holds no model and no peer.
+if (sections.has('server')) {
+  const { benchServer } = await import('./server.js');
+  results.server = await benchServer(rounds, skip);
+}
+if (sections.has('server-batch')) {
+  // The compiled server batching concurrent streams on --model (GPT-2 small's shape unless named).
+  const { benchServerBatch } = await import('./server-batch.js');
+  const located = await resolveModel(args.model ?? 'gpt2-small-shape');
+  if (!located.ok) skip('server batching', located.why);
+  else results.serverBatch = await benchServerBatch(await loadBenchModel(located.name, located.dir), skip);
+}
 const modelSections = ['decode', 'prefill', 'batch', 'bound', 'quality'].filter((s) => sections.has(s));
 const plans = modelSections.length > 0 ? await loadPlans() : [];
 if (sections.has('decode')) await benchDecode(plans);
@@ -449,17 +461,6 @@ if (sections.has('matmul')) {
 if (sections.has('train')) {
   const { benchTrain } = await import('./train.js');
   results.train = await benchTrain(rounds, skip);
-}
-if (sections.has('server')) {
-  const { benchServer } = await import('./server.js');
-  results.server = await benchServer(rounds, skip);
-}
-if (sections.has('server-batch')) {
-  // The compiled server batching concurrent streams on --model (GPT-2 small's shape unless named).
-  const { benchServerBatch } = await import('./server-batch.js');
-  const located = await resolveModel(args.model ?? 'gpt2-small-shape');
-  if (!located.ok) skip('server batching', located.why);
-  else results.serverBatch = await benchServerBatch(await loadBenchModel(located.name, located.dir), skip);
 }
 results.skipped = skipped;
 
