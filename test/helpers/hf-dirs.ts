@@ -1,8 +1,12 @@
 // Writes Hugging Face model directories the way other tools store them (F16/BF16, sharded, Hub-style names,
 // attention buffers, a stored tied head) from a float32 one, for the loader and model-source tests.
+
+import assert from 'node:assert/strict';
 import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { f16Bits, halfToFloat } from '../../src/engine/formats/half.js';
+import { parameterLayout } from '../../src/engine/layout.js';
+import { openModelDir } from '../../src/io/checkpoint.js';
 import { parseSafetensors } from '../../src/io/safetensors.js';
 
 export type StoredDtype = 'F32' | 'F16' | 'BF16';
@@ -135,4 +139,24 @@ export function writeVariant(src: string, out: string, o: VariantOptions = {}): 
   }
   const index = { metadata: { total_size: totalSize }, weight_map: weightMap };
   writeFileSync(join(out, 'model.safetensors.index.json'), `${JSON.stringify(index, null, 2)}\n`);
+}
+
+/** Opens a directory with openModelDir and reads every tensor through its source, in two pieces each. */
+export async function readEveryTensor(dir: string, requireTokenizer = false): Promise<Float32Array> {
+  const opened = await openModelDir(dir, { requireTokenizer });
+  try {
+    const layout = parameterLayout(opened.config);
+    const out = new Float32Array(layout.total);
+    for (const spec of layout.tensors) {
+      const t = opened.source.tensor(spec.hfName);
+      assert.equal(t.format, 'f32-read');
+      if (t.format !== 'f32-read') continue;
+      const half = Math.floor(spec.size / 2);
+      t.read(0, half, out.subarray(spec.offset, spec.offset + half));
+      t.read(half, spec.size - half, out.subarray(spec.offset + half, spec.offset + spec.size));
+    }
+    return out;
+  } finally {
+    opened.close();
+  }
 }

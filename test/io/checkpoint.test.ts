@@ -7,11 +7,12 @@ import { after, before, describe, it } from 'node:test';
 import type { GPTConfig } from '../../src/engine/config.js';
 import { parameterLayout } from '../../src/engine/layout.js';
 import { wasmArena } from '../../src/engine/wasm/runtime.js';
-import { loadModelDir, openModelDir, saveModelDir } from '../../src/io/checkpoint.js';
+import { loadModelDir, saveModelDir } from '../../src/io/checkpoint.js';
 import { pyFloat, pythonJson } from '../../src/io/python-json.js';
 import { parseSafetensors, serializeSafetensors, type TensorToWrite } from '../../src/io/safetensors.js';
 import { writeTokenizerFiles } from '../../src/io/tokenizer-files.js';
 import { fixture, maxAbsDiff } from '../helpers/fixtures.js';
+import { readEveryTensor } from '../helpers/hf-dirs.js';
 import { smallTokenizerData } from './small-tokenizer.js';
 
 const golden = fixture('multi-v512');
@@ -63,26 +64,6 @@ async function expectLoadError(
   await assert.rejects(loadModelDir(dir, { requireTokenizer }), check);
   // The loader that reads tensors a piece at a time (quantising at load) refuses it for the same reason.
   await assert.rejects(readEveryTensor(dir, requireTokenizer), check, 'openModelDir');
-}
-
-/** Opens a directory with openModelDir and reads every tensor through its source, in two pieces each. */
-async function readEveryTensor(dir: string, requireTokenizer = false): Promise<Float32Array> {
-  const opened = await openModelDir(dir, { requireTokenizer });
-  try {
-    const layout = parameterLayout(opened.config);
-    const out = new Float32Array(layout.total);
-    for (const spec of layout.tensors) {
-      const t = opened.source.tensor(spec.hfName);
-      assert.equal(t.format, 'f32-read');
-      if (t.format !== 'f32-read') continue;
-      const half = Math.floor(spec.size / 2);
-      t.read(0, half, out.subarray(spec.offset, spec.offset + half));
-      t.read(half, spec.size - half, out.subarray(spec.offset + half, spec.offset + spec.size));
-    }
-    return out;
-  } finally {
-    opened.close();
-  }
 }
 
 describe('save_pretrained compatibility', () => {

@@ -9,7 +9,7 @@ import { after, describe, it } from 'node:test';
 import { GPT2 } from '../../src/engine/model.js';
 import { loadModelDir } from '../../src/io/checkpoint.js';
 import { fixture, maxAbsDiff, readReferenceTensors } from '../helpers/fixtures.js';
-import { roundTo, type StoredDtype, writeVariant } from '../helpers/hf-dirs.js';
+import { readEveryTensor, roundTo, type StoredDtype, writeVariant } from '../helpers/hf-dirs.js';
 
 const golden = fixture('multi-v512');
 const tmp = mkdtempSync(join(tmpdir(), 'tiny-llm-hf-'));
@@ -47,6 +47,8 @@ describe('F16, BF16 and sharded checkpoints give the F32 original logits within 
       // The loaded weights are exactly the stored values widened to float32.
       const expected = roundTo(options.dtype ?? 'F32', ref.params);
       assert.equal(maxAbsDiff(got.params, expected), 0, 'weights widened exactly');
+      // Read a piece at a time (quantising at load), the same values.
+      assert.equal(maxAbsDiff(await readEveryTensor(dir), expected), 0, 'openModelDir widens the same');
       const diff = maxAbsDiff(got.logits, ref.logits);
       console.log(`# ${label}: largest logit difference from F32 ${diff.toExponential(3)} (bound ${bound})`);
       assert.ok(diff <= bound, `${label}: ${diff} > ${bound}`);
@@ -67,12 +69,18 @@ describe('F16, BF16 and sharded checkpoints give the F32 original logits within 
 
 /** Loading `dir` fails with a message that names `file` (relative to dir) and matches `reason`. */
 async function refused(dir: string, file: string, reason: RegExp): Promise<void> {
-  await assert.rejects(loadModelDir(dir), (err: Error) => {
+  const check = (err: Error) => {
     assert.ok(err.message.startsWith(join(dir, file)), `names ${file}: ${err.message}`);
     assert.match(err.message, reason);
+    return true;
+  };
+  await assert.rejects(loadModelDir(dir), (err: Error) => {
+    check(err);
     console.log(`# refused: ${err.message.replace(dir, '<dir>')}`);
     return true;
   });
+  // The loader that reads a piece at a time (quantising at load) refuses it for the same reason.
+  await assert.rejects(readEveryTensor(dir), check, 'openModelDir');
 }
 
 function editJson(file: string, edit: (c: Record<string, unknown>) => void): void {
