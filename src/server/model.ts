@@ -3,7 +3,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { resolve as resolvePath } from 'node:path';
 import type { GPTConfig } from '../engine/config.js';
-import { InferenceWeights, type SharedHead } from '../engine/inference.js';
+import { InferenceWeights, type ModelSource, type SharedHead } from '../engine/inference.js';
 import { parameterLayout } from '../engine/layout.js';
 import { wasmArena } from '../engine/wasm/runtime.js';
 import { loadModelDir, loadQ8ModelDir, modelDirWeights, openModelDir } from '../io/checkpoint.js';
@@ -142,17 +142,7 @@ async function fromDirectory(dir: string, options: ServedModelOptions): Promise<
 async function quantisedFromDirectory(dir: string, quantize: 'q8_0'): Promise<LoadedParts> {
   const opened = await openModelDir(dir, { requireTokenizer: true, tokenizer: 'tables' });
   try {
-    const tokenizer = opened.tokenizerTables;
-    if (!tokenizer)
-      throw new Error(`${dir} has no tokenizer files (tokenizer.json or vocab.json + merges.txt)`);
-    const weights = new InferenceWeights(opened.config, opened.source, { head: 'share', quantize });
-    return {
-      config: opened.config,
-      weights,
-      tokenizer,
-      tokenizerSource: opened.tokenizerSource ?? 'tokenizer files',
-      params: null,
-    };
+    return sourceParts(dir, opened, quantize);
   } finally {
     opened.close();
   }
@@ -160,11 +150,24 @@ async function quantisedFromDirectory(dir: string, quantize: 'q8_0'): Promise<Lo
 
 /** A model directory whose weights are model.q8_0.gguf: the int8 blocks go to the kernels as they are stored. */
 async function fromQ8Directory(dir: string): Promise<LoadedParts> {
-  const loaded = await loadQ8ModelDir(dir, { requireTokenizer: true, tokenizer: 'tables' });
+  return sourceParts(dir, await loadQ8ModelDir(dir, { requireTokenizer: true, tokenizer: 'tables' }));
+}
+
+/** The weights of a directory given as a ModelSource, placed for every worker, with its tokenizer tables. */
+function sourceParts(
+  dir: string,
+  loaded: {
+    config: Readonly<GPTConfig>;
+    source: ModelSource;
+    tokenizerTables?: TokenizerTables | null;
+    tokenizerSource?: string;
+  },
+  quantize?: 'q8_0',
+): LoadedParts {
   const tokenizer = loaded.tokenizerTables;
   if (!tokenizer)
     throw new Error(`${dir} has no tokenizer files (tokenizer.json or vocab.json + merges.txt)`);
-  const weights = new InferenceWeights(loaded.config, loaded.source, { head: 'share' });
+  const weights = new InferenceWeights(loaded.config, loaded.source, { head: 'share', quantize });
   return {
     config: loaded.config,
     weights,

@@ -1051,6 +1051,13 @@ export function packHeadSubset(dst: usize, head: usize, ids: usize, count: i32, 
 /** Weights per Q8_0 block. */
 const QK: i32 = 32;
 
+/** The largest |x| of a 32-block held in eight vectors (inlined by the optimiser). */
+function absMax8(v0: v128, v1: v128, v2: v128, v3: v128, v4: v128, v5: v128, v6: v128, v7: v128): f32 {
+  const a = f32x4.max(f32x4.max(f32x4.abs(v0), f32x4.abs(v1)), f32x4.max(f32x4.abs(v2), f32x4.abs(v3)));
+  const b = f32x4.max(f32x4.max(f32x4.abs(v4), f32x4.abs(v5)), f32x4.max(f32x4.abs(v6), f32x4.abs(v7)));
+  return laneMax(f32x4.max(a, b));
+}
+
 /** f32 → f16 → f32, rounding to nearest even (what GGML_FP32_TO_FP16 stores for a block's scale). */
 function roundToHalf(x: f32): f32 {
   const bits = reinterpret<u32>(x);
@@ -1092,12 +1099,7 @@ export function q8Quantize(xq: usize, xd: usize, xw: usize, x: usize, n: i32, IC
       const v5 = v128.load(px, 80);
       const v6 = v128.load(px, 96);
       const v7 = v128.load(px, 112);
-      let m = f32x4.max(f32x4.max(f32x4.abs(v0), f32x4.abs(v1)), f32x4.max(f32x4.abs(v2), f32x4.abs(v3)));
-      m = f32x4.max(
-        m,
-        f32x4.max(f32x4.max(f32x4.abs(v4), f32x4.abs(v5)), f32x4.max(f32x4.abs(v6), f32x4.abs(v7))),
-      );
-      const amax = laneMax(m);
+      const amax = absMax8(v0, v1, v2, v3, v4, v5, v6, v7);
       const d: f32 = amax / 127;
       const id = f32x4.splat(amax !== 0 ? <f32>127 / amax : 0);
       store<f32>(pd, roundToHalf(d));
@@ -1880,12 +1882,7 @@ export function q8WeightRows(dst: usize, src: usize, rows: i32, cols: i32): void
       const x5 = v128.load(p, 80);
       const x6 = v128.load(p, 96);
       const x7 = v128.load(p, 112);
-      let m = f32x4.max(f32x4.max(f32x4.abs(x0), f32x4.abs(x1)), f32x4.max(f32x4.abs(x2), f32x4.abs(x3)));
-      m = f32x4.max(
-        m,
-        f32x4.max(f32x4.max(f32x4.abs(x4), f32x4.abs(x5)), f32x4.max(f32x4.abs(x6), f32x4.abs(x7))),
-      );
-      q8WeightBlock(o, laneMax(m), x0, x1, x2, x3, x4, x5, x6, x7);
+      q8WeightBlock(o, absMax8(x0, x1, x2, x3, x4, x5, x6, x7), x0, x1, x2, x3, x4, x5, x6, x7);
       p += 128;
       o += 34;
     }
