@@ -1906,36 +1906,41 @@ export function q8WeightColumns(
   const stride = (<usize>stride4) << 2;
   const rowBytes = <usize>NB * 34;
   const R4 = rows & ~3;
-  for (let r = 0; r < rows; r += 4) {
-    const lanes = r < R4 ? 4 : rows - r;
+  // Sixteen output rows (one 64-byte line of each stored row) at a time, so the four quads of a block read
+  // the same 32 lines while they are in cache.
+  for (let r16 = 0; r16 < rows; r16 += 16) {
+    const end = min(r16 + 16, rows);
     for (let b = 0; b < NB; b++) {
-      let p = src + <usize>b * 32 * stride + ((<usize>r) << 2);
-      if (lanes === 4) {
-        for (let g = 0; g < 8; g++) {
-          const a = v128.load(p);
-          const bb = v128.load(p + stride);
-          const c = v128.load(p + 2 * stride);
-          const d = v128.load(p + 3 * stride);
-          const t0 = v128.shuffle<f32>(a, bb, 0, 4, 1, 5);
-          const t1 = v128.shuffle<f32>(c, d, 0, 4, 1, 5);
-          const t2 = v128.shuffle<f32>(a, bb, 2, 6, 3, 7);
-          const t3 = v128.shuffle<f32>(c, d, 2, 6, 3, 7);
-          const o = tmp + ((<usize>g) << 4);
-          v128.store(o, v128.shuffle<f32>(t0, t1, 0, 1, 4, 5));
-          v128.store(o, v128.shuffle<f32>(t0, t1, 2, 3, 6, 7), 128);
-          v128.store(o, v128.shuffle<f32>(t2, t3, 0, 1, 4, 5), 256);
-          v128.store(o, v128.shuffle<f32>(t2, t3, 2, 3, 6, 7), 384);
-          p += stride << 2;
+      for (let r = r16; r < end; r += 4) {
+        const lanes = r < R4 ? 4 : rows - r;
+        let p = src + <usize>b * 32 * stride + ((<usize>r) << 2);
+        if (lanes === 4) {
+          for (let g = 0; g < 8; g++) {
+            const a = v128.load(p);
+            const bb = v128.load(p + stride);
+            const c = v128.load(p + 2 * stride);
+            const d = v128.load(p + 3 * stride);
+            const t0 = v128.shuffle<f32>(a, bb, 0, 4, 1, 5);
+            const t1 = v128.shuffle<f32>(c, d, 0, 4, 1, 5);
+            const t2 = v128.shuffle<f32>(a, bb, 2, 6, 3, 7);
+            const t3 = v128.shuffle<f32>(c, d, 2, 6, 3, 7);
+            const o = tmp + ((<usize>g) << 4);
+            v128.store(o, v128.shuffle<f32>(t0, t1, 0, 1, 4, 5));
+            v128.store(o, v128.shuffle<f32>(t0, t1, 2, 3, 6, 7), 128);
+            v128.store(o, v128.shuffle<f32>(t2, t3, 0, 1, 4, 5), 256);
+            v128.store(o, v128.shuffle<f32>(t2, t3, 2, 3, 6, 7), 384);
+            p += stride << 2;
+          }
+        } else {
+          for (let i = 0; i < 32; i++) {
+            for (let j = 0; j < lanes; j++)
+              store<f32>(tmp + <usize>(j * 128 + i * 4), load<f32>(p + ((<usize>j) << 2)));
+            p += stride;
+          }
         }
-      } else {
-        for (let i = 0; i < 32; i++) {
-          for (let j = 0; j < lanes; j++)
-            store<f32>(tmp + <usize>(j * 128 + i * 4), load<f32>(p + ((<usize>j) << 2)));
-          p += stride;
-        }
+        for (let j = 0; j < lanes; j++)
+          q8WeightRows(dst + <usize>(r + j) * rowBytes + <usize>b * 34, tmp + <usize>(j * 128), 1, 32);
       }
-      for (let j = 0; j < lanes; j++)
-        q8WeightRows(dst + <usize>(r + j) * rowBytes + <usize>b * 34, tmp + <usize>(j * 128), 1, 32);
     }
   }
 }
