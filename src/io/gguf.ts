@@ -1,5 +1,6 @@
 // GGUF v3 for llama.cpp / Ollama / node-llama-cpp: export of our GPT-2 (F32, or Q8_0 matrices), the reader,
 // and loading a GPT-2 GGUF (F32, F16, BF16, Q8_0 tensors) for our engine, checked against its own header.
+import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { GPTConfig } from '../engine/config.js';
 import { validateConfig } from '../engine/config.js';
@@ -86,8 +87,10 @@ export interface GgufFile {
   dataOffset: number;
   /** F32 data of one tensor (a copy), in ggml order (row-major over the reversed dims). */
   tensorData(name: string): Float32Array;
-  /** The stored bytes of one tensor (a view of the file's bytes), whatever its type. */
+  /** The stored bytes of one tensor (a view of the file's bytes, or read from the file), whatever its type. */
   tensorBytes(name: string): Uint8Array;
+  /** Bytes [start, start + into.length) of one tensor's stored bytes into `into`. */
+  tensorRange(name: string, start: number, into: Uint8Array): void;
 }
 
 export interface GgufExportOptions {
@@ -313,8 +316,15 @@ export async function readGgufHeader(file: string): Promise<GgufFile> {
   return parseGguf(new Uint8Array(await readFile(file)), file);
 }
 
-/** Parses GGUF v2/v3 bytes; errors name `file` and what is wrong. */
-export function parseGguf(buf: Uint8Array, file: string): GgufFile {
+/** The header runs past the bytes given to parseGguf, but not past the file: read more of it. */
+class GgufShortPrefix extends Error {}
+
+/**
+ * Parses GGUF v2/v3 bytes; errors name `file` and what is wrong. `buf` may be the file's first bytes only when
+ * `fileSize` says how long the file is (then a header longer than `buf` throws GgufShortPrefix, and tensor
+ * data is not in `buf`: see openGgufFile).
+ */
+export function parseGguf(buf: Uint8Array, file: string, fileSize = buf.byteLength): GgufFile {
   const fail = (msg: string): never => {
     throw new Error(`${file}: ${msg}`);
   };
@@ -322,7 +332,10 @@ export function parseGguf(buf: Uint8Array, file: string): GgufFile {
   const decoder = new TextDecoder('utf-8', { fatal: true });
   let pos = 0;
   const need = (n: number, what: string) => {
-    if (pos + n > buf.byteLength) fail(`truncated while reading ${what} at byte ${pos}`);
+    if (pos + n > buf.byteLength) {
+      if (pos + n <= fileSize) throw new GgufShortPrefix();
+      fail(`truncated while reading ${what} at byte ${pos}`);
+    }
   };
   const u8 = (what: string) => {
     need(1, what);
@@ -399,14 +412,14 @@ export function parseGguf(buf: Uint8Array, file: string): GgufFile {
     }
   };
 
-  if (buf.byteLength < 24) fail(`truncated: ${buf.byteLength} bytes is less than a GGUF header`);
+  if (fileSize < 24) fail(`truncated: ${fileSize} bytes is less than a GGUF header`);
   if (u32('magic') !== GGUF_MAGIC) fail('not a GGUF file (bad magic)');
   const version = u32('version');
   if (version !== 2 && version !== 3) fail(`unsupported GGUF version ${version}`);
   const tensorCount = u64('tensor count');
   const kvCount = u64('metadata count');
   // Every entry takes at least 8 bytes, so counts beyond the file size are lies, not allocations to attempt.
-  if (tensorCount > buf.byteLength / 8 || kvCount > buf.byteLength / 8)
+  if (tensorCount > fileSize / 8 || kvCount > fileSize / 8)
     fail('tensor or metadata count exceeds the file size');
 
   const metadata = new Map<string, GgufValue>();
@@ -416,7 +429,7 @@ export function parseGguf(buf: Uint8Array, file: string): GgufFile {
     if (type === GgufType.ARRAY) {
       const itemType = u32(`item type of ${key}`);
       const n = u64(`length of ${key}`);
-      if (n > buf.byteLength - pos) fail(`${key}: array length ${n} exceeds the file size`);
+      if (n > fileSize - pos) fail(`${key}: array length ${n} exceeds the file size`);
       const items: GgufScalar[] = new Array(n);
       for (let j = 0; j < n; j++) items[j] = scalar(itemType, `${key}[${j}]`);
       metadata.set(key, items);
@@ -450,7 +463,7 @@ export function parseGguf(buf: Uint8Array, file: string): GgufFile {
     if (t.offset % alignment !== 0)
       fail(`tensor ${t.name} offset ${t.offset} is not aligned to ${alignment}`);
     const bytes = ggmlTensorBytes(t.type, t.dims);
-    if (bytes !== null && dataOffset + t.offset + bytes > buf.byteLength)
+    if (bytes !== null && dataOffset + t.offset + bytes > fileSize)
       fail(`tensor ${t.name} (${typeName(t.type)}, ${bytes} bytes) runs past the end of the file`);
   }
 
@@ -471,7 +484,95 @@ export function parseGguf(buf: Uint8Array, file: string): GgufFile {
     const start = dataOffset + t.offset;
     return buf.subarray(start, start + bytes);
   };
-  return { version, metadata, tensors, alignment, dataOffset, tensorData, tensorBytes };
+  const tensorRange = (name: string, start: number, into: Uint8Array): void => {
+    into.set(tensorBytes(name).subarray(start, start + into.length));
+  };
+  return { version, metadata, tensors, alignment, dataOffset, tensorData, tensorBytes, tensorRange };
+}
+
+/** Header bytes read first by openGgufFile (GPT-2's tokenizer metadata takes ~2 MB), then 4× as needed. */
+const GGUF_PREFIX_BYTES = 4 << 20;
+
+/**
+ * A GGUF file's header (metadata and tensor table, checked as parseGguf checks them) read from its first
+ * `prefixBytes` (more when the header is longer); tensor bytes are read from the file when asked, so a loader
+ * never holds the whole file.
+ */
+export function openGgufFile(file: string, prefixBytes = GGUF_PREFIX_BYTES): GgufFile {
+  const fail = (msg: string): never => {
+    throw new Error(`${file}: ${msg}`);
+  };
+  const readAt = (into: Uint8Array, position: number): void => {
+    let fd: number;
+    try {
+      fd = openSync(file, 'r');
+    } catch (err) {
+      return fail(`cannot be read (${(err as Error).message})`);
+    }
+    try {
+      let done = 0;
+      while (done < into.length) {
+        const n = readSync(fd, into, done, into.length - done, position + done);
+        if (n === 0) fail('truncated while it was being read');
+        done += n;
+      }
+    } finally {
+      closeSync(fd);
+    }
+  };
+  let size: number;
+  try {
+    size = statSync(file).size;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return fail(code === 'ENOENT' ? 'does not exist' : `cannot be read (${(err as Error).message})`);
+  }
+  let length = Math.min(size, Math.max(1, prefixBytes));
+  for (;;) {
+    const prefix = new Uint8Array(length);
+    readAt(prefix, 0);
+    let g: GgufFile;
+    try {
+      g = parseGguf(prefix, file, size);
+    } catch (err) {
+      if (err instanceof GgufShortPrefix && length < size) {
+        length = Math.min(size, length * 4);
+        continue;
+      }
+      throw err;
+    }
+    const byName = new Map(g.tensors.map((t) => [t.name, t]));
+    const located = (name: string): { start: number; bytes: number } => {
+      const t = byName.get(name);
+      if (!t) return fail(`no tensor ${name}`);
+      const bytes = ggmlTensorBytes(t.type, t.dims);
+      if (bytes === null)
+        return fail(`tensor ${name} has ${typeName(t.type)} data, which this reader does not know`);
+      return { start: g.dataOffset + t.offset, bytes };
+    };
+    const tensorBytes = (name: string): Uint8Array => {
+      const { start, bytes } = located(name);
+      const out = new Uint8Array(bytes);
+      readAt(out, start);
+      return out;
+    };
+    return {
+      ...g,
+      tensorData(name) {
+        const t = byName.get(name);
+        if (t && t.type !== GgmlType.F32)
+          return fail(`tensor ${name} has ggml type ${t.type}, only F32 can be read`);
+        return new Float32Array(tensorBytes(name).buffer);
+      },
+      tensorBytes,
+      tensorRange(name, start, into) {
+        const at = located(name);
+        if (start < 0 || start + into.length > at.bytes)
+          throw new RangeError(`${name}: bytes [${start}, ${start + into.length}) of ${at.bytes}`);
+        readAt(into, at.start + start);
+      },
+    };
+  }
 }
 
 /** A GPT-2 GGUF loaded for our engine. */
@@ -533,15 +634,15 @@ function toFloats(bytes: Uint8Array, type: number, count: number): Float32Array 
  * Errors name the file and the reason.
  */
 export async function loadGgufModel(file: string): Promise<GgufModel> {
-  return ggufModel(new Uint8Array(await readFile(file)), file);
+  return ggufModel(openGgufFile(file), file);
 }
 
-/** loadGgufModel over bytes already read. */
-export function ggufModel(bytes: Uint8Array, file: string): GgufModel {
+/** loadGgufModel over bytes already read, or a file opened with openGgufFile. */
+export function ggufModel(bytes: Uint8Array | GgufFile, file: string): GgufModel {
   const fail = (msg: string): never => {
     throw new Error(`${file}: ${msg}`);
   };
-  const g = parseGguf(bytes, file);
+  const g = bytes instanceof Uint8Array ? parseGguf(bytes, file) : bytes;
   const arch = g.metadata.get('general.architecture');
   if (arch !== 'gpt2') fail(`architecture is ${JSON.stringify(arch ?? null)}, not gpt2`);
   const nEmbd = intKey(g, 'gpt2.embedding_length', fail);
@@ -644,8 +745,17 @@ export function ggufModel(bytes: Uint8Array, file: string): GgufModel {
       const spec = layout.byName.get(hfName);
       if (!spec) return fail(`no tensor for ${hfName}`);
       const t = stored(spec);
-      if (t.type === GgmlType.Q8_0 && (spec.conv1d || matrices.has(hfName)))
-        return { format: 'q8_0', blocks: g.tensorBytes(spec.ggufName) };
+      if (t.type === GgmlType.Q8_0 && (spec.conv1d || matrices.has(hfName))) {
+        const name = spec.ggufName;
+        const rowBytes = (t.dims[0] / Q8_BLOCK) * Q8_BLOCK_BYTES;
+        return {
+          format: 'q8_0',
+          get blocks() {
+            return g.tensorBytes(name);
+          },
+          readRows: (first, _rows, into) => g.tensorRange(name, first * rowBytes, into),
+        };
+      }
       return { format: 'f32', data: floats(spec) };
     },
   };

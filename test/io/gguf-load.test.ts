@@ -1,15 +1,15 @@
 // Loading a GPT-2 GGUF for our engine: F32 exactly, F16 converted once, Q8_0 kept as Q8_0; and every broken file
 // refused with its name and the reason before anything is sized from its header.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { GPTConfig } from '../../src/engine/config.js';
-import { InferenceSession, InferenceWeights } from '../../src/engine/inference.js';
+import { InferenceSession, InferenceWeights, type ModelSource } from '../../src/engine/inference.js';
 import { parameterLayout } from '../../src/engine/layout.js';
 import { Rng } from '../../src/engine/rng.js';
-import { ggufBytes, loadGgufModel } from '../../src/io/gguf.js';
+import { ggufBytes, ggufModel, loadGgufModel, openGgufFile } from '../../src/io/gguf.js';
 import { maxAbsDiff } from '../helpers/fixtures.js';
 import { smallTokenizerData } from './small-tokenizer.js';
 
@@ -81,7 +81,7 @@ describe('loadGgufModel', () => {
     assert.ok(logits < 1e-2);
   });
 
-  it('a Q8_0 file keeps its Q8_0 blocks (views of the file) and decodes as quantising the F32 model at load does', async () => {
+  it('a Q8_0 file keeps its Q8_0 blocks, read from the file a few rows at a time, and decodes as quantising the F32 model at load does', async () => {
     const bytes = ggufBytes({ config, params, tokenizerData, quantize: 'q8_0' });
     const g = await loadGgufModel(write('q8.gguf', bytes));
     assert.equal(g.format, 'q8_0');
@@ -97,6 +97,37 @@ describe('loadGgufModel', () => {
       `Q8_0 GGUF: logits equal quantising at load (diff ${maxAbsDiff(fromFile, atLoad)}), within ${maxAbsDiff(fromFile, f32).toExponential(2)} of F32`,
     );
     assert.equal(maxAbsDiff(fromFile, atLoad), 0);
+    // The blocks read a few rows at a time (readRows, what the kernels' loader uses) are the file's blocks.
+    if (qkv.format === 'q8_0') {
+      assert.ok(qkv.readRows, 'the source reads rows on demand');
+      const rows = new Uint8Array(3 * 2 * 34);
+      qkv.readRows?.(5, 3, rows);
+      assert.deepEqual(Array.from(rows), Array.from(qkv.blocks.subarray(5 * 2 * 34, 8 * 2 * 34)));
+    }
+    // Packed from whole tensors instead (a source without readRows): the same logits.
+    const whole: ModelSource = {
+      tensor(name) {
+        const t = g.source.tensor(name);
+        return t.format === 'q8_0' ? { format: 'q8_0', blocks: t.blocks } : t;
+      },
+    };
+    assert.equal(maxAbsDiff(logitsOf(new InferenceWeights(g.config, whole)), fromFile), 0);
+  });
+
+  it('a header longer than the first bytes read is read in full; the tensors are the same', async () => {
+    const file = write('q8-prefix.gguf', ggufBytes({ config, params, tokenizerData, quantize: 'q8_0' }));
+    const small = ggufModel(openGgufFile(file, 64), file);
+    const usual = await loadGgufModel(file);
+    assert.deepEqual(small.config, usual.config);
+    assert.deepEqual(small.tokenizerData, usual.tokenizerData);
+    const a = logitsOf(new InferenceWeights(small.config, small.source));
+    assert.equal(maxAbsDiff(a, logitsOf(new InferenceWeights(usual.config, usual.source))), 0);
+    // Truncated inside the tensor data: refused from the header, naming the file.
+    const cut = write('q8-cut.gguf', readFileSync(file).subarray(0, readFileSync(file).length - 10));
+    assert.throws(
+      () => openGgufFile(cut, 64),
+      (e: Error) => e.message.startsWith(cut) && /runs past the end of the file/.test(e.message),
+    );
   });
 });
 

@@ -3,7 +3,14 @@
 import { type GPTConfig, validateConfig } from '../config.js';
 import { F32Linear } from '../formats/f32.js';
 import type { Linear, WeightFormat } from '../formats/linear.js';
-import { Q8Linear, Q8Matrix, q8Eligible, quantizeQ8_0, type SharedQ8 } from '../formats/q8-0.js';
+import {
+  Q8_BLOCK_BYTES,
+  Q8Linear,
+  Q8Matrix,
+  q8Eligible,
+  quantizeQ8_0,
+  type SharedQ8,
+} from '../formats/q8-0.js';
 import { F32HeadMatrix } from '../head/f32-head.js';
 import { FullHead } from '../head/full.js';
 import type { HeadMatrix } from '../head/head-matrix.js';
@@ -18,8 +25,15 @@ import { type WasmArena, wasmArena } from '../wasm/runtime.js';
 export type TensorData =
   /** float32 in the layout's shape and orientation (Conv1D weights [in, out]). */
   | { format: 'f32'; data: Float32Array }
-  /** GGUF Q8_0 blocks of the [out, in] matrix (a Conv1D weight transposed; the embedding as is). */
-  | { format: 'q8_0'; blocks: Uint8Array }
+  /**
+   * GGUF Q8_0 blocks of the [out, in] matrix (a Conv1D weight transposed; the embedding as is); `readRows`, when
+   * given, reads the blocks of rows [first, first + rows) into `into` (a loader that packs them a piece at a time).
+   */
+  | {
+      format: 'q8_0';
+      blocks: Uint8Array;
+      readRows?(first: number, rows: number, into: Uint8Array): void;
+    }
   /**
    * float32 as 'f32' gives it, read on demand: elements [start, start + count) into `into` (a loader that
    * never holds the whole float32 model, e.g. when quantising at load).
@@ -119,6 +133,30 @@ function quantiseInto(
     }
   } finally {
     arena.free(scratch, floats * 4);
+  }
+}
+
+/** Bytes of Q8_0 blocks read and packed at a time (whole rows). */
+const PACK_CHUNK_BYTES = 1 << 20;
+
+/** Packs a Q8_0 matrix from its GGUF blocks read a few rows at a time into scratch in the kernels' memory. */
+function packQ8Rows(
+  m: Q8Matrix,
+  arena: WasmArena,
+  readRows: (first: number, rows: number, into: Uint8Array) => void,
+): void {
+  const rowBytes = m.NB * Q8_BLOCK_BYTES;
+  const chunkRows = Math.max(1, Math.floor(PACK_CHUNK_BYTES / rowBytes));
+  const bytes = Math.min(m.rows, chunkRows) * rowBytes;
+  const scratch = arena.alloc(bytes);
+  try {
+    for (let r0 = 0; r0 < m.rows; r0 += chunkRows) {
+      const n = Math.min(chunkRows, m.rows - r0);
+      readRows(r0, n, arena.u8(scratch, n * rowBytes));
+      m.packBlocks(scratch, r0, n);
+    }
+  } finally {
+    arena.free(scratch, bytes);
   }
 }
 
@@ -235,6 +273,12 @@ export class InferenceWeights {
         continue;
       }
       const t = source(spec);
+      if (t.format === 'q8_0' && t.readRows && arena) {
+        const m = new Q8Matrix(rows, cols, arena, { blocks: null, alloc });
+        packQ8Rows(m, arena, t.readRows);
+        this.q8.set(name, m);
+        continue;
+      }
       if (t.format === 'q8_0') {
         this.q8.set(name, new Q8Matrix(rows, cols, arena, { blocks: t.blocks, alloc: arena ? alloc : null }));
         continue;
