@@ -507,7 +507,7 @@ export function openGgufFile(file: string, prefixBytes = GGUF_PREFIX_BYTES): Ggu
     try {
       fd = openSync(file, 'r');
     } catch (err) {
-      return fail(`cannot be read (${(err as Error).message})`);
+      throw new Error(`${file}: cannot be read (${(err as Error).message})`);
     }
     try {
       let done = 0;
