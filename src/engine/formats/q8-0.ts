@@ -169,22 +169,8 @@ export class Q8Matrix {
     this.d.fill(0);
     if (!blocks) return;
     if (arena && alloc) {
-      // Through the kernels' memory in pieces of whole rows.
       const rowBytes = this.NB * Q8_BLOCK_BYTES;
-      const chunkRows = Math.max(1, Math.floor(PACK_CHUNK_BYTES / rowBytes));
-      const inArena = arena.owns(blocks);
-      const scratchBytes = inArena ? 0 : Math.min(rows, chunkRows) * rowBytes;
-      const scratch = inArena ? 0 : arena.alloc(scratchBytes);
-      try {
-        for (let r0 = 0; r0 < rows; r0 += chunkRows) {
-          const count = Math.min(chunkRows, rows - r0);
-          const piece = blocks.subarray(r0 * rowBytes, (r0 + count) * rowBytes);
-          if (!inArena) arena.u8(scratch, piece.length).set(piece);
-          this.packBlocks(inArena ? piece.byteOffset : scratch, r0, count);
-        }
-      } finally {
-        if (scratchBytes > 0) arena.free(scratch, scratchBytes);
-      }
+      this.packRows((first, n, into) => into.set(blocks.subarray(first * rowBytes, (first + n) * rowBytes)));
       return;
     }
     const signed = new Int8Array(blocks.buffer, blocks.byteOffset, blocks.byteLength);
@@ -217,6 +203,27 @@ export class Q8Matrix {
     }
     this.wide = wide;
     this.plain = wide || !arena?.relaxedDot;
+  }
+
+  /**
+   * Packs every row from its GGUF blocks, which `readRows` puts into `into` (rows [first, first + n)) a few
+   * rows at a time, in scratch in the kernels' memory: the blocks are never held whole there.
+   */
+  packRows(readRows: (first: number, n: number, into: Uint8Array) => void): void {
+    const arena = this.arena as WasmArena;
+    const rowBytes = this.NB * Q8_BLOCK_BYTES;
+    const chunkRows = Math.max(1, Math.floor(PACK_CHUNK_BYTES / rowBytes));
+    const bytes = Math.min(this.rows, chunkRows) * rowBytes;
+    const scratch = arena.alloc(bytes);
+    try {
+      for (let r0 = 0; r0 < this.rows; r0 += chunkRows) {
+        const n = Math.min(chunkRows, this.rows - r0);
+        readRows(r0, n, arena.u8(scratch, n * rowBytes));
+        this.packBlocks(scratch, r0, n);
+      }
+    } finally {
+      arena.free(scratch, bytes);
+    }
   }
 
   /** Packs `count` rows from row r0 given as GGUF blocks at `ptr` in the kernels' memory (see q8PackBlocks). */

@@ -3,14 +3,7 @@
 import { type GPTConfig, validateConfig } from '../config.js';
 import { F32Linear } from '../formats/f32.js';
 import type { Linear, WeightFormat } from '../formats/linear.js';
-import {
-  Q8_BLOCK_BYTES,
-  Q8Linear,
-  Q8Matrix,
-  q8Eligible,
-  quantizeQ8_0,
-  type SharedQ8,
-} from '../formats/q8-0.js';
+import { Q8Linear, Q8Matrix, q8Eligible, quantizeQ8_0, type SharedQ8 } from '../formats/q8-0.js';
 import { F32HeadMatrix } from '../head/f32-head.js';
 import { FullHead } from '../head/full.js';
 import type { HeadMatrix } from '../head/head-matrix.js';
@@ -136,30 +129,6 @@ function quantiseInto(
   }
 }
 
-/** Bytes of Q8_0 blocks read and packed at a time (whole rows). */
-const PACK_CHUNK_BYTES = 1 << 20;
-
-/** Packs a Q8_0 matrix from its GGUF blocks read a few rows at a time into scratch in the kernels' memory. */
-function packQ8Rows(
-  m: Q8Matrix,
-  arena: WasmArena,
-  readRows: (first: number, rows: number, into: Uint8Array) => void,
-): void {
-  const rowBytes = m.NB * Q8_BLOCK_BYTES;
-  const chunkRows = Math.max(1, Math.floor(PACK_CHUNK_BYTES / rowBytes));
-  const bytes = Math.min(m.rows, chunkRows) * rowBytes;
-  const scratch = arena.alloc(bytes);
-  try {
-    for (let r0 = 0; r0 < m.rows; r0 += chunkRows) {
-      const n = Math.min(chunkRows, m.rows - r0);
-      readRows(r0, n, arena.u8(scratch, n * rowBytes));
-      m.packBlocks(scratch, r0, n);
-    }
-  } finally {
-    arena.free(scratch, bytes);
-  }
-}
-
 /** Read-only weights shared by any number of sessions (e.g. one per request). */
 export class InferenceWeights {
   readonly config: Readonly<GPTConfig>;
@@ -275,7 +244,7 @@ export class InferenceWeights {
       const t = source(spec);
       if (t.format === 'q8_0' && t.readRows && arena) {
         const m = new Q8Matrix(rows, cols, arena, { blocks: null, alloc });
-        packQ8Rows(m, arena, t.readRows);
+        m.packRows(t.readRows);
         this.q8.set(name, m);
         continue;
       }
